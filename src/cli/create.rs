@@ -1,0 +1,516 @@
+//! `dsk create KIND OUT`: write a new Zarr v3 array chunk by chunk, in parallel, under the memory
+//! bound. KIND is a generator (ones, zeros, full, arange, linspace, random) or a file (.npy, raw).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+
+use super::{parse_shape_arg, RunArgs};
+use crate::dtype::{DType, Elem, Scalar};
+use crate::error::{human, Error, Result};
+use crate::exec::{self, Stage, TaskCtx};
+use crate::grid::{auto_chunks, Grid, Region, AUTO_CHUNK_BYTES};
+use crate::kernels::generate::{arange_len, arange_len_int, Generator};
+use crate::kernels::random::Dist;
+use crate::report;
+use crate::store::npy::RawSource;
+use crate::store::output::{Kind as OutKind, Staged};
+use crate::store::{self, CodecSpec, CreateSpec};
+use crate::with_dtype;
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  dsk create ones big.zarr --shape 200000,4000 --chunks 1000,1000
+  dsk create random x.zarr --shape 50000,4000 --chunks 1000,1000 --dist normal --seed 42
+  dsk create arange r.zarr --stop 12 --shape 3,4 --dtype int32
+  dsk create from-npy data.npy data.zarr --codec blosc:zstd:5
+  dsk create full nan.zarr --shape 100,100 --value nan --dtype float32")]
+pub struct CreateArgs {
+    #[command(subcommand)]
+    pub kind: Kind,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Kind {
+    /// An array of ones (stored as the fill value: no chunk is written unless --write-empty-chunks).
+    Ones(Common),
+    /// An array of zeros (stored as the fill value).
+    Zeros(Common),
+    /// An array holding one value everywhere (stored as the fill value).
+    Full {
+        /// The value (a number, nan, inf, -inf, true or false).
+        #[arg(long, allow_negative_numbers = true)]
+        value: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// numpy.arange(start, stop, step): 1-D, or reshaped with --shape.
+    Arange {
+        #[arg(long, default_value = "0", allow_negative_numbers = true)]
+        start: String,
+        #[arg(long, allow_negative_numbers = true)]
+        stop: String,
+        #[arg(long, default_value = "1", allow_negative_numbers = true)]
+        step: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// numpy.linspace(start, stop, num): 1-D, or reshaped with --shape.
+    Linspace {
+        #[arg(long, allow_negative_numbers = true)]
+        start: f64,
+        #[arg(long, allow_negative_numbers = true)]
+        stop: f64,
+        #[arg(long)]
+        num: u64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Random values from a counter-based generator: the same seed gives the same array whatever
+    /// the chunking, --workers or write order.
+    Random {
+        #[arg(long, value_enum, default_value = "uniform")]
+        dist: DistArg,
+        /// Lower bound (uniform; inclusive). Default 0.
+        #[arg(long, allow_negative_numbers = true)]
+        low: Option<String>,
+        /// Upper bound (uniform; exclusive). Default 1 for floats; required for integer dtypes.
+        #[arg(long, allow_negative_numbers = true)]
+        high: Option<String>,
+        /// Mean (normal).
+        #[arg(long, default_value = "0", allow_negative_numbers = true)]
+        mean: f64,
+        /// Standard deviation (normal).
+        #[arg(long, default_value = "1")]
+        std: f64,
+        #[arg(long, default_value = "0")]
+        seed: u64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// A NumPy .npy file (C or Fortran order, either byte order), memory-mapped; `-` reads stdin.
+    FromNpy {
+        /// The .npy file, or - for standard input.
+        file: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// A headerless binary file of --shape elements of --dtype in C order.
+    FromRaw {
+        /// The raw file, or - for standard input.
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "little")]
+        byte_order: ByteOrder,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DistArg {
+    Uniform,
+    Normal,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ByteOrder {
+    Little,
+    Big,
+}
+
+/// Options shared by every KIND.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// The output array (a directory, e.g. out.zarr).
+    pub out: PathBuf,
+    /// Array shape, e.g. 200000,4000.
+    #[arg(long)]
+    pub shape: Option<String>,
+    /// Chunk shape (default: about 16 MiB per chunk, as square as the shape allows).
+    #[arg(long)]
+    pub chunks: Option<String>,
+    /// Element type: bool, int8…int64, uint8…uint64, float32, float64 (also f64, i32, …).
+    #[arg(long)]
+    pub dtype: Option<String>,
+    /// Compression: none, zstd[:LEVEL], blosc[:CNAME[:CLEVEL]], gzip[:LEVEL].
+    #[arg(long, default_value = "zstd")]
+    pub codec: String,
+    /// Shard shape (sharding codec), a multiple of --chunks, which become the inner chunks.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Names of the axes, e.g. y,x.
+    #[arg(long, value_name = "NAMES")]
+    pub dimension_names: Option<String>,
+    /// Replace OUT if it is an existing Zarr array (nothing else is ever replaced).
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Store chunks even when every element equals the fill value (by default they are skipped,
+    /// as zarr-python does, and read back as the fill value).
+    #[arg(long)]
+    pub write_empty_chunks: bool,
+}
+
+/// Where a new array's values come from.
+enum Source {
+    Gen(Generator),
+    Raw(RawSource),
+}
+
+impl Source {
+    fn fill<T: Elem>(&self, shape: &[u64], region: &Region, out: &mut [T]) -> Result<()> {
+        match self {
+            Source::Gen(g) => {
+                g.fill(shape, region, out);
+                Ok(())
+            }
+            Source::Raw(r) => r.read_region(region, out),
+        }
+    }
+}
+
+fn parse_dtype(text: &Option<String>) -> Result<Option<DType>> {
+    text.as_deref()
+        .map(|t| {
+            DType::parse(t)
+                .ok_or_else(|| Error::usage("--dtype", format!("unknown dtype {t:?}; use one of {}", DType::accepted())))
+        })
+        .transpose()
+}
+
+fn require_shape(c: &Common, kind: &str) -> Result<Vec<u64>> {
+    match &c.shape {
+        Some(s) => parse_shape_arg(s, "--shape"),
+        None => Err(Error::usage("--shape", format!("is required for `create {kind}`; e.g. --shape 1000,4000"))),
+    }
+}
+
+/// `--shape` for a 1-D generator of `n` elements: absent means (n,), present must hold n elements.
+fn reshape(c: &Common, n: u64, kind: &str) -> Result<Vec<u64>> {
+    match &c.shape {
+        None => Ok(vec![n]),
+        Some(s) => {
+            let shape = parse_shape_arg(s, "--shape")?;
+            let m: u64 = shape.iter().product();
+            if m != n {
+                return Err(Error::usage(
+                    "--shape",
+                    format!("{kind} gives {n} elements but --shape {s} holds {m}; give a shape with {n} elements"),
+                ));
+            }
+            Ok(shape)
+        }
+    }
+}
+
+fn is_int_text(t: &str) -> bool {
+    t.trim().parse::<i64>().is_ok()
+}
+
+fn num(t: &str, arg: &str) -> Result<f64> {
+    let v: f64 = t.trim().parse().map_err(|_| Error::usage(arg, format!("{t:?} is not a number")))?;
+    Ok(v)
+}
+
+/// Resolve KIND and its options into (common options, source, shape, dtype).
+fn resolve(kind: &Kind) -> Result<(&Common, Source, Vec<u64>, DType)> {
+    Ok(match kind {
+        Kind::Ones(c) | Kind::Zeros(c) => {
+            let dtype = parse_dtype(&c.dtype)?.unwrap_or(DType::Float64);
+            let v = if matches!(kind, Kind::Ones(_)) { 1 } else { 0 };
+            let value = if dtype.is_bool() { Scalar::Bool(v == 1) } else { Scalar::Int(v) };
+            (c, Source::Gen(Generator::Const(value.into())), require_shape(c, "ones/zeros")?, dtype)
+        }
+        Kind::Full { value, common: c } => {
+            let dtype = match parse_dtype(&c.dtype)? {
+                Some(d) => d,
+                None => {
+                    let l = value.trim().to_ascii_lowercase();
+                    if l == "true" || l == "false" {
+                        DType::Bool
+                    } else if is_int_text(value) {
+                        DType::Int64
+                    } else {
+                        DType::Float64
+                    }
+                }
+            };
+            let s = Scalar::parse_for(value, dtype).map_err(|m| Error::usage("--value", m))?;
+            (c, Source::Gen(Generator::Const(s.into())), require_shape(c, "full")?, dtype)
+        }
+        Kind::Arange { start, stop, step, common: c } => {
+            let ints = is_int_text(start) && is_int_text(stop) && is_int_text(step);
+            let dtype = parse_dtype(&c.dtype)?.unwrap_or(if ints { DType::Int64 } else { DType::Float64 });
+            let (fs, fe, fst) = (num(start, "--start")?, num(stop, "--stop")?, num(step, "--step")?);
+            let (is, ist) = if ints {
+                (start.trim().parse().unwrap_or(0), step.trim().parse().unwrap_or(1))
+            } else {
+                (fs as i64, fst as i64)
+            };
+            let n = if ints {
+                let e: i64 = stop.trim().parse().unwrap_or(0);
+                arange_len_int(is, e, ist).map_err(|m| Error::usage("--step", m))?
+            } else {
+                arange_len(fs, fe, fst).map_err(|m| Error::usage("--step", m))?
+            };
+            if dtype.is_int() && !ints {
+                return Err(Error::usage("--dtype", format!("{dtype} needs whole-number --start, --stop and --step")));
+            }
+            let g = Generator::Arange { start: fs, step: fst, int_start: is, int_step: ist };
+            (c, Source::Gen(g), reshape(c, n, "arange")?, dtype)
+        }
+        Kind::Linspace { start, stop, num, common: c } => {
+            let dtype = parse_dtype(&c.dtype)?.unwrap_or(DType::Float64);
+            if !start.is_finite() || !stop.is_finite() {
+                return Err(Error::usage("--start/--stop", "must be finite numbers"));
+            }
+            let g = Generator::Linspace { start: *start, stop: *stop, num: *num };
+            (c, Source::Gen(g), reshape(c, *num, "linspace")?, dtype)
+        }
+        Kind::Random { dist, low, high, mean, std, seed, common: c } => {
+            let dtype = parse_dtype(&c.dtype)?.unwrap_or(DType::Float64);
+            let d = match (dist, dtype) {
+                (DistArg::Normal, _) => Dist::Normal { mean: *mean, std: *std },
+                (DistArg::Uniform, d) if d.is_bool() => Dist::Bits,
+                (DistArg::Uniform, d) if d.is_int() => {
+                    let lo: i64 = match low {
+                        Some(t) => t.trim().parse().map_err(|_| Error::usage("--low", format!("{t:?} is not a whole number")))?,
+                        None => 0,
+                    };
+                    let hi: i128 = match high {
+                        Some(t) => t.trim().parse().map_err(|_| Error::usage("--high", format!("{t:?} is not a whole number")))?,
+                        None => return Err(Error::usage("--high", format!("is required for random {d} values (exclusive upper bound)"))),
+                    };
+                    Dist::Integers { low: lo, high: hi }
+                }
+                (DistArg::Uniform, _) => {
+                    let lo = low.as_deref().map(|t| num(t, "--low")).transpose()?.unwrap_or(0.0);
+                    let hi = high.as_deref().map(|t| num(t, "--high")).transpose()?.unwrap_or(1.0);
+                    Dist::Uniform { low: lo, high: hi }
+                }
+            };
+            d.check(dtype).map_err(|m| Error::usage("--dist", m))?;
+            (c, Source::Gen(Generator::Random { dist: d, seed: *seed }), require_shape(c, "random")?, dtype)
+        }
+        Kind::FromNpy { file, common: c } => {
+            let src = RawSource::open_npy(file)?;
+            if let Some(d) = parse_dtype(&c.dtype)? {
+                if d != src.dtype {
+                    return Err(Error::usage(
+                        "--dtype",
+                        format!("{} holds {}, not {d}; from-npy keeps the file's dtype — drop --dtype", file.display(), src.dtype),
+                    ));
+                }
+            }
+            if let Some(s) = &c.shape {
+                if parse_shape_arg(s, "--shape")? != src.shape {
+                    return Err(Error::usage(
+                        "--shape",
+                        format!("{} has shape {:?}; from-npy keeps the file's shape — drop --shape", file.display(), src.shape),
+                    ));
+                }
+            }
+            let (shape, dtype) = (src.shape.clone(), src.dtype);
+            (c, Source::Raw(src), shape, dtype)
+        }
+        Kind::FromRaw { file, byte_order, common: c } => {
+            let dtype = parse_dtype(&c.dtype)?
+                .ok_or_else(|| Error::usage("--dtype", "is required for from-raw (the file does not say), e.g. --dtype float64"))?;
+            let shape = require_shape(c, "from-raw")?;
+            let src = RawSource::open_raw(file, dtype, shape.clone(), *byte_order == ByteOrder::Big)?;
+            (c, Source::Raw(src), shape, dtype)
+        }
+    })
+}
+
+/// Check and complete the chunking: (chunks, shard, chosen automatically?).
+fn chunking(c: &Common, shape: &[u64], dtype: DType) -> Result<(Vec<u64>, Option<Vec<u64>>, bool)> {
+    let rank = shape.len();
+    let check = |v: &[u64], arg: &str, text: &str| -> Result<()> {
+        if v.len() != rank {
+            return Err(Error::usage(
+                arg,
+                format!("{text} has {} extents but the shape {shape:?} has {rank} axes — give one extent per axis", v.len()),
+            ));
+        }
+        if v.contains(&0) {
+            return Err(Error::usage(arg, format!("{text} has a zero extent; every extent must be at least 1")));
+        }
+        Ok(())
+    };
+    let (mut chunks, auto) = match &c.chunks {
+        Some(t) => {
+            let v = parse_shape_arg(t, "--chunks")?;
+            check(&v, "--chunks", t)?;
+            (v, false)
+        }
+        None => (auto_chunks(shape, dtype.size() as u64, AUTO_CHUNK_BYTES), true),
+    };
+    let shard = match &c.shard {
+        None => {
+            // a chunk larger than the array only wastes memory: clip it (as Dask does)
+            for (ch, &n) in chunks.iter_mut().zip(shape) {
+                *ch = (*ch).min(n.max(1));
+            }
+            None
+        }
+        Some(t) => {
+            let mut s = parse_shape_arg(t, "--shard")?;
+            check(&s, "--shard", t)?;
+            for ((sh, &ch), &n) in s.iter_mut().zip(&chunks).zip(shape) {
+                if *sh % ch != 0 {
+                    return Err(Error::usage(
+                        "--shard",
+                        format!("{t} is not a multiple of the chunks {chunks:?} on every axis — use multiples of the chunk shape"),
+                    ));
+                }
+                // no need for shards beyond the array
+                *sh = (*sh).min(n.max(1).div_ceil(ch) * ch);
+            }
+            Some(s)
+        }
+    };
+    Ok((chunks, shard, auto))
+}
+
+pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
+    let opts = run.options()?;
+    let (c, source, shape, dtype) = resolve(&args.kind)?;
+    let codec = CodecSpec::parse(&c.codec)?;
+    let (chunks, shard, auto) = chunking(c, &shape, dtype)?;
+    let dimension_names = match &c.dimension_names {
+        None => None,
+        Some(t) => {
+            let names: Vec<String> = t.split(',').map(|s| s.trim().to_string()).collect();
+            if names.len() != shape.len() {
+                return Err(Error::usage(
+                    "--dimension-names",
+                    format!("{t:?} names {} axes but the array has {}", names.len(), shape.len()),
+                ));
+            }
+            Some(names)
+        }
+    };
+    let constant = match &source {
+        Source::Gen(g) => g.constant(),
+        Source::Raw(_) => None,
+    };
+    let fill = constant.unwrap_or(if dtype.is_bool() { Scalar::Bool(false) } else { Scalar::Int(0) });
+    let spec = CreateSpec { shape: shape.clone(), chunks, shard, dtype, fill, codec: codec.clone(), dimension_names };
+
+    let grid = Grid::new(shape.clone(), spec.shard.clone().unwrap_or_else(|| spec.chunks.clone()));
+    let item = dtype.size() as u64;
+    let unit_bytes = grid.chunk_len() * item;
+    let logical = shape.iter().product::<u64>() * item;
+    // generated buffer + padded copy at the edges + encoded output + codec scratch
+    let stage = Stage {
+        name: "create".into(),
+        tasks: if constant.is_some() && !c.write_empty_chunks { 0 } else { grid.nchunks() },
+        task_bytes: 3 * unit_bytes + codec.scratch_bytes(),
+        total_bytes: logical,
+    };
+    let unit = if spec.shard.is_some() { "shard" } else { "chunk" };
+    let parallel = exec::admissible(&stage, &opts, |mem| {
+        format!("use a smaller --{unit} (at most {} per {unit} for this --memory) or raise --memory", human(mem / 3))
+    })?;
+
+    let staged = Staged::new(&c.out, OutKind::ZarrDir, c.overwrite)?;
+    let mut array = store::create(staged.path(), &spec)?;
+    array.set_write_empty_chunks(c.write_empty_chunks);
+    let sink = report::sink(run.progress, run.quiet);
+    let release = Release::new(&source, &grid);
+    let stats = exec::run_stage(&stage, parallel, &opts, sink.as_ref(), |ctx: TaskCtx| {
+        let idx = grid.chunk_index(ctx.index);
+        let region = grid.chunk_region(&idx);
+        with_dtype!(dtype, T => {
+            let mut buf = vec![T::default(); region.len() as usize];
+            source.fill::<T>(&shape, &region, &mut buf)?;
+            array.write_chunk(&idx, &buf, ctx.codec_threads)?;
+        });
+        release.done(&source, &grid, &idx);
+        Ok(region.len() * item)
+    })?;
+    drop(array);
+    staged.commit()?;
+
+    let secs = stats.elapsed.as_secs_f64();
+    let stored = store::meta::stored_bytes(&c.out).unwrap_or(0);
+    let how = if auto { " (chosen automatically; set --chunks to choose)" } else { "" };
+    let n = grid.nchunks();
+    let work = if stage.tasks == 0 {
+        format!("constant {}: no chunk written, readers get the fill value", fill_text(fill))
+    } else {
+        format!(
+            "{} stored, in {:.2} s ({}/s), {}",
+            human(stored),
+            secs,
+            human((logical as f64 / secs.max(1e-9)) as u64),
+            exec::describe_peak(stage.task_bytes * parallel as u64)
+        )
+    };
+    let text = format!(
+        "dsk: created {} — {} {dtype}, {unit}s {}{how}, {n} {unit}{}, {} logical, {work}",
+        c.out.display(),
+        crate::grid::tuple(&shape),
+        crate::grid::tuple(&grid.chunks),
+        if n == 1 { "" } else { "s" },
+        human(logical),
+    );
+    report::summary(
+        run.progress,
+        run.quiet,
+        &text,
+        json!({"command": "create", "path": c.out, "shape": shape, "chunks": spec.chunks, "shards": spec.shard,
+               "dtype": dtype.name(), "nchunks": grid.nchunks(), "nbytes": logical, "nbytes_stored": stored,
+               "elapsed_s": secs, "peak_rss": exec::peak_rss(), "chunks_auto": auto}),
+    );
+    Ok(())
+}
+
+fn fill_text(s: Scalar) -> String {
+    match s {
+        Scalar::Bool(b) => b.to_string(),
+        Scalar::Int(i) => i.to_string(),
+        Scalar::Uint(u) => u.to_string(),
+        Scalar::Float(f) => {
+            let mut t = String::new();
+            f.write_text(&mut t);
+            t
+        }
+    }
+}
+
+/// For sources read through a memory map: once every chunk of a band (the chunks sharing an index
+/// along the file's slowest axis) is written, drop the band's pages from the resident set.
+struct Release {
+    left: Vec<AtomicU64>,
+    axis: usize,
+}
+
+impl Release {
+    fn new(source: &Source, grid: &Grid) -> Release {
+        let (axis, n, per) = match source {
+            Source::Raw(r) if grid.ndim() > 0 => {
+                let axis = if r.fortran_order { grid.ndim() - 1 } else { 0 };
+                let g = grid.grid_shape();
+                (axis, g[axis], g.iter().product::<u64>() / g[axis].max(1))
+            }
+            _ => (0, 0, 0),
+        };
+        Release { left: (0..n).map(|_| AtomicU64::new(per)).collect(), axis }
+    }
+
+    fn done(&self, source: &Source, grid: &Grid, idx: &[u64]) {
+        let Source::Raw(r) = source else { return };
+        let Some(left) = self.left.get(idx[self.axis] as usize) else { return };
+        if left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // the band covers elements [lo, hi) of the file's flat order
+            let band = grid.chunk_region(idx);
+            let per_index: u64 = grid.shape.iter().enumerate().filter(|(a, _)| *a != self.axis).map(|(_, &s)| s).product();
+            let lo = band.start[self.axis] * per_index;
+            let hi = band.end(self.axis) * per_index;
+            r.release(lo, hi);
+        }
+    }
+}

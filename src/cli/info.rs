@@ -1,0 +1,131 @@
+//! `dsk info PATH [--json]`: what Dask's array repr shows, and more.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use serde_json::{json, Value};
+
+use crate::error::{human, Error, Result};
+use crate::grid::{tuple, Grid};
+use crate::store::meta::{read_meta, stored_bytes, ArrayMeta};
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  dsk info big.zarr
+  dsk info big.zarr --json | jq .nchunks")]
+pub struct InfoArgs {
+    /// A Zarr array directory (v2 or v3).
+    pub path: PathBuf,
+    /// Print one JSON object instead of text (keys documented in docs/commands.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Everything `info` reports, as JSON.
+pub fn describe(path: &std::path::Path, m: &ArrayMeta) -> Result<Value> {
+    let item = m.dtype.size() as u64;
+    let nbytes = m.shape.iter().product::<u64>() * item;
+    let stored = stored_bytes(path)?;
+    let inner = Grid::new(m.shape.clone(), m.chunks.clone());
+    let outer = Grid::new(m.shape.clone(), m.storage_chunks().to_vec());
+    let ratio = if stored > 0 { Some(nbytes as f64 / stored as f64) } else { None };
+    Ok(json!({
+        "path": path,
+        "zarr_format": m.zarr_format,
+        "shape": m.shape,
+        "ndim": m.shape.len(),
+        "dtype": m.dtype.name(),
+        "itemsize": item,
+        "chunks": m.chunks,
+        "shards": m.shards,
+        "chunks_per_axis": inner.grid_shape(),
+        "nchunks": inner.nchunks(),
+        "nshards": m.shards.as_ref().map(|_| outer.nchunks()),
+        "chunk_bytes": inner.chunk_len() * item,
+        "nbytes": nbytes,
+        "nbytes_stored": stored,
+        "compression_ratio": ratio,
+        "codecs": m.codecs,
+        "fill_value": m.fill_value,
+        "dimension_names": m.dimension_names,
+        "order": m.order.to_string(),
+        "byte_order": if m.big_endian { "big" } else { "little" },
+    }))
+}
+
+fn codec_text(c: &Value) -> String {
+    let name = c.get("name").and_then(Value::as_str).unwrap_or("?");
+    let conf = c.get("configuration").and_then(Value::as_object);
+    let mut parts = vec![];
+    if let Some(conf) = conf {
+        for (k, v) in conf {
+            if k == "codecs" || k == "index_codecs" || k == "chunk_shape" {
+                continue;
+            }
+            let v = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            parts.push(format!("{k}={v}"));
+        }
+    }
+    let mut t = if parts.is_empty() { name.to_string() } else { format!("{name}({})", parts.join(", ")) };
+    if let Some(inner) = c.pointer("/configuration/codecs").and_then(Value::as_array) {
+        let inner: Vec<String> = inner.iter().map(codec_text).collect();
+        t = format!("{t}[{}]", inner.join(" → "));
+    }
+    t
+}
+
+pub fn run(args: &InfoArgs) -> Result<()> {
+    let m = read_meta(&args.path)?;
+    let d = describe(&args.path, &m)?;
+    let mut out = String::new();
+    if args.json {
+        out = serde_json::to_string_pretty(&d).map_err(|e| Error::Internal(e.to_string()))?;
+        out.push('\n');
+    } else {
+        let item = m.dtype.size() as u64;
+        let g = Grid::new(m.shape.clone(), m.chunks.clone());
+        let per_axis: Vec<String> = g.grid_shape().iter().map(|x| x.to_string()).collect();
+        let line = |out: &mut String, k: &str, v: String| out.push_str(&format!("{k:<14}{v}\n"));
+        line(&mut out, "path", args.path.display().to_string());
+        line(&mut out, "format", format!("Zarr v{}", m.zarr_format));
+        line(&mut out, "shape", tuple(&m.shape));
+        line(&mut out, "dtype", format!("{} ({} bytes per element)", m.dtype, item));
+        line(
+            &mut out,
+            "chunks",
+            format!(
+                "{} — {} chunks ({}), {} per chunk",
+                tuple(&m.chunks),
+                g.nchunks(),
+                per_axis.join(" × "),
+                human(g.chunk_len() * item)
+            ),
+        );
+        if let Some(s) = &m.shards {
+            let sg = Grid::new(m.shape.clone(), s.clone());
+            line(&mut out, "shards", format!("{} — {} shards, {} per shard", tuple(s), sg.nchunks(), human(sg.chunk_len() * item)));
+        }
+        let nbytes = d["nbytes"].as_u64().unwrap_or(0);
+        let stored = d["nbytes_stored"].as_u64().unwrap_or(0);
+        line(&mut out, "logical size", format!("{} ({nbytes} bytes)", human(nbytes)));
+        let ratio = d["compression_ratio"].as_f64().map(|r| format!(", ratio {r:.2}×")).unwrap_or_default();
+        line(&mut out, "stored size", format!("{}{ratio}", human(stored)));
+        let codecs: Vec<String> = m.codecs.iter().map(codec_text).collect();
+        line(&mut out, "codecs", if codecs.is_empty() { "none".into() } else { codecs.join(" → ") });
+        line(&mut out, "fill value", m.fill_value.to_string());
+        if m.zarr_format == 2 {
+            line(&mut out, "order", m.order.to_string());
+        }
+        if m.big_endian {
+            line(&mut out, "byte order", "big-endian".into());
+        }
+        if let Some(names) = &m.dimension_names {
+            let n: Vec<String> = names.iter().map(|x| x.clone().unwrap_or_else(|| "-".into())).collect();
+            line(&mut out, "dimensions", n.join(", "));
+        }
+    }
+    crate::write_stdout(out.as_bytes())
+}

@@ -1,0 +1,527 @@
+//! Element types dsk computes with: the NumPy names, their sizes, and the [`Elem`] trait that lets
+//! kernels and the store be written once, generic over the element type.
+//!
+//! This module owns the mapping between NumPy/Zarr dtype spellings and [`DType`]; it knows nothing of
+//! files or expressions. Use [`with_dtype!`](crate::with_dtype) to turn a run-time [`DType`] into a
+//! compile-time type parameter.
+
+use std::fmt;
+
+/// The element types dsk supports (NumPy names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    Bool,
+    Int8,
+    Int16,
+    Int32,
+    Int64,
+    Uint8,
+    Uint16,
+    Uint32,
+    Uint64,
+    Float32,
+    Float64,
+}
+
+/// Every supported dtype, in NumPy's order (used in error messages and tests).
+pub const ALL_DTYPES: [DType; 11] = [
+    DType::Bool,
+    DType::Int8,
+    DType::Int16,
+    DType::Int32,
+    DType::Int64,
+    DType::Uint8,
+    DType::Uint16,
+    DType::Uint32,
+    DType::Uint64,
+    DType::Float32,
+    DType::Float64,
+];
+
+impl DType {
+    /// The NumPy name (`float64`), which is also the Zarr v3 `data_type` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::Bool => "bool",
+            DType::Int8 => "int8",
+            DType::Int16 => "int16",
+            DType::Int32 => "int32",
+            DType::Int64 => "int64",
+            DType::Uint8 => "uint8",
+            DType::Uint16 => "uint16",
+            DType::Uint32 => "uint32",
+            DType::Uint64 => "uint64",
+            DType::Float32 => "float32",
+            DType::Float64 => "float64",
+        }
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::Bool | DType::Int8 | DType::Uint8 => 1,
+            DType::Int16 | DType::Uint16 => 2,
+            DType::Int32 | DType::Uint32 | DType::Float32 => 4,
+            DType::Int64 | DType::Uint64 | DType::Float64 => 8,
+        }
+    }
+
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::Float32 | DType::Float64)
+    }
+
+    pub fn is_bool(self) -> bool {
+        self == DType::Bool
+    }
+
+    pub fn is_signed_int(self) -> bool {
+        matches!(self, DType::Int8 | DType::Int16 | DType::Int32 | DType::Int64)
+    }
+
+    pub fn is_unsigned_int(self) -> bool {
+        matches!(self, DType::Uint8 | DType::Uint16 | DType::Uint32 | DType::Uint64)
+    }
+
+    pub fn is_int(self) -> bool {
+        self.is_signed_int() || self.is_unsigned_int()
+    }
+
+    /// Parse a user-facing dtype name: NumPy names (`float64`, `int32`, `bool`), short Rust-style
+    /// names (`f64`, `i32`, `u8`) and NumPy type codes (`f8`, `<i4`, `|b1`, `float`, `int`).
+    pub fn parse(s: &str) -> Option<DType> {
+        let t = s.trim().to_ascii_lowercase();
+        let t = t.strip_prefix("np.").unwrap_or(&t);
+        let t = t.strip_prefix("numpy.").unwrap_or(t);
+        Some(match t {
+            "bool" | "bool_" | "b1" | "|b1" | "?" => DType::Bool,
+            "int8" | "i8" | "i1" | "|i1" => DType::Int8,
+            "int16" | "i16" | "i2" | "<i2" => DType::Int16,
+            "int32" | "i32" | "i4" | "<i4" => DType::Int32,
+            "int64" | "i64" | "int" | "<i8" => DType::Int64,
+            "uint8" | "u8" | "u1" | "|u1" => DType::Uint8,
+            "uint16" | "u16" | "u2" | "<u2" => DType::Uint16,
+            "uint32" | "u32" | "u4" | "<u4" => DType::Uint32,
+            "uint64" | "u64" | "<u8" => DType::Uint64,
+            "float32" | "f32" | "f4" | "<f4" | "single" => DType::Float32,
+            "float64" | "f64" | "f8" | "<f8" | "float" | "double" => DType::Float64,
+            _ => return None,
+        })
+    }
+
+    /// Parse a Zarr v2 / NumPy array-protocol type string such as `<f8`, `>i4`, `|b1`, returning the
+    /// dtype and whether the bytes are big-endian.
+    pub fn parse_typestr(s: &str) -> Option<(DType, bool)> {
+        let (order, code) = match s.chars().next()? {
+            c @ ('<' | '>' | '|' | '=') => (c, &s[1..]),
+            _ => ('=', s),
+        };
+        let dt = match code {
+            "b1" | "?" => DType::Bool,
+            "i1" => DType::Int8,
+            "i2" => DType::Int16,
+            "i4" => DType::Int32,
+            "i8" => DType::Int64,
+            "u1" => DType::Uint8,
+            "u2" => DType::Uint16,
+            "u4" => DType::Uint32,
+            "u8" => DType::Uint64,
+            "f4" => DType::Float32,
+            "f8" => DType::Float64,
+            _ => return None,
+        };
+        let big = match order {
+            '>' => true,
+            '=' => cfg!(target_endian = "big"),
+            _ => false,
+        };
+        Some((dt, big && dt.size() > 1))
+    }
+
+    /// The little-endian NumPy type string (`<f8`, `|b1`) used in .npy headers.
+    pub fn typestr(self) -> &'static str {
+        match self {
+            DType::Bool => "|b1",
+            DType::Int8 => "|i1",
+            DType::Int16 => "<i2",
+            DType::Int32 => "<i4",
+            DType::Int64 => "<i8",
+            DType::Uint8 => "|u1",
+            DType::Uint16 => "<u2",
+            DType::Uint32 => "<u4",
+            DType::Uint64 => "<u8",
+            DType::Float32 => "<f4",
+            DType::Float64 => "<f8",
+        }
+    }
+
+    /// The list of accepted names, for error messages.
+    pub fn accepted() -> String {
+        ALL_DTYPES.iter().map(|d| d.name()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A scalar value of any supported dtype, kept exactly (no float round trip for 64-bit ints).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Scalar {
+    Bool(bool),
+    Int(i64),
+    Uint(u64),
+    Float(f64),
+}
+
+impl Scalar {
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Scalar::Bool(b) => b as u8 as f64,
+            Scalar::Int(i) => i as f64,
+            Scalar::Uint(u) => u as f64,
+            Scalar::Float(f) => f,
+        }
+    }
+
+    /// Parse `text` as a value of `dtype`, refusing values the dtype cannot hold exactly
+    /// (`300` for uint8, `1.5` for int32, `nan` for an integer type).
+    pub fn parse_for(text: &str, dtype: DType) -> Result<Scalar, String> {
+        let t = text.trim();
+        let lower = t.to_ascii_lowercase();
+        if dtype.is_bool() {
+            return match lower.as_str() {
+                "true" | "1" => Ok(Scalar::Bool(true)),
+                "false" | "0" => Ok(Scalar::Bool(false)),
+                _ => Err(format!("{t:?} is not a bool (use true or false)")),
+            };
+        }
+        if dtype.is_float() {
+            let v = match lower.as_str() {
+                "nan" => f64::NAN,
+                "inf" | "+inf" | "infinity" => f64::INFINITY,
+                "-inf" | "-infinity" => f64::NEG_INFINITY,
+                _ => t.parse::<f64>().map_err(|_| format!("{t:?} is not a number"))?,
+            };
+            return Ok(Scalar::Float(v));
+        }
+        let (lo, hi) = int_range(dtype);
+        if let Ok(i) = t.parse::<i128>() {
+            if i < lo || i > hi {
+                return Err(format!("{t} does not fit in {dtype} (range {lo}..={hi})"));
+            }
+            return Ok(if dtype.is_signed_int() { Scalar::Int(i as i64) } else { Scalar::Uint(i as u64) });
+        }
+        match t.parse::<f64>() {
+            Ok(f) if f.fract() == 0.0 && f.is_finite() => Scalar::parse_for(&format!("{}", f as i128), dtype),
+            Ok(_) => Err(format!("{t} is not an integer, as {dtype} needs")),
+            Err(_) => Err(format!("{t:?} is not a number")),
+        }
+    }
+}
+
+/// Inclusive range of an integer dtype, as i128.
+pub fn int_range(dtype: DType) -> (i128, i128) {
+    match dtype {
+        DType::Int8 => (i8::MIN as i128, i8::MAX as i128),
+        DType::Int16 => (i16::MIN as i128, i16::MAX as i128),
+        DType::Int32 => (i32::MIN as i128, i32::MAX as i128),
+        DType::Int64 => (i64::MIN as i128, i64::MAX as i128),
+        DType::Uint8 => (0, u8::MAX as i128),
+        DType::Uint16 => (0, u16::MAX as i128),
+        DType::Uint32 => (0, u32::MAX as i128),
+        DType::Uint64 => (0, u64::MAX as i128),
+        DType::Bool => (0, 1),
+        DType::Float32 | DType::Float64 => (i128::MIN, i128::MAX),
+    }
+}
+
+/// An element type: the bridge between a run-time [`DType`] and generic kernels.
+///
+/// Conversions follow NumPy's `astype` with `casting='unsafe'` for in-range values; they are used by
+/// generators (which compute in f64 or i64 and store in the requested dtype).
+pub trait Elem:
+    Copy + Default + PartialEq + PartialOrd + Send + Sync + fmt::Debug + zarrs::array::Element + zarrs::array::ElementOwned + 'static
+{
+    const DTYPE: DType;
+    fn from_f64(v: f64) -> Self;
+    fn from_i64(v: i64) -> Self;
+    fn from_u64(v: u64) -> Self;
+    fn to_f64(self) -> f64;
+    fn from_scalar(s: Scalar) -> Self {
+        match s {
+            Scalar::Bool(b) => Self::from_i64(b as i64),
+            Scalar::Int(i) => Self::from_i64(i),
+            Scalar::Uint(u) => Self::from_u64(u),
+            Scalar::Float(f) => Self::from_f64(f),
+        }
+    }
+    fn to_scalar(self) -> Scalar;
+    /// Decode `dst.len()` elements from raw bytes (`src.len() == dst.len() * size`), swapping the byte
+    /// order when `big_endian` differs from the host. Bools accept any non-zero byte as true.
+    fn decode_bytes(src: &[u8], big_endian: bool, dst: &mut [Self]);
+    /// The element as little-endian bytes appended to `out`.
+    fn encode_le(src: &[Self], out: &mut Vec<u8>);
+    /// Write the shortest text that reads back as the same value (NumPy-style `nan`, `inf`).
+    fn write_text(self, out: &mut String);
+}
+
+macro_rules! impl_int_elem {
+    ($t:ty, $dt:expr) => {
+        impl Elem for $t {
+            const DTYPE: DType = $dt;
+            #[inline(always)]
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            #[inline(always)]
+            fn from_i64(v: i64) -> Self {
+                v as $t
+            }
+            #[inline(always)]
+            fn from_u64(v: u64) -> Self {
+                v as $t
+            }
+            #[inline(always)]
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn to_scalar(self) -> Scalar {
+                #[allow(unused_comparisons)]
+                if <$t>::MIN < 0 {
+                    Scalar::Int(self as i64)
+                } else {
+                    Scalar::Uint(self as u64)
+                }
+            }
+            fn decode_bytes(src: &[u8], big_endian: bool, dst: &mut [Self]) {
+                const N: usize = std::mem::size_of::<$t>();
+                let it = src.chunks_exact(N).zip(dst.iter_mut());
+                if big_endian {
+                    for (b, d) in it {
+                        *d = <$t>::from_be_bytes(b.try_into().unwrap_or([0; N]));
+                    }
+                } else {
+                    for (b, d) in it {
+                        *d = <$t>::from_le_bytes(b.try_into().unwrap_or([0; N]));
+                    }
+                }
+            }
+            fn encode_le(src: &[Self], out: &mut Vec<u8>) {
+                if cfg!(target_endian = "little") {
+                    out.extend_from_slice(bytemuck::cast_slice(src));
+                } else {
+                    for v in src {
+                        out.extend_from_slice(&v.to_le_bytes());
+                    }
+                }
+            }
+            fn write_text(self, out: &mut String) {
+                use std::fmt::Write;
+                let _ = write!(out, "{}", self);
+            }
+        }
+    };
+}
+
+impl_int_elem!(i8, DType::Int8);
+impl_int_elem!(i16, DType::Int16);
+impl_int_elem!(i32, DType::Int32);
+impl_int_elem!(i64, DType::Int64);
+impl_int_elem!(u8, DType::Uint8);
+impl_int_elem!(u16, DType::Uint16);
+impl_int_elem!(u32, DType::Uint32);
+impl_int_elem!(u64, DType::Uint64);
+
+macro_rules! impl_float_elem {
+    ($t:ty, $dt:expr) => {
+        impl Elem for $t {
+            const DTYPE: DType = $dt;
+            #[inline(always)]
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            #[inline(always)]
+            fn from_i64(v: i64) -> Self {
+                v as $t
+            }
+            #[inline(always)]
+            fn from_u64(v: u64) -> Self {
+                v as $t
+            }
+            #[inline(always)]
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn to_scalar(self) -> Scalar {
+                Scalar::Float(self as f64)
+            }
+            fn decode_bytes(src: &[u8], big_endian: bool, dst: &mut [Self]) {
+                const N: usize = std::mem::size_of::<$t>();
+                let it = src.chunks_exact(N).zip(dst.iter_mut());
+                if big_endian {
+                    for (b, d) in it {
+                        *d = <$t>::from_be_bytes(b.try_into().unwrap_or([0; N]));
+                    }
+                } else {
+                    for (b, d) in it {
+                        *d = <$t>::from_le_bytes(b.try_into().unwrap_or([0; N]));
+                    }
+                }
+            }
+            fn encode_le(src: &[Self], out: &mut Vec<u8>) {
+                if cfg!(target_endian = "little") {
+                    out.extend_from_slice(bytemuck::cast_slice(src));
+                } else {
+                    for v in src {
+                        out.extend_from_slice(&v.to_le_bytes());
+                    }
+                }
+            }
+            fn write_text(self, out: &mut String) {
+                if self.is_nan() {
+                    out.push_str("nan");
+                } else if self.is_infinite() {
+                    out.push_str(if self > 0.0 { "inf" } else { "-inf" });
+                } else {
+                    let mut b = ryu::Buffer::new();
+                    out.push_str(b.format_finite(self));
+                }
+            }
+        }
+    };
+}
+
+impl_float_elem!(f32, DType::Float32);
+impl_float_elem!(f64, DType::Float64);
+
+impl Elem for bool {
+    const DTYPE: DType = DType::Bool;
+    #[inline(always)]
+    fn from_f64(v: f64) -> Self {
+        v != 0.0
+    }
+    #[inline(always)]
+    fn from_i64(v: i64) -> Self {
+        v != 0
+    }
+    #[inline(always)]
+    fn from_u64(v: u64) -> Self {
+        v != 0
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self as u8 as f64
+    }
+    fn to_scalar(self) -> Scalar {
+        Scalar::Bool(self)
+    }
+    fn decode_bytes(src: &[u8], _big_endian: bool, dst: &mut [Self]) {
+        for (b, d) in src.iter().zip(dst.iter_mut()) {
+            *d = *b != 0;
+        }
+    }
+    fn encode_le(src: &[Self], out: &mut Vec<u8>) {
+        out.extend(src.iter().map(|&b| b as u8));
+    }
+    fn write_text(self, out: &mut String) {
+        out.push_str(if self { "True" } else { "False" });
+    }
+}
+
+/// Run `$body` with `$T` bound to the Rust type of the run-time dtype `$dt`.
+///
+/// ```ignore
+/// with_dtype!(dtype, T => fill::<T>(&mut buf))
+/// ```
+#[macro_export]
+macro_rules! with_dtype {
+    ($dt:expr, $T:ident => $body:expr) => {
+        match $dt {
+            $crate::dtype::DType::Bool => {
+                type $T = bool;
+                $body
+            }
+            $crate::dtype::DType::Int8 => {
+                type $T = i8;
+                $body
+            }
+            $crate::dtype::DType::Int16 => {
+                type $T = i16;
+                $body
+            }
+            $crate::dtype::DType::Int32 => {
+                type $T = i32;
+                $body
+            }
+            $crate::dtype::DType::Int64 => {
+                type $T = i64;
+                $body
+            }
+            $crate::dtype::DType::Uint8 => {
+                type $T = u8;
+                $body
+            }
+            $crate::dtype::DType::Uint16 => {
+                type $T = u16;
+                $body
+            }
+            $crate::dtype::DType::Uint32 => {
+                type $T = u32;
+                $body
+            }
+            $crate::dtype::DType::Uint64 => {
+                type $T = u64;
+                $body
+            }
+            $crate::dtype::DType::Float32 => {
+                type $T = f32;
+                $body
+            }
+            $crate::dtype::DType::Float64 => {
+                type $T = f64;
+                $body
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for d in ALL_DTYPES {
+            assert_eq!(DType::parse(d.name()), Some(d));
+            assert_eq!(DType::parse_typestr(d.typestr()).map(|x| x.0), Some(d));
+        }
+        assert_eq!(DType::parse("f64"), Some(DType::Float64));
+        assert_eq!(DType::parse("i32"), Some(DType::Int32));
+        assert_eq!(DType::parse("complex128"), None);
+    }
+
+    #[test]
+    fn scalars_respect_the_dtype_range() {
+        assert_eq!(Scalar::parse_for("255", DType::Uint8), Ok(Scalar::Uint(255)));
+        assert!(Scalar::parse_for("256", DType::Uint8).is_err());
+        assert!(Scalar::parse_for("-1", DType::Uint64).is_err());
+        assert!(Scalar::parse_for("1.5", DType::Int32).is_err());
+        assert_eq!(Scalar::parse_for("2.0", DType::Int32), Ok(Scalar::Int(2)));
+        assert!(matches!(Scalar::parse_for("nan", DType::Float32), Ok(Scalar::Float(f)) if f.is_nan()));
+        assert_eq!(Scalar::parse_for("true", DType::Bool), Ok(Scalar::Bool(true)));
+    }
+
+    #[test]
+    fn text_is_shortest_round_trip() {
+        let mut s = String::new();
+        0.1f64.write_text(&mut s);
+        s.push(',');
+        f64::NEG_INFINITY.write_text(&mut s);
+        s.push(',');
+        1.0f32.write_text(&mut s);
+        assert_eq!(s, "0.1,-inf,1.0");
+    }
+}

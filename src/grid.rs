@@ -1,0 +1,271 @@
+//! Geometry of chunked arrays: shapes, regular chunk grids, regions and C-order index arithmetic.
+//!
+//! Pure arithmetic, no I/O: the store, the planner and the kernels all speak in these terms. Edge
+//! chunks are clipped to the array (a (10,) array with chunks (4,) has chunks of 4, 4 and 2).
+
+/// A hyper-rectangle `[start, start + shape)` of an array.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Region {
+    pub start: Vec<u64>,
+    pub shape: Vec<u64>,
+}
+
+impl Region {
+    pub fn new(start: Vec<u64>, shape: Vec<u64>) -> Region {
+        debug_assert_eq!(start.len(), shape.len());
+        Region { start, shape }
+    }
+
+    /// The region covering a whole array of `shape`.
+    pub fn full(shape: &[u64]) -> Region {
+        Region { start: vec![0; shape.len()], shape: shape.to_vec() }
+    }
+
+    pub fn ndim(&self) -> usize {
+        self.shape.len()
+    }
+
+    pub fn len(&self) -> u64 {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.shape.contains(&0)
+    }
+
+    pub fn end(&self, axis: usize) -> u64 {
+        self.start[axis] + self.shape[axis]
+    }
+
+    pub fn ranges(&self) -> Vec<std::ops::Range<u64>> {
+        self.start.iter().zip(&self.shape).map(|(&s, &n)| s..s + n).collect()
+    }
+
+    /// True when the region lies inside an array of `shape`.
+    pub fn within(&self, shape: &[u64]) -> bool {
+        self.ndim() == shape.len() && (0..self.ndim()).all(|a| self.end(a) <= shape[a])
+    }
+}
+
+/// A regular chunk grid over an array shape.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Grid {
+    pub shape: Vec<u64>,
+    pub chunks: Vec<u64>,
+}
+
+impl Grid {
+    /// `chunks` must have the rank of `shape` and no zero extent (checked by callers that parse
+    /// user input; a zero here is an internal error).
+    pub fn new(shape: Vec<u64>, chunks: Vec<u64>) -> Grid {
+        debug_assert_eq!(shape.len(), chunks.len());
+        debug_assert!(chunks.iter().all(|&c| c > 0));
+        Grid { shape, chunks }
+    }
+
+    pub fn ndim(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// Chunks along each axis (0 for an empty axis).
+    pub fn grid_shape(&self) -> Vec<u64> {
+        self.shape.iter().zip(&self.chunks).map(|(&s, &c)| s.div_ceil(c)).collect()
+    }
+
+    /// Total number of chunks (1 for a 0-d array, 0 when an axis is empty).
+    pub fn nchunks(&self) -> u64 {
+        self.grid_shape().iter().product()
+    }
+
+    /// Elements in a full (unclipped) chunk.
+    pub fn chunk_len(&self) -> u64 {
+        self.chunks.iter().product()
+    }
+
+    /// The chunk at C-order position `linear` in the grid.
+    pub fn chunk_index(&self, linear: u64) -> Vec<u64> {
+        unravel(linear, &self.grid_shape())
+    }
+
+    /// The region covered by chunk `idx`, clipped to the array.
+    pub fn chunk_region(&self, idx: &[u64]) -> Region {
+        let start: Vec<u64> = idx.iter().zip(&self.chunks).map(|(&i, &c)| i * c).collect();
+        let shape = start.iter().zip(&self.chunks).zip(&self.shape).map(|((&s, &c), &n)| c.min(n - s)).collect();
+        Region { start, shape }
+    }
+
+    /// The chunk containing element `point`.
+    pub fn chunk_index_of(&self, point: &[u64]) -> Vec<u64> {
+        point.iter().zip(&self.chunks).map(|(p, c)| p / c).collect()
+    }
+
+    /// Range of chunk indices along `axis` that intersect `[lo, hi)`.
+    pub fn chunks_overlapping(&self, axis: usize, lo: u64, hi: u64) -> std::ops::Range<u64> {
+        if hi <= lo {
+            return 0..0;
+        }
+        lo / self.chunks[axis]..hi.div_ceil(self.chunks[axis])
+    }
+}
+
+/// C-order strides (in elements) of an array of `shape`.
+pub fn strides(shape: &[u64]) -> Vec<u64> {
+    let mut s = vec![1u64; shape.len()];
+    for a in (0..shape.len().saturating_sub(1)).rev() {
+        s[a] = s[a + 1] * shape[a + 1];
+    }
+    s
+}
+
+/// Multi-index of the C-order position `linear` in `shape`.
+pub fn unravel(mut linear: u64, shape: &[u64]) -> Vec<u64> {
+    let mut idx = vec![0u64; shape.len()];
+    for a in (0..shape.len()).rev() {
+        if shape[a] > 0 {
+            idx[a] = linear % shape[a];
+            linear /= shape[a];
+        }
+    }
+    idx
+}
+
+/// Calls `f(outer_index, offset_in_region)` for every row (run along the last axis) of `region`,
+/// in C order, with the multi-index of the row's first element in array coordinates. Used by
+/// generators and copy kernels to work one contiguous run at a time.
+pub fn for_each_row(region: &Region, mut f: impl FnMut(&[u64], usize)) {
+    let nd = region.ndim();
+    if region.is_empty() {
+        return;
+    }
+    if nd == 0 {
+        f(&[], 0);
+        return;
+    }
+    let row = region.shape[nd - 1] as usize;
+    let nrows: u64 = region.shape[..nd - 1].iter().product();
+    let mut idx = region.start.clone();
+    for r in 0..nrows {
+        f(&idx, r as usize * row);
+        // advance the outer index (all axes but the last)
+        for a in (0..nd - 1).rev() {
+            idx[a] += 1;
+            if idx[a] < region.end(a) {
+                break;
+            }
+            idx[a] = region.start[a];
+        }
+    }
+}
+
+/// A shape as Python writes a tuple: `(3, 4)`, `(5,)`, `()`.
+pub fn tuple(v: &[u64]) -> String {
+    match v.len() {
+        1 => format!("({},)", v[0]),
+        _ => format!("({})", v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+/// Target size of an automatically chosen chunk (`--chunks` not given): 16 MiB, inside the
+/// 8–64 MB range where per-chunk overheads are negligible and many chunks fit any sane memory bound.
+pub const AUTO_CHUNK_BYTES: u64 = 16 << 20;
+
+/// Chunks of about `target` bytes, as square as the shape allows (like Dask's `chunks="auto"`):
+/// axes shorter than the balanced edge are taken whole, the others share the rest equally, and
+/// edges are rounded down to two significant digits (1448 → 1400).
+pub fn auto_chunks(shape: &[u64], itemsize: u64, target: u64) -> Vec<u64> {
+    let nd = shape.len();
+    let mut chunks: Vec<Option<u64>> = vec![None; nd];
+    let budget = (target / itemsize.max(1)).max(1) as f64;
+    loop {
+        let fixed: f64 = chunks.iter().flatten().map(|&c| c as f64).product();
+        let free: Vec<usize> = (0..nd).filter(|&a| chunks[a].is_none()).collect();
+        if free.is_empty() {
+            break;
+        }
+        let edge = (budget / fixed).max(1.0).powf(1.0 / free.len() as f64);
+        let mut changed = false;
+        for &a in &free {
+            if (shape[a].max(1) as f64) <= edge {
+                chunks[a] = Some(shape[a].max(1));
+                changed = true;
+            }
+        }
+        if !changed {
+            for &a in &free {
+                chunks[a] = Some(round_2sig(edge.floor() as u64).max(1));
+            }
+        }
+    }
+    chunks.into_iter().map(|c| c.unwrap_or(1)).collect()
+}
+
+fn round_2sig(x: u64) -> u64 {
+    let mut p = 1;
+    while x / p >= 100 {
+        p *= 10;
+    }
+    x / p * p
+}
+
+/// Parse a comma-separated list of non-negative integers, e.g. `200000,4000` (also `(200000, 4000)`).
+pub fn parse_shape(text: &str) -> Result<Vec<u64>, String> {
+    let t = text.trim().trim_start_matches(['(', '[']).trim_end_matches([')', ']']);
+    if t.trim().is_empty() {
+        return Ok(vec![]);
+    }
+    t.split(',')
+        .filter(|p| !p.trim().is_empty() || !t.trim_end().ends_with(','))
+        .map(|p| {
+            let p = p.trim();
+            p.replace('_', "").parse::<u64>().map_err(|_| {
+                if p.starts_with('-') {
+                    format!("extent {p} is negative; extents are whole numbers ≥ 0")
+                } else {
+                    format!("{p:?} is not a whole number")
+                }
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ragged_edge_chunks_are_clipped() {
+        let g = Grid::new(vec![10, 7], vec![4, 3]);
+        assert_eq!(g.grid_shape(), vec![3, 3]);
+        assert_eq!(g.chunk_region(&[2, 2]), Region::new(vec![8, 6], vec![2, 1]));
+        assert_eq!(g.nchunks(), 9);
+        assert_eq!(g.chunks_overlapping(0, 3, 9), 0..3);
+    }
+
+    #[test]
+    fn rows_walk_in_c_order() {
+        let r = Region::new(vec![1, 2, 0], vec![2, 2, 5]);
+        let mut seen = vec![];
+        for_each_row(&r, |idx, off| seen.push((idx.to_vec(), off)));
+        assert_eq!(seen[0], (vec![1, 2, 0], 0));
+        assert_eq!(seen[1], (vec![1, 3, 0], 5));
+        assert_eq!(seen[3], (vec![2, 3, 0], 15));
+    }
+
+    #[test]
+    fn auto_chunks_are_balanced_and_near_the_target() {
+        assert_eq!(auto_chunks(&[200_000, 4000], 8, AUTO_CHUNK_BYTES), vec![1400, 1400]);
+        assert_eq!(auto_chunks(&[200_000, 10], 8, AUTO_CHUNK_BYTES), vec![200_000, 10]);
+        assert_eq!(auto_chunks(&[10_000_000, 10], 8, AUTO_CHUNK_BYTES), vec![200_000, 10]);
+        assert_eq!(auto_chunks(&[5, 0], 8, AUTO_CHUNK_BYTES), vec![5, 1]);
+        assert_eq!(auto_chunks(&[], 8, AUTO_CHUNK_BYTES), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn shapes_parse() {
+        assert_eq!(parse_shape("200000,4000"), Ok(vec![200000, 4000]));
+        assert_eq!(parse_shape("(3, 4)"), Ok(vec![3, 4]));
+        assert_eq!(parse_shape("5,"), Ok(vec![5]));
+        assert!(parse_shape("-1,4").is_err());
+        assert!(parse_shape("a").is_err());
+    }
+}

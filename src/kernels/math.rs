@@ -1,0 +1,146 @@
+//! Branch-free scalar math written so that a loop over a slice vectorises (no table lookups, no
+//! data-dependent branches, no libm calls). Each function is `#[inline(always)]` so that it is
+//! compiled inside the runtime-dispatched (`multiversion`) loops of the kernels that use it.
+//!
+//! Accuracy (tested below against the standard library on 10^6 points): `ln` ≤ 1 ULP on normal
+//! positive numbers; the sin/cos kernels ≤ 1 ULP on [-π/4, π/4], and `sincos_2pi` reduces its
+//! argument exactly. No fused multiply-add is used, so
+//! results are bit-identical on every CPU whatever instruction set the dispatcher picks.
+
+const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-01;
+const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+const LG1: f64 = 6.666_666_666_666_735_13e-01;
+const LG2: f64 = 3.999_999_999_940_941_908e-01;
+const LG3: f64 = 2.857_142_874_366_239_149e-01;
+const LG4: f64 = 2.222_219_843_214_978_396e-01;
+const LG5: f64 = 1.818_357_216_161_805_012e-01;
+const LG6: f64 = 1.531_383_769_920_937_332e-01;
+const LG7: f64 = 1.479_819_860_511_658_591e-01;
+
+/// Natural logarithm of a positive, normal, finite `x` (fdlibm's method, without its branches).
+#[inline(always)]
+pub fn ln(x: f64) -> f64 {
+    let bits = x.to_bits();
+    let mut e = ((bits >> 52) as i64 & 0x7ff) - 1023;
+    // mantissa in [1, 2)
+    let mut m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
+    // bring m into [sqrt(2)/2, sqrt(2))
+    let big = m > std::f64::consts::SQRT_2;
+    m = if big { m * 0.5 } else { m };
+    e += big as i64;
+    let f = m - 1.0;
+    let s = f / (2.0 + f);
+    let z = s * s;
+    let w = z * z;
+    let t1 = w * (LG2 + w * (LG4 + w * LG6));
+    let t2 = z * (LG1 + w * (LG3 + w * (LG5 + w * LG7)));
+    let r = t2 + t1;
+    let hfsq = 0.5 * f * f;
+    let k = e as f64;
+    k * LN2_HI - ((hfsq - (s * (hfsq + r) + k * LN2_LO)) - f)
+}
+
+// fdlibm __kernel_sin / __kernel_cos coefficients, valid on [-pi/4, pi/4].
+const S1: f64 = -1.666_666_666_666_663_24e-01;
+const S2: f64 = 8.333_333_333_322_489_46e-03;
+const S3: f64 = -1.984_126_982_985_794_94e-04;
+const S4: f64 = 2.755_731_370_707_006_77e-06;
+const S5: f64 = -2.505_076_025_340_686_35e-08;
+const S6: f64 = 1.589_690_995_211_550_00e-10;
+const C1: f64 = 4.166_666_666_666_660_19e-02;
+const C2: f64 = -1.388_888_888_887_410_96e-03;
+const C3: f64 = 2.480_158_728_947_672_94e-05;
+const C4: f64 = -2.755_731_435_139_066_33e-07;
+const C5: f64 = 2.087_572_321_298_174_53e-09;
+const C6: f64 = -1.135_964_755_778_819_48e-11;
+
+/// sin(a) for |a| ≤ pi/4.
+#[inline(always)]
+pub fn sin_kernel(a: f64) -> f64 {
+    let z = a * a;
+    let v = z * a;
+    let r = S2 + z * (S3 + z * (S4 + z * (S5 + z * S6)));
+    a + v * (S1 + z * r)
+}
+
+/// cos(a) for |a| ≤ pi/4.
+#[inline(always)]
+pub fn cos_kernel(a: f64) -> f64 {
+    let z = a * a;
+    let r = z * (C1 + z * (C2 + z * (C3 + z * (C4 + z * (C5 + z * C6)))));
+    let hz = 0.5 * z;
+    let w = 1.0 - hz;
+    w + (((1.0 - w) - hz) + z * r)
+}
+
+/// (sin 2πu, cos 2πu) for u in [0, 1). The reduction to an octant is exact: 4u and its nearest
+/// integer q are exact in binary floating point, so only the polynomial rounds.
+#[inline(always)]
+pub fn sincos_2pi(u: f64) -> (f64, f64) {
+    let x = u * 4.0;
+    let q = (x + 0.5).floor();
+    let t = x - q; // in [-0.5, 0.5]
+    let a = t * std::f64::consts::FRAC_PI_2; // in [-pi/4, pi/4]
+    let s = sin_kernel(a);
+    let c = cos_kernel(a);
+    let qi = (q as i64) & 3;
+    let swap = qi & 1 == 1;
+    let (s1, c1) = if swap { (c, s) } else { (s, c) };
+    let sin_neg = qi == 2 || qi == 3;
+    let cos_neg = qi == 1 || qi == 2;
+    (if sin_neg { -s1 } else { s1 }, if cos_neg { -c1 } else { c1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ulps(a: f64, b: f64) -> u64 {
+        if a == b {
+            return 0;
+        }
+        let (x, y) = (a.to_bits() as i64, b.to_bits() as i64);
+        if (x < 0) != (y < 0) {
+            // values of different sign: count through zero
+            return (x & i64::MAX) as u64 + (y & i64::MAX) as u64;
+        }
+        x.abs_diff(y)
+    }
+
+    #[test]
+    fn ln_within_one_ulp_of_std() {
+        let mut worst = 0;
+        let mut u = 1e-300f64;
+        for i in 0..1_000_000u64 {
+            let x = if i % 2 == 0 { u } else { (i as f64) * 1.37e-6 + 1e-9 };
+            worst = worst.max(ulps(ln(x), x.ln()));
+            u *= 1.0007;
+        }
+        assert!(worst <= 1, "worst ln error {worst} ulp");
+        assert_eq!(ln(1.0), 0.0);
+    }
+
+    #[test]
+    fn sin_cos_kernels_within_one_ulp_on_the_octant() {
+        let mut worst = 0;
+        for i in 0..=1_000_000i64 {
+            let a = (i - 500_000) as f64 / 500_000.0 * std::f64::consts::FRAC_PI_4;
+            worst = worst.max(ulps(sin_kernel(a), a.sin())).max(ulps(cos_kernel(a), a.cos()));
+        }
+        assert!(worst <= 1, "worst kernel error {worst} ulp");
+    }
+
+    #[test]
+    fn sincos_2pi_quadrants_match_std() {
+        for i in 0..1_000_000u64 {
+            let u = i as f64 / 1_000_000.0;
+            let (s, c) = sincos_2pi(u);
+            let a = 2.0 * std::f64::consts::PI * u;
+            // std's own argument 2πu is rounded (≤ 7e-16 absolute), hence the tolerance
+            assert!((s - a.sin()).abs() < 1.5e-15 && (c - a.cos()).abs() < 1.5e-15, "u={u}");
+        }
+        assert_eq!(sincos_2pi(0.0), (0.0, 1.0));
+        assert_eq!(sincos_2pi(0.25), (1.0, 0.0));
+        assert_eq!(sincos_2pi(0.5), (0.0, -1.0));
+    }
+}

@@ -1,0 +1,133 @@
+//! `--codec` specifications (`none`, `zstd[:LEVEL]`, `blosc[:CNAME[:CLEVEL]]`, `gzip[:LEVEL]`) and
+//! the zarrs codec objects they become.
+
+use std::sync::Arc;
+
+use zarrs::array::codec::{BloscCodec, BloscCompressionLevel, BloscCompressor, BloscShuffleMode, GzipCodec, ZstdCodec};
+use zarrs::array::BytesToBytesCodecTraits;
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+
+/// Default zstd level: zstd's own default, which is what zarr-python's `level=0` means.
+pub const ZSTD_DEFAULT_LEVEL: i32 = 3;
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum CodecSpec {
+    None,
+    Zstd { level: i32 },
+    Blosc { cname: String, clevel: u8 },
+    Gzip { level: u32 },
+}
+
+impl Default for CodecSpec {
+    fn default() -> Self {
+        CodecSpec::Zstd { level: ZSTD_DEFAULT_LEVEL }
+    }
+}
+
+const BLOSC_CNAMES: [&str; 5] = ["lz4", "lz4hc", "blosclz", "zstd", "zlib"];
+
+impl CodecSpec {
+    /// Parse a `--codec` value; errors name the argument and list what is accepted.
+    pub fn parse(text: &str) -> Result<CodecSpec> {
+        let bad = |msg: String| Error::usage("--codec", msg);
+        let parts: Vec<&str> = text.trim().split(':').collect();
+        let num = |s: &str, what: &str| -> Result<i64> {
+            s.trim().parse::<i64>().map_err(|_| bad(format!("{what} {s:?} is not a whole number")))
+        };
+        match parts[0].to_ascii_lowercase().as_str() {
+            "none" | "raw" if parts.len() == 1 => Ok(CodecSpec::None),
+            "zstd" if parts.len() <= 2 => {
+                let level = if parts.len() == 2 { num(parts[1], "zstd level")? } else { ZSTD_DEFAULT_LEVEL as i64 };
+                if !(-7..=22).contains(&level) {
+                    return Err(bad(format!("zstd level {level} is out of range; use -7..22 (default {ZSTD_DEFAULT_LEVEL})")));
+                }
+                Ok(CodecSpec::Zstd { level: level as i32 })
+            }
+            "gzip" if parts.len() <= 2 => {
+                let level = if parts.len() == 2 { num(parts[1], "gzip level")? } else { 5 };
+                if !(0..=9).contains(&level) {
+                    return Err(bad(format!("gzip level {level} is out of range; use 0..9 (default 5)")));
+                }
+                Ok(CodecSpec::Gzip { level: level as u32 })
+            }
+            "blosc" if parts.len() <= 3 => {
+                let cname = parts.get(1).map(|s| s.trim().to_ascii_lowercase()).unwrap_or_else(|| "lz4".into());
+                if !BLOSC_CNAMES.contains(&cname.as_str()) {
+                    return Err(bad(format!("blosc compressor {cname:?} is unknown; use one of {}", BLOSC_CNAMES.join(", "))));
+                }
+                let clevel = if parts.len() == 3 { num(parts[2], "blosc level")? } else { 5 };
+                if !(0..=9).contains(&clevel) {
+                    return Err(bad(format!("blosc level {clevel} is out of range; use 0..9 (default 5)")));
+                }
+                Ok(CodecSpec::Blosc { cname, clevel: clevel as u8 })
+            }
+            _ => Err(bad(format!(
+                "unknown codec {text:?}; use none, zstd[:LEVEL], blosc[:CNAME[:CLEVEL]] or gzip[:LEVEL]"
+            ))),
+        }
+    }
+
+    /// The bytes-to-bytes codecs for arrays of `dtype`.
+    pub fn build(&self, dtype: DType) -> Result<Vec<Arc<dyn BytesToBytesCodecTraits>>> {
+        Ok(match self {
+            CodecSpec::None => vec![],
+            CodecSpec::Zstd { level } => vec![Arc::new(ZstdCodec::new((*level).into(), false))],
+            CodecSpec::Gzip { level } => vec![Arc::new(
+                GzipCodec::new(*level).map_err(|e| Error::usage("--codec", format!("gzip: {e}")))?,
+            )],
+            CodecSpec::Blosc { cname, clevel } => {
+                let c = match cname.as_str() {
+                    "lz4" => BloscCompressor::LZ4,
+                    "lz4hc" => BloscCompressor::LZ4HC,
+                    "blosclz" => BloscCompressor::BloscLZ,
+                    "zstd" => BloscCompressor::Zstd,
+                    _ => BloscCompressor::Zlib,
+                };
+                let level = BloscCompressionLevel::try_from(*clevel)
+                    .map_err(|_| Error::usage("--codec", format!("blosc level {clevel} is out of range; use 0..9")))?;
+                let shuffle = if dtype.size() > 1 { BloscShuffleMode::Shuffle } else { BloscShuffleMode::NoShuffle };
+                let codec = BloscCodec::new(c, level, None, shuffle, Some(dtype.size()))
+                    .map_err(|e| Error::usage("--codec", format!("blosc: {e}")))?;
+                vec![Arc::new(codec)]
+            }
+        })
+    }
+
+    /// Bytes of scratch a codec may hold besides its input and output while encoding one chunk.
+    pub fn scratch_bytes(&self) -> u64 {
+        match self {
+            CodecSpec::None => 0,
+            _ => 4 << 20,
+        }
+    }
+}
+
+impl std::fmt::Display for CodecSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CodecSpec::None => write!(f, "none"),
+            CodecSpec::Zstd { level } => write!(f, "zstd:{level}"),
+            CodecSpec::Gzip { level } => write!(f, "gzip:{level}"),
+            CodecSpec::Blosc { cname, clevel } => write!(f, "blosc:{cname}:{clevel}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codec_specs_parse() {
+        assert_eq!(CodecSpec::parse("zstd").ok(), Some(CodecSpec::Zstd { level: 3 }));
+        assert_eq!(CodecSpec::parse("zstd:7").ok(), Some(CodecSpec::Zstd { level: 7 }));
+        assert_eq!(CodecSpec::parse("none").ok(), Some(CodecSpec::None));
+        assert_eq!(CodecSpec::parse("blosc:zstd:9").ok(), Some(CodecSpec::Blosc { cname: "zstd".into(), clevel: 9 }));
+        assert_eq!(CodecSpec::parse("gzip").ok(), Some(CodecSpec::Gzip { level: 5 }));
+        assert!(CodecSpec::parse("lzma").is_err());
+        assert!(CodecSpec::parse("zstd:99").is_err());
+        assert!(CodecSpec::parse("blosc:snappy").is_err());
+    }
+}

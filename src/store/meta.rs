@@ -1,0 +1,252 @@
+//! Reading array metadata (Zarr v3 `zarr.json`, Zarr v2 `.zarray` + `.zattrs`) into [`ArrayMeta`],
+//! with errors that say which file is wrong and how. This is what `dsk info` shows, and the check
+//! every command runs before handing a path to zarrs.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+
+/// What an array's metadata says, format-independent.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ArrayMeta {
+    pub zarr_format: u8,
+    pub shape: Vec<u64>,
+    /// The chunk shape (the inner chunk shape when the array is sharded, as zarr-python reports).
+    pub chunks: Vec<u64>,
+    /// The shard shape, when the array uses the sharding codec.
+    pub shards: Option<Vec<u64>>,
+    pub dtype: DType,
+    /// The stored byte order (`big` only for Zarr v2 `>` dtypes or a v3 `bytes` codec set so).
+    pub big_endian: bool,
+    /// The fill value as written in the metadata.
+    pub fill_value: Value,
+    /// Codecs as `{name, configuration}` objects (for v2: filters, then the compressor).
+    pub codecs: Vec<Value>,
+    pub dimension_names: Option<Vec<Option<String>>>,
+    /// Memory order of chunks: `C`, or `F` for Zarr v2 arrays written in Fortran order.
+    pub order: char,
+}
+
+impl ArrayMeta {
+    /// The shape of the unit that is read and written as one object: the shard if sharded.
+    pub fn storage_chunks(&self) -> &[u64] {
+        self.shards.as_deref().unwrap_or(&self.chunks)
+    }
+}
+
+/// True if `path` is a directory holding Zarr array metadata (v3 `zarr.json` with
+/// `node_type: array`, or v2 `.zarray`).
+pub fn is_zarr_array(path: &Path) -> bool {
+    if !path.is_dir() {
+        return false;
+    }
+    if path.join(".zarray").is_file() {
+        return true;
+    }
+    match fs::read(path.join("zarr.json")) {
+        Ok(bytes) => serde_json::from_slice::<Value>(&bytes)
+            .map(|v| v.get("node_type").and_then(Value::as_str) == Some("array"))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// Read and validate the metadata of the array at `path`.
+pub fn read_meta(path: &Path) -> Result<ArrayMeta> {
+    if !path.exists() {
+        return Err(Error::input(path, "does not exist — check the path (a Zarr array is a directory with zarr.json or .zarray)"));
+    }
+    if !path.is_dir() {
+        return Err(Error::input(path, "is a file, not a Zarr array — pass the array's directory"));
+    }
+    let v3 = path.join("zarr.json");
+    let v2 = path.join(".zarray");
+    if v3.is_file() {
+        parse_v3(&v3, &load_json(&v3)?)
+    } else if v2.is_file() {
+        let attrs_path = path.join(".zattrs");
+        let attrs = if attrs_path.is_file() { Some(load_json(&attrs_path)?) } else { None };
+        parse_v2(&v2, &load_json(&v2)?, attrs.as_ref())
+    } else if path.join(".zgroup").is_file() {
+        Err(Error::input(path, "is a Zarr v2 group, not an array — pass the path of an array inside it"))
+    } else {
+        Err(Error::input(path, "is not a Zarr array (no zarr.json or .zarray inside) — pass the path of a Zarr array directory"))
+    }
+}
+
+fn load_json(file: &Path) -> Result<Value> {
+    let bytes = fs::read(file).map_err(|e| Error::io(file, "read", e))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Error::input(file, format!("malformed JSON ({e}) — the array metadata is damaged; restore or rewrite it"))
+    })
+}
+
+fn bad(file: &Path, what: impl std::fmt::Display) -> Error {
+    Error::input(file, format!("invalid array metadata: {what} — the metadata does not follow the Zarr spec; rewrite it"))
+}
+
+fn u64_list(file: &Path, v: Option<&Value>, key: &str) -> Result<Vec<u64>> {
+    let arr = v.and_then(Value::as_array).ok_or_else(|| bad(file, format!("'{key}' must be a list of integers")))?;
+    arr.iter()
+        .map(|x| x.as_u64().ok_or_else(|| bad(file, format!("'{key}' must hold non-negative integers, found {x}"))))
+        .collect()
+}
+
+fn unsupported_dtype(file: &Path, name: &str) -> Error {
+    Error::input(
+        file,
+        format!("data type {name} is not supported by dsk (supported: {}) — convert the array first", DType::accepted()),
+    )
+}
+
+fn parse_v3(file: &Path, j: &Value) -> Result<ArrayMeta> {
+    if j.get("zarr_format").and_then(Value::as_u64) != Some(3) {
+        return Err(bad(file, "'zarr_format' must be 3"));
+    }
+    match j.get("node_type").and_then(Value::as_str) {
+        Some("array") => {}
+        Some("group") => {
+            return Err(Error::input(
+                file.parent().unwrap_or(file),
+                "is a Zarr group, not an array — pass the path of an array inside it",
+            ))
+        }
+        _ => return Err(bad(file, "'node_type' must be \"array\"")),
+    }
+    let shape = u64_list(file, j.get("shape"), "shape")?;
+    let grid = j.get("chunk_grid").ok_or_else(|| bad(file, "'chunk_grid' is missing"))?;
+    let grid_name = grid.get("name").and_then(Value::as_str).unwrap_or("");
+    if grid_name != "regular" {
+        return Err(Error::input(
+            file,
+            format!("chunk grid {grid_name:?} is not supported (only \"regular\") — rechunk the array with zarr-python first"),
+        ));
+    }
+    let grid_chunks = u64_list(file, grid.pointer("/configuration/chunk_shape"), "chunk_grid.configuration.chunk_shape")?;
+    if grid_chunks.len() != shape.len() || grid_chunks.contains(&0) {
+        return Err(bad(file, "chunk_shape must have one positive extent per axis of shape"));
+    }
+    let dt_name = match j.get("data_type") {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.get("name").and_then(Value::as_str).unwrap_or("?").to_string(),
+        None => return Err(bad(file, "'data_type' is missing")),
+    };
+    let dtype = DType::parse(&dt_name)
+        .filter(|d| d.name() == dt_name)
+        .ok_or_else(|| unsupported_dtype(file, &dt_name))?;
+    let codecs: Vec<Value> = j.get("codecs").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut shards = None;
+    let mut chunks = grid_chunks.clone();
+    let mut big_endian = false;
+    for c in &codecs {
+        match c.get("name").and_then(Value::as_str) {
+            Some("sharding_indexed") => {
+                let inner = u64_list(file, c.pointer("/configuration/chunk_shape"), "sharding chunk_shape")?;
+                if inner.len() != shape.len() || inner.contains(&0) {
+                    return Err(bad(file, "sharding chunk_shape must have one positive extent per axis"));
+                }
+                shards = Some(grid_chunks.clone());
+                chunks = inner;
+                if let Some(inner_codecs) = c.pointer("/configuration/codecs").and_then(Value::as_array) {
+                    big_endian = inner_codecs.iter().any(is_big_endian_bytes);
+                }
+            }
+            Some("bytes") => big_endian = is_big_endian_bytes(c),
+            _ => {}
+        }
+    }
+    let dimension_names = j.get("dimension_names").and_then(Value::as_array).map(|names| {
+        names.iter().map(|n| n.as_str().map(str::to_string)).collect::<Vec<_>>()
+    });
+    Ok(ArrayMeta {
+        zarr_format: 3,
+        shape,
+        chunks,
+        shards,
+        dtype,
+        big_endian,
+        fill_value: j.get("fill_value").cloned().unwrap_or(Value::Null),
+        codecs,
+        dimension_names,
+        order: 'C',
+    })
+}
+
+fn is_big_endian_bytes(c: &Value) -> bool {
+    c.get("name").and_then(Value::as_str) == Some("bytes")
+        && c.pointer("/configuration/endian").and_then(Value::as_str) == Some("big")
+}
+
+fn parse_v2(file: &Path, j: &Value, attrs: Option<&Value>) -> Result<ArrayMeta> {
+    if j.get("zarr_format").and_then(Value::as_u64) != Some(2) {
+        return Err(bad(file, "'zarr_format' must be 2"));
+    }
+    let shape = u64_list(file, j.get("shape"), "shape")?;
+    let chunks = u64_list(file, j.get("chunks"), "chunks")?;
+    if chunks.len() != shape.len() || chunks.contains(&0) {
+        return Err(bad(file, "'chunks' must have one positive extent per axis of 'shape'"));
+    }
+    let typestr = match j.get("dtype") {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => return Err(unsupported_dtype(file, &other.to_string())),
+        None => return Err(bad(file, "'dtype' is missing")),
+    };
+    let (dtype, big_endian) = DType::parse_typestr(&typestr).ok_or_else(|| unsupported_dtype(file, &typestr))?;
+    let order = match j.get("order").and_then(Value::as_str) {
+        Some("F") => 'F',
+        Some("C") | None => 'C',
+        Some(o) => return Err(bad(file, format!("'order' must be \"C\" or \"F\", found {o:?}"))),
+    };
+    let mut codecs = vec![];
+    if let Some(filters) = j.get("filters").and_then(Value::as_array) {
+        codecs.extend(filters.iter().map(numcodecs_to_codec));
+    }
+    if let Some(comp) = j.get("compressor").filter(|c| !c.is_null()) {
+        codecs.push(numcodecs_to_codec(comp));
+    }
+    let dimension_names = attrs.and_then(|a| a.get("_ARRAY_DIMENSIONS")).and_then(Value::as_array).map(|names| {
+        names.iter().map(|n| n.as_str().map(str::to_string)).collect::<Vec<_>>()
+    });
+    Ok(ArrayMeta {
+        zarr_format: 2,
+        shape,
+        chunks,
+        shards: None,
+        dtype,
+        big_endian,
+        fill_value: j.get("fill_value").cloned().unwrap_or(Value::Null),
+        codecs,
+        dimension_names,
+        order,
+    })
+}
+
+/// A numcodecs config `{"id": "blosc", "cname": …}` as a v3-style `{name, configuration}`.
+fn numcodecs_to_codec(c: &Value) -> Value {
+    let mut conf = c.as_object().cloned().unwrap_or_default();
+    let id = conf.remove("id").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| "?".into());
+    json!({"name": id, "configuration": conf})
+}
+
+/// Total bytes of the files under `path` (chunks and metadata), as `du --apparent-size` counts them.
+pub fn stored_bytes(path: &Path) -> Result<u64> {
+    let mut total = 0;
+    let mut stack: Vec<PathBuf> = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let rd = fs::read_dir(&dir).map_err(|e| Error::io(&dir, "list", e))?;
+        for entry in rd {
+            let entry = entry.map_err(|e| Error::io(&dir, "list", e))?;
+            let ft = entry.file_type().map_err(|e| Error::io(entry.path(), "stat", e))?;
+            if ft.is_dir() {
+                stack.push(entry.path());
+            } else if ft.is_file() {
+                total += entry.metadata().map_err(|e| Error::io(entry.path(), "stat", e))?.len();
+            }
+        }
+    }
+    Ok(total)
+}
