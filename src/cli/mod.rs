@@ -15,7 +15,9 @@ use crate::report::ProgressMode;
 /// Chunked N-d arrays larger than RAM, on Zarr, from the shell — under a hard memory bound.
 #[derive(Debug, Parser)]
 #[command(name = "dsk", version, propagate_version = true, max_term_width = 100)]
-#[command(after_help = "Examples:\n  dsk create ones big.zarr --shape 200000,4000 --chunks 1000,1000\n  dsk info big.zarr\n  dsk export big.zarr --slice '0:5, 0:3' --format csv")]
+#[command(
+    after_help = "Examples:\n  dsk create ones big.zarr --shape 200000,4000 --chunks 1000,1000\n  dsk info big.zarr\n  dsk export big.zarr --slice '0:5, 0:3' --format csv"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -55,9 +57,14 @@ impl RunArgs {
         let workers = match self.workers {
             Some(0) => return Err(Error::usage("--workers", "must be at least 1")),
             Some(n) => n,
-            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            None => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
         };
-        Ok(RunOptions { workers, memory: parse_size(&self.memory, "--memory")? })
+        Ok(RunOptions {
+            workers,
+            memory: parse_size(&self.memory, "--memory")?,
+        })
     }
 }
 
@@ -65,11 +72,17 @@ impl RunArgs {
 pub fn parse_size(text: &str, arg: &str) -> Result<u64> {
     let t = text.trim();
     if t.starts_with('-') {
-        return Err(Error::usage(arg, format!("{t:?} is negative; give a size like 512MiB or 2GiB")));
+        return Err(Error::usage(
+            arg,
+            format!("{t:?} is negative; give a size like 512MiB or 2GiB"),
+        ));
     }
-    let size: bytesize::ByteSize = t
-        .parse()
-        .map_err(|_| Error::usage(arg, format!("{t:?} is not a size; write it like 512MiB, 2GiB or 1.5GB")))?;
+    let size: bytesize::ByteSize = t.parse().map_err(|_| {
+        Error::usage(
+            arg,
+            format!("{t:?} is not a size; write it like 512MiB, 2GiB or 1.5GB"),
+        )
+    })?;
     if size.as_u64() == 0 {
         return Err(Error::usage(arg, "must be more than 0 bytes"));
     }

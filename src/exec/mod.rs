@@ -27,9 +27,26 @@ pub struct RunOptions {
 /// What the executor reports while it runs.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event<'a> {
-    StageStart { stage: &'a str, tasks: u64, bytes: u64 },
-    TaskDone { stage: &'a str, task: u64, done: u64, tasks: u64, bytes_done: u64, bytes: u64, elapsed: Duration },
-    StageEnd { stage: &'a str, tasks: u64, bytes: u64, elapsed: Duration },
+    StageStart {
+        stage: &'a str,
+        tasks: u64,
+        bytes: u64,
+    },
+    TaskDone {
+        stage: &'a str,
+        task: u64,
+        done: u64,
+        tasks: u64,
+        bytes_done: u64,
+        bytes: u64,
+        elapsed: Duration,
+    },
+    StageEnd {
+        stage: &'a str,
+        tasks: u64,
+        bytes: u64,
+        elapsed: Duration,
+    },
 }
 
 /// Receives executor events (progress bars, JSON lines, reports).
@@ -72,7 +89,11 @@ pub struct StageStats {
 
 /// How many tasks of `task_bytes` may run at once under `memory` with `workers` threads; an error
 /// naming the chunk size that would fit when not even one can.
-pub fn admissible(stage: &Stage, opts: &RunOptions, hint: impl FnOnce(u64) -> String) -> Result<usize> {
+pub fn admissible(
+    stage: &Stage,
+    opts: &RunOptions,
+    hint: impl FnOnce(u64) -> String,
+) -> Result<usize> {
     if stage.task_bytes > opts.memory {
         return Err(Error::Budget {
             what: format!("one {} task", stage.name),
@@ -96,7 +117,11 @@ pub fn run_stage(
     task: impl Fn(TaskCtx) -> Result<u64> + Sync,
 ) -> Result<StageStats> {
     let start = Instant::now();
-    sink.event(&Event::StageStart { stage: &stage.name, tasks: stage.tasks, bytes: stage.total_bytes });
+    sink.event(&Event::StageStart {
+        stage: &stage.name,
+        tasks: stage.tasks,
+        bytes: stage.total_bytes,
+    });
     let budget = Budget::new(opts.memory);
     let next = AtomicUsize::new(0);
     let done = AtomicU64::new(0);
@@ -107,41 +132,47 @@ pub fn run_stage(
     // Threads the codecs of one task may use: the workers not busy with other tasks.
     let codec_threads = (opts.workers / parallel).max(1);
 
-    let worker = || {
-        loop {
-            if failed.load(Ordering::Relaxed) {
-                break;
+    let worker = || loop {
+        if failed.load(Ordering::Relaxed) {
+            break;
+        }
+        let i = next.fetch_add(1, Ordering::Relaxed) as u64;
+        if i >= stage.tasks {
+            break;
+        }
+        let _held = budget.reserve(stage.task_bytes);
+        let ctx = TaskCtx {
+            index: i,
+            codec_threads,
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| task(ctx))).unwrap_or_else(|p| {
+            Err(Error::Internal(format!(
+                "task {i} of {} panicked: {}",
+                stage.name,
+                panic_text(&p)
+            )))
+        });
+        match result {
+            Ok(b) => {
+                let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+                let bd = bytes_done.fetch_add(b, Ordering::Relaxed) + b;
+                sink.event(&Event::TaskDone {
+                    stage: &stage.name,
+                    task: i,
+                    done: d,
+                    tasks: stage.tasks,
+                    bytes_done: bd,
+                    bytes: stage.total_bytes,
+                    elapsed: start.elapsed(),
+                });
             }
-            let i = next.fetch_add(1, Ordering::Relaxed) as u64;
-            if i >= stage.tasks {
+            Err(e) => {
+                failed.store(true, Ordering::Relaxed);
+                let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
+                if slot.is_none() {
+                    *slot = Some(e);
+                }
                 break;
-            }
-            let _held = budget.reserve(stage.task_bytes);
-            let ctx = TaskCtx { index: i, codec_threads };
-            let result = catch_unwind(AssertUnwindSafe(|| task(ctx)))
-                .unwrap_or_else(|p| Err(Error::Internal(format!("task {i} of {} panicked: {}", stage.name, panic_text(&p)))));
-            match result {
-                Ok(b) => {
-                    let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    let bd = bytes_done.fetch_add(b, Ordering::Relaxed) + b;
-                    sink.event(&Event::TaskDone {
-                        stage: &stage.name,
-                        task: i,
-                        done: d,
-                        tasks: stage.tasks,
-                        bytes_done: bd,
-                        bytes: stage.total_bytes,
-                        elapsed: start.elapsed(),
-                    });
-                }
-                Err(e) => {
-                    failed.store(true, Ordering::Relaxed);
-                    let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
-                    if slot.is_none() {
-                        *slot = Some(e);
-                    }
-                    break;
-                }
             }
         }
     };
@@ -165,8 +196,18 @@ pub fn run_stage(
     }
     let elapsed = start.elapsed();
     let bytes = bytes_done.load(Ordering::Relaxed);
-    sink.event(&Event::StageEnd { stage: &stage.name, tasks: stage.tasks, bytes, elapsed });
-    Ok(StageStats { tasks: stage.tasks, bytes, elapsed, parallel })
+    sink.event(&Event::StageEnd {
+        stage: &stage.name,
+        tasks: stage.tasks,
+        bytes,
+        elapsed,
+    });
+    Ok(StageStats {
+        tasks: stage.tasks,
+        bytes,
+        elapsed,
+        parallel,
+    })
 }
 
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {

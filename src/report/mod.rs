@@ -50,7 +50,10 @@ pub struct Bars {
 
 impl Bars {
     pub fn new(force: bool) -> Bars {
-        Bars { bar: Mutex::new(None), force }
+        Bars {
+            bar: Mutex::new(None),
+            force,
+        }
     }
 }
 
@@ -61,7 +64,11 @@ impl EventSink for Bars {
             Event::StageStart { stage, tasks, .. } => {
                 let pb = ProgressBar::with_draw_target(
                     Some(*tasks),
-                    if self.force { ProgressDrawTarget::term_like(Box::new(StderrTerm)) } else { ProgressDrawTarget::stderr() },
+                    if self.force {
+                        ProgressDrawTarget::term_like(Box::new(StderrTerm))
+                    } else {
+                        ProgressDrawTarget::stderr()
+                    },
                 );
                 let style = ProgressStyle::with_template(
                     "{prefix:>8} [{bar:30}] {pos}/{len} chunks  {msg}  {elapsed_precise} ETA {eta}",
@@ -72,7 +79,12 @@ impl EventSink for Bars {
                 pb.set_prefix(stage.to_string());
                 *slot = Some(pb);
             }
-            Event::TaskDone { done, bytes_done, elapsed, .. } => {
+            Event::TaskDone {
+                done,
+                bytes_done,
+                elapsed,
+                ..
+            } => {
                 if let Some(pb) = slot.as_ref() {
                     pb.set_position(*done);
                     let rate = *bytes_done as f64 / elapsed.as_secs_f64().max(1e-9);
@@ -100,19 +112,38 @@ impl StderrTerm {
 
 impl indicatif::TermLike for StderrTerm {
     fn width(&self) -> u16 {
-        std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).unwrap_or(100)
+        std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(100)
     }
     fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
-        if n > 0 { self.put(&format!("\x1b[{n}A")) } else { Ok(()) }
+        if n > 0 {
+            self.put(&format!("\x1b[{n}A"))
+        } else {
+            Ok(())
+        }
     }
     fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
-        if n > 0 { self.put(&format!("\x1b[{n}B")) } else { Ok(()) }
+        if n > 0 {
+            self.put(&format!("\x1b[{n}B"))
+        } else {
+            Ok(())
+        }
     }
     fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
-        if n > 0 { self.put(&format!("\x1b[{n}C")) } else { Ok(()) }
+        if n > 0 {
+            self.put(&format!("\x1b[{n}C"))
+        } else {
+            Ok(())
+        }
     }
     fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
-        if n > 0 { self.put(&format!("\x1b[{n}D")) } else { Ok(()) }
+        if n > 0 {
+            self.put(&format!("\x1b[{n}D"))
+        } else {
+            Ok(())
+        }
     }
     fn write_line(&self, s: &str) -> std::io::Result<()> {
         self.put(&format!("{s}\n"))
@@ -135,7 +166,9 @@ pub struct JsonEvents {
 
 impl JsonEvents {
     pub fn new() -> JsonEvents {
-        JsonEvents { last: Mutex::new(None) }
+        JsonEvents {
+            last: Mutex::new(None),
+        }
     }
 }
 
@@ -153,10 +186,22 @@ fn emit(v: serde_json::Value) {
 impl EventSink for JsonEvents {
     fn event(&self, e: &Event<'_>) {
         match e {
-            Event::StageStart { stage, tasks, bytes } => {
-                emit(json!({"event": "stage_start", "stage": stage, "tasks": tasks, "bytes": bytes}))
-            }
-            Event::TaskDone { stage, done, tasks, bytes_done, bytes, elapsed, .. } => {
+            Event::StageStart {
+                stage,
+                tasks,
+                bytes,
+            } => emit(
+                json!({"event": "stage_start", "stage": stage, "tasks": tasks, "bytes": bytes}),
+            ),
+            Event::TaskDone {
+                stage,
+                done,
+                tasks,
+                bytes_done,
+                bytes,
+                elapsed,
+                ..
+            } => {
                 let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
                 let now = Instant::now();
                 let due = last.is_none_or(|t| now.duration_since(t) >= Duration::from_millis(100));
@@ -170,7 +215,12 @@ impl EventSink for JsonEvents {
                     }))
                 }
             }
-            Event::StageEnd { stage, tasks, bytes, elapsed } => emit(json!({
+            Event::StageEnd {
+                stage,
+                tasks,
+                bytes,
+                elapsed,
+            } => emit(json!({
                 "event": "stage_end", "stage": stage, "tasks": tasks, "bytes": bytes,
                 "elapsed_s": round3(elapsed.as_secs_f64()),
             })),

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use zarrs::array::codec::{BloscCodec, BloscCompressionLevel, BloscCompressor, BloscShuffleMode, GzipCodec, ZstdCodec};
+use zarrs::array::codec::{
+    BloscCodec, BloscCompressionLevel, BloscCompressor, BloscShuffleMode, GzipCodec, ZstdCodec,
+};
 use zarrs::array::BytesToBytesCodecTraits;
 
 use crate::dtype::DType;
@@ -22,7 +24,9 @@ pub enum CodecSpec {
 
 impl Default for CodecSpec {
     fn default() -> Self {
-        CodecSpec::Zstd { level: ZSTD_DEFAULT_LEVEL }
+        CodecSpec::Zstd {
+            level: ZSTD_DEFAULT_LEVEL,
+        }
     }
 }
 
@@ -34,7 +38,9 @@ impl CodecSpec {
         let bad = |msg: String| Error::usage("--codec", msg);
         let parts: Vec<&str> = text.trim().split(':').collect();
         let num = |s: &str, what: &str| -> Result<i64> {
-            s.trim().parse::<i64>().map_err(|_| bad(format!("{what} {s:?} is not a whole number")))
+            s.trim()
+                .parse::<i64>()
+                .map_err(|_| bad(format!("{what} {s:?} is not a whole number")))
         };
         match parts[0].to_ascii_lowercase().as_str() {
             "none" | "raw" if parts.len() == 1 => Ok(CodecSpec::None),
@@ -73,10 +79,12 @@ impl CodecSpec {
     pub fn build(&self, dtype: DType) -> Result<Vec<Arc<dyn BytesToBytesCodecTraits>>> {
         Ok(match self {
             CodecSpec::None => vec![],
-            CodecSpec::Zstd { level } => vec![Arc::new(ZstdCodec::new((*level).into(), false))],
-            CodecSpec::Gzip { level } => vec![Arc::new(
-                GzipCodec::new(*level).map_err(|e| Error::usage("--codec", format!("gzip: {e}")))?,
-            )],
+            CodecSpec::Zstd { level } => vec![Arc::new(ZstdCodec::new(*level, false))],
+            CodecSpec::Gzip { level } => {
+                vec![Arc::new(GzipCodec::new(*level).map_err(|e| {
+                    Error::usage("--codec", format!("gzip: {e}"))
+                })?)]
+            }
             CodecSpec::Blosc { cname, clevel } => {
                 let c = match cname.as_str() {
                     "lz4" => BloscCompressor::LZ4,
@@ -85,9 +93,17 @@ impl CodecSpec {
                     "zstd" => BloscCompressor::Zstd,
                     _ => BloscCompressor::Zlib,
                 };
-                let level = BloscCompressionLevel::try_from(*clevel)
-                    .map_err(|_| Error::usage("--codec", format!("blosc level {clevel} is out of range; use 0..9")))?;
-                let shuffle = if dtype.size() > 1 { BloscShuffleMode::Shuffle } else { BloscShuffleMode::NoShuffle };
+                let level = BloscCompressionLevel::try_from(*clevel).map_err(|_| {
+                    Error::usage(
+                        "--codec",
+                        format!("blosc level {clevel} is out of range; use 0..9"),
+                    )
+                })?;
+                let shuffle = if dtype.size() > 1 {
+                    BloscShuffleMode::Shuffle
+                } else {
+                    BloscShuffleMode::NoShuffle
+                };
                 let codec = BloscCodec::new(c, level, None, shuffle, Some(dtype.size()))
                     .map_err(|e| Error::usage("--codec", format!("blosc: {e}")))?;
                 vec![Arc::new(codec)]
@@ -121,11 +137,26 @@ mod tests {
 
     #[test]
     fn codec_specs_parse() {
-        assert_eq!(CodecSpec::parse("zstd").ok(), Some(CodecSpec::Zstd { level: 3 }));
-        assert_eq!(CodecSpec::parse("zstd:7").ok(), Some(CodecSpec::Zstd { level: 7 }));
+        assert_eq!(
+            CodecSpec::parse("zstd").ok(),
+            Some(CodecSpec::Zstd { level: 3 })
+        );
+        assert_eq!(
+            CodecSpec::parse("zstd:7").ok(),
+            Some(CodecSpec::Zstd { level: 7 })
+        );
         assert_eq!(CodecSpec::parse("none").ok(), Some(CodecSpec::None));
-        assert_eq!(CodecSpec::parse("blosc:zstd:9").ok(), Some(CodecSpec::Blosc { cname: "zstd".into(), clevel: 9 }));
-        assert_eq!(CodecSpec::parse("gzip").ok(), Some(CodecSpec::Gzip { level: 5 }));
+        assert_eq!(
+            CodecSpec::parse("blosc:zstd:9").ok(),
+            Some(CodecSpec::Blosc {
+                cname: "zstd".into(),
+                clevel: 9
+            })
+        );
+        assert_eq!(
+            CodecSpec::parse("gzip").ok(),
+            Some(CodecSpec::Gzip { level: 5 })
+        );
         assert!(CodecSpec::parse("lzma").is_err());
         assert!(CodecSpec::parse("zstd:99").is_err());
         assert!(CodecSpec::parse("blosc:snappy").is_err());

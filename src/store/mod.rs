@@ -43,7 +43,10 @@ pub struct ZArray {
 
 impl std::fmt::Debug for ZArray {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ZArray").field("path", &self.path).field("meta", &self.meta).finish()
+        f.debug_struct("ZArray")
+            .field("path", &self.path)
+            .field("meta", &self.meta)
+            .finish()
     }
 }
 
@@ -55,10 +58,21 @@ impl ZArray {
     /// Open the array at `path`, checking its metadata first so that errors name the problem.
     pub fn open(path: &Path) -> Result<ZArray> {
         let meta = meta::read_meta(path)?;
-        let store = FilesystemStore::new(path).map_err(|e| zarrs_err(path, "cannot open the store", e))?;
-        let array = Array::open(Arc::new(store), "/")
-            .map_err(|e| zarrs_err(path, "cannot open the array (unsupported codec or metadata?)", e))?;
-        Ok(ZArray { path: path.to_path_buf(), array, meta, write_empty_chunks: false })
+        let store =
+            FilesystemStore::new(path).map_err(|e| zarrs_err(path, "cannot open the store", e))?;
+        let array = Array::open(Arc::new(store), "/").map_err(|e| {
+            zarrs_err(
+                path,
+                "cannot open the array (unsupported codec or metadata?)",
+                e,
+            )
+        })?;
+        Ok(ZArray {
+            path: path.to_path_buf(),
+            array,
+            meta,
+            write_empty_chunks: false,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -131,11 +145,17 @@ impl ZArray {
         let grid = self.grid();
         let gshape = grid.grid_shape();
         if idx.len() != gshape.len() || idx.iter().zip(&gshape).any(|(i, n)| i >= n) {
-            return Err(Error::Internal(format!("chunk {idx:?} is outside the grid {gshape:?}")));
+            return Err(Error::Internal(format!(
+                "chunk {idx:?} is outside the grid {gshape:?}"
+            )));
         }
         let region = grid.chunk_region(idx);
         if data.len() as u64 != region.len() {
-            return Err(Error::Internal(format!("chunk {idx:?}: {} elements for a region of {}", data.len(), region.len())));
+            return Err(Error::Internal(format!(
+                "chunk {idx:?}: {} elements for a region of {}",
+                data.len(),
+                region.len()
+            )));
         }
         let mut opts = codec_options(concurrency);
         opts.set_store_empty_chunks(self.write_empty_chunks);
@@ -168,7 +188,10 @@ pub fn scalar_from_json(v: &serde_json::Value, dtype: DType) -> Option<Scalar> {
     match v {
         Value::Bool(b) => Some(Scalar::Bool(*b)),
         Value::Number(n) if dtype.is_float() => n.as_f64().map(Scalar::Float),
-        Value::Number(n) => n.as_i64().map(Scalar::Int).or_else(|| n.as_u64().map(Scalar::Uint)),
+        Value::Number(n) => n
+            .as_i64()
+            .map(Scalar::Int)
+            .or_else(|| n.as_u64().map(Scalar::Uint)),
         Value::String(s) => match s.as_str() {
             "NaN" => Some(Scalar::Float(f64::NAN)),
             "Infinity" => Some(Scalar::Float(f64::INFINITY)),
@@ -211,15 +234,20 @@ pub struct CreateSpec {
 
 /// Create a new Zarr v3 array in the (empty, existing) directory `dir` and write its metadata.
 pub fn create(dir: &Path, spec: &CreateSpec) -> Result<ZArray> {
-    let store = FilesystemStore::new(dir).map_err(|e| Error::output(dir, format!("cannot create the store: {e}")))?;
+    let store = FilesystemStore::new(dir)
+        .map_err(|e| Error::output(dir, format!("cannot create the store: {e}")))?;
     let storage_chunks = spec.shard.clone().unwrap_or_else(|| spec.chunks.clone());
     let fill_bytes = crate::with_dtype!(spec.dtype, T => {
         let mut b = Vec::new();
         T::encode_le(&[T::from_scalar(spec.fill)], &mut b);
         b
     });
-    let mut builder =
-        ArrayBuilder::new(spec.shape.clone(), storage_chunks, zarr_data_type(spec.dtype), zarrs::array::FillValue::new(fill_bytes));
+    let mut builder = ArrayBuilder::new(
+        spec.shape.clone(),
+        storage_chunks,
+        zarr_data_type(spec.dtype),
+        zarrs::array::FillValue::new(fill_bytes),
+    );
     builder.bytes_to_bytes_codecs(spec.codec.build(spec.dtype)?);
     if spec.shard.is_some() {
         builder.subchunk_shape(spec.chunks.clone());

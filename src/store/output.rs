@@ -33,7 +33,12 @@ pub struct Staged {
 fn file_name(p: &Path) -> Result<String> {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| Error::output(p, "is not a file name — give the output a name, like out.zarr"))
+        .ok_or_else(|| {
+            Error::output(
+                p,
+                "is not a file name — give the output a name, like out.zarr",
+            )
+        })
 }
 
 /// The directory holding `p` (`""` for a bare name: joined paths then stay relative and short).
@@ -49,7 +54,10 @@ impl Staged {
         let parent = parent_of(dest);
         if fs::symlink_metadata(dest).is_ok() {
             if !overwrite {
-                return Err(Error::output(dest, "already exists — pass --overwrite to replace it, or choose another path"));
+                return Err(Error::output(
+                    dest,
+                    "already exists — pass --overwrite to replace it, or choose another path",
+                ));
             }
             let replaceable = match kind {
                 Kind::ZarrDir => is_zarr_array(dest) && !dest.is_symlink(),
@@ -57,16 +65,27 @@ impl Staged {
             };
             if !replaceable {
                 let what = match kind {
-                    Kind::ZarrDir => "exists and is not a Zarr array; --overwrite only replaces Zarr arrays",
-                    Kind::File => "exists and is not a regular file; --overwrite only replaces files",
+                    Kind::ZarrDir => {
+                        "exists and is not a Zarr array; --overwrite only replaces Zarr arrays"
+                    }
+                    Kind::File => {
+                        "exists and is not a regular file; --overwrite only replaces files"
+                    }
                 };
-                return Err(Error::output(dest, format!("{what} — move it away yourself or choose another path")));
+                return Err(Error::output(
+                    dest,
+                    format!("{what} — move it away yourself or choose another path"),
+                ));
             }
         }
         if !parent.as_os_str().is_empty() && !parent.is_dir() {
             return Err(Error::output(
                 dest,
-                format!("the parent directory {} does not exist — create it first (mkdir -p {})", parent.display(), parent.display()),
+                format!(
+                    "the parent directory {} does not exist — create it first (mkdir -p {})",
+                    parent.display(),
+                    parent.display()
+                ),
             ));
         }
         let partial = match kind {
@@ -86,13 +105,18 @@ impl Staged {
                     "exists and was not made by dsk — move it away, dsk uses this name while writing",
                 ));
             }
-            fs::remove_dir_all(&partial).map_err(|e| Error::io(&partial, "remove a stale partial output", e))?;
+            fs::remove_dir_all(&partial)
+                .map_err(|e| Error::io(&partial, "remove a stale partial output", e))?;
         }
         match kind {
             Kind::ZarrDir => {
-                fs::create_dir(&partial).map_err(|e| Error::io(&partial, "create the output directory", e))?;
-                fs::write(partial.join(MARKER), b"written by dsk; removed when the output is complete\n")
-                    .map_err(|e| Error::io(&partial, "write into the output directory", e))?;
+                fs::create_dir(&partial)
+                    .map_err(|e| Error::io(&partial, "create the output directory", e))?;
+                fs::write(
+                    partial.join(MARKER),
+                    b"written by dsk; removed when the output is complete\n",
+                )
+                .map_err(|e| Error::io(&partial, "write into the output directory", e))?;
             }
             Kind::File => {
                 fs::OpenOptions::new()
@@ -102,7 +126,12 @@ impl Staged {
                     .map_err(|e| Error::io(&partial, "create the output file", e))?;
             }
         }
-        Ok(Staged { kind, dest: dest.to_path_buf(), partial, committed: false })
+        Ok(Staged {
+            kind,
+            dest: dest.to_path_buf(),
+            partial,
+            committed: false,
+        })
     }
 
     /// Where to write: the staging directory or file.
@@ -122,8 +151,13 @@ impl Staged {
         }
         let exists = fs::symlink_metadata(&self.dest).is_ok();
         if exists {
-            let old = parent_of(&self.dest).join(format!(".{}.dsk-old-{}", file_name(&self.dest)?, std::process::id()));
-            fs::rename(&self.dest, &old).map_err(|e| Error::io(&self.dest, "move the old output aside", e))?;
+            let old = parent_of(&self.dest).join(format!(
+                ".{}.dsk-old-{}",
+                file_name(&self.dest)?,
+                std::process::id()
+            ));
+            fs::rename(&self.dest, &old)
+                .map_err(|e| Error::io(&self.dest, "move the old output aside", e))?;
             if let Err(e) = fs::rename(&self.partial, &self.dest) {
                 let _ = fs::rename(&old, &self.dest);
                 return Err(Error::io(&self.dest, "move the new output into place", e));
@@ -135,7 +169,8 @@ impl Staged {
             };
             removed.map_err(|e| Error::io(&old, "remove the replaced output", e))?;
         } else {
-            fs::rename(&self.partial, &self.dest).map_err(|e| Error::io(&self.dest, "move the output into place", e))?;
+            fs::rename(&self.partial, &self.dest)
+                .map_err(|e| Error::io(&self.dest, "move the output into place", e))?;
             self.committed = true;
         }
         Ok(())

@@ -1,0 +1,66 @@
+# dsk — the front door. `make demo` runs the main job on a small example; `make test` runs every test.
+
+CARGO   ?= cargo
+PYTHON  ?= python3
+VENV    := .venv
+VPY     := $(VENV)/bin/python
+DSK_DEBUG   := target/debug/dsk
+DSK_RELEASE := target/release/dsk
+DEMO    := target/demo
+
+.PHONY: all build release demo test test-rust test-interop lint fmt fixtures bench doc clean
+
+all: build
+
+build:
+	$(CARGO) build
+
+release:
+	$(CARGO) build --release
+
+# The Python oracle (zarr-python + NumPy, pinned) for the interop tests and the fixtures.
+$(VENV)/.stamp: requirements-test.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet -r requirements-test.txt
+	touch $@
+
+# The lesson's arrays, small: create them, describe them, look at a corner.
+demo: release
+	@rm -rf $(DEMO) && mkdir -p $(DEMO)
+	$(DSK_RELEASE) create ones $(DEMO)/ones.zarr --shape 1000,4000 --chunks 1000,1000
+	$(DSK_RELEASE) info $(DEMO)/ones.zarr
+	$(DSK_RELEASE) create random $(DEMO)/x.zarr --shape 5000,4000 --chunks 1000,1000 --dist normal --seed 42
+	$(DSK_RELEASE) info $(DEMO)/x.zarr
+	$(DSK_RELEASE) export $(DEMO)/x.zarr --slice '0:3, 0:4' --format csv
+
+test: test-rust test-interop
+
+test-rust:
+	$(CARGO) fmt --check
+	$(CARGO) test
+
+test-interop: $(VENV)/.stamp build
+	DSK=$(abspath $(DSK_DEBUG)) $(VPY) -m pytest -q tests/interop
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt
+
+# Regenerate fixtures/ with zarr-python (committed; cargo test needs no Python).
+fixtures: $(VENV)/.stamp
+	$(VPY) fixtures/make_fixtures.py
+
+# Side-by-side benchmarks against Dask (and Cubed); writes docs/benchmarks.md.
+bench: release
+	$(MAKE) -C bench
+
+doc:
+	$(CARGO) doc --no-deps
+
+clean:
+	$(CARGO) clean
+	rm -rf $(DEMO)

@@ -1,0 +1,249 @@
+"""Interop with the real zarr-python and NumPy (the oracle).
+
+dsk writes, zarr-python reads and compares with NumPy; zarr-python writes, dsk reads (export) and
+NumPy compares. Run through `make test` (or `make test-interop`), which builds dsk and sets DSK.
+"""
+
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+import zarr
+from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, ZstdCodec
+
+DSK = os.environ.get("DSK", os.path.join(os.path.dirname(__file__), "..", "..", "target", "debug", "dsk"))
+
+DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64"]
+
+
+def dsk(*args, cwd=None, input=None, ok=True):
+    r = subprocess.run([DSK, *map(str, args)], cwd=cwd, input=input, capture_output=True)
+    if ok and r.returncode != 0:
+        raise AssertionError(f"dsk {' '.join(map(str, args))} failed ({r.returncode}):\n{r.stderr.decode()}")
+    return r
+
+
+def zread(path):
+    return zarr.open_array(str(path), mode="r")[...]
+
+
+def assert_same(got, want):
+    assert got.dtype == want.dtype, (got.dtype, want.dtype)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    if got.dtype.kind == "f":
+        np.testing.assert_array_equal(got, want)  # NaN == NaN here
+    else:
+        assert np.array_equal(got, want)
+
+
+# ------------------------------------------------------------------ dsk writes, zarr-python reads
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ones_zeros_full_for_every_dtype(tmp_path, dtype):
+    shape, chunks = (7, 5), "3,2"
+    for kind in ["ones", "zeros"]:
+        out = tmp_path / f"{kind}.zarr"
+        dsk("create", kind, out, "--shape", "7,5", "--chunks", chunks, "--dtype", dtype)
+        assert_same(zread(out), getattr(np, kind)(shape, dtype=dtype))
+    value = {"bool": "true", "int8": "-3", "uint8": "200", "float32": "nan", "float64": "-inf"}.get(dtype, "42")
+    out = tmp_path / "full.zarr"
+    dsk("create", "full", out, "--shape", "7,5", "--chunks", chunks, "--dtype", dtype, "--value", value, "--write-empty-chunks")
+    pyvalue = {"true": True, "nan": np.nan, "-inf": -np.inf}.get(value, value)
+    assert_same(zread(out), np.full(shape, np.array(pyvalue).astype(dtype) if dtype != "bool" else True, dtype=dtype))
+
+
+@pytest.mark.parametrize(
+    "start,stop,step,dtype",
+    [("0", "20", "1", None), ("-7", "20", "3", None), ("10", "-5", "-4", "int16"), ("0.1", "1.0", "0.2", None),
+     ("0", "1", "0.1", "float32"), ("5", "5", "1", None), ("-2.5", "7", "0.75", "float64"), ("3", "1000", "7", "uint16")],
+)
+def test_arange_matches_numpy(tmp_path, start, stop, step, dtype):
+    out = tmp_path / "a.zarr"
+    args = ["create", "arange", out, "--start", start, "--stop", stop, "--step", step, "--chunks", "4"]
+    if dtype:
+        args += ["--dtype", dtype]
+    dsk(*args)
+    conv = (lambda s: int(s)) if all("." not in s for s in (start, stop, step)) else float
+    want = np.arange(conv(start), conv(stop), conv(step), dtype=dtype)
+    assert_same(zread(out), want)
+
+
+@pytest.mark.parametrize("num", [0, 1, 2, 7, 50])
+def test_linspace_matches_numpy(tmp_path, num):
+    out = tmp_path / "l.zarr"
+    dsk("create", "linspace", out, "--start", "-1", "--stop", "3.5", "--num", num, "--chunks", "3")
+    assert_same(zread(out), np.linspace(-1, 3.5, num))
+
+
+def test_arange_reshaped_3d(tmp_path):
+    out = tmp_path / "a.zarr"
+    dsk("create", "arange", out, "--stop", "60", "--shape", "3,4,5", "--chunks", "2,3,2", "--dtype", "int32")
+    assert_same(zread(out), np.arange(60, dtype="int32").reshape(3, 4, 5))
+
+
+# An independent implementation of dsk's counter-based generator (docs/commands.md describes it).
+M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _mix(z):
+    z = np.asarray(z, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _bits(seed, n):
+    key = _mix(np.uint64(seed) ^ np.uint64(0x6473_6B2D_7261_6E64))
+    i = np.arange(1, n + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        return _mix(key + i * np.uint64(0x9E3779B97F4A7C15))
+
+
+def test_random_uniform_is_the_documented_generator_bit_for_bit(tmp_path):
+    out = tmp_path / "r.zarr"
+    dsk("create", "random", out, "--shape", "37,23", "--chunks", "10,7", "--low", "-2", "--high", "5", "--seed", "9")
+    u = (_bits(9, 37 * 23) >> np.uint64(11)).astype(np.int64).astype(np.float64) * 2.0**-53
+    want = (-2.0 + 7.0 * u).reshape(37, 23)
+    assert_same(zread(out), want)
+
+
+def test_random_normal_is_box_muller_over_the_documented_stream(tmp_path):
+    out = tmp_path / "n.zarr"
+    n = 40 * 25
+    dsk("create", "random", out, "--shape", "40,25", "--chunks", "9,7", "--dist", "normal", "--mean", "3", "--std", "2",
+        "--seed", "5")
+    b = _bits(5, n)
+    u1 = ((b[0::2] >> np.uint64(11)) + np.uint64(1)).astype(np.int64).astype(np.float64) * 2.0**-53
+    u2 = (b[1::2] >> np.uint64(11)).astype(np.int64).astype(np.float64) * 2.0**-53
+    r = 2.0 * np.sqrt(-2.0 * np.log(u1))
+    want = np.empty(n)
+    want[0::2] = 3.0 + r * np.cos(2 * np.pi * u2)
+    want[1::2] = 3.0 + r * np.sin(2 * np.pi * u2)
+    got = zread(out).reshape(-1)
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_from_npy_every_dtype_and_order(tmp_path, dtype, order):
+    a = (np.arange(3 * 4 * 5) % 7 - 2).reshape(3, 4, 5)
+    a = (a > 0) if dtype == "bool" else (a * (1 if dtype.startswith("u") else -1)).astype(dtype) if dtype.startswith("u") else a.astype(dtype)
+    if dtype.startswith("float"):
+        a = a / 3
+        a.flat[0] = np.nan
+        a = a.astype(dtype)
+    a = np.asfortranarray(a) if order == "F" else a
+    np.save(tmp_path / "a.npy", a)
+    dsk("create", "from-npy", tmp_path / "a.npy", tmp_path / "a.zarr", "--chunks", "2,3,2")
+    assert_same(zread(tmp_path / "a.zarr"), np.ascontiguousarray(a))
+
+
+def test_from_npy_big_endian_and_zero_d(tmp_path):
+    a = np.arange(12, dtype=">f8").reshape(3, 4) / 7
+    np.save(tmp_path / "b.npy", a)
+    dsk("create", "from-npy", tmp_path / "b.npy", tmp_path / "b.zarr")
+    assert_same(zread(tmp_path / "b.zarr"), a.astype("<f8"))
+    np.save(tmp_path / "s.npy", np.array(2.5))
+    dsk("create", "from-npy", tmp_path / "s.npy", tmp_path / "s.zarr")
+    assert_same(zread(tmp_path / "s.zarr"), np.array(2.5))
+
+
+def test_from_npy_on_stdin(tmp_path):
+    a = np.arange(20, dtype="int64").reshape(4, 5)
+    np.save(tmp_path / "a.npy", a)
+    dsk("create", "from-npy", "-", tmp_path / "a.zarr", input=(tmp_path / "a.npy").read_bytes())
+    assert_same(zread(tmp_path / "a.zarr"), a)
+
+
+@pytest.mark.parametrize("codec", ["none", "zstd", "zstd:-3", "gzip:9", "blosc", "blosc:zstd:9", "blosc:blosclz:1", "blosc:zlib:4"])
+@pytest.mark.parametrize("shard", [None, "6,8"])
+def test_codecs_and_sharding_read_by_zarr_python(tmp_path, codec, shard):
+    out = tmp_path / "c.zarr"
+    args = ["create", "arange", out, "--stop", "130", "--shape", "10,13", "--chunks", "3,4", "--codec", codec, "--dtype", "float32"]
+    if shard:
+        args += ["--shard", shard]
+    dsk(*args)
+    z = zarr.open_array(str(out), mode="r")
+    assert_same(z[...], np.arange(130, dtype="float32").reshape(10, 13))
+    assert z.chunks == (3, 4)
+    if shard:
+        assert z.shards == (6, 8)
+
+
+def test_dimension_names_and_fill_value_reach_zarr_python(tmp_path):
+    out = tmp_path / "d.zarr"
+    dsk("create", "full", out, "--shape", "3,4", "--value", "7", "--dimension-names", "time,space")
+    z = zarr.open_array(str(out), mode="r")
+    assert z.metadata.dimension_names == ("time", "space")
+    assert z.fill_value == 7
+    assert z.dtype == np.dtype("int64")
+    assert_same(z[...], np.full((3, 4), 7))
+
+
+# ------------------------------------------------------------------ zarr-python writes, dsk reads
+
+
+def _zarr_cases():
+    yield "v3_zstd", dict(zarr_format=3, compressors=ZstdCodec(level=0))
+    yield "v3_blosc", dict(zarr_format=3, compressors=BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"))
+    yield "v3_gzip", dict(zarr_format=3, compressors=GzipCodec(level=1))
+    yield "v3_none_big", dict(zarr_format=3, compressors=None, serializer=BytesCodec(endian="big"))
+    yield "v3_sharded", dict(zarr_format=3, shards="auto")
+    yield "v2_default", dict(zarr_format=2)
+    yield "v2_F", dict(zarr_format=2, order="F")
+
+
+@pytest.mark.parametrize("name,kw", list(_zarr_cases()))
+@pytest.mark.parametrize("dtype", ["float64", "int32", "uint8", "bool", "float32"])
+def test_zarr_python_arrays_export_equal(tmp_path, name, kw, dtype):
+    shape, chunks = (11, 6, 7), (4, 5, 3)
+    rng = np.random.default_rng(1)
+    data = (rng.standard_normal(shape) * 50).astype(dtype) if dtype != "bool" else rng.random(shape) < 0.3
+    kw = dict(kw)
+    if kw.get("shards") == "auto":
+        kw["shards"] = (8, 5, 6)
+    path = tmp_path / "z.zarr"
+    z = zarr.create_array(store=str(path), shape=shape, chunks=chunks, dtype=dtype, **kw)
+    z[...] = data
+    dsk("export", path, "-o", tmp_path / "z.npy")
+    assert_same(np.load(tmp_path / "z.npy"), data)
+    info = json.loads(dsk("info", path, "--json").stdout)
+    assert info["shape"] == list(shape)
+    assert info["chunks"] == list(chunks)
+    assert info["dtype"] == dtype
+    assert info["zarr_format"] == kw["zarr_format"]
+    assert info["nbytes"] == data.nbytes
+    if "shards" in kw:
+        assert info["shards"] == list(kw["shards"])
+
+
+SLICES = ["::-1, ::-1, ::-1", "3:9, 1, ::2", "-1", "..., 2:-2", "10:2:-3, ::-2, 5", "100:, :", "0:0", "::4, ::5, ::6",
+          "-3:, -2:, -1:", "5, 5, 5"]
+
+
+@pytest.mark.parametrize("sel", SLICES)
+def test_export_slices_match_numpy(tmp_path, sel):
+    path = tmp_path / "s.zarr"
+    data = np.arange(11 * 6 * 7, dtype="int64").reshape(11, 6, 7)
+    z = zarr.create_array(store=str(path), shape=data.shape, chunks=(4, 5, 3), dtype="int64")
+    z[...] = data
+    r = dsk("export", path, "--slice", sel, "--format", "npy")
+    out = tmp_path / "s.npy"
+    out.write_bytes(r.stdout)
+    want = eval(f"data[{sel}]")  # the selection syntax is NumPy's
+    assert_same(np.load(out), np.asarray(want))
+
+
+def test_export_csv_parses_back_with_numpy(tmp_path):
+    path = tmp_path / "c.zarr"
+    data = np.random.default_rng(3).standard_normal((9, 4))
+    data[0, 0], data[1, 1], data[2, 2] = np.nan, np.inf, -np.inf
+    z = zarr.create_array(store=str(path), shape=data.shape, chunks=(4, 3), dtype="float64")
+    z[...] = data
+    text = dsk("export", path, "--format", "csv").stdout.decode()
+    back = np.loadtxt(text.splitlines(), delimiter=",")
+    assert_same(back, data)  # shortest round-trip text: exact
