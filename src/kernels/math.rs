@@ -86,15 +86,13 @@ pub fn sincos_2pi(u: f64) -> (f64, f64) {
     let a = t * std::f64::consts::FRAC_PI_2; // in [-pi/4, pi/4]
     let s = sin_kernel(a);
     let c = cos_kernel(a);
-    let qi = (q as i64) & 3;
-    let swap = qi & 1 == 1;
+    // quadrant tests on the float q (0..=4, where 4 is 0 again): no float→int conversion, which
+    // would keep the loop from vectorising
+    let swap = q == 1.0 || q == 3.0;
     let (s1, c1) = if swap { (c, s) } else { (s, c) };
-    let sin_neg = qi == 2 || qi == 3;
-    let cos_neg = qi == 1 || qi == 2;
-    (
-        if sin_neg { -s1 } else { s1 },
-        if cos_neg { -c1 } else { c1 },
-    )
+    let sin_neg = q == 2.0 || q == 3.0;
+    let cos_neg = q == 1.0 || q == 2.0;
+    (if sin_neg { -s1 } else { s1 }, if cos_neg { -c1 } else { c1 })
 }
 
 #[cfg(test)]

@@ -127,18 +127,18 @@ fn normal_pairs(out: &mut [f64], key: u64, first_pair: u64, mean: f64, std: f64)
     for (blk, o) in out.chunks_mut(2 * B).enumerate() {
         let n = o.len() / 2;
         let p0 = first_pair + (blk * B) as u64;
-        for k in 0..n {
+        for (k, ((rk, sk), ck)) in r[..n].iter_mut().zip(&mut s[..n]).zip(&mut c[..n]).enumerate() {
             let p = p0 + k as u64;
             let u1 = (((bits(key, 2 * p) >> 11) + 1) as i64) as f64 * TWO_POW_M53; // (0, 1]
             let u2 = unit(bits(key, 2 * p + 1));
-            r[k] = std * (-2.0 * math::ln(u1)).sqrt();
+            *rk = std * (-2.0 * math::ln(u1)).sqrt();
             let (sn, cs) = math::sincos_2pi(u2);
-            s[k] = sn;
-            c[k] = cs;
+            *sk = sn;
+            *ck = cs;
         }
-        for k in 0..n {
-            o[2 * k] = mean + r[k] * c[k];
-            o[2 * k + 1] = mean + r[k] * s[k];
+        for (pair, ((rk, sk), ck)) in o.chunks_exact_mut(2).zip(r[..n].iter().zip(&s[..n]).zip(&c[..n])) {
+            pair[0] = mean + rk * ck;
+            pair[1] = mean + rk * sk;
         }
     }
 }

@@ -11,8 +11,9 @@ use zarrs::array::BytesToBytesCodecTraits;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 
-/// Default zstd level: zstd's own default, which is what zarr-python's `level=0` means.
-pub const ZSTD_DEFAULT_LEVEL: i32 = 3;
+/// Default zstd level. 1, as Apache Arrow and Parquet default to: on typical float data it compresses
+/// within a few percent of level 3 (zarr-python's `level=0`) at about twice the speed.
+pub const ZSTD_DEFAULT_LEVEL: i32 = 1;
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CodecSpec {
@@ -139,7 +140,7 @@ mod tests {
     fn codec_specs_parse() {
         assert_eq!(
             CodecSpec::parse("zstd").ok(),
-            Some(CodecSpec::Zstd { level: 3 })
+            Some(CodecSpec::Zstd { level: 1 })
         );
         assert_eq!(
             CodecSpec::parse("zstd:7").ok(),

@@ -7,6 +7,7 @@
 //! grid).
 
 pub mod codec;
+pub mod fs;
 pub mod meta;
 pub mod npy;
 pub mod output;
@@ -15,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use zarrs::array::{Array, ArrayBuilder, ArraySubset, CodecOptions};
-use zarrs::filesystem::FilesystemStore;
 
 use crate::dtype::{DType, Elem, Scalar};
 use crate::error::{Error, Result};
@@ -36,7 +36,7 @@ pub fn codec_options(concurrency: usize) -> CodecOptions {
 /// An open Zarr array (v2 or v3) on the local file system.
 pub struct ZArray {
     path: PathBuf,
-    array: Array<FilesystemStore>,
+    array: Array<fs::Fs>,
     meta: ArrayMeta,
     write_empty_chunks: bool,
 }
@@ -59,7 +59,7 @@ impl ZArray {
     pub fn open(path: &Path) -> Result<ZArray> {
         let meta = meta::read_meta(path)?;
         let store =
-            FilesystemStore::new(path).map_err(|e| zarrs_err(path, "cannot open the store", e))?;
+            fs::Fs::new(path).map_err(|e| zarrs_err(path, "cannot open the store", e))?;
         let array = Array::open(Arc::new(store), "/").map_err(|e| {
             zarrs_err(
                 path,
@@ -234,7 +234,7 @@ pub struct CreateSpec {
 
 /// Create a new Zarr v3 array in the (empty, existing) directory `dir` and write its metadata.
 pub fn create(dir: &Path, spec: &CreateSpec) -> Result<ZArray> {
-    let store = FilesystemStore::new(dir)
+    let store = fs::Fs::new(dir)
         .map_err(|e| Error::output(dir, format!("cannot create the store: {e}")))?;
     let storage_chunks = spec.shard.clone().unwrap_or_else(|| spec.chunks.clone());
     let fill_bytes = crate::with_dtype!(spec.dtype, T => {
