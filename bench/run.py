@@ -1,0 +1,239 @@
+"""Side-by-side benchmarks of dsk and its peers (Dask; Cubed where it applies), written to
+docs/benchmarks.md.
+
+  make bench                       # from the repository root: builds dsk, sets up bench/.venv, runs all
+  bench/.venv/bin/python bench/run.py --reps 5 --only create
+
+Every run is a whole process timed from outside with /usr/bin/time (wall clock and peak RSS =
+VmHWM), so start-up, imports and teardown count for every tool alike. Runs of the tools in a
+workload are interleaved (dsk, peer, dsk, peer, ...) and each is preceded by deleting its output
+(untimed), so that all tools meet the same page-cache state; medians are reported with the range.
+The machine's limits (zstd throughput, buffered-write speed) are measured in the same run.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+DSK = os.path.join(ROOT, "target", "release", "dsk")
+PY = sys.executable
+DOC = os.path.join(ROOT, "docs", "benchmarks.md")
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=isinstance(cmd, str), capture_output=True, text=True, **kw)
+
+
+def timed(cmd, cwd):
+    """Run `cmd` under /usr/bin/time -v; return (wall seconds, peak RSS bytes, stdout)."""
+    r = subprocess.run(["/usr/bin/time", "-v", *cmd], cwd=cwd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stderr[-3000:]}")
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", r.stderr).group(1)
+    parts = [float(p) for p in wall.split(":")]
+    secs = parts[-1] + 60 * parts[-2] + (3600 * parts[-3] if len(parts) > 2 else 0)
+    rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr).group(1))
+    return secs, rss_kb * 1024, r.stdout
+
+
+def remove(path):
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    elif os.path.exists(path):
+        os.remove(path)
+
+
+def machine():
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    flags = open("/proc/cpuinfo").read()
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "baseline"
+    return f"{os.cpu_count()} cores ({cpu}, {simd}), {mem / 2**30:.0f} GiB RAM, Linux {platform.release()}"
+
+
+def versions():
+    import dask
+    import numpy
+    import zarr
+
+    rev = sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).stdout.strip()
+    dirty = "+changes" if sh(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"]).stdout.strip() else ""
+    rustc = sh(["rustc", "--version"]).stdout.strip()
+    return {
+        "dsk": f"{sh([DSK, '--version']).stdout.strip().removeprefix('dsk ')} (git {rev}{dirty}), {rustc}",
+        "dask": dask.__version__,
+        "zarr-python": zarr.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
+
+
+# ------------------------------------------------------------------ machine limits
+
+
+def limit_zstd(data_dir):
+    """zstd encode throughput per core on one (1000, 1000) random-normal float64 chunk."""
+    import numcodecs
+    import numpy as np
+
+    raw = np.random.default_rng(0).standard_normal((1000, 1000)).tobytes()
+    out = {}
+    for level in (1, 3):
+        c = numcodecs.Zstd(level=level)
+        ts = []
+        for _ in range(7):
+            t = time.perf_counter()
+            c.encode(raw)
+            ts.append(time.perf_counter() - t)
+        out[level] = len(raw) / statistics.median(ts)
+    return out
+
+
+def limit_write(data_dir, nbytes):
+    """Buffered write of `nbytes` of fresh files (8 MB each, like chunks), page cache as the runs see it."""
+    d = os.path.join(data_dir, "write_probe")
+    remove(d)
+    os.makedirs(d)
+    buf = os.urandom(8 << 20)
+    t = time.perf_counter()
+    for i in range(nbytes // len(buf)):
+        with open(os.path.join(d, str(i)), "wb") as f:
+            f.write(buf)
+    dt = time.perf_counter() - t
+    remove(d)
+    return nbytes / dt
+
+
+# ------------------------------------------------------------------ workloads
+
+
+def w_create(args, data):
+    """dsk create random (normal) vs Dask da.random...normal().to_zarr(), (50000, 4000) f8, chunks 1000²."""
+    shape, chunks = "50000,4000", "1000,1000"
+    out_dsk = os.path.join(data, "create_dsk.zarr")
+    out_dsk3 = os.path.join(data, "create_dsk3.zarr")
+    out_dask = os.path.join(data, "create_dask.zarr")
+    runs = [
+        ("dsk", "zstd level 1 (dsk default)", out_dsk,
+         [DSK, "create", "random", out_dsk, "--shape", shape, "--chunks", chunks, "--dist", "normal", "--seed", "42", "-q"]),
+        ("dsk", "zstd level 3 (zarr-python's default)", out_dsk3,
+         [DSK, "create", "random", out_dsk3, "--shape", shape, "--chunks", chunks, "--dist", "normal", "--seed", "42",
+          "--codec", "zstd:3", "-q"]),
+        ("dask", "threads, zarr-python defaults (zstd level 0 = 3)", out_dask,
+         [PY, os.path.join(HERE, "peers", "create_dask.py"), out_dask, "--shape", shape, "--chunks", chunks]),
+    ]
+    return "create", "`create random --dist normal`, (50000, 4000) float64, chunks (1000, 1000), 1.6 GB", runs
+
+
+WORKLOADS = {"create": w_create}
+
+
+def run_workload(fn, args, data):
+    key, title, runs = fn(args, data)
+    results = {i: [] for i in range(len(runs))}
+    for rep in range(args.reps):
+        for i, (_tool, _label, out, cmd) in enumerate(runs):
+            remove(out)
+            secs, rss, _ = timed(cmd, cwd=data)
+            results[i].append((secs, rss))
+            print(f"  {key} rep {rep + 1}: {runs[i][0]} {runs[i][1]}: {secs:.2f} s, {rss / 2**20:.0f} MiB", flush=True)
+    for _, _, out, _ in runs:
+        remove(out)
+    rows = []
+    for i, (tool, label, _, _) in enumerate(runs):
+        walls = [r[0] for r in results[i]]
+        rows.append({
+            "tool": tool, "label": label, "median_s": statistics.median(walls), "min_s": min(walls),
+            "max_s": max(walls), "peak_rss": max(r[1] for r in results[i]), "reps": len(walls),
+        })
+    return {"key": key, "title": title, "rows": rows}
+
+
+def render(report):
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (bench/run.py); do not edit by hand. Whole-process wall time and peak RSS",
+        "(VmHWM, from `/usr/bin/time -v`), medians over interleaved repetitions with the range; each run's",
+        "output is deleted (untimed) before it starts. The machine is shared and noisy: compare rows of the",
+        "same run, not across runs.",
+        "",
+        f"- date: {report['date']}",
+        f"- machine: {report['machine']}",
+    ]
+    for k, v in report["versions"].items():
+        lines.append(f"- {k}: {v}")
+    lines += ["", "## Machine limits (same run)", ""]
+    for name, value in report["limits"].items():
+        lines.append(f"- {name}: {value}")
+    for w in report["workloads"]:
+        lines += ["", f"## {w['title']}", "", "| tool | configuration | median wall | range | peak RSS | vs dsk |",
+                  "|---|---|---|---|---|---|"]
+        base = w["rows"][0]["median_s"]
+        for r in w["rows"]:
+            ratio = r["median_s"] / base
+            lines.append(
+                f"| {r['tool']} | {r['label']} | {r['median_s']:.2f} s | {r['min_s']:.2f}–{r['max_s']:.2f} s "
+                f"| {r['peak_rss'] / 2**20:.0f} MiB | {ratio:.2f}× |")
+        if w.get("note"):
+            lines += ["", w["note"]]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--only", default=",".join(WORKLOADS))
+    ap.add_argument("--data", default=os.environ.get("BENCH_DATA", os.path.join(HERE, "data")))
+    args = ap.parse_args()
+    os.makedirs(args.data, exist_ok=True)
+    if not os.access(DSK, os.X_OK):
+        sys.exit(f"{DSK} is missing: run `make release` first")
+    report = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "versions": versions(),
+        "limits": {},
+        "workloads": [],
+    }
+    z = limit_zstd(args.data)
+    ncores = os.cpu_count()
+    report["limits"]["zstd encode, random normals, per core (numcodecs)"] = \
+        f"level 1: {z[1] / 1e9:.2f} GB/s, level 3: {z[3] / 1e9:.2f} GB/s → 1.6 GB on {ncores} cores ≥ " \
+        f"{1.6e9 / (z[1] * ncores):.2f} s (level 1), {1.6e9 / (z[3] * ncores):.2f} s (level 3)"
+    wbps = limit_write(args.data, 1600 << 20)
+    report["limits"]["buffered write of 1.6 GB in 8 MB files, one thread"] = f"{wbps / 1e9:.2f} GB/s ({1.6e9 / wbps:.2f} s)"
+    for key in args.only.split(","):
+        print(f"workload {key}", flush=True)
+        report["workloads"].append(run_workload(WORKLOADS[key], args, args.data))
+    w0 = report["workloads"][0] if report["workloads"] else None
+    if w0 and w0["key"] == "create":
+        d, k = w0["rows"][0], w0["rows"][-1]
+        w0["note"] = (f"dsk (default codec) is {k['median_s'] / d['median_s']:.1f}× faster than Dask with "
+                      f"{d['peak_rss'] / 2**20:.0f} MiB peak RSS against Dask's {k['peak_rss'] / 2**20:.0f} MiB.")
+    os.makedirs(os.path.dirname(DOC), exist_ok=True)
+    with open(DOC, "w") as f:
+        f.write(render(report))
+    with open(os.path.join(args.data, "last_report.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    print(f"wrote {DOC}")
+
+
+if __name__ == "__main__":
+    main()
