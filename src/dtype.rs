@@ -76,17 +76,11 @@ impl DType {
     }
 
     pub fn is_signed_int(self) -> bool {
-        matches!(
-            self,
-            DType::Int8 | DType::Int16 | DType::Int32 | DType::Int64
-        )
+        matches!(self, DType::Int8 | DType::Int16 | DType::Int32 | DType::Int64)
     }
 
     pub fn is_unsigned_int(self) -> bool {
-        matches!(
-            self,
-            DType::Uint8 | DType::Uint16 | DType::Uint32 | DType::Uint64
-        )
+        matches!(self, DType::Uint8 | DType::Uint16 | DType::Uint32 | DType::Uint64)
     }
 
     pub fn is_int(self) -> bool {
@@ -163,11 +157,7 @@ impl DType {
 
     /// The list of accepted names, for error messages.
     pub fn accepted() -> String {
-        ALL_DTYPES
-            .iter()
-            .map(|d| d.name())
-            .collect::<Vec<_>>()
-            .join(", ")
+        ALL_DTYPES.iter().map(|d| d.name()).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -213,9 +203,7 @@ impl Scalar {
                 "nan" => f64::NAN,
                 "inf" | "+inf" | "infinity" => f64::INFINITY,
                 "-inf" | "-infinity" => f64::NEG_INFINITY,
-                _ => t
-                    .parse::<f64>()
-                    .map_err(|_| format!("{t:?} is not a number"))?,
+                _ => t.parse::<f64>().map_err(|_| format!("{t:?} is not a number"))?,
             };
             return Ok(Scalar::Float(v));
         }
@@ -224,16 +212,10 @@ impl Scalar {
             if i < lo || i > hi {
                 return Err(format!("{t} does not fit in {dtype} (range {lo}..={hi})"));
             }
-            return Ok(if dtype.is_signed_int() {
-                Scalar::Int(i as i64)
-            } else {
-                Scalar::Uint(i as u64)
-            });
+            return Ok(if dtype.is_signed_int() { Scalar::Int(i as i64) } else { Scalar::Uint(i as u64) });
         }
         match t.parse::<f64>() {
-            Ok(f) if f.fract() == 0.0 && f.is_finite() => {
-                Scalar::parse_for(&format!("{}", f as i128), dtype)
-            }
+            Ok(f) if f.fract() == 0.0 && f.is_finite() => Scalar::parse_for(&format!("{}", f as i128), dtype),
             Ok(_) => Err(format!("{t} is not an integer, as {dtype} needs")),
             Err(_) => Err(format!("{t:?} is not a number")),
         }
@@ -532,21 +514,13 @@ mod tests {
 
     #[test]
     fn scalars_respect_the_dtype_range() {
-        assert_eq!(
-            Scalar::parse_for("255", DType::Uint8),
-            Ok(Scalar::Uint(255))
-        );
+        assert_eq!(Scalar::parse_for("255", DType::Uint8), Ok(Scalar::Uint(255)));
         assert!(Scalar::parse_for("256", DType::Uint8).is_err());
         assert!(Scalar::parse_for("-1", DType::Uint64).is_err());
         assert!(Scalar::parse_for("1.5", DType::Int32).is_err());
         assert_eq!(Scalar::parse_for("2.0", DType::Int32), Ok(Scalar::Int(2)));
-        assert!(
-            matches!(Scalar::parse_for("nan", DType::Float32), Ok(Scalar::Float(f)) if f.is_nan())
-        );
-        assert_eq!(
-            Scalar::parse_for("true", DType::Bool),
-            Ok(Scalar::Bool(true))
-        );
+        assert!(matches!(Scalar::parse_for("nan", DType::Float32), Ok(Scalar::Float(f)) if f.is_nan()));
+        assert_eq!(Scalar::parse_for("true", DType::Bool), Ok(Scalar::Bool(true)));
     }
 
     #[test]

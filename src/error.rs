@@ -23,28 +23,15 @@ pub enum Error {
 
     /// An operating-system error on a path.
     #[error("{}: cannot {op}: {source}{}", path.display(), io_hint(source))]
-    Io {
-        path: PathBuf,
-        op: &'static str,
-        source: io::Error,
-    },
+    Io { path: PathBuf, op: &'static str, source: io::Error },
 
     /// Reading or writing one chunk of a Zarr array failed.
     #[error("{}: chunk {}: {msg}", path.display(), key(chunk))]
-    Chunk {
-        path: PathBuf,
-        chunk: Vec<u64>,
-        msg: String,
-    },
+    Chunk { path: PathBuf, chunk: Vec<u64>, msg: String },
 
     /// A task cannot fit the memory bound.
     #[error("{what} needs {} but --memory is {} — {hint}", human(*needed), human(*budget))]
-    Budget {
-        what: String,
-        needed: u64,
-        budget: u64,
-        hint: String,
-    },
+    Budget { what: String, needed: u64, budget: u64, hint: String },
 
     /// Writing to standard output failed because the reader went away (`dsk export … | head`).
     #[error("broken pipe")]
@@ -66,35 +53,22 @@ impl Error {
     }
 
     pub fn usage(arg: impl Into<String>, msg: impl Into<String>) -> Error {
-        Error::Usage {
-            arg: arg.into(),
-            msg: msg.into(),
-        }
+        Error::Usage { arg: arg.into(), msg: msg.into() }
     }
 
     pub fn input(path: impl AsRef<Path>, msg: impl Into<String>) -> Error {
-        Error::Input {
-            path: path.as_ref().to_path_buf(),
-            msg: msg.into(),
-        }
+        Error::Input { path: path.as_ref().to_path_buf(), msg: msg.into() }
     }
 
     pub fn output(path: impl AsRef<Path>, msg: impl Into<String>) -> Error {
-        Error::Output {
-            path: path.as_ref().to_path_buf(),
-            msg: msg.into(),
-        }
+        Error::Output { path: path.as_ref().to_path_buf(), msg: msg.into() }
     }
 
     pub fn io(path: impl AsRef<Path>, op: &'static str, source: io::Error) -> Error {
         if source.kind() == io::ErrorKind::BrokenPipe {
             return Error::BrokenPipe;
         }
-        Error::Io {
-            path: path.as_ref().to_path_buf(),
-            op,
-            source,
-        }
+        Error::Io { path: path.as_ref().to_path_buf(), op, source }
     }
 
     /// An error writing to standard output.
@@ -106,9 +80,7 @@ impl Error {
 fn io_hint(e: &io::Error) -> &'static str {
     match e.kind() {
         io::ErrorKind::NotFound => " — check the path",
-        io::ErrorKind::PermissionDenied => {
-            " — choose a location you can write to, or fix its permissions"
-        }
+        io::ErrorKind::PermissionDenied => " — choose a location you can write to, or fix its permissions",
         io::ErrorKind::StorageFull => " — free some disk space or write elsewhere",
         io::ErrorKind::ReadOnlyFilesystem => " — the file system is read-only; write elsewhere",
         _ => "",

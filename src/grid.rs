@@ -18,10 +18,7 @@ impl Region {
 
     /// The region covering a whole array of `shape`.
     pub fn full(shape: &[u64]) -> Region {
-        Region {
-            start: vec![0; shape.len()],
-            shape: shape.to_vec(),
-        }
+        Region { start: vec![0; shape.len()], shape: shape.to_vec() }
     }
 
     pub fn ndim(&self) -> usize {
@@ -41,11 +38,7 @@ impl Region {
     }
 
     pub fn ranges(&self) -> Vec<std::ops::Range<u64>> {
-        self.start
-            .iter()
-            .zip(&self.shape)
-            .map(|(&s, &n)| s..s + n)
-            .collect()
+        self.start.iter().zip(&self.shape).map(|(&s, &n)| s..s + n).collect()
     }
 
     /// True when the region lies inside an array of `shape`.
@@ -76,11 +69,7 @@ impl Grid {
 
     /// Chunks along each axis (0 for an empty axis).
     pub fn grid_shape(&self) -> Vec<u64> {
-        self.shape
-            .iter()
-            .zip(&self.chunks)
-            .map(|(&s, &c)| s.div_ceil(c))
-            .collect()
+        self.shape.iter().zip(&self.chunks).map(|(&s, &c)| s.div_ceil(c)).collect()
     }
 
     /// Total number of chunks (1 for a 0-d array, 0 when an axis is empty).
@@ -101,12 +90,7 @@ impl Grid {
     /// The region covered by chunk `idx`, clipped to the array.
     pub fn chunk_region(&self, idx: &[u64]) -> Region {
         let start: Vec<u64> = idx.iter().zip(&self.chunks).map(|(&i, &c)| i * c).collect();
-        let shape = start
-            .iter()
-            .zip(&self.chunks)
-            .zip(&self.shape)
-            .map(|((&s, &c), &n)| c.min(n - s))
-            .collect();
+        let shape = start.iter().zip(&self.chunks).zip(&self.shape).map(|((&s, &c), &n)| c.min(n - s)).collect();
         Region { start, shape }
     }
 
@@ -177,13 +161,7 @@ pub fn for_each_row(region: &Region, mut f: impl FnMut(&[u64], usize)) {
 pub fn tuple(v: &[u64]) -> String {
     match v.len() {
         1 => format!("({},)", v[0]),
-        _ => format!(
-            "({})",
-            v.iter()
-                .map(|x| x.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        _ => format!("({})", v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")),
     }
 }
 
@@ -231,10 +209,7 @@ fn round_2sig(x: u64) -> u64 {
 
 /// Parse a comma-separated list of non-negative integers, e.g. `200000,4000` (also `(200000, 4000)`).
 pub fn parse_shape(text: &str) -> Result<Vec<u64>, String> {
-    let t = text
-        .trim()
-        .trim_start_matches(['(', '['])
-        .trim_end_matches([')', ']']);
+    let t = text.trim().trim_start_matches(['(', '[']).trim_end_matches([')', ']']);
     if t.trim().is_empty() {
         return Ok(vec![]);
     }
@@ -278,18 +253,9 @@ mod tests {
 
     #[test]
     fn auto_chunks_are_balanced_and_near_the_target() {
-        assert_eq!(
-            auto_chunks(&[200_000, 4000], 8, AUTO_CHUNK_BYTES),
-            vec![1400, 1400]
-        );
-        assert_eq!(
-            auto_chunks(&[200_000, 10], 8, AUTO_CHUNK_BYTES),
-            vec![200_000, 10]
-        );
-        assert_eq!(
-            auto_chunks(&[10_000_000, 10], 8, AUTO_CHUNK_BYTES),
-            vec![200_000, 10]
-        );
+        assert_eq!(auto_chunks(&[200_000, 4000], 8, AUTO_CHUNK_BYTES), vec![1400, 1400]);
+        assert_eq!(auto_chunks(&[200_000, 10], 8, AUTO_CHUNK_BYTES), vec![200_000, 10]);
+        assert_eq!(auto_chunks(&[10_000_000, 10], 8, AUTO_CHUNK_BYTES), vec![200_000, 10]);
         assert_eq!(auto_chunks(&[5, 0], 8, AUTO_CHUNK_BYTES), vec![5, 1]);
         assert_eq!(auto_chunks(&[], 8, AUTO_CHUNK_BYTES), Vec::<u64>::new());
     }

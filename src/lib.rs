@@ -46,7 +46,5 @@ pub fn run(cli: cli::Cli) -> Result<()> {
 /// Write `bytes` to standard output, mapping a closed pipe to [`Error::BrokenPipe`].
 pub fn write_stdout(bytes: &[u8]) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    out.write_all(bytes)
-        .and_then(|_| out.flush())
-        .map_err(Error::stdout)
+    out.write_all(bytes).and_then(|_| out.flush()).map_err(Error::stdout)
 }

@@ -174,10 +174,7 @@ fn parse_dtype(text: &Option<String>) -> Result<Option<DType>> {
     text.as_deref()
         .map(|t| {
             DType::parse(t).ok_or_else(|| {
-                Error::usage(
-                    "--dtype",
-                    format!("unknown dtype {t:?}; use one of {}", DType::accepted()),
-                )
+                Error::usage("--dtype", format!("unknown dtype {t:?}; use one of {}", DType::accepted()))
             })
         })
         .transpose()
@@ -186,10 +183,7 @@ fn parse_dtype(text: &Option<String>) -> Result<Option<DType>> {
 fn require_shape(c: &Common, kind: &str) -> Result<Vec<u64>> {
     match &c.shape {
         Some(s) => parse_shape_arg(s, "--shape"),
-        None => Err(Error::usage(
-            "--shape",
-            format!("is required for `create {kind}`; e.g. --shape 1000,4000"),
-        )),
+        None => Err(Error::usage("--shape", format!("is required for `create {kind}`; e.g. --shape 1000,4000"))),
     }
 }
 
@@ -216,10 +210,7 @@ fn is_int_text(t: &str) -> bool {
 }
 
 fn num(t: &str, arg: &str) -> Result<f64> {
-    let v: f64 = t
-        .trim()
-        .parse()
-        .map_err(|_| Error::usage(arg, format!("{t:?} is not a number")))?;
+    let v: f64 = t.trim().parse().map_err(|_| Error::usage(arg, format!("{t:?} is not a number")))?;
     Ok(v)
 }
 
@@ -229,17 +220,8 @@ fn resolve(kind: &Kind) -> Result<(&Common, Source, Vec<u64>, DType)> {
         Kind::Ones(c) | Kind::Zeros(c) => {
             let dtype = parse_dtype(&c.dtype)?.unwrap_or(DType::Float64);
             let v = if matches!(kind, Kind::Ones(_)) { 1 } else { 0 };
-            let value = if dtype.is_bool() {
-                Scalar::Bool(v == 1)
-            } else {
-                Scalar::Int(v)
-            };
-            (
-                c,
-                Source::Gen(Generator::Const(value.into())),
-                require_shape(c, "ones/zeros")?,
-                dtype,
-            )
+            let value = if dtype.is_bool() { Scalar::Bool(v == 1) } else { Scalar::Int(v) };
+            (c, Source::Gen(Generator::Const(value.into())), require_shape(c, "ones/zeros")?, dtype)
         }
         Kind::Full { value, common: c } => {
             let dtype = match parse_dtype(&c.dtype)? {
@@ -256,32 +238,14 @@ fn resolve(kind: &Kind) -> Result<(&Common, Source, Vec<u64>, DType)> {
                 }
             };
             let s = Scalar::parse_for(value, dtype).map_err(|m| Error::usage("--value", m))?;
-            (
-                c,
-                Source::Gen(Generator::Const(s.into())),
-                require_shape(c, "full")?,
-                dtype,
-            )
+            (c, Source::Gen(Generator::Const(s.into())), require_shape(c, "full")?, dtype)
         }
-        Kind::Arange {
-            start,
-            stop,
-            step,
-            common: c,
-        } => {
+        Kind::Arange { start, stop, step, common: c } => {
             let ints = is_int_text(start) && is_int_text(stop) && is_int_text(step);
-            let dtype =
-                parse_dtype(&c.dtype)?.unwrap_or(if ints { DType::Int64 } else { DType::Float64 });
-            let (fs, fe, fst) = (
-                num(start, "--start")?,
-                num(stop, "--stop")?,
-                num(step, "--step")?,
-            );
+            let dtype = parse_dtype(&c.dtype)?.unwrap_or(if ints { DType::Int64 } else { DType::Float64 });
+            let (fs, fe, fst) = (num(start, "--start")?, num(stop, "--stop")?, num(step, "--step")?);
             let (is, ist) = if ints {
-                (
-                    start.trim().parse().unwrap_or(0),
-                    step.trim().parse().unwrap_or(1),
-                )
+                (start.trim().parse().unwrap_or(0), step.trim().parse().unwrap_or(1))
             } else {
                 (fs as i64, fst as i64)
             };
@@ -292,98 +256,54 @@ fn resolve(kind: &Kind) -> Result<(&Common, Source, Vec<u64>, DType)> {
                 arange_len(fs, fe, fst).map_err(|m| Error::usage("--step", m))?
             };
             if dtype.is_int() && !ints {
-                return Err(Error::usage(
-                    "--dtype",
-                    format!("{dtype} needs whole-number --start, --stop and --step"),
-                ));
+                return Err(Error::usage("--dtype", format!("{dtype} needs whole-number --start, --stop and --step")));
             }
-            let g = Generator::Arange {
-                start: fs,
-                step: fst,
-                int_start: is,
-                int_step: ist,
-            };
+            let g = Generator::Arange { start: fs, step: fst, int_start: is, int_step: ist };
             (c, Source::Gen(g), reshape(c, n, "arange")?, dtype)
         }
-        Kind::Linspace {
-            start,
-            stop,
-            num,
-            common: c,
-        } => {
+        Kind::Linspace { start, stop, num, common: c } => {
             let dtype = parse_dtype(&c.dtype)?.unwrap_or(DType::Float64);
             if !start.is_finite() || !stop.is_finite() {
                 return Err(Error::usage("--start/--stop", "must be finite numbers"));
             }
-            let g = Generator::Linspace {
-                start: *start,
-                stop: *stop,
-                num: *num,
-            };
+            let g = Generator::Linspace { start: *start, stop: *stop, num: *num };
             (c, Source::Gen(g), reshape(c, *num, "linspace")?, dtype)
         }
-        Kind::Random {
-            dist,
-            low,
-            high,
-            mean,
-            std,
-            seed,
-            common: c,
-        } => {
+        Kind::Random { dist, low, high, mean, std, seed, common: c } => {
             let dtype = parse_dtype(&c.dtype)?.unwrap_or(DType::Float64);
             let d = match (dist, dtype) {
-                (DistArg::Normal, _) => Dist::Normal {
-                    mean: *mean,
-                    std: *std,
-                },
+                (DistArg::Normal, _) => Dist::Normal { mean: *mean, std: *std },
                 (DistArg::Uniform, d) if d.is_bool() => Dist::Bits,
                 (DistArg::Uniform, d) if d.is_int() => {
                     let lo: i64 = match low {
-                        Some(t) => t.trim().parse().map_err(|_| {
-                            Error::usage("--low", format!("{t:?} is not a whole number"))
-                        })?,
+                        Some(t) => t
+                            .trim()
+                            .parse()
+                            .map_err(|_| Error::usage("--low", format!("{t:?} is not a whole number")))?,
                         None => 0,
                     };
                     let hi: i128 = match high {
-                        Some(t) => t.trim().parse().map_err(|_| {
-                            Error::usage("--high", format!("{t:?} is not a whole number"))
-                        })?,
+                        Some(t) => t
+                            .trim()
+                            .parse()
+                            .map_err(|_| Error::usage("--high", format!("{t:?} is not a whole number")))?,
                         None => {
                             return Err(Error::usage(
                                 "--high",
-                                format!(
-                                    "is required for random {d} values (exclusive upper bound)"
-                                ),
+                                format!("is required for random {d} values (exclusive upper bound)"),
                             ))
                         }
                     };
                     Dist::Integers { low: lo, high: hi }
                 }
                 (DistArg::Uniform, _) => {
-                    let lo = low
-                        .as_deref()
-                        .map(|t| num(t, "--low"))
-                        .transpose()?
-                        .unwrap_or(0.0);
-                    let hi = high
-                        .as_deref()
-                        .map(|t| num(t, "--high"))
-                        .transpose()?
-                        .unwrap_or(1.0);
+                    let lo = low.as_deref().map(|t| num(t, "--low")).transpose()?.unwrap_or(0.0);
+                    let hi = high.as_deref().map(|t| num(t, "--high")).transpose()?.unwrap_or(1.0);
                     Dist::Uniform { low: lo, high: hi }
                 }
             };
             d.check(dtype).map_err(|m| Error::usage("--dist", m))?;
-            (
-                c,
-                Source::Gen(Generator::Random {
-                    dist: d,
-                    seed: *seed,
-                }),
-                require_shape(c, "random")?,
-                dtype,
-            )
+            (c, Source::Gen(Generator::Random { dist: d, seed: *seed }), require_shape(c, "random")?, dtype)
         }
         Kind::FromNpy { file, common: c } => {
             let src = RawSource::open_npy(file)?;
@@ -414,20 +334,12 @@ fn resolve(kind: &Kind) -> Result<(&Common, Source, Vec<u64>, DType)> {
             let (shape, dtype) = (src.shape.clone(), src.dtype);
             (c, Source::Raw(src), shape, dtype)
         }
-        Kind::FromRaw {
-            file,
-            byte_order,
-            common: c,
-        } => {
+        Kind::FromRaw { file, byte_order, common: c } => {
             let dtype = parse_dtype(&c.dtype)?.ok_or_else(|| {
-                Error::usage(
-                    "--dtype",
-                    "is required for from-raw (the file does not say), e.g. --dtype float64",
-                )
+                Error::usage("--dtype", "is required for from-raw (the file does not say), e.g. --dtype float64")
             })?;
             let shape = require_shape(c, "from-raw")?;
-            let src =
-                RawSource::open_raw(file, dtype, shape.clone(), *byte_order == ByteOrder::Big)?;
+            let src = RawSource::open_raw(file, dtype, shape.clone(), *byte_order == ByteOrder::Big)?;
             (c, Source::Raw(src), shape, dtype)
         }
     })
@@ -440,14 +352,14 @@ fn chunking(c: &Common, shape: &[u64], dtype: DType) -> Result<(Vec<u64>, Option
         if v.len() != rank {
             return Err(Error::usage(
                 arg,
-                format!("{text} has {} extents but the shape {shape:?} has {rank} axes — give one extent per axis", v.len()),
+                format!(
+                    "{text} has {} extents but the shape {shape:?} has {rank} axes — give one extent per axis",
+                    v.len()
+                ),
             ));
         }
         if v.contains(&0) {
-            return Err(Error::usage(
-                arg,
-                format!("{text} has a zero extent; every extent must be at least 1"),
-            ));
+            return Err(Error::usage(arg, format!("{text} has a zero extent; every extent must be at least 1")));
         }
         Ok(())
     };
@@ -457,10 +369,7 @@ fn chunking(c: &Common, shape: &[u64], dtype: DType) -> Result<(Vec<u64>, Option
             check(&v, "--chunks", t)?;
             (v, false)
         }
-        None => (
-            auto_chunks(shape, dtype.size() as u64, AUTO_CHUNK_BYTES),
-            true,
-        ),
+        None => (auto_chunks(shape, dtype.size() as u64, AUTO_CHUNK_BYTES), true),
     };
     let shard = match &c.shard {
         None => {
@@ -501,11 +410,7 @@ pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
             if names.len() != shape.len() {
                 return Err(Error::usage(
                     "--dimension-names",
-                    format!(
-                        "{t:?} names {} axes but the array has {}",
-                        names.len(),
-                        shape.len()
-                    ),
+                    format!("{t:?} names {} axes but the array has {}", names.len(), shape.len()),
                 ));
             }
             Some(names)
@@ -515,49 +420,23 @@ pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
         Source::Gen(g) => g.constant(),
         Source::Raw(_) => None,
     };
-    let fill = constant.unwrap_or(if dtype.is_bool() {
-        Scalar::Bool(false)
-    } else {
-        Scalar::Int(0)
-    });
-    let spec = CreateSpec {
-        shape: shape.clone(),
-        chunks,
-        shard,
-        dtype,
-        fill,
-        codec: codec.clone(),
-        dimension_names,
-    };
+    let fill = constant.unwrap_or(if dtype.is_bool() { Scalar::Bool(false) } else { Scalar::Int(0) });
+    let spec = CreateSpec { shape: shape.clone(), chunks, shard, dtype, fill, codec: codec.clone(), dimension_names };
 
-    let grid = Grid::new(
-        shape.clone(),
-        spec.shard.clone().unwrap_or_else(|| spec.chunks.clone()),
-    );
+    let grid = Grid::new(shape.clone(), spec.shard.clone().unwrap_or_else(|| spec.chunks.clone()));
     let item = dtype.size() as u64;
     let unit_bytes = grid.chunk_len() * item;
     let logical = shape.iter().product::<u64>() * item;
     // generated buffer + padded copy at the edges + encoded output + codec scratch
     let stage = Stage {
         name: "create".into(),
-        tasks: if constant.is_some() && !c.write_empty_chunks {
-            0
-        } else {
-            grid.nchunks()
-        },
+        tasks: if constant.is_some() && !c.write_empty_chunks { 0 } else { grid.nchunks() },
         task_bytes: 3 * unit_bytes + codec.scratch_bytes(),
         total_bytes: logical,
     };
-    let unit = if spec.shard.is_some() {
-        "shard"
-    } else {
-        "chunk"
-    };
+    let unit = if spec.shard.is_some() { "shard" } else { "chunk" };
     let parallel = exec::admissible(&stage, &opts, |mem| {
-        format!(
-            "use a smaller --{unit} (at most {} per {unit} for this --memory) or raise --memory",
-            human(mem / 3)
-        )
+        format!("use a smaller --{unit} (at most {} per {unit} for this --memory) or raise --memory", human(mem / 3))
     })?;
 
     let staged = Staged::new(&c.out, OutKind::ZarrDir, c.overwrite)?;
@@ -581,17 +460,10 @@ pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
 
     let secs = stats.elapsed.as_secs_f64();
     let stored = store::meta::stored_bytes(&c.out).unwrap_or(0);
-    let how = if auto {
-        " (chosen automatically; set --chunks to choose)"
-    } else {
-        ""
-    };
+    let how = if auto { " (chosen automatically; set --chunks to choose)" } else { "" };
     let n = grid.nchunks();
     let work = if stage.tasks == 0 {
-        format!(
-            "constant {}: no chunk written, readers get the fill value",
-            fill_text(fill)
-        )
+        format!("constant {}: no chunk written, readers get the fill value", fill_text(fill))
     } else {
         format!(
             "{} stored, in {:.2} s ({}/s), {}",
@@ -650,10 +522,7 @@ impl Release {
             }
             _ => (0, 0, 0),
         };
-        Release {
-            left: (0..n).map(|_| AtomicU64::new(per)).collect(),
-            axis,
-        }
+        Release { left: (0..n).map(|_| AtomicU64::new(per)).collect(), axis }
     }
 
     fn done(&self, source: &Source, grid: &Grid, idx: &[u64]) {
@@ -664,13 +533,8 @@ impl Release {
         if left.fetch_sub(1, Ordering::AcqRel) == 1 {
             // the band covers elements [lo, hi) of the file's flat order
             let band = grid.chunk_region(idx);
-            let per_index: u64 = grid
-                .shape
-                .iter()
-                .enumerate()
-                .filter(|(a, _)| *a != self.axis)
-                .map(|(_, &s)| s)
-                .product();
+            let per_index: u64 =
+                grid.shape.iter().enumerate().filter(|(a, _)| *a != self.axis).map(|(_, &s)| s).product();
             let lo = band.start[self.axis] * per_index;
             let hi = band.end(self.axis) * per_index;
             r.release(lo, hi);

@@ -51,12 +51,7 @@ pub enum Format {
 }
 
 fn infer_format(out: Option<&Path>) -> Format {
-    match out
-        .and_then(|p| p.extension())
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
+    match out.and_then(|p| p.extension()).and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("csv") | Some("txt") => Format::Csv,
         Some("raw") | Some("bin") | Some("dat") => Format::Raw,
         _ => Format::Npy,
@@ -78,18 +73,11 @@ fn plan_blocks(sel: &[AxisSel], chunks: &[u64], item: u64, budget: u64) -> Vec<B
         return vec![];
     }
     if nd == 0 {
-        return vec![Block {
-            k0: vec![],
-            len: vec![],
-        }];
+        return vec![Block { k0: vec![], len: vec![] }];
     }
     // bytes of the bounding box of one index along axis k with everything after it
     let rest = |k: usize| -> u64 {
-        sel[k + 1..]
-            .iter()
-            .map(|s| (s.len - 1) * s.step.unsigned_abs() + 1)
-            .product::<u64>()
-            * item
+        sel[k + 1..].iter().map(|s| (s.len - 1) * s.step.unsigned_abs() + 1).product::<u64>() * item
     };
     let k = (0..nd).find(|&k| rest(k) <= budget).unwrap_or(nd - 1);
     let step = sel[k].step.unsigned_abs();
@@ -130,12 +118,7 @@ fn plan_blocks(sel: &[AxisSel], chunks: &[u64], item: u64, budget: u64) -> Vec<B
 }
 
 /// Read one block: its input bounding box, then the selected elements in C order.
-fn read_block<T: Elem>(
-    arr: &ZArray,
-    sel: &[AxisSel],
-    blk: &Block,
-    threads: usize,
-) -> Result<Vec<T>> {
+fn read_block<T: Elem>(arr: &ZArray, sel: &[AxisSel], blk: &Block, threads: usize) -> Result<Vec<T>> {
     let nd = sel.len();
     let (mut start, mut shape) = (vec![0; nd], vec![0; nd]);
     for a in 0..nd {
@@ -208,9 +191,7 @@ pub fn run(args: &ExportArgs, run: &RunArgs) -> Result<()> {
             .map_err(|m| Error::usage("--slice", format!("{m} (array shape {shape:?})")))?,
     };
     let out_shape: Vec<u64> = sel.iter().filter(|s| s.keep).map(|s| s.len).collect();
-    let format = args
-        .format
-        .unwrap_or_else(|| infer_format(args.output.as_deref()));
+    let format = args.format.unwrap_or_else(|| infer_format(args.output.as_deref()));
     if format == Format::Csv && out_shape.len() > 2 {
         return Err(Error::usage(
             "--format",
@@ -220,7 +201,10 @@ pub fn run(args: &ExportArgs, run: &RunArgs) -> Result<()> {
     if args.output.is_none() && format != Format::Csv {
         use std::io::IsTerminal;
         if std::io::stdout().is_terminal() {
-            return Err(Error::usage("--format", "refusing to write binary data to a terminal — use -o FILE, redirect stdout, or --format csv"));
+            return Err(Error::usage(
+                "--format",
+                "refusing to write binary data to a terminal — use -o FILE, redirect stdout, or --format csv",
+            ));
         }
     }
     let item = arr.dtype().size() as u64;
@@ -233,31 +217,17 @@ pub fn run(args: &ExportArgs, run: &RunArgs) -> Result<()> {
         None => None,
     };
     let sink: Box<dyn Write> = match &staged {
-        Some(s) => {
-            Box::new(std::fs::File::create(s.path()).map_err(|e| Error::io(s.path(), "create", e))?)
-        }
+        Some(s) => Box::new(std::fs::File::create(s.path()).map_err(|e| Error::io(s.path(), "create", e))?),
         None => Box::new(std::io::stdout().lock()),
     };
-    let out_name = args
-        .output
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("<stdout>"));
+    let out_name = args.output.clone().unwrap_or_else(|| PathBuf::from("<stdout>"));
     let mut w = BufWriter::with_capacity(1 << 20, sink);
     let werr = |e: std::io::Error| Error::io(&out_name, "write", e);
     if format == Format::Npy {
-        w.write_all(&header_bytes(arr.dtype(), &out_shape))
-            .map_err(werr)?;
+        w.write_all(&header_bytes(arr.dtype(), &out_shape)).map_err(werr)?;
     }
-    let row_len = if out_shape.len() == 2 {
-        out_shape[1]
-    } else {
-        1
-    };
-    let mut csv = Csv {
-        row: row_len.max(1),
-        col: 0,
-        text: String::new(),
-    };
+    let row_len = if out_shape.len() == 2 { out_shape[1] } else { 1 };
+    let mut csv = Csv { row: row_len.max(1), col: 0, text: String::new() };
 
     with_dtype!(arr.dtype(), T => {
         std::thread::scope(|s| -> Result<()> {
@@ -310,12 +280,6 @@ mod tests {
         // a row too large: split along the last axis
         let blocks = plan_blocks(&sel, &[2, 7], 8, 3 * 8);
         assert_eq!(blocks.len(), 10 * 3);
-        assert_eq!(
-            blocks
-                .iter()
-                .map(|b| b.len.iter().product::<u64>())
-                .sum::<u64>(),
-            70
-        );
+        assert_eq!(blocks.iter().map(|b| b.len.iter().product::<u64>()).sum::<u64>(), 70);
     }
 }

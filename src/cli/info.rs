@@ -28,11 +28,7 @@ pub fn describe(path: &std::path::Path, m: &ArrayMeta) -> Result<Value> {
     let stored = stored_bytes(path)?;
     let inner = Grid::new(m.shape.clone(), m.chunks.clone());
     let outer = Grid::new(m.shape.clone(), m.storage_chunks().to_vec());
-    let ratio = if stored > 0 {
-        Some(nbytes as f64 / stored as f64)
-    } else {
-        None
-    };
+    let ratio = if stored > 0 { Some(nbytes as f64 / stored as f64) } else { None };
     Ok(json!({
         "path": path,
         "zarr_format": m.zarr_format,
@@ -73,11 +69,7 @@ fn codec_text(c: &Value) -> String {
             parts.push(format!("{k}={v}"));
         }
     }
-    let mut t = if parts.is_empty() {
-        name.to_string()
-    } else {
-        format!("{name}({})", parts.join(", "))
-    };
+    let mut t = if parts.is_empty() { name.to_string() } else { format!("{name}({})", parts.join(", ")) };
     if let Some(inner) = c.pointer("/configuration/codecs").and_then(Value::as_array) {
         let inner: Vec<String> = inner.iter().map(codec_text).collect();
         t = format!("{t}[{}]", inner.join(" → "));
@@ -100,11 +92,7 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         line(&mut out, "path", args.path.display().to_string());
         line(&mut out, "format", format!("Zarr v{}", m.zarr_format));
         line(&mut out, "shape", tuple(&m.shape));
-        line(
-            &mut out,
-            "dtype",
-            format!("{} ({} bytes per element)", m.dtype, item),
-        );
+        line(&mut out, "dtype", format!("{} ({} bytes per element)", m.dtype, item));
         line(
             &mut out,
             "chunks",
@@ -121,36 +109,16 @@ pub fn run(args: &InfoArgs) -> Result<()> {
             line(
                 &mut out,
                 "shards",
-                format!(
-                    "{} — {} shards, {} per shard",
-                    tuple(s),
-                    sg.nchunks(),
-                    human(sg.chunk_len() * item)
-                ),
+                format!("{} — {} shards, {} per shard", tuple(s), sg.nchunks(), human(sg.chunk_len() * item)),
             );
         }
         let nbytes = d["nbytes"].as_u64().unwrap_or(0);
         let stored = d["nbytes_stored"].as_u64().unwrap_or(0);
-        line(
-            &mut out,
-            "logical size",
-            format!("{} ({nbytes} bytes)", human(nbytes)),
-        );
-        let ratio = d["compression_ratio"]
-            .as_f64()
-            .map(|r| format!(", ratio {r:.2}×"))
-            .unwrap_or_default();
+        line(&mut out, "logical size", format!("{} ({nbytes} bytes)", human(nbytes)));
+        let ratio = d["compression_ratio"].as_f64().map(|r| format!(", ratio {r:.2}×")).unwrap_or_default();
         line(&mut out, "stored size", format!("{}{ratio}", human(stored)));
         let codecs: Vec<String> = m.codecs.iter().map(codec_text).collect();
-        line(
-            &mut out,
-            "codecs",
-            if codecs.is_empty() {
-                "none".into()
-            } else {
-                codecs.join(" → ")
-            },
-        );
+        line(&mut out, "codecs", if codecs.is_empty() { "none".into() } else { codecs.join(" → ") });
         line(&mut out, "fill value", m.fill_value.to_string());
         if m.zarr_format == 2 {
             line(&mut out, "order", m.order.to_string());
@@ -159,10 +127,7 @@ pub fn run(args: &InfoArgs) -> Result<()> {
             line(&mut out, "byte order", "big-endian".into());
         }
         if let Some(names) = &m.dimension_names {
-            let n: Vec<String> = names
-                .iter()
-                .map(|x| x.clone().unwrap_or_else(|| "-".into()))
-                .collect();
+            let n: Vec<String> = names.iter().map(|x| x.clone().unwrap_or_else(|| "-".into())).collect();
             line(&mut out, "dimensions", n.join(", "));
         }
     }

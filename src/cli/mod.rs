@@ -57,14 +57,9 @@ impl RunArgs {
         let workers = match self.workers {
             Some(0) => return Err(Error::usage("--workers", "must be at least 1")),
             Some(n) => n,
-            None => std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         };
-        Ok(RunOptions {
-            workers,
-            memory: parse_size(&self.memory, "--memory")?,
-        })
+        Ok(RunOptions { workers, memory: parse_size(&self.memory, "--memory")? })
     }
 }
 
@@ -72,17 +67,11 @@ impl RunArgs {
 pub fn parse_size(text: &str, arg: &str) -> Result<u64> {
     let t = text.trim();
     if t.starts_with('-') {
-        return Err(Error::usage(
-            arg,
-            format!("{t:?} is negative; give a size like 512MiB or 2GiB"),
-        ));
+        return Err(Error::usage(arg, format!("{t:?} is negative; give a size like 512MiB or 2GiB")));
     }
-    let size: bytesize::ByteSize = t.parse().map_err(|_| {
-        Error::usage(
-            arg,
-            format!("{t:?} is not a size; write it like 512MiB, 2GiB or 1.5GB"),
-        )
-    })?;
+    let size: bytesize::ByteSize = t
+        .parse()
+        .map_err(|_| Error::usage(arg, format!("{t:?} is not a size; write it like 512MiB, 2GiB or 1.5GB")))?;
     if size.as_u64() == 0 {
         return Err(Error::usage(arg, "must be more than 0 bytes"));
     }

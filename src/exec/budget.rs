@@ -19,11 +19,7 @@ pub struct Reservation<'a> {
 
 impl Budget {
     pub fn new(total: u64) -> Budget {
-        Budget {
-            total,
-            used: Mutex::new(0),
-            freed: Condvar::new(),
-        }
+        Budget { total, used: Mutex::new(0), freed: Condvar::new() }
     }
 
     pub fn total(&self) -> u64 {
@@ -43,10 +39,7 @@ impl Budget {
             used = self.freed.wait(used).unwrap_or_else(|p| p.into_inner());
         }
         *used += bytes;
-        Reservation {
-            budget: self,
-            bytes,
-        }
+        Reservation { budget: self, bytes }
     }
 }
 

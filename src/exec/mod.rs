@@ -27,26 +27,9 @@ pub struct RunOptions {
 /// What the executor reports while it runs.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event<'a> {
-    StageStart {
-        stage: &'a str,
-        tasks: u64,
-        bytes: u64,
-    },
-    TaskDone {
-        stage: &'a str,
-        task: u64,
-        done: u64,
-        tasks: u64,
-        bytes_done: u64,
-        bytes: u64,
-        elapsed: Duration,
-    },
-    StageEnd {
-        stage: &'a str,
-        tasks: u64,
-        bytes: u64,
-        elapsed: Duration,
-    },
+    StageStart { stage: &'a str, tasks: u64, bytes: u64 },
+    TaskDone { stage: &'a str, task: u64, done: u64, tasks: u64, bytes_done: u64, bytes: u64, elapsed: Duration },
+    StageEnd { stage: &'a str, tasks: u64, bytes: u64, elapsed: Duration },
 }
 
 /// Receives executor events (progress bars, JSON lines, reports).
@@ -89,11 +72,7 @@ pub struct StageStats {
 
 /// How many tasks of `task_bytes` may run at once under `memory` with `workers` threads; an error
 /// naming the chunk size that would fit when not even one can.
-pub fn admissible(
-    stage: &Stage,
-    opts: &RunOptions,
-    hint: impl FnOnce(u64) -> String,
-) -> Result<usize> {
+pub fn admissible(stage: &Stage, opts: &RunOptions, hint: impl FnOnce(u64) -> String) -> Result<usize> {
     if stage.task_bytes > opts.memory {
         return Err(Error::Budget {
             what: format!("one {} task", stage.name),
@@ -117,11 +96,7 @@ pub fn run_stage(
     task: impl Fn(TaskCtx) -> Result<u64> + Sync,
 ) -> Result<StageStats> {
     let start = Instant::now();
-    sink.event(&Event::StageStart {
-        stage: &stage.name,
-        tasks: stage.tasks,
-        bytes: stage.total_bytes,
-    });
+    sink.event(&Event::StageStart { stage: &stage.name, tasks: stage.tasks, bytes: stage.total_bytes });
     let budget = Budget::new(opts.memory);
     let next = AtomicUsize::new(0);
     let done = AtomicU64::new(0);
@@ -141,16 +116,9 @@ pub fn run_stage(
             break;
         }
         let _held = budget.reserve(stage.task_bytes);
-        let ctx = TaskCtx {
-            index: i,
-            codec_threads,
-        };
+        let ctx = TaskCtx { index: i, codec_threads };
         let result = catch_unwind(AssertUnwindSafe(|| task(ctx))).unwrap_or_else(|p| {
-            Err(Error::Internal(format!(
-                "task {i} of {} panicked: {}",
-                stage.name,
-                panic_text(&p)
-            )))
+            Err(Error::Internal(format!("task {i} of {} panicked: {}", stage.name, panic_text(&p))))
         });
         match result {
             Ok(b) => {
@@ -196,18 +164,8 @@ pub fn run_stage(
     }
     let elapsed = start.elapsed();
     let bytes = bytes_done.load(Ordering::Relaxed);
-    sink.event(&Event::StageEnd {
-        stage: &stage.name,
-        tasks: stage.tasks,
-        bytes,
-        elapsed,
-    });
-    Ok(StageStats {
-        tasks: stage.tasks,
-        bytes,
-        elapsed,
-        parallel,
-    })
+    sink.event(&Event::StageEnd { stage: &stage.name, tasks: stage.tasks, bytes, elapsed });
+    Ok(StageStats { tasks: stage.tasks, bytes, elapsed, parallel })
 }
 
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {

@@ -6,11 +6,7 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Item {
     Index(i64),
-    Slice {
-        start: Option<i64>,
-        stop: Option<i64>,
-        step: Option<i64>,
-    },
+    Slice { start: Option<i64>, stop: Option<i64>, step: Option<i64> },
     Ellipsis,
 }
 
@@ -26,12 +22,7 @@ pub struct AxisSel {
 
 impl AxisSel {
     pub fn full(n: u64) -> AxisSel {
-        AxisSel {
-            start: 0,
-            len: n,
-            step: 1,
-            keep: true,
-        }
+        AxisSel { start: 0, len: n, step: 1, keep: true }
     }
 
     /// Input coordinate of the k-th selected element.
@@ -63,9 +54,7 @@ pub fn parse(text: &str) -> Result<Vec<Item>, String> {
                 if s.is_empty() {
                     Ok(None)
                 } else {
-                    s.parse::<i64>()
-                        .map(Some)
-                        .map_err(|_| format!("{s:?} is not an integer (in {p:?})"))
+                    s.parse::<i64>().map(Some).map_err(|_| format!("{s:?} is not an integer (in {p:?})"))
                 }
             };
             let pieces: Vec<&str> = p.split(':').collect();
@@ -77,19 +66,11 @@ pub fn parse(text: &str) -> Result<Vec<Item>, String> {
                     Ok(Item::Index(num(p)?.unwrap_or(0)))
                 }
                 2 | 3 => {
-                    let step = if pieces.len() == 3 {
-                        num(pieces[2])?
-                    } else {
-                        None
-                    };
+                    let step = if pieces.len() == 3 { num(pieces[2])? } else { None };
                     if step == Some(0) {
                         return Err(format!("slice step cannot be zero (in {p:?})"));
                     }
-                    Ok(Item::Slice {
-                        start: num(pieces[0])?,
-                        stop: num(pieces[1])?,
-                        step,
-                    })
+                    Ok(Item::Slice { start: num(pieces[0])?, stop: num(pieces[1])?, step })
                 }
                 _ => Err(format!("{p:?} has too many ':'")),
             }
@@ -100,39 +81,23 @@ pub fn parse(text: &str) -> Result<Vec<Item>, String> {
 /// Normalise `items` against `shape`: one [`AxisSel`] per axis of the array.
 pub fn normalize(items: &[Item], shape: &[u64]) -> Result<Vec<AxisSel>, String> {
     let nd = shape.len();
-    let explicit = items
-        .iter()
-        .filter(|i| !matches!(i, Item::Ellipsis))
-        .count();
+    let explicit = items.iter().filter(|i| !matches!(i, Item::Ellipsis)).count();
     if items.iter().filter(|i| matches!(i, Item::Ellipsis)).count() > 1 {
         return Err("an index can only have a single ellipsis ('...')".into());
     }
     if explicit > nd {
-        return Err(format!(
-            "too many indices: {explicit} given for an array with {nd} axes"
-        ));
+        return Err(format!("too many indices: {explicit} given for an array with {nd} axes"));
     }
     let mut expanded = Vec::with_capacity(nd);
     for it in items {
         if let Item::Ellipsis = it {
-            expanded.extend(std::iter::repeat_n(
-                Item::Slice {
-                    start: None,
-                    stop: None,
-                    step: None,
-                },
-                nd - explicit,
-            ));
+            expanded.extend(std::iter::repeat_n(Item::Slice { start: None, stop: None, step: None }, nd - explicit));
         } else {
             expanded.push(*it);
         }
     }
     while expanded.len() < nd {
-        expanded.push(Item::Slice {
-            start: None,
-            stop: None,
-            step: None,
-        });
+        expanded.push(Item::Slice { start: None, stop: None, step: None });
     }
     expanded
         .iter()
@@ -144,16 +109,9 @@ pub fn normalize(items: &[Item], shape: &[u64]) -> Result<Vec<AxisSel>, String> 
                 Item::Index(i) => {
                     let j = if i < 0 { i + n } else { i };
                     if j < 0 || j >= n {
-                        return Err(format!(
-                            "index {i} is out of bounds for axis {axis} with size {n}"
-                        ));
+                        return Err(format!("index {i} is out of bounds for axis {axis} with size {n}"));
                     }
-                    Ok(AxisSel {
-                        start: j as u64,
-                        len: 1,
-                        step: 1,
-                        keep: false,
-                    })
+                    Ok(AxisSel { start: j as u64, len: 1, step: 1, keep: false })
                 }
                 Item::Slice { start, stop, step } => {
                     let step = step.unwrap_or(1);
@@ -167,11 +125,8 @@ pub fn normalize(items: &[Item], shape: &[u64]) -> Result<Vec<AxisSel>, String> 
                             }
                         }
                     };
-                    let (s, e) = if step > 0 {
-                        (fix(start, 0), fix(stop, n))
-                    } else {
-                        (fix(start, n - 1), fix(stop, -1))
-                    };
+                    let (s, e) =
+                        if step > 0 { (fix(start, 0), fix(stop, n)) } else { (fix(start, n - 1), fix(stop, -1)) };
                     let len = if step > 0 {
                         if e > s {
                             (e - s + step - 1) / step
@@ -184,12 +139,7 @@ pub fn normalize(items: &[Item], shape: &[u64]) -> Result<Vec<AxisSel>, String> 
                         0
                     };
                     let start = if len > 0 { s as u64 } else { 0 };
-                    Ok(AxisSel {
-                        start,
-                        len: len as u64,
-                        step,
-                        keep: true,
-                    })
+                    Ok(AxisSel { start, len: len as u64, step, keep: true })
                 }
                 Item::Ellipsis => Ok(AxisSel::full(n as u64)),
             }
@@ -211,23 +161,14 @@ mod tests {
 
     #[test]
     fn python_slice_rules() {
-        assert_eq!(
-            sel("0:10, ::2", &[20, 7]),
-            vec![(0, 10, 1, true), (0, 4, 2, true)]
-        );
+        assert_eq!(sel("0:10, ::2", &[20, 7]), vec![(0, 10, 1, true), (0, 4, 2, true)]);
         assert_eq!(sel("::-1", &[5]), vec![(4, 5, -1, true)]);
-        assert_eq!(
-            sel("10:-10, ::3", &[30, 10]),
-            vec![(10, 10, 1, true), (0, 4, 3, true)]
-        );
+        assert_eq!(sel("10:-10, ::3", &[30, 10]), vec![(10, 10, 1, true), (0, 4, 3, true)]);
         assert_eq!(sel("-1", &[5, 3]), vec![(4, 1, 1, false), (0, 3, 1, true)]);
         assert_eq!(sel("5:2", &[10]), vec![(0, 0, 1, true)]);
         assert_eq!(sel("-100:100", &[10]), vec![(0, 10, 1, true)]);
         assert_eq!(sel("8:2:-3", &[10]), vec![(8, 2, -3, true)]);
-        assert_eq!(
-            sel("..., 1", &[2, 3, 4]),
-            vec![(0, 2, 1, true), (0, 3, 1, true), (1, 1, 1, false)]
-        );
+        assert_eq!(sel("..., 1", &[2, 3, 4]), vec![(0, 2, 1, true), (0, 3, 1, true), (1, 1, 1, false)]);
         assert_eq!(sel("::-1", &[0]), vec![(0, 0, -1, true)]);
     }
 

@@ -14,12 +14,7 @@ pub enum Generator {
     /// `numpy.arange(start, stop, step)`: element i is `start + i·delta` computed in the output
     /// dtype, where `delta = dtype(start + step) - dtype(start)` (NumPy's fill rule); exact integer
     /// arithmetic for integer dtypes.
-    Arange {
-        start: f64,
-        step: f64,
-        int_start: i64,
-        int_step: i64,
-    },
+    Arange { start: f64, step: f64, int_start: i64, int_step: i64 },
     /// `numpy.linspace(start, stop, num)`: element i is `i·step + start` with `step = (stop -
     /// start)/(num - 1)`, and the last element is exactly `stop`.
     Linspace { start: f64, stop: f64, num: u64 },
@@ -73,15 +68,8 @@ impl Generator {
         debug_assert_eq!(out.len() as u64, region.len());
         match self {
             Generator::Const(s) => out.fill(T::from_scalar((*s).into())),
-            Generator::Random { dist, seed } => {
-                random::fill_region(dist, *seed, shape, region, out)
-            }
-            Generator::Arange {
-                start,
-                step,
-                int_start,
-                int_step,
-            } => {
+            Generator::Random { dist, seed } => random::fill_region(dist, *seed, shape, region, out),
+            Generator::Arange { start, step, int_start, int_step } => {
                 let st = strides(shape);
                 let row = region.shape.last().copied().unwrap_or(1) as usize;
                 for_each_row(region, |idx, off| {
@@ -115,15 +103,7 @@ impl Generator {
     }
 }
 
-fn arange_run<T: Elem>(
-    dt: DType,
-    start: f64,
-    step: f64,
-    istart: i64,
-    istep: i64,
-    first: u64,
-    dst: &mut [T],
-) {
+fn arange_run<T: Elem>(dt: DType, start: f64, step: f64, istart: i64, istep: i64, first: u64, dst: &mut [T]) {
     match dt {
         DType::Float64 => {
             let delta = (start + step) - start;
@@ -167,11 +147,7 @@ pub fn arange_len_int(start: i64, stop: i64, step: i64) -> Result<u64, String> {
     let (span, step) = (stop as i128 - start as i128, step as i128);
     // ceil(span / step) with truncating division
     let (q, r) = (span / step, span % step);
-    let n = if r != 0 && (r > 0) == (step > 0) {
-        q + 1
-    } else {
-        q
-    };
+    let n = if r != 0 && (r > 0) == (step > 0) { q + 1 } else { q };
     Ok(n.max(0) as u64)
 }
 
@@ -184,24 +160,10 @@ mod tests {
         // numpy.arange(0.1, 1.0, 0.2).tolist(), as NumPy 2.4 prints it
         let n = arange_len(0.1, 1.0, 0.2).unwrap_or(0);
         assert_eq!(n, 5);
-        let g = Generator::Arange {
-            start: 0.1,
-            step: 0.2,
-            int_start: 0,
-            int_step: 0,
-        };
+        let g = Generator::Arange { start: 0.1, step: 0.2, int_start: 0, int_step: 0 };
         let mut out = vec![0.0f64; 5];
         g.fill(&[5], &Region::full(&[5]), &mut out);
-        assert_eq!(
-            out,
-            vec![
-                0.1,
-                0.30000000000000004,
-                0.5000000000000001,
-                0.7000000000000001,
-                0.9000000000000001
-            ]
-        );
+        assert_eq!(out, vec![0.1, 0.30000000000000004, 0.5000000000000001, 0.7000000000000001, 0.9000000000000001]);
         assert_eq!(arange_len_int(10, 0, -3), Ok(4)); // 10 7 4 1
         assert_eq!(arange_len_int(0, 10, 3), Ok(4)); // 0 3 6 9
         assert_eq!(arange_len_int(5, 5, 1), Ok(0));
@@ -211,11 +173,7 @@ mod tests {
 
     #[test]
     fn linspace_ends_exactly_at_stop() {
-        let g = Generator::Linspace {
-            start: 0.0,
-            stop: 1.0,
-            num: 7,
-        };
+        let g = Generator::Linspace { start: 0.0, stop: 1.0, num: 7 };
         let mut out = vec![0.0f64; 7];
         g.fill(&[7], &Region::full(&[7]), &mut out);
         assert_eq!(out[6], 1.0);

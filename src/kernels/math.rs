@@ -116,11 +116,7 @@ mod tests {
         let mut worst = 0;
         let mut u = 1e-300f64;
         for i in 0..1_000_000u64 {
-            let x = if i % 2 == 0 {
-                u
-            } else {
-                (i as f64) * 1.37e-6 + 1e-9
-            };
+            let x = if i % 2 == 0 { u } else { (i as f64) * 1.37e-6 + 1e-9 };
             worst = worst.max(ulps(ln(x), x.ln()));
             u *= 1.0007;
         }
@@ -133,9 +129,7 @@ mod tests {
         let mut worst = 0;
         for i in 0..=1_000_000i64 {
             let a = (i - 500_000) as f64 / 500_000.0 * std::f64::consts::FRAC_PI_4;
-            worst = worst
-                .max(ulps(sin_kernel(a), a.sin()))
-                .max(ulps(cos_kernel(a), a.cos()));
+            worst = worst.max(ulps(sin_kernel(a), a.sin())).max(ulps(cos_kernel(a), a.cos()));
         }
         assert!(worst <= 1, "worst kernel error {worst} ulp");
     }
@@ -147,10 +141,7 @@ mod tests {
             let (s, c) = sincos_2pi(u);
             let a = 2.0 * std::f64::consts::PI * u;
             // std's own argument 2πu is rounded (≤ 7e-16 absolute), hence the tolerance
-            assert!(
-                (s - a.sin()).abs() < 1.5e-15 && (c - a.cos()).abs() < 1.5e-15,
-                "u={u}"
-            );
+            assert!((s - a.sin()).abs() < 1.5e-15 && (c - a.cos()).abs() < 1.5e-15, "u={u}");
         }
         assert_eq!(sincos_2pi(0.0), (0.0, 1.0));
         assert_eq!(sincos_2pi(0.25), (1.0, 0.0));

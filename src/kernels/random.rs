@@ -62,37 +62,23 @@ impl Dist {
     /// Check that this distribution can produce `dtype` values; the message says what to change.
     pub fn check(&self, dtype: DType) -> Result<(), String> {
         match self {
-            Dist::Uniform { low, high }
-            | Dist::Normal {
-                mean: low,
-                std: high,
-            } if !dtype.is_float() => {
+            Dist::Uniform { low, high } | Dist::Normal { mean: low, std: high } if !dtype.is_float() => {
                 let _ = (low, high);
-                Err(format!(
-                    "this distribution gives floats; use --dtype float32 or float64 (not {dtype})"
-                ))
+                Err(format!("this distribution gives floats; use --dtype float32 or float64 (not {dtype})"))
             }
             Dist::Uniform { low, high } if !(low.is_finite() && high.is_finite() && low < high) => {
-                Err(format!(
-                    "--low {low} --high {high}: need finite bounds with low < high"
-                ))
+                Err(format!("--low {low} --high {high}: need finite bounds with low < high"))
             }
             Dist::Normal { mean, std } if !(mean.is_finite() && std.is_finite() && *std >= 0.0) => {
-                Err(format!(
-                    "--mean {mean} --std {std}: need a finite mean and a finite std ≥ 0"
-                ))
+                Err(format!("--mean {mean} --std {std}: need a finite mean and a finite std ≥ 0"))
             }
             Dist::Integers { low, high } => {
                 if !dtype.is_int() {
-                    return Err(format!(
-                        "integer bounds need an integer --dtype (not {dtype})"
-                    ));
+                    return Err(format!("integer bounds need an integer --dtype (not {dtype})"));
                 }
                 let (lo, hi) = crate::dtype::int_range(dtype);
                 if (*low as i128) < lo || *high - 1 > hi || *high <= *low as i128 {
-                    return Err(format!(
-                        "[{low}, {high}) is empty or does not fit in {dtype} ({lo}..={hi})"
-                    ));
+                    return Err(format!("[{low}, {high}) is empty or does not fit in {dtype} ({lo}..={hi})"));
                 }
                 Ok(())
             }
@@ -180,14 +166,7 @@ pub fn fill_region<T: Elem>(dist: &Dist, seed: u64, shape: &[u64], region: &Regi
     let key = key(seed);
     let st = strides(shape);
     let row = region.shape.last().copied().unwrap_or(1) as usize;
-    let mut scratch = vec![
-        0.0f64;
-        if T::DTYPE == DType::Float64 {
-            0
-        } else {
-            row.min(4096)
-        }
-    ];
+    let mut scratch = vec![0.0f64; if T::DTYPE == DType::Float64 { 0 } else { row.min(4096) }];
     for_each_row(region, |idx, off| {
         let first: u64 = idx.iter().zip(&st).map(|(i, s)| i * s).sum();
         let dst = &mut out[off..off + row];
@@ -246,26 +225,14 @@ mod tests {
 
     #[test]
     fn values_do_not_depend_on_the_region_they_are_generated_in() {
-        for dist in [
-            Dist::Uniform {
-                low: -1.0,
-                high: 3.0,
-            },
-            Dist::Normal {
-                mean: 1.0,
-                std: 2.0,
-            },
-        ] {
+        for dist in [Dist::Uniform { low: -1.0, high: 3.0 }, Dist::Normal { mean: 1.0, std: 2.0 }] {
             let shape = [7u64, 9];
             let whole = gen(dist, &shape, &Region::full(&shape));
             // odd offsets and lengths exercise the unpaired ends of Box–Muller
             let part = gen(dist, &shape, &Region::new(vec![2, 3], vec![4, 5]));
             for r in 0..4 {
                 for c in 0..5 {
-                    assert_eq!(
-                        part[r * 5 + c].to_bits(),
-                        whole[(r + 2) * 9 + c + 3].to_bits()
-                    );
+                    assert_eq!(part[r * 5 + c].to_bits(), whole[(r + 2) * 9 + c + 3].to_bits());
                 }
             }
         }
@@ -275,22 +242,8 @@ mod tests {
     fn moments_are_right() {
         let n = 1_000_000u64;
         for (dist, mean, var) in [
-            (
-                Dist::Uniform {
-                    low: 2.0,
-                    high: 4.0,
-                },
-                3.0,
-                4.0f64 / 12.0,
-            ),
-            (
-                Dist::Normal {
-                    mean: -1.0,
-                    std: 3.0,
-                },
-                -1.0,
-                9.0,
-            ),
+            (Dist::Uniform { low: 2.0, high: 4.0 }, 3.0, 4.0f64 / 12.0),
+            (Dist::Normal { mean: -1.0, std: 3.0 }, -1.0, 9.0),
         ] {
             let v = gen(dist, &[n], &Region::full(&[n]));
             let m = v.iter().sum::<f64>() / n as f64;
@@ -303,13 +256,7 @@ mod tests {
     #[test]
     fn integers_stay_in_range_and_cover_it() {
         let mut out = vec![0i8; 10_000];
-        fill_region(
-            &Dist::Integers { low: -3, high: 4 },
-            1,
-            &[10_000],
-            &Region::full(&[10_000]),
-            &mut out,
-        );
+        fill_region(&Dist::Integers { low: -3, high: 4 }, 1, &[10_000], &Region::full(&[10_000]), &mut out);
         assert!(out.iter().all(|&x| (-3..4).contains(&x)));
         for v in -3..4 {
             assert!(out.contains(&v));
@@ -320,10 +267,7 @@ mod tests {
     fn different_seeds_differ() {
         let mut a = vec![0.0f64; 16];
         let mut b = vec![0.0f64; 16];
-        let d = Dist::Uniform {
-            low: 0.0,
-            high: 1.0,
-        };
+        let d = Dist::Uniform { low: 0.0, high: 1.0 };
         fill_region(&d, 1, &[16], &Region::full(&[16]), &mut a);
         fill_region(&d, 2, &[16], &Region::full(&[16]), &mut b);
         assert_ne!(a, b);

@@ -50,10 +50,7 @@ pub struct Bars {
 
 impl Bars {
     pub fn new(force: bool) -> Bars {
-        Bars {
-            bar: Mutex::new(None),
-            force,
-        }
+        Bars { bar: Mutex::new(None), force }
     }
 }
 
@@ -79,12 +76,7 @@ impl EventSink for Bars {
                 pb.set_prefix(stage.to_string());
                 *slot = Some(pb);
             }
-            Event::TaskDone {
-                done,
-                bytes_done,
-                elapsed,
-                ..
-            } => {
+            Event::TaskDone { done, bytes_done, elapsed, .. } => {
                 if let Some(pb) = slot.as_ref() {
                     pb.set_position(*done);
                     let rate = *bytes_done as f64 / elapsed.as_secs_f64().max(1e-9);
@@ -112,10 +104,7 @@ impl StderrTerm {
 
 impl indicatif::TermLike for StderrTerm {
     fn width(&self) -> u16 {
-        std::env::var("COLUMNS")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(100)
+        std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).unwrap_or(100)
     }
     fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
         if n > 0 {
@@ -166,9 +155,7 @@ pub struct JsonEvents {
 
 impl JsonEvents {
     pub fn new() -> JsonEvents {
-        JsonEvents {
-            last: Mutex::new(None),
-        }
+        JsonEvents { last: Mutex::new(None) }
     }
 }
 
@@ -186,22 +173,10 @@ fn emit(v: serde_json::Value) {
 impl EventSink for JsonEvents {
     fn event(&self, e: &Event<'_>) {
         match e {
-            Event::StageStart {
-                stage,
-                tasks,
-                bytes,
-            } => emit(
-                json!({"event": "stage_start", "stage": stage, "tasks": tasks, "bytes": bytes}),
-            ),
-            Event::TaskDone {
-                stage,
-                done,
-                tasks,
-                bytes_done,
-                bytes,
-                elapsed,
-                ..
-            } => {
+            Event::StageStart { stage, tasks, bytes } => {
+                emit(json!({"event": "stage_start", "stage": stage, "tasks": tasks, "bytes": bytes}))
+            }
+            Event::TaskDone { stage, done, tasks, bytes_done, bytes, elapsed, .. } => {
                 let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
                 let now = Instant::now();
                 let due = last.is_none_or(|t| now.duration_since(t) >= Duration::from_millis(100));
@@ -215,12 +190,7 @@ impl EventSink for JsonEvents {
                     }))
                 }
             }
-            Event::StageEnd {
-                stage,
-                tasks,
-                bytes,
-                elapsed,
-            } => emit(json!({
+            Event::StageEnd { stage, tasks, bytes, elapsed } => emit(json!({
                 "event": "stage_end", "stage": stage, "tasks": tasks, "bytes": bytes,
                 "elapsed_s": round3(elapsed.as_secs_f64()),
             })),

@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use zarrs::array::codec::{
-    BloscCodec, BloscCompressionLevel, BloscCompressor, BloscShuffleMode, GzipCodec, ZstdCodec,
-};
+use zarrs::array::codec::{BloscCodec, BloscCompressionLevel, BloscCompressor, BloscShuffleMode, GzipCodec, ZstdCodec};
 use zarrs::array::BytesToBytesCodecTraits;
 
 use crate::dtype::DType;
@@ -25,9 +23,7 @@ pub enum CodecSpec {
 
 impl Default for CodecSpec {
     fn default() -> Self {
-        CodecSpec::Zstd {
-            level: ZSTD_DEFAULT_LEVEL,
-        }
+        CodecSpec::Zstd { level: ZSTD_DEFAULT_LEVEL }
     }
 }
 
@@ -39,16 +35,16 @@ impl CodecSpec {
         let bad = |msg: String| Error::usage("--codec", msg);
         let parts: Vec<&str> = text.trim().split(':').collect();
         let num = |s: &str, what: &str| -> Result<i64> {
-            s.trim()
-                .parse::<i64>()
-                .map_err(|_| bad(format!("{what} {s:?} is not a whole number")))
+            s.trim().parse::<i64>().map_err(|_| bad(format!("{what} {s:?} is not a whole number")))
         };
         match parts[0].to_ascii_lowercase().as_str() {
             "none" | "raw" if parts.len() == 1 => Ok(CodecSpec::None),
             "zstd" if parts.len() <= 2 => {
                 let level = if parts.len() == 2 { num(parts[1], "zstd level")? } else { ZSTD_DEFAULT_LEVEL as i64 };
                 if !(-7..=22).contains(&level) {
-                    return Err(bad(format!("zstd level {level} is out of range; use -7..22 (default {ZSTD_DEFAULT_LEVEL})")));
+                    return Err(bad(format!(
+                        "zstd level {level} is out of range; use -7..22 (default {ZSTD_DEFAULT_LEVEL})"
+                    )));
                 }
                 Ok(CodecSpec::Zstd { level: level as i32 })
             }
@@ -62,7 +58,10 @@ impl CodecSpec {
             "blosc" if parts.len() <= 3 => {
                 let cname = parts.get(1).map(|s| s.trim().to_ascii_lowercase()).unwrap_or_else(|| "lz4".into());
                 if !BLOSC_CNAMES.contains(&cname.as_str()) {
-                    return Err(bad(format!("blosc compressor {cname:?} is unknown; use one of {}", BLOSC_CNAMES.join(", "))));
+                    return Err(bad(format!(
+                        "blosc compressor {cname:?} is unknown; use one of {}",
+                        BLOSC_CNAMES.join(", ")
+                    )));
                 }
                 let clevel = if parts.len() == 3 { num(parts[2], "blosc level")? } else { 5 };
                 if !(0..=9).contains(&clevel) {
@@ -82,9 +81,7 @@ impl CodecSpec {
             CodecSpec::None => vec![],
             CodecSpec::Zstd { level } => vec![Arc::new(ZstdCodec::new(*level, false))],
             CodecSpec::Gzip { level } => {
-                vec![Arc::new(GzipCodec::new(*level).map_err(|e| {
-                    Error::usage("--codec", format!("gzip: {e}"))
-                })?)]
+                vec![Arc::new(GzipCodec::new(*level).map_err(|e| Error::usage("--codec", format!("gzip: {e}")))?)]
             }
             CodecSpec::Blosc { cname, clevel } => {
                 let c = match cname.as_str() {
@@ -94,17 +91,9 @@ impl CodecSpec {
                     "zstd" => BloscCompressor::Zstd,
                     _ => BloscCompressor::Zlib,
                 };
-                let level = BloscCompressionLevel::try_from(*clevel).map_err(|_| {
-                    Error::usage(
-                        "--codec",
-                        format!("blosc level {clevel} is out of range; use 0..9"),
-                    )
-                })?;
-                let shuffle = if dtype.size() > 1 {
-                    BloscShuffleMode::Shuffle
-                } else {
-                    BloscShuffleMode::NoShuffle
-                };
+                let level = BloscCompressionLevel::try_from(*clevel)
+                    .map_err(|_| Error::usage("--codec", format!("blosc level {clevel} is out of range; use 0..9")))?;
+                let shuffle = if dtype.size() > 1 { BloscShuffleMode::Shuffle } else { BloscShuffleMode::NoShuffle };
                 let codec = BloscCodec::new(c, level, None, shuffle, Some(dtype.size()))
                     .map_err(|e| Error::usage("--codec", format!("blosc: {e}")))?;
                 vec![Arc::new(codec)]
@@ -138,26 +127,11 @@ mod tests {
 
     #[test]
     fn codec_specs_parse() {
-        assert_eq!(
-            CodecSpec::parse("zstd").ok(),
-            Some(CodecSpec::Zstd { level: 1 })
-        );
-        assert_eq!(
-            CodecSpec::parse("zstd:7").ok(),
-            Some(CodecSpec::Zstd { level: 7 })
-        );
+        assert_eq!(CodecSpec::parse("zstd").ok(), Some(CodecSpec::Zstd { level: 1 }));
+        assert_eq!(CodecSpec::parse("zstd:7").ok(), Some(CodecSpec::Zstd { level: 7 }));
         assert_eq!(CodecSpec::parse("none").ok(), Some(CodecSpec::None));
-        assert_eq!(
-            CodecSpec::parse("blosc:zstd:9").ok(),
-            Some(CodecSpec::Blosc {
-                cname: "zstd".into(),
-                clevel: 9
-            })
-        );
-        assert_eq!(
-            CodecSpec::parse("gzip").ok(),
-            Some(CodecSpec::Gzip { level: 5 })
-        );
+        assert_eq!(CodecSpec::parse("blosc:zstd:9").ok(), Some(CodecSpec::Blosc { cname: "zstd".into(), clevel: 9 }));
+        assert_eq!(CodecSpec::parse("gzip").ok(), Some(CodecSpec::Gzip { level: 5 }));
         assert!(CodecSpec::parse("lzma").is_err());
         assert!(CodecSpec::parse("zstd:99").is_err());
         assert!(CodecSpec::parse("blosc:snappy").is_err());

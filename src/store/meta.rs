@@ -58,13 +58,13 @@ pub fn is_zarr_array(path: &Path) -> bool {
 /// Read and validate the metadata of the array at `path`.
 pub fn read_meta(path: &Path) -> Result<ArrayMeta> {
     if !path.exists() {
-        return Err(Error::input(path, "does not exist — check the path (a Zarr array is a directory with zarr.json or .zarray)"));
-    }
-    if !path.is_dir() {
         return Err(Error::input(
             path,
-            "is a file, not a Zarr array — pass the array's directory",
+            "does not exist — check the path (a Zarr array is a directory with zarr.json or .zarray)",
         ));
+    }
+    if !path.is_dir() {
+        return Err(Error::input(path, "is a file, not a Zarr array — pass the array's directory"));
     }
     let v3 = path.join("zarr.json");
     let v2 = path.join(".zarray");
@@ -72,49 +72,36 @@ pub fn read_meta(path: &Path) -> Result<ArrayMeta> {
         parse_v3(&v3, &load_json(&v3)?)
     } else if v2.is_file() {
         let attrs_path = path.join(".zattrs");
-        let attrs = if attrs_path.is_file() {
-            Some(load_json(&attrs_path)?)
-        } else {
-            None
-        };
+        let attrs = if attrs_path.is_file() { Some(load_json(&attrs_path)?) } else { None };
         parse_v2(&v2, &load_json(&v2)?, attrs.as_ref())
     } else if path.join(".zgroup").is_file() {
+        Err(Error::input(path, "is a Zarr v2 group, not an array — pass the path of an array inside it"))
+    } else {
         Err(Error::input(
             path,
-            "is a Zarr v2 group, not an array — pass the path of an array inside it",
+            "is not a Zarr array (no zarr.json or .zarray inside) — pass the path of a Zarr array directory",
         ))
-    } else {
-        Err(Error::input(path, "is not a Zarr array (no zarr.json or .zarray inside) — pass the path of a Zarr array directory"))
     }
 }
 
 fn load_json(file: &Path) -> Result<Value> {
     let bytes = fs::read(file).map_err(|e| Error::io(file, "read", e))?;
     serde_json::from_slice(&bytes).map_err(|e| {
-        Error::input(
-            file,
-            format!("malformed JSON ({e}) — the array metadata is damaged; restore or rewrite it"),
-        )
+        Error::input(file, format!("malformed JSON ({e}) — the array metadata is damaged; restore or rewrite it"))
     })
 }
 
 fn bad(file: &Path, what: impl std::fmt::Display) -> Error {
-    Error::input(file, format!("invalid array metadata: {what} — the metadata does not follow the Zarr spec; rewrite it"))
+    Error::input(
+        file,
+        format!("invalid array metadata: {what} — the metadata does not follow the Zarr spec; rewrite it"),
+    )
 }
 
 fn u64_list(file: &Path, v: Option<&Value>, key: &str) -> Result<Vec<u64>> {
-    let arr = v
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad(file, format!("'{key}' must be a list of integers")))?;
+    let arr = v.and_then(Value::as_array).ok_or_else(|| bad(file, format!("'{key}' must be a list of integers")))?;
     arr.iter()
-        .map(|x| {
-            x.as_u64().ok_or_else(|| {
-                bad(
-                    file,
-                    format!("'{key}' must hold non-negative integers, found {x}"),
-                )
-            })
-        })
+        .map(|x| x.as_u64().ok_or_else(|| bad(file, format!("'{key}' must hold non-negative integers, found {x}"))))
         .collect()
 }
 
@@ -143,9 +130,7 @@ fn parse_v3(file: &Path, j: &Value) -> Result<ArrayMeta> {
         _ => return Err(bad(file, "'node_type' must be \"array\"")),
     }
     let shape = u64_list(file, j.get("shape"), "shape")?;
-    let grid = j
-        .get("chunk_grid")
-        .ok_or_else(|| bad(file, "'chunk_grid' is missing"))?;
+    let grid = j.get("chunk_grid").ok_or_else(|| bad(file, "'chunk_grid' is missing"))?;
     let grid_name = grid.get("name").and_then(Value::as_str).unwrap_or("");
     if grid_name != "regular" {
         return Err(Error::input(
@@ -153,56 +138,32 @@ fn parse_v3(file: &Path, j: &Value) -> Result<ArrayMeta> {
             format!("chunk grid {grid_name:?} is not supported (only \"regular\") — rechunk the array with zarr-python first"),
         ));
     }
-    let grid_chunks = u64_list(
-        file,
-        grid.pointer("/configuration/chunk_shape"),
-        "chunk_grid.configuration.chunk_shape",
-    )?;
+    let grid_chunks =
+        u64_list(file, grid.pointer("/configuration/chunk_shape"), "chunk_grid.configuration.chunk_shape")?;
     if grid_chunks.len() != shape.len() || grid_chunks.contains(&0) {
-        return Err(bad(
-            file,
-            "chunk_shape must have one positive extent per axis of shape",
-        ));
+        return Err(bad(file, "chunk_shape must have one positive extent per axis of shape"));
     }
     let dt_name = match j.get("data_type") {
         Some(Value::String(s)) => s.clone(),
-        Some(other) => other
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("?")
-            .to_string(),
+        Some(other) => other.get("name").and_then(Value::as_str).unwrap_or("?").to_string(),
         None => return Err(bad(file, "'data_type' is missing")),
     };
-    let dtype = DType::parse(&dt_name)
-        .filter(|d| d.name() == dt_name)
-        .ok_or_else(|| unsupported_dtype(file, &dt_name))?;
-    let codecs: Vec<Value> = j
-        .get("codecs")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let dtype =
+        DType::parse(&dt_name).filter(|d| d.name() == dt_name).ok_or_else(|| unsupported_dtype(file, &dt_name))?;
+    let codecs: Vec<Value> = j.get("codecs").and_then(Value::as_array).cloned().unwrap_or_default();
     let mut shards = None;
     let mut chunks = grid_chunks.clone();
     let mut big_endian = false;
     for c in &codecs {
         match c.get("name").and_then(Value::as_str) {
             Some("sharding_indexed") => {
-                let inner = u64_list(
-                    file,
-                    c.pointer("/configuration/chunk_shape"),
-                    "sharding chunk_shape",
-                )?;
+                let inner = u64_list(file, c.pointer("/configuration/chunk_shape"), "sharding chunk_shape")?;
                 if inner.len() != shape.len() || inner.contains(&0) {
-                    return Err(bad(
-                        file,
-                        "sharding chunk_shape must have one positive extent per axis",
-                    ));
+                    return Err(bad(file, "sharding chunk_shape must have one positive extent per axis"));
                 }
                 shards = Some(grid_chunks.clone());
                 chunks = inner;
-                if let Some(inner_codecs) =
-                    c.pointer("/configuration/codecs").and_then(Value::as_array)
-                {
+                if let Some(inner_codecs) = c.pointer("/configuration/codecs").and_then(Value::as_array) {
                     big_endian = inner_codecs.iter().any(is_big_endian_bytes);
                 }
             }
@@ -213,12 +174,7 @@ fn parse_v3(file: &Path, j: &Value) -> Result<ArrayMeta> {
     let dimension_names = j
         .get("dimension_names")
         .and_then(Value::as_array)
-        .map(|names| {
-            names
-                .iter()
-                .map(|n| n.as_str().map(str::to_string))
-                .collect::<Vec<_>>()
-        });
+        .map(|names| names.iter().map(|n| n.as_str().map(str::to_string)).collect::<Vec<_>>());
     Ok(ArrayMeta {
         zarr_format: 3,
         shape,
@@ -245,27 +201,18 @@ fn parse_v2(file: &Path, j: &Value, attrs: Option<&Value>) -> Result<ArrayMeta> 
     let shape = u64_list(file, j.get("shape"), "shape")?;
     let chunks = u64_list(file, j.get("chunks"), "chunks")?;
     if chunks.len() != shape.len() || chunks.contains(&0) {
-        return Err(bad(
-            file,
-            "'chunks' must have one positive extent per axis of 'shape'",
-        ));
+        return Err(bad(file, "'chunks' must have one positive extent per axis of 'shape'"));
     }
     let typestr = match j.get("dtype") {
         Some(Value::String(s)) => s.clone(),
         Some(other) => return Err(unsupported_dtype(file, &other.to_string())),
         None => return Err(bad(file, "'dtype' is missing")),
     };
-    let (dtype, big_endian) =
-        DType::parse_typestr(&typestr).ok_or_else(|| unsupported_dtype(file, &typestr))?;
+    let (dtype, big_endian) = DType::parse_typestr(&typestr).ok_or_else(|| unsupported_dtype(file, &typestr))?;
     let order = match j.get("order").and_then(Value::as_str) {
         Some("F") => 'F',
         Some("C") | None => 'C',
-        Some(o) => {
-            return Err(bad(
-                file,
-                format!("'order' must be \"C\" or \"F\", found {o:?}"),
-            ))
-        }
+        Some(o) => return Err(bad(file, format!("'order' must be \"C\" or \"F\", found {o:?}"))),
     };
     let mut codecs = vec![];
     if let Some(filters) = j.get("filters").and_then(Value::as_array) {
@@ -277,12 +224,7 @@ fn parse_v2(file: &Path, j: &Value, attrs: Option<&Value>) -> Result<ArrayMeta> 
     let dimension_names = attrs
         .and_then(|a| a.get("_ARRAY_DIMENSIONS"))
         .and_then(Value::as_array)
-        .map(|names| {
-            names
-                .iter()
-                .map(|n| n.as_str().map(str::to_string))
-                .collect::<Vec<_>>()
-        });
+        .map(|names| names.iter().map(|n| n.as_str().map(str::to_string)).collect::<Vec<_>>());
     Ok(ArrayMeta {
         zarr_format: 2,
         shape,
@@ -300,10 +242,7 @@ fn parse_v2(file: &Path, j: &Value, attrs: Option<&Value>) -> Result<ArrayMeta> 
 /// A numcodecs config `{"id": "blosc", "cname": …}` as a v3-style `{name, configuration}`.
 fn numcodecs_to_codec(c: &Value) -> Value {
     let mut conf = c.as_object().cloned().unwrap_or_default();
-    let id = conf
-        .remove("id")
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| "?".into());
+    let id = conf.remove("id").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| "?".into());
     json!({"name": id, "configuration": conf})
 }
 
@@ -315,16 +254,11 @@ pub fn stored_bytes(path: &Path) -> Result<u64> {
         let rd = fs::read_dir(&dir).map_err(|e| Error::io(&dir, "list", e))?;
         for entry in rd {
             let entry = entry.map_err(|e| Error::io(&dir, "list", e))?;
-            let ft = entry
-                .file_type()
-                .map_err(|e| Error::io(entry.path(), "stat", e))?;
+            let ft = entry.file_type().map_err(|e| Error::io(entry.path(), "stat", e))?;
             if ft.is_dir() {
                 stack.push(entry.path());
             } else if ft.is_file() {
-                total += entry
-                    .metadata()
-                    .map_err(|e| Error::io(entry.path(), "stat", e))?
-                    .len();
+                total += entry.metadata().map_err(|e| Error::io(entry.path(), "stat", e))?.len();
             }
         }
     }

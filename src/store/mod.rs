@@ -43,10 +43,7 @@ pub struct ZArray {
 
 impl std::fmt::Debug for ZArray {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ZArray")
-            .field("path", &self.path)
-            .field("meta", &self.meta)
-            .finish()
+        f.debug_struct("ZArray").field("path", &self.path).field("meta", &self.meta).finish()
     }
 }
 
@@ -58,21 +55,10 @@ impl ZArray {
     /// Open the array at `path`, checking its metadata first so that errors name the problem.
     pub fn open(path: &Path) -> Result<ZArray> {
         let meta = meta::read_meta(path)?;
-        let store =
-            fs::Fs::new(path).map_err(|e| zarrs_err(path, "cannot open the store", e))?;
-        let array = Array::open(Arc::new(store), "/").map_err(|e| {
-            zarrs_err(
-                path,
-                "cannot open the array (unsupported codec or metadata?)",
-                e,
-            )
-        })?;
-        Ok(ZArray {
-            path: path.to_path_buf(),
-            array,
-            meta,
-            write_empty_chunks: false,
-        })
+        let store = fs::Fs::new(path).map_err(|e| zarrs_err(path, "cannot open the store", e))?;
+        let array = Array::open(Arc::new(store), "/")
+            .map_err(|e| zarrs_err(path, "cannot open the array (unsupported codec or metadata?)", e))?;
+        Ok(ZArray { path: path.to_path_buf(), array, meta, write_empty_chunks: false })
     }
 
     pub fn path(&self) -> &Path {
@@ -130,13 +116,11 @@ impl ZArray {
             return Ok(vec![]);
         }
         let subset = ArraySubset::new_with_ranges(&region.ranges());
-        self.array
-            .retrieve_array_subset_opt::<Vec<T>>(&subset, &codec_options(concurrency))
-            .map_err(|e| Error::Chunk {
-                path: self.path.clone(),
-                chunk: self.grid().chunk_index_of(&region.start),
-                msg: format!("cannot read: {e} — the chunk file may be damaged"),
-            })
+        self.array.retrieve_array_subset_opt::<Vec<T>>(&subset, &codec_options(concurrency)).map_err(|e| Error::Chunk {
+            path: self.path.clone(),
+            chunk: self.grid().chunk_index_of(&region.start),
+            msg: format!("cannot read: {e} — the chunk file may be damaged"),
+        })
     }
 
     /// Write the storage chunk `idx`; `data` holds the chunk's region clipped to the array (C order).
@@ -145,9 +129,7 @@ impl ZArray {
         let grid = self.grid();
         let gshape = grid.grid_shape();
         if idx.len() != gshape.len() || idx.iter().zip(&gshape).any(|(i, n)| i >= n) {
-            return Err(Error::Internal(format!(
-                "chunk {idx:?} is outside the grid {gshape:?}"
-            )));
+            return Err(Error::Internal(format!("chunk {idx:?} is outside the grid {gshape:?}")));
         }
         let region = grid.chunk_region(idx);
         if data.len() as u64 != region.len() {
@@ -188,10 +170,7 @@ pub fn scalar_from_json(v: &serde_json::Value, dtype: DType) -> Option<Scalar> {
     match v {
         Value::Bool(b) => Some(Scalar::Bool(*b)),
         Value::Number(n) if dtype.is_float() => n.as_f64().map(Scalar::Float),
-        Value::Number(n) => n
-            .as_i64()
-            .map(Scalar::Int)
-            .or_else(|| n.as_u64().map(Scalar::Uint)),
+        Value::Number(n) => n.as_i64().map(Scalar::Int).or_else(|| n.as_u64().map(Scalar::Uint)),
         Value::String(s) => match s.as_str() {
             "NaN" => Some(Scalar::Float(f64::NAN)),
             "Infinity" => Some(Scalar::Float(f64::INFINITY)),
@@ -234,8 +213,7 @@ pub struct CreateSpec {
 
 /// Create a new Zarr v3 array in the (empty, existing) directory `dir` and write its metadata.
 pub fn create(dir: &Path, spec: &CreateSpec) -> Result<ZArray> {
-    let store = fs::Fs::new(dir)
-        .map_err(|e| Error::output(dir, format!("cannot create the store: {e}")))?;
+    let store = fs::Fs::new(dir).map_err(|e| Error::output(dir, format!("cannot create the store: {e}")))?;
     let storage_chunks = spec.shard.clone().unwrap_or_else(|| spec.chunks.clone());
     let fill_bytes = crate::with_dtype!(spec.dtype, T => {
         let mut b = Vec::new();
@@ -255,12 +233,9 @@ pub fn create(dir: &Path, spec: &CreateSpec) -> Result<ZArray> {
     if let Some(names) = &spec.dimension_names {
         builder.dimension_names(Some(names.clone()));
     }
-    let array = builder
-        .build(Arc::new(store), "/")
-        .map_err(|e| Error::output(dir, format!("cannot create the array: {e}")))?;
-    array
-        .store_metadata()
-        .map_err(|e| Error::output(dir, format!("cannot write zarr.json: {e}")))?;
+    let array =
+        builder.build(Arc::new(store), "/").map_err(|e| Error::output(dir, format!("cannot create the array: {e}")))?;
+    array.store_metadata().map_err(|e| Error::output(dir, format!("cannot write zarr.json: {e}")))?;
     ZArray::open(dir)
 }
 

@@ -27,12 +27,7 @@ const MAGIC: &[u8] = b"\x93NUMPY";
 
 /// Parse the header at the start of `bytes` (which must hold at least the whole header).
 pub fn parse_header(bytes: &[u8], path: &Path) -> Result<NpyHeader> {
-    let bad = |msg: &str| {
-        Error::input(
-            path,
-            format!("not a valid .npy file: {msg} — write it with numpy.save"),
-        )
-    };
+    let bad = |msg: &str| Error::input(path, format!("not a valid .npy file: {msg} — write it with numpy.save"));
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err(bad("the magic string \\x93NUMPY is missing"));
     }
@@ -43,18 +38,17 @@ pub fn parse_header(bytes: &[u8], path: &Path) -> Result<NpyHeader> {
             if bytes.len() < 12 {
                 return Err(bad("truncated header"));
             }
-            (
-                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-                12,
-            )
+            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
         }
         v => return Err(bad(&format!("format version {v} is unknown"))),
     };
     if bytes.len() < start + hlen {
-        return Err(Error::input(path, "truncated: the file ends inside the .npy header — the file is incomplete; write it again"));
+        return Err(Error::input(
+            path,
+            "truncated: the file ends inside the .npy header — the file is incomplete; write it again",
+        ));
     }
-    let text = std::str::from_utf8(&bytes[start..start + hlen])
-        .map_err(|_| bad("the header is not text"))?;
+    let text = std::str::from_utf8(&bytes[start..start + hlen]).map_err(|_| bad("the header is not text"))?;
     let descr = dict_value(text, "descr").ok_or_else(|| bad("no 'descr' in the header"))?;
     let descr = descr.trim();
     if !(descr.starts_with('\'') || descr.starts_with('"')) {
@@ -67,10 +61,7 @@ pub fn parse_header(bytes: &[u8], path: &Path) -> Result<NpyHeader> {
     let (dtype, big_endian) = DType::parse_typestr(typestr).ok_or_else(|| {
         Error::input(
             path,
-            format!(
-                "dtype {typestr} is not supported (supported: {}) — convert it with astype",
-                DType::accepted()
-            ),
+            format!("dtype {typestr} is not supported (supported: {}) — convert it with astype", DType::accepted()),
         )
     })?;
     let fortran_order = match dict_value(text, "fortran_order").map(str::trim) {
@@ -79,25 +70,15 @@ pub fn parse_header(bytes: &[u8], path: &Path) -> Result<NpyHeader> {
         _ => return Err(bad("'fortran_order' must be True or False")),
     };
     let shape_txt = dict_value(text, "shape").ok_or_else(|| bad("no 'shape' in the header"))?;
-    let shape = crate::grid::parse_shape(shape_txt.trim())
-        .map_err(|e| bad(&format!("shape {shape_txt}: {e}")))?;
-    Ok(NpyHeader {
-        dtype,
-        big_endian,
-        fortran_order,
-        shape,
-        data_offset: start + hlen,
-    })
+    let shape = crate::grid::parse_shape(shape_txt.trim()).map_err(|e| bad(&format!("shape {shape_txt}: {e}")))?;
+    Ok(NpyHeader { dtype, big_endian, fortran_order, shape, data_offset: start + hlen })
 }
 
 /// The text of `key`'s value in a Python dict literal like `{'descr': '<f8', 'shape': (3, 4), }`.
 fn dict_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     let k1 = format!("'{key}'");
     let k2 = format!("\"{key}\"");
-    let at = text
-        .find(&k1)
-        .map(|i| i + k1.len())
-        .or_else(|| text.find(&k2).map(|i| i + k2.len()))?;
+    let at = text.find(&k1).map(|i| i + k1.len()).or_else(|| text.find(&k2).map(|i| i + k2.len()))?;
     let rest = text[at..].trim_start().strip_prefix(':')?.trim_start();
     // the value ends at the first comma outside brackets and quotes
     let (mut depth, mut quote) = (0i32, None::<char>);
@@ -121,25 +102,10 @@ fn dict_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 pub fn header_bytes(dtype: DType, shape: &[u64]) -> Vec<u8> {
     let shape_txt = match shape.len() {
         1 => format!("({},)", shape[0]),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        _ => format!("({})", shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")),
     };
-    let dict = format!(
-        "{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}",
-        dtype.typestr(),
-        shape_txt
-    );
-    let (major, prefix) = if dict.len() + 11 < 65536 {
-        (1u8, 10)
-    } else {
-        (2u8, 12)
-    };
+    let dict = format!("{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}", dtype.typestr(), shape_txt);
+    let (major, prefix) = if dict.len() + 11 < 65536 { (1u8, 10) } else { (2u8, 12) };
     // pad with spaces so that the data starts at a multiple of 64 bytes, ending with '\n'
     let total = (prefix + dict.len() + 1).div_ceil(64) * 64;
     let hlen = total - prefix;
@@ -176,35 +142,14 @@ impl RawSource {
         let map = map_file(&file, path)?;
         let bytes: &[u8] = map.as_deref().unwrap_or(&[]);
         let h = parse_header(bytes, path)?;
-        RawSource::new(
-            path,
-            map,
-            h.data_offset,
-            h.dtype,
-            h.big_endian,
-            h.fortran_order,
-            h.shape,
-        )
+        RawSource::new(path, map, h.data_offset, h.dtype, h.big_endian, h.fortran_order, h.shape)
     }
 
     /// Open a headerless file of `shape` elements of `dtype` in C order.
-    pub fn open_raw(
-        path: &Path,
-        dtype: DType,
-        shape: Vec<u64>,
-        big_endian: bool,
-    ) -> Result<RawSource> {
+    pub fn open_raw(path: &Path, dtype: DType, shape: Vec<u64>, big_endian: bool) -> Result<RawSource> {
         let file = open_or_spool(path)?;
         let map = map_file(&file, path)?;
-        RawSource::new(
-            path,
-            map,
-            0,
-            dtype,
-            big_endian && dtype.size() > 1,
-            false,
-            shape,
-        )
+        RawSource::new(path, map, 0, dtype, big_endian && dtype.size() > 1, false, shape)
     }
 
     fn new(
@@ -234,15 +179,7 @@ impl RawSource {
         if let Some(m) = &map {
             let _ = m.advise(Advice::Sequential);
         }
-        Ok(RawSource {
-            path: path.to_path_buf(),
-            map,
-            offset,
-            dtype,
-            big_endian,
-            fortran_order,
-            shape,
-        })
+        Ok(RawSource { path: path.to_path_buf(), map, offset, dtype, big_endian, fortran_order, shape })
     }
 
     pub fn path(&self) -> &Path {
@@ -252,11 +189,7 @@ impl RawSource {
     /// Read `region` into `out` (C order). `T` must be the source's dtype.
     pub fn read_region<T: Elem>(&self, region: &Region, out: &mut [T]) -> Result<()> {
         if T::DTYPE != self.dtype {
-            return Err(Error::Internal(format!(
-                "raw source of {} read as {}",
-                self.dtype,
-                T::DTYPE
-            )));
+            return Err(Error::Internal(format!("raw source of {} read as {}", self.dtype, T::DTYPE)));
         }
         let Some(map) = &self.map else { return Ok(()) };
         let data = &map[self.offset..];
@@ -304,11 +237,7 @@ impl RawSource {
                 // SAFETY: the mapping is private and read-only; dropping its pages only means they
                 // are read again from the file if touched.
                 let _ = unsafe {
-                    map.unchecked_advise_range(
-                        memmap2::UncheckedAdvice::DontNeed,
-                        lo as usize,
-                        (hi - lo) as usize,
-                    )
+                    map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, lo as usize, (hi - lo) as usize)
                 };
             }
         }
@@ -317,32 +246,21 @@ impl RawSource {
 
 fn open_or_spool(path: &Path) -> Result<File> {
     if path.as_os_str() == "-" {
-        let mut tmp = tempfile::tempfile().map_err(|e| {
-            Error::io(
-                std::env::temp_dir(),
-                "create a temporary file for standard input",
-                e,
-            )
-        })?;
+        let mut tmp = tempfile::tempfile()
+            .map_err(|e| Error::io(std::env::temp_dir(), "create a temporary file for standard input", e))?;
         let mut stdin = io::stdin().lock();
         io::copy(&mut stdin, &mut tmp).map_err(|e| Error::io("<stdin>", "read", e))?;
         tmp.flush().map_err(|e| Error::io("<stdin>", "spool", e))?;
         return Ok(tmp);
     }
     if path.is_dir() {
-        return Err(Error::input(
-            path,
-            "is a directory — pass a .npy (or raw) file",
-        ));
+        return Err(Error::input(path, "is a directory — pass a .npy (or raw) file"));
     }
     File::open(path).map_err(|e| Error::io(path, "open", e))
 }
 
 fn map_file(file: &File, path: &Path) -> Result<Option<Mmap>> {
-    let len = file
-        .metadata()
-        .map_err(|e| Error::io(path, "stat", e))?
-        .len();
+    let len = file.metadata().map_err(|e| Error::io(path, "stat", e))?.len();
     if len == 0 {
         return Ok(None);
     }
@@ -355,16 +273,14 @@ fn map_file(file: &File, path: &Path) -> Result<Option<Mmap>> {
 /// Read exactly the header of a .npy stream (for tests and small tools).
 pub fn read_header_from(r: &mut impl Read, path: &Path) -> Result<NpyHeader> {
     let mut head = vec![0u8; 12];
-    r.read_exact(&mut head)
-        .map_err(|e| Error::io(path, "read", e))?;
+    r.read_exact(&mut head).map_err(|e| Error::io(path, "read", e))?;
     let hlen = if head[6] == 1 {
         u16::from_le_bytes([head[8], head[9]]) as usize + 10
     } else {
         u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize + 12
     };
     head.resize(hlen, 0);
-    r.read_exact(&mut head[12..])
-        .map_err(|e| Error::io(path, "read", e))?;
+    r.read_exact(&mut head[12..]).map_err(|e| Error::io(path, "read", e))?;
     parse_header(&head, path)
 }
 
@@ -388,14 +304,9 @@ mod tests {
             })
         );
         let h1 = header_bytes(DType::Int16, &[5]);
-        assert!(std::str::from_utf8(&h1[10..])
-            .unwrap_or("")
-            .contains("(5,)"));
+        assert!(std::str::from_utf8(&h1[10..]).unwrap_or("").contains("(5,)"));
         let h0 = header_bytes(DType::Bool, &[]);
-        assert_eq!(
-            parse_header(&h0, Path::new("x")).map(|h| h.shape).ok(),
-            Some(vec![])
-        );
+        assert_eq!(parse_header(&h0, Path::new("x")).map(|h| h.shape).ok(), Some(vec![]));
     }
 
     #[test]

@@ -33,12 +33,7 @@ pub struct Staged {
 fn file_name(p: &Path) -> Result<String> {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| {
-            Error::output(
-                p,
-                "is not a file name — give the output a name, like out.zarr",
-            )
-        })
+        .ok_or_else(|| Error::output(p, "is not a file name — give the output a name, like out.zarr"))
 }
 
 /// The directory holding `p` (`""` for a bare name: joined paths then stay relative and short).
@@ -65,17 +60,10 @@ impl Staged {
             };
             if !replaceable {
                 let what = match kind {
-                    Kind::ZarrDir => {
-                        "exists and is not a Zarr array; --overwrite only replaces Zarr arrays"
-                    }
-                    Kind::File => {
-                        "exists and is not a regular file; --overwrite only replaces files"
-                    }
+                    Kind::ZarrDir => "exists and is not a Zarr array; --overwrite only replaces Zarr arrays",
+                    Kind::File => "exists and is not a regular file; --overwrite only replaces files",
                 };
-                return Err(Error::output(
-                    dest,
-                    format!("{what} — move it away yourself or choose another path"),
-                ));
+                return Err(Error::output(dest, format!("{what} — move it away yourself or choose another path")));
             }
         }
         if !parent.as_os_str().is_empty() && !parent.is_dir() {
@@ -105,18 +93,13 @@ impl Staged {
                     "exists and was not made by dsk — move it away, dsk uses this name while writing",
                 ));
             }
-            fs::remove_dir_all(&partial)
-                .map_err(|e| Error::io(&partial, "remove a stale partial output", e))?;
+            fs::remove_dir_all(&partial).map_err(|e| Error::io(&partial, "remove a stale partial output", e))?;
         }
         match kind {
             Kind::ZarrDir => {
-                fs::create_dir(&partial)
-                    .map_err(|e| Error::io(&partial, "create the output directory", e))?;
-                fs::write(
-                    partial.join(MARKER),
-                    b"written by dsk; removed when the output is complete\n",
-                )
-                .map_err(|e| Error::io(&partial, "write into the output directory", e))?;
+                fs::create_dir(&partial).map_err(|e| Error::io(&partial, "create the output directory", e))?;
+                fs::write(partial.join(MARKER), b"written by dsk; removed when the output is complete\n")
+                    .map_err(|e| Error::io(&partial, "write into the output directory", e))?;
             }
             Kind::File => {
                 fs::OpenOptions::new()
@@ -126,12 +109,7 @@ impl Staged {
                     .map_err(|e| Error::io(&partial, "create the output file", e))?;
             }
         }
-        Ok(Staged {
-            kind,
-            dest: dest.to_path_buf(),
-            partial,
-            committed: false,
-        })
+        Ok(Staged { kind, dest: dest.to_path_buf(), partial, committed: false })
     }
 
     /// Where to write: the staging directory or file.
@@ -151,13 +129,8 @@ impl Staged {
         }
         let exists = fs::symlink_metadata(&self.dest).is_ok();
         if exists {
-            let old = parent_of(&self.dest).join(format!(
-                ".{}.dsk-old-{}",
-                file_name(&self.dest)?,
-                std::process::id()
-            ));
-            fs::rename(&self.dest, &old)
-                .map_err(|e| Error::io(&self.dest, "move the old output aside", e))?;
+            let old = parent_of(&self.dest).join(format!(".{}.dsk-old-{}", file_name(&self.dest)?, std::process::id()));
+            fs::rename(&self.dest, &old).map_err(|e| Error::io(&self.dest, "move the old output aside", e))?;
             if let Err(e) = fs::rename(&self.partial, &self.dest) {
                 let _ = fs::rename(&old, &self.dest);
                 return Err(Error::io(&self.dest, "move the new output into place", e));

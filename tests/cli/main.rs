@@ -32,10 +32,7 @@ fn info_json(t: &TestDir, array: &str) -> Value {
 fn no_partial_left(t: &TestDir) {
     for e in fs::read_dir(t.root()).expect("list") {
         let name = e.expect("entry").file_name().to_string_lossy().into_owned();
-        assert!(
-            !name.contains("partial"),
-            "a partial output was left behind: {name}"
-        );
+        assert!(!name.contains("partial"), "a partial output was left behind: {name}");
     }
 }
 
@@ -44,11 +41,8 @@ fn no_partial_left(t: &TestDir) {
 #[test]
 fn arange_reshaped_with_ragged_chunks_reads_back_exactly() {
     let t = TestDir::new();
-    t.dsk(&[
-        "create", "arange", "a.zarr", "--stop", "63", "--shape", "7,9", "--chunks", "3,4",
-        "--dtype", "int32",
-    ])
-    .ok();
+    t.dsk(&["create", "arange", "a.zarr", "--stop", "63", "--shape", "7,9", "--chunks", "3,4", "--dtype", "int32"])
+        .ok();
     let (descr, shape, v) = read(&t, "a.zarr");
     assert_eq!(descr, "<i4");
     assert_eq!(shape, vec![7, 9]);
@@ -100,27 +94,11 @@ fn every_dtype_round_trips_through_create_and_export() {
 #[test]
 fn constant_arrays_store_no_chunks_but_read_back_their_value() {
     let t = TestDir::new();
-    t.dsk(&[
-        "create", "ones", "o.zarr", "--shape", "10,10", "--chunks", "4,4",
-    ])
-    .ok();
-    assert!(
-        !t.path("o.zarr/c").exists(),
-        "no chunk should be written for a constant array"
-    );
+    t.dsk(&["create", "ones", "o.zarr", "--shape", "10,10", "--chunks", "4,4"]).ok();
+    assert!(!t.path("o.zarr/c").exists(), "no chunk should be written for a constant array");
     let (_, _, v) = read(&t, "o.zarr");
     assert_eq!(v, vec![1.0; 100]);
-    t.dsk(&[
-        "create",
-        "ones",
-        "o2.zarr",
-        "--shape",
-        "10,10",
-        "--chunks",
-        "4,4",
-        "--write-empty-chunks",
-    ])
-    .ok();
+    t.dsk(&["create", "ones", "o2.zarr", "--shape", "10,10", "--chunks", "4,4", "--write-empty-chunks"]).ok();
     assert!(t.path("o2.zarr/c/2/2").is_file());
     assert_eq!(read(&t, "o2.zarr").2, vec![1.0; 100]);
 }
@@ -128,11 +106,7 @@ fn constant_arrays_store_no_chunks_but_read_back_their_value() {
 #[test]
 fn random_is_identical_for_any_chunking_and_worker_count() {
     let t = TestDir::new();
-    for (name, chunks, workers) in [
-        ("a.zarr", "7,5", "1"),
-        ("b.zarr", "3,11", "2"),
-        ("c.zarr", "20,20", "3"),
-    ] {
+    for (name, chunks, workers) in [("a.zarr", "7,5", "1"), ("b.zarr", "3,11", "2"), ("c.zarr", "20,20", "3")] {
         t.dsk(&[
             "create",
             "random",
@@ -153,10 +127,7 @@ fn random_is_identical_for_any_chunking_and_worker_count() {
     let a = read(&t, "a.zarr").2;
     assert_eq!(a, read(&t, "b.zarr").2);
     assert_eq!(a, read(&t, "c.zarr").2);
-    t.dsk(&[
-        "create", "random", "d.zarr", "--shape", "20,13", "--dist", "normal", "--seed", "43",
-    ])
-    .ok();
+    t.dsk(&["create", "random", "d.zarr", "--shape", "20,13", "--dist", "normal", "--seed", "43"]).ok();
     assert_ne!(a, read(&t, "d.zarr").2, "another seed gives other values");
 }
 
@@ -164,8 +135,7 @@ fn random_is_identical_for_any_chunking_and_worker_count() {
 fn random_integers_respect_their_bounds() {
     let t = TestDir::new();
     t.dsk(&[
-        "create", "random", "r.zarr", "--shape", "1000", "--dtype", "int8", "--low", "-5",
-        "--high", "5", "--seed", "1",
+        "create", "random", "r.zarr", "--shape", "1000", "--dtype", "int8", "--low", "-5", "--high", "5", "--seed", "1",
     ])
     .ok();
     let v = read(&t, "r.zarr").2;
@@ -177,28 +147,17 @@ fn random_integers_respect_their_bounds() {
 fn from_npy_reads_c_and_fortran_order_and_stdin() {
     let t = TestDir::new();
     // a (3, 4) int16 array with values 10*i + j
-    let c: Vec<u8> = (0..3)
-        .flat_map(|i| (0..4).map(move |j| 10 * i + j))
-        .flat_map(|v: i16| v.to_le_bytes())
-        .collect();
-    let f: Vec<u8> = (0..4)
-        .flat_map(|j| (0..3).map(move |i| 10 * i + j))
-        .flat_map(|v: i16| v.to_le_bytes())
-        .collect();
+    let c: Vec<u8> = (0..3).flat_map(|i| (0..4).map(move |j| 10 * i + j)).flat_map(|v: i16| v.to_le_bytes()).collect();
+    let f: Vec<u8> = (0..4).flat_map(|j| (0..3).map(move |i| 10 * i + j)).flat_map(|v: i16| v.to_le_bytes()).collect();
     fs::write(t.path("c.npy"), make_npy("<i2", &[3, 4], false, &c)).expect("write");
     fs::write(t.path("f.npy"), make_npy("<i2", &[3, 4], true, &f)).expect("write");
-    let want: Vec<f64> = (0..3)
-        .flat_map(|i| (0..4).map(move |j| (10 * i + j) as f64))
-        .collect();
-    t.dsk(&["create", "from-npy", "c.npy", "c.zarr", "--chunks", "2,3"])
-        .ok();
-    t.dsk(&["create", "from-npy", "f.npy", "f.zarr", "--chunks", "2,3"])
-        .ok();
+    let want: Vec<f64> = (0..3).flat_map(|i| (0..4).map(move |j| (10 * i + j) as f64)).collect();
+    t.dsk(&["create", "from-npy", "c.npy", "c.zarr", "--chunks", "2,3"]).ok();
+    t.dsk(&["create", "from-npy", "f.npy", "f.zarr", "--chunks", "2,3"]).ok();
     assert_eq!(read(&t, "c.zarr"), ("<i2".into(), vec![3, 4], want.clone()));
     assert_eq!(read(&t, "f.zarr"), ("<i2".into(), vec![3, 4], want.clone()));
     let npy = make_npy("<i2", &[3, 4], false, &c);
-    t.dsk_stdin(&["create", "from-npy", "-", "s.zarr"], Some(&npy))
-        .ok();
+    t.dsk_stdin(&["create", "from-npy", "-", "s.zarr"], Some(&npy)).ok();
     assert_eq!(read(&t, "s.zarr").2, want);
 }
 
@@ -210,19 +169,7 @@ fn from_npy_and_from_raw_read_big_endian() {
     fs::write(t.path("b.npy"), make_npy(">f8", &[4], false, &be)).expect("write");
     fs::write(t.path("b.raw"), &be).expect("write");
     t.dsk(&["create", "from-npy", "b.npy", "b.zarr"]).ok();
-    t.dsk(&[
-        "create",
-        "from-raw",
-        "b.raw",
-        "r.zarr",
-        "--dtype",
-        "f8",
-        "--shape",
-        "2,2",
-        "--byte-order",
-        "big",
-    ])
-    .ok();
+    t.dsk(&["create", "from-raw", "b.raw", "r.zarr", "--dtype", "f8", "--shape", "2,2", "--byte-order", "big"]).ok();
     assert_eq!(read(&t, "b.zarr").2, vals.to_vec());
     assert_eq!(read(&t, "r.zarr").2, vals.to_vec());
 }
@@ -230,26 +177,14 @@ fn from_npy_and_from_raw_read_big_endian() {
 #[test]
 fn sharded_arrays_with_every_codec_read_back() {
     let t = TestDir::new();
-    for codec in [
-        "none",
-        "zstd",
-        "zstd:9",
-        "gzip:1",
-        "blosc",
-        "blosc:zstd:3",
-        "blosc:lz4hc:9",
-    ] {
+    for codec in ["none", "zstd", "zstd:9", "gzip:1", "blosc", "blosc:zstd:3", "blosc:lz4hc:9"] {
         let name = format!("{}.zarr", codec.replace(':', "_"));
         t.dsk(&[
-            "create", "arange", &name, "--stop", "120", "--shape", "10,12", "--chunks", "3,4",
-            "--shard", "6,8", "--codec", codec,
+            "create", "arange", &name, "--stop", "120", "--shape", "10,12", "--chunks", "3,4", "--shard", "6,8",
+            "--codec", codec,
         ])
         .ok();
-        assert_eq!(
-            read(&t, &name).2,
-            (0..120).map(|i| i as f64).collect::<Vec<_>>(),
-            "{codec}"
-        );
+        assert_eq!(read(&t, &name).2, (0..120).map(|i| i as f64).collect::<Vec<_>>(), "{codec}");
         let info = info_json(&t, &name);
         assert_eq!(info["chunks"], serde_json::json!([3, 4]));
         assert_eq!(info["shards"], serde_json::json!([6, 8]));
@@ -261,22 +196,9 @@ fn empty_and_zero_dimensional_arrays() {
     let t = TestDir::new();
     t.dsk(&["create", "zeros", "e.zarr", "--shape", "0,5"]).ok();
     assert_eq!(read(&t, "e.zarr"), ("<f8".into(), vec![0, 5], vec![]));
-    t.dsk(&[
-        "create",
-        "full",
-        "s.zarr",
-        "--shape",
-        "",
-        "--value",
-        "2.5",
-        "--write-empty-chunks",
-    ])
-    .ok();
+    t.dsk(&["create", "full", "s.zarr", "--shape", "", "--value", "2.5", "--write-empty-chunks"]).ok();
     assert_eq!(read(&t, "s.zarr"), ("<f8".into(), vec![], vec![2.5]));
-    let csv = t
-        .dsk(&["export", "s.zarr", "--format", "csv"])
-        .ok()
-        .stdout();
+    let csv = t.dsk(&["export", "s.zarr", "--format", "csv"]).ok().stdout();
     assert_eq!(csv, "2.5\n");
 }
 
@@ -284,11 +206,9 @@ fn empty_and_zero_dimensional_arrays() {
 fn overwrite_replaces_an_existing_array() {
     let t = TestDir::new();
     t.dsk(&["create", "ones", "x.zarr", "--shape", "4"]).ok();
-    t.dsk(&["create", "zeros", "x.zarr", "--shape", "4"])
-        .fails(1, &["already exists", "--overwrite"]);
+    t.dsk(&["create", "zeros", "x.zarr", "--shape", "4"]).fails(1, &["already exists", "--overwrite"]);
     assert_eq!(read(&t, "x.zarr").2, vec![1.0; 4]);
-    t.dsk(&["create", "arange", "x.zarr", "--stop", "4", "--overwrite"])
-        .ok();
+    t.dsk(&["create", "arange", "x.zarr", "--stop", "4", "--overwrite"]).ok();
     assert_eq!(read(&t, "x.zarr").2, vec![0.0, 1.0, 2.0, 3.0]);
     no_partial_left(&t);
 }
@@ -298,18 +218,12 @@ fn overwrite_replaces_an_existing_array() {
 #[test]
 fn export_slices_follow_numpy_indexing() {
     let t = TestDir::new();
-    t.dsk(&[
-        "create", "arange", "a.zarr", "--stop", "63", "--shape", "7,9", "--chunks", "3,4",
-    ])
-    .ok();
+    t.dsk(&["create", "arange", "a.zarr", "--stop", "63", "--shape", "7,9", "--chunks", "3,4"]).ok();
     let at = |i: i64, j: i64| (i * 9 + j) as f64;
     // x[::-3, 1:3]
     let (_, shape, v) = read_slice(&t, "a.zarr", Some("::-3, 1:3"));
     assert_eq!(shape, vec![3, 2]);
-    assert_eq!(
-        v,
-        vec![at(6, 1), at(6, 2), at(3, 1), at(3, 2), at(0, 1), at(0, 2)]
-    );
+    assert_eq!(v, vec![at(6, 1), at(6, 2), at(3, 1), at(3, 2), at(0, 1), at(0, 2)]);
     // x[-1] drops the first axis
     let (_, shape, v) = read_slice(&t, "a.zarr", Some("-1"));
     assert_eq!(shape, vec![9]);
@@ -329,60 +243,29 @@ fn export_slices_follow_numpy_indexing() {
 #[test]
 fn export_streams_in_bounded_memory_with_small_blocks() {
     let t = TestDir::new();
-    t.dsk(&[
-        "create", "arange", "a.zarr", "--stop", "6000", "--shape", "60,100", "--chunks", "7,9",
-    ])
-    .ok();
+    t.dsk(&["create", "arange", "a.zarr", "--stop", "6000", "--shape", "60,100", "--chunks", "7,9"]).ok();
     // 1 KiB of memory: blocks of a few elements, still the whole array in order
-    let r = t
-        .dsk(&["export", "a.zarr", "--memory", "1KiB", "--format", "npy"])
-        .ok();
+    let r = t.dsk(&["export", "a.zarr", "--memory", "1KiB", "--format", "npy"]).ok();
     let (d, shape, data) = parse_npy(&r.out.stdout);
     assert_eq!(shape, vec![60, 100]);
-    assert_eq!(
-        values(&d, &data),
-        (0..6000).map(|i| i as f64).collect::<Vec<_>>()
-    );
+    assert_eq!(values(&d, &data), (0..6000).map(|i| i as f64).collect::<Vec<_>>());
 }
 
 #[test]
 fn export_csv_and_raw_and_file_output() {
     let t = TestDir::new();
-    t.dsk(&[
-        "create", "linspace", "l.zarr", "--start", "0", "--stop", "1", "--num", "5", "--shape",
-        "5,1",
-    ])
-    .ok();
-    assert_eq!(
-        t.dsk(&["export", "l.zarr", "--format", "csv"])
-            .ok()
-            .stdout(),
-        "0.0\n0.25\n0.5\n0.75\n1.0\n"
-    );
-    t.dsk(&[
-        "create", "full", "n.zarr", "--shape", "2,2", "--value", "nan", "--dtype", "float32",
-    ])
-    .ok();
-    assert_eq!(
-        t.dsk(&["export", "n.zarr", "--format", "csv"])
-            .ok()
-            .stdout(),
-        "nan,nan\nnan,nan\n"
-    );
-    t.dsk(&["export", "l.zarr", "--format", "raw", "-o", "l.bin"])
-        .ok();
+    t.dsk(&["create", "linspace", "l.zarr", "--start", "0", "--stop", "1", "--num", "5", "--shape", "5,1"]).ok();
+    assert_eq!(t.dsk(&["export", "l.zarr", "--format", "csv"]).ok().stdout(), "0.0\n0.25\n0.5\n0.75\n1.0\n");
+    t.dsk(&["create", "full", "n.zarr", "--shape", "2,2", "--value", "nan", "--dtype", "float32"]).ok();
+    assert_eq!(t.dsk(&["export", "n.zarr", "--format", "csv"]).ok().stdout(), "nan,nan\nnan,nan\n");
+    t.dsk(&["export", "l.zarr", "--format", "raw", "-o", "l.bin"]).ok();
     let raw = fs::read(t.path("l.bin")).expect("read");
     assert_eq!(raw.len(), 5 * 8);
     assert_eq!(f64::from_le_bytes(raw[8..16].try_into().expect("8")), 0.25);
     t.dsk(&["export", "l.zarr", "-o", "l.npy"]).ok();
-    assert_eq!(
-        parse_npy(&fs::read(t.path("l.npy")).expect("read")).1,
-        vec![5, 1]
-    );
-    t.dsk(&["export", "l.zarr", "-o", "l.npy"])
-        .fails(1, &["already exists"]);
-    t.dsk(&["export", "l.zarr", "-o", "l.npy", "--overwrite"])
-        .ok();
+    assert_eq!(parse_npy(&fs::read(t.path("l.npy")).expect("read")).1, vec![5, 1]);
+    t.dsk(&["export", "l.zarr", "-o", "l.npy"]).fails(1, &["already exists"]);
+    t.dsk(&["export", "l.zarr", "-o", "l.npy", "--overwrite"]).ok();
     no_partial_left(&t);
 }
 
@@ -391,8 +274,7 @@ fn a_closed_pipe_ends_export_quietly() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let t = TestDir::new();
-    t.dsk(&["create", "arange", "a.zarr", "--stop", "2000000"])
-        .ok();
+    t.dsk(&["create", "arange", "a.zarr", "--stop", "2000000"]).ok();
     let mut child = Command::new(env!("CARGO_BIN_EXE_dsk"))
         .args(["export", "a.zarr", "--format", "csv"])
         .current_dir(t.root())
@@ -401,22 +283,11 @@ fn a_closed_pipe_ends_export_quietly() {
         .spawn()
         .expect("start dsk");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
     assert_eq!(line, "0\n");
     let out = child.wait_with_output().expect("wait");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 // ---------------------------------------------------------------- info
@@ -424,18 +295,7 @@ fn a_closed_pipe_ends_export_quietly() {
 #[test]
 fn info_reports_what_dask_shows_and_more() {
     let t = TestDir::new();
-    t.dsk(&[
-        "create",
-        "random",
-        "r.zarr",
-        "--shape",
-        "100,40",
-        "--chunks",
-        "30,25",
-        "--dimension-names",
-        "y,x",
-    ])
-    .ok();
+    t.dsk(&["create", "random", "r.zarr", "--shape", "100,40", "--chunks", "30,25", "--dimension-names", "y,x"]).ok();
     let j = info_json(&t, "r.zarr");
     for key in [
         "zarr_format",
@@ -459,15 +319,7 @@ fn info_reports_what_dask_shows_and_more() {
     assert_eq!(j["nbytes"], 32000);
     assert_eq!(j["dimension_names"], serde_json::json!(["y", "x"]));
     let text = t.dsk(&["info", "r.zarr"]).ok().stdout();
-    for needle in [
-        "Zarr v3",
-        "(100, 40)",
-        "float64",
-        "8 chunks",
-        "31.25 KiB",
-        "zstd",
-        "y, x",
-    ] {
+    for needle in ["Zarr v3", "(100, 40)", "float64", "8 chunks", "31.25 KiB", "zstd", "y, x"] {
         assert!(text.contains(needle), "info text lacks {needle:?}:\n{text}");
     }
 }
@@ -475,33 +327,13 @@ fn info_reports_what_dask_shows_and_more() {
 #[test]
 fn progress_json_emits_documented_events() {
     let t = TestDir::new();
-    let r = t
-        .dsk(&[
-            "create",
-            "random",
-            "r.zarr",
-            "--shape",
-            "50,50",
-            "--chunks",
-            "10,10",
-            "--progress",
-            "json",
-        ])
-        .ok();
-    let events: Vec<Value> = r
-        .stderr()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect();
+    let r = t.dsk(&["create", "random", "r.zarr", "--shape", "50,50", "--chunks", "10,10", "--progress", "json"]).ok();
+    let events: Vec<Value> = r.stderr().lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
     let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
     assert_eq!(kinds.first(), Some(&"stage_start"));
     assert!(kinds.contains(&"progress") && kinds.contains(&"stage_end"));
     assert_eq!(kinds.last(), Some(&"summary"));
-    let last_progress = events
-        .iter()
-        .rev()
-        .find(|e| e["event"] == "progress")
-        .expect("progress");
+    let last_progress = events.iter().rev().find(|e| e["event"] == "progress").expect("progress");
     assert_eq!(last_progress["done"], 25);
     assert_eq!(last_progress["tasks"], 25);
 }
@@ -512,10 +344,8 @@ fn progress_json_emits_documented_events() {
 fn every_fixture_written_by_zarr_python_reads_back_equal() {
     let t = TestDir::new();
     let dir = fixtures();
-    let manifest: Value = serde_json::from_slice(
-        &fs::read(dir.join("manifest.json")).expect("fixtures/manifest.json"),
-    )
-    .expect("manifest JSON");
+    let manifest: Value = serde_json::from_slice(&fs::read(dir.join("manifest.json")).expect("fixtures/manifest.json"))
+        .expect("manifest JSON");
     let entries = manifest.as_array().expect("a list");
     assert!(entries.len() >= 10, "expected a variety of fixtures");
     for e in entries {
@@ -523,14 +353,9 @@ fn every_fixture_written_by_zarr_python_reads_back_equal() {
         let array = dir.join("arrays").join(format!("{name}.zarr"));
         let array = array.to_str().expect("utf-8 path");
         let (descr, shape, v) = read(&t, array);
-        let expected =
-            fs::read(dir.join("expected").join(format!("{name}.npy"))).expect("expected npy");
+        let expected = fs::read(dir.join("expected").join(format!("{name}.npy"))).expect("expected npy");
         let (edescr, eshape, edata) = parse_npy(&expected);
-        assert_eq!(
-            (descr.as_str(), &shape),
-            (edescr.as_str(), &eshape),
-            "{name}"
-        );
+        assert_eq!((descr.as_str(), &shape), (edescr.as_str(), &eshape), "{name}");
         let ev = values(&edescr, &edata);
         assert_eq!(v.len(), ev.len(), "{name}");
         for (a, b) in v.iter().zip(&ev) {
@@ -548,26 +373,18 @@ fn every_fixture_written_by_zarr_python_reads_back_equal() {
 #[test]
 fn error_missing_input_path() {
     let t = TestDir::new();
-    t.dsk(&["info", "nope.zarr"])
-        .fails(1, &["nope.zarr", "does not exist"]);
-    t.dsk(&["export", "nope.zarr"])
-        .fails(1, &["nope.zarr", "does not exist"]);
-    t.dsk(&["create", "from-npy", "nope.npy", "x.zarr"])
-        .fails(1, &["nope.npy"]);
+    t.dsk(&["info", "nope.zarr"]).fails(1, &["nope.zarr", "does not exist"]);
+    t.dsk(&["export", "nope.zarr"]).fails(1, &["nope.zarr", "does not exist"]);
+    t.dsk(&["create", "from-npy", "nope.npy", "x.zarr"]).fails(1, &["nope.npy"]);
 }
 
 #[test]
 fn error_directory_that_is_not_an_array() {
     let t = TestDir::new();
     fs::create_dir(t.path("plain")).expect("mkdir");
-    t.dsk(&["info", "plain"])
-        .fails(1, &["plain", "not a Zarr array"]);
+    t.dsk(&["info", "plain"]).fails(1, &["plain", "not a Zarr array"]);
     fs::create_dir(t.path("g.zarr")).expect("mkdir");
-    fs::write(
-        t.path("g.zarr/zarr.json"),
-        r#"{"zarr_format": 3, "node_type": "group"}"#,
-    )
-    .expect("write");
+    fs::write(t.path("g.zarr/zarr.json"), r#"{"zarr_format": 3, "node_type": "group"}"#).expect("write");
     t.dsk(&["info", "g.zarr"]).fails(1, &["group"]);
 }
 
@@ -575,71 +392,34 @@ fn error_directory_that_is_not_an_array() {
 fn error_malformed_metadata() {
     let t = TestDir::new();
     fs::create_dir(t.path("m.zarr")).expect("mkdir");
-    fs::write(
-        t.path("m.zarr/zarr.json"),
-        "{\"zarr_format\": 3, \"shape\": [",
-    )
-    .expect("write");
-    t.dsk(&["info", "m.zarr"])
-        .fails(1, &["zarr.json", "malformed JSON"]);
-    fs::write(
-        t.path("m.zarr/zarr.json"),
-        r#"{"zarr_format": 3, "node_type": "array", "shape": [-1]}"#,
-    )
-    .expect("write");
-    t.dsk(&["export", "m.zarr"])
-        .fails(1, &["zarr.json", "shape"]);
+    fs::write(t.path("m.zarr/zarr.json"), "{\"zarr_format\": 3, \"shape\": [").expect("write");
+    t.dsk(&["info", "m.zarr"]).fails(1, &["zarr.json", "malformed JSON"]);
+    fs::write(t.path("m.zarr/zarr.json"), r#"{"zarr_format": 3, "node_type": "array", "shape": [-1]}"#).expect("write");
+    t.dsk(&["export", "m.zarr"]).fails(1, &["zarr.json", "shape"]);
 }
 
 #[test]
 fn error_unknown_dtype_and_codec() {
     let t = TestDir::new();
-    t.dsk(&[
-        "create",
-        "ones",
-        "x.zarr",
-        "--shape",
-        "4",
-        "--dtype",
-        "complex128",
-    ])
-    .fails(2, &["--dtype", "complex128", "float64"]);
-    t.dsk(&[
-        "create", "ones", "x.zarr", "--shape", "4", "--codec", "lzma",
-    ])
-    .fails(2, &["--codec", "lzma", "zstd"]);
-    t.dsk(&[
-        "create", "ones", "x.zarr", "--shape", "4", "--codec", "zstd:99",
-    ])
-    .fails(2, &["--codec", "zstd level"]);
+    t.dsk(&["create", "ones", "x.zarr", "--shape", "4", "--dtype", "complex128"])
+        .fails(2, &["--dtype", "complex128", "float64"]);
+    t.dsk(&["create", "ones", "x.zarr", "--shape", "4", "--codec", "lzma"]).fails(2, &["--codec", "lzma", "zstd"]);
+    t.dsk(&["create", "ones", "x.zarr", "--shape", "4", "--codec", "zstd:99"]).fails(2, &["--codec", "zstd level"]);
     no_partial_left(&t);
 }
 
 #[test]
 fn error_chunk_rank_and_bad_extents() {
     let t = TestDir::new();
-    t.dsk(&[
-        "create", "ones", "x.zarr", "--shape", "4,4", "--chunks", "2",
-    ])
-    .fails(2, &["--chunks", "one extent per axis"]);
-    t.dsk(&[
-        "create", "ones", "x.zarr", "--shape", "4,4", "--chunks", "2,0",
-    ])
-    .fails(2, &["--chunks", "zero"]);
-    t.dsk(&["create", "ones", "x.zarr", "--shape", "4,-4"])
-        .fails(2, &["--shape", "negative"]);
-    t.dsk(&[
-        "create", "ones", "x.zarr", "--shape", "4,4", "--chunks", "2,2", "--shard", "3,4",
-    ])
-    .fails(2, &["--shard", "multiple"]);
-    t.dsk(&["create", "ones", "x.zarr"])
-        .fails(2, &["--shape", "required"]);
-    t.dsk(&[
-        "create", "ones", "x.zarr", "--shape", "4", "--memory", "lots",
-    ])
-    .fails(2, &["--memory"]);
-    t.dsk(&["create", "ones", "x.zarr", "--shape", "4", "--workers", "0"])
-        .fails(2, &["--workers"]);
+    t.dsk(&["create", "ones", "x.zarr", "--shape", "4,4", "--chunks", "2"])
+        .fails(2, &["--chunks", "one extent per axis"]);
+    t.dsk(&["create", "ones", "x.zarr", "--shape", "4,4", "--chunks", "2,0"]).fails(2, &["--chunks", "zero"]);
+    t.dsk(&["create", "ones", "x.zarr", "--shape", "4,-4"]).fails(2, &["--shape", "negative"]);
+    t.dsk(&["create", "ones", "x.zarr", "--shape", "4,4", "--chunks", "2,2", "--shard", "3,4"])
+        .fails(2, &["--shard", "multiple"]);
+    t.dsk(&["create", "ones", "x.zarr"]).fails(2, &["--shape", "required"]);
+    t.dsk(&["create", "ones", "x.zarr", "--shape", "4", "--memory", "lots"]).fails(2, &["--memory"]);
+    t.dsk(&["create", "ones", "x.zarr", "--shape", "4", "--workers", "0"]).fails(2, &["--workers"]);
     t.dsk(&["create", "bogus", "x.zarr"]).fails(2, &["bogus"]);
     no_partial_left(&t);
 }
@@ -649,32 +429,21 @@ fn error_output_exists_and_overwrite_refuses_non_arrays() {
     let t = TestDir::new();
     fs::create_dir(t.path("data")).expect("mkdir");
     fs::write(t.path("data/precious.txt"), "keep me").expect("write");
-    t.dsk(&["create", "ones", "data", "--shape", "4"])
-        .fails(1, &["data", "already exists"]);
-    t.dsk(&["create", "ones", "data", "--shape", "4", "--overwrite"])
-        .fails(1, &["data", "not a Zarr array"]);
-    assert_eq!(
-        fs::read_to_string(t.path("data/precious.txt")).expect("still there"),
-        "keep me"
-    );
+    t.dsk(&["create", "ones", "data", "--shape", "4"]).fails(1, &["data", "already exists"]);
+    t.dsk(&["create", "ones", "data", "--shape", "4", "--overwrite"]).fails(1, &["data", "not a Zarr array"]);
+    assert_eq!(fs::read_to_string(t.path("data/precious.txt")).expect("still there"), "keep me");
     fs::write(t.path("file.zarr"), "not a dir").expect("write");
-    t.dsk(&["create", "ones", "file.zarr", "--shape", "4", "--overwrite"])
-        .fails(1, &["file.zarr"]);
-    assert_eq!(
-        fs::read_to_string(t.path("file.zarr")).expect("still there"),
-        "not a dir"
-    );
+    t.dsk(&["create", "ones", "file.zarr", "--shape", "4", "--overwrite"]).fails(1, &["file.zarr"]);
+    assert_eq!(fs::read_to_string(t.path("file.zarr")).expect("still there"), "not a dir");
     no_partial_left(&t);
 }
 
 #[test]
 fn error_output_parent_missing() {
     let t = TestDir::new();
-    t.dsk(&["create", "ones", "no/such/dir/x.zarr", "--shape", "4"])
-        .fails(1, &["does not exist", "mkdir -p"]);
+    t.dsk(&["create", "ones", "no/such/dir/x.zarr", "--shape", "4"]).fails(1, &["does not exist", "mkdir -p"]);
     t.dsk(&["create", "ones", "x.zarr", "--shape", "4"]).ok();
-    t.dsk(&["export", "x.zarr", "-o", "missing/x.npy"])
-        .fails(1, &["does not exist"]);
+    t.dsk(&["export", "x.zarr", "-o", "missing/x.npy"]).fails(1, &["does not exist"]);
 }
 
 #[test]
@@ -692,8 +461,7 @@ fn error_read_only_output_directory() {
         fs::set_permissions(&ro, p).expect("chmod");
         ro.join("x.zarr").to_string_lossy().into_owned()
     };
-    t.dsk(&["create", "ones", &out, "--shape", "4"])
-        .fails(1, &["cannot create"]);
+    t.dsk(&["create", "ones", &out, "--shape", "4"]).fails(1, &["cannot create"]);
 }
 
 #[test]
@@ -703,53 +471,31 @@ fn error_truncated_npy_leaves_no_output() {
     let mut npy = make_npy("<f8", &[3, 4], false, &data);
     npy.truncate(npy.len() - 20);
     fs::write(t.path("t.npy"), &npy).expect("write");
-    t.dsk(&["create", "from-npy", "t.npy", "t.zarr"])
-        .fails(1, &["t.npy", "truncated"]);
+    t.dsk(&["create", "from-npy", "t.npy", "t.zarr"]).fails(1, &["t.npy", "truncated"]);
     assert!(!t.path("t.zarr").exists());
     fs::write(t.path("h.npy"), &npy[..30]).expect("write");
-    t.dsk(&["create", "from-npy", "h.npy", "h.zarr"])
-        .fails(1, &["h.npy"]);
+    t.dsk(&["create", "from-npy", "h.npy", "h.zarr"]).fails(1, &["h.npy"]);
     fs::write(t.path("x.npy"), b"hello").expect("write");
-    t.dsk(&["create", "from-npy", "x.npy", "x.zarr"])
-        .fails(1, &["x.npy", "not a valid .npy"]);
-    t.dsk(&[
-        "create", "from-raw", "t.npy", "r.zarr", "--dtype", "f8", "--shape", "100,100",
-    ])
-    .fails(1, &["truncated"]);
+    t.dsk(&["create", "from-npy", "x.npy", "x.zarr"]).fails(1, &["x.npy", "not a valid .npy"]);
+    t.dsk(&["create", "from-raw", "t.npy", "r.zarr", "--dtype", "f8", "--shape", "100,100"]).fails(1, &["truncated"]);
     no_partial_left(&t);
 }
 
 #[test]
 fn error_memory_bound_too_small_for_one_chunk() {
     let t = TestDir::new();
-    t.dsk(&[
-        "create",
-        "random",
-        "x.zarr",
-        "--shape",
-        "1000,1000",
-        "--chunks",
-        "1000,1000",
-        "--memory",
-        "1MiB",
-    ])
-    .fails(1, &["--memory", "smaller --chunk"]);
+    t.dsk(&["create", "random", "x.zarr", "--shape", "1000,1000", "--chunks", "1000,1000", "--memory", "1MiB"])
+        .fails(1, &["--memory", "smaller --chunk"]);
     no_partial_left(&t);
 }
 
 #[test]
 fn error_bad_export_requests() {
     let t = TestDir::new();
-    t.dsk(&["create", "zeros", "z.zarr", "--shape", "2,2,2"])
-        .ok();
-    t.dsk(&["export", "z.zarr", "--format", "csv"])
-        .fails(2, &["csv", "2-D"]);
-    t.dsk(&["export", "z.zarr", "--slice", "5"])
-        .fails(2, &["--slice", "out of bounds"]);
-    t.dsk(&["export", "z.zarr", "--slice", "::0"])
-        .fails(2, &["--slice", "zero"]);
-    t.dsk(&["export", "z.zarr", "--slice", "0,0,0,0"])
-        .fails(2, &["--slice", "too many"]);
-    t.dsk(&["export", "z.zarr", "--format", "xml"])
-        .fails(2, &["xml"]);
+    t.dsk(&["create", "zeros", "z.zarr", "--shape", "2,2,2"]).ok();
+    t.dsk(&["export", "z.zarr", "--format", "csv"]).fails(2, &["csv", "2-D"]);
+    t.dsk(&["export", "z.zarr", "--slice", "5"]).fails(2, &["--slice", "out of bounds"]);
+    t.dsk(&["export", "z.zarr", "--slice", "::0"]).fails(2, &["--slice", "zero"]);
+    t.dsk(&["export", "z.zarr", "--slice", "0,0,0,0"]).fails(2, &["--slice", "too many"]);
+    t.dsk(&["export", "z.zarr", "--format", "xml"]).fails(2, &["xml"]);
 }

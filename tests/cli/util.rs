@@ -10,12 +10,7 @@ pub struct TestDir {
 
 impl TestDir {
     pub fn new() -> TestDir {
-        TestDir {
-            dir: tempfile::Builder::new()
-                .prefix("dsk-test-")
-                .tempdir()
-                .expect("create a temp dir"),
-        }
+        TestDir { dir: tempfile::Builder::new().prefix("dsk-test-").tempdir().expect("create a temp dir") }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -34,30 +29,15 @@ impl TestDir {
     pub fn dsk_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Run {
         use std::io::Write;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dsk"));
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .env("NO_COLOR", "1");
-        cmd.stdin(if stdin.is_some() {
-            std::process::Stdio::piped()
-        } else {
-            std::process::Stdio::null()
-        });
-        cmd.stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
+        cmd.args(args).current_dir(self.dir.path()).env("NO_COLOR", "1");
+        cmd.stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() });
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().expect("start dsk");
         if let Some(data) = stdin {
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(data)
-                .expect("write stdin");
+            child.stdin.take().expect("stdin").write_all(data).expect("write stdin");
         }
         let out = child.wait_with_output().expect("wait for dsk");
-        Run {
-            args: args.iter().map(|s| s.to_string()).collect(),
-            out,
-        }
+        Run { args: args.iter().map(|s| s.to_string()).collect(), out }
     }
 }
 
@@ -88,11 +68,7 @@ impl Run {
     /// Assert success and return self.
     #[track_caller]
     pub fn ok(self) -> Run {
-        assert!(
-            self.out.status.success(),
-            "expected success\n{}",
-            self.show()
-        );
+        assert!(self.out.status.success(), "expected success\n{}", self.show());
         self
     }
 
@@ -100,35 +76,13 @@ impl Run {
     /// piece of `needles`, and no panic text.
     #[track_caller]
     pub fn fails(self, code: i32, needles: &[&str]) -> Run {
-        assert_eq!(
-            self.out.status.code(),
-            Some(code),
-            "wrong exit code\n{}",
-            self.show()
-        );
+        assert_eq!(self.out.status.code(), Some(code), "wrong exit code\n{}", self.show());
         let err = self.stderr();
-        assert!(
-            err.starts_with("dsk: error: "),
-            "stderr should start with 'dsk: error: '\n{}",
-            self.show()
-        );
-        assert_eq!(
-            err.trim_end().lines().count(),
-            1,
-            "the error should be one line\n{}",
-            self.show()
-        );
-        assert!(
-            !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
-            "panic\n{}",
-            self.show()
-        );
+        assert!(err.starts_with("dsk: error: "), "stderr should start with 'dsk: error: '\n{}", self.show());
+        assert_eq!(err.trim_end().lines().count(), 1, "the error should be one line\n{}", self.show());
+        assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "panic\n{}", self.show());
         for n in needles {
-            assert!(
-                err.contains(n),
-                "stderr should mention {n:?}\n{}",
-                self.show()
-            );
+            assert!(err.contains(n), "stderr should mention {n:?}\n{}", self.show());
         }
         self
     }
@@ -140,32 +94,13 @@ pub fn parse_npy(bytes: &[u8]) -> (String, Vec<u64>, Vec<u8>) {
     let (hlen, start) = if bytes[6] == 1 {
         (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
     } else {
-        (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        )
+        (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
     };
     let head = std::str::from_utf8(&bytes[start..start + hlen]).expect("header text");
-    let descr = head
-        .split("'descr': '")
-        .nth(1)
-        .and_then(|s| s.split('\'').next())
-        .expect("descr")
-        .to_string();
-    assert!(
-        head.contains("'fortran_order': False"),
-        "expected C order: {head}"
-    );
-    let shape_txt = head
-        .split("'shape': (")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .expect("shape");
-    let shape = shape_txt
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse().expect("int"))
-        .collect();
+    let descr = head.split("'descr': '").nth(1).and_then(|s| s.split('\'').next()).expect("descr").to_string();
+    assert!(head.contains("'fortran_order': False"), "expected C order: {head}");
+    let shape_txt = head.split("'shape': (").nth(1).and_then(|s| s.split(')').next()).expect("shape");
+    let shape = shape_txt.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().expect("int")).collect();
     (descr, shape, bytes[start + hlen..].to_vec())
 }
 
@@ -194,14 +129,7 @@ pub fn values(descr: &str, data: &[u8]) -> Vec<f64> {
 pub fn make_npy(descr: &str, shape: &[u64], fortran: bool, data: &[u8]) -> Vec<u8> {
     let shape_txt = match shape.len() {
         1 => format!("({},)", shape[0]),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        _ => format!("({})", shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")),
     };
     let mut dict = format!(
         "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape_txt}, }}",
