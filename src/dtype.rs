@@ -259,6 +259,23 @@ pub trait Elem:
     fn from_i64(v: i64) -> Self;
     fn from_u64(v: u64) -> Self;
     fn to_f64(self) -> f64;
+    /// As i64 (floats truncate toward zero and saturate, NaN gives 0; bools give 0 or 1).
+    fn to_i64(self) -> i64;
+    /// As u64 (negative integers wrap, as NumPy's casts do).
+    fn to_u64(self) -> u64;
+    /// Convert to another element type with NumPy's `astype` semantics (integers wrap; floats to
+    /// integers truncate toward zero — dsk saturates out-of-range values and maps NaN to 0 where
+    /// NumPy's result is undefined; anything non-zero, NaN included, is `true`).
+    #[inline(always)]
+    fn cast<U: Elem>(self) -> U {
+        if Self::DTYPE.is_float() {
+            U::from_f64(self.to_f64())
+        } else if Self::DTYPE.is_unsigned_int() {
+            U::from_u64(self.to_u64())
+        } else {
+            U::from_i64(self.to_i64())
+        }
+    }
     fn from_scalar(s: Scalar) -> Self {
         match s {
             Scalar::Bool(b) => Self::from_i64(b as i64),
@@ -296,6 +313,14 @@ macro_rules! impl_int_elem {
             #[inline(always)]
             fn to_f64(self) -> f64 {
                 self as f64
+            }
+            #[inline(always)]
+            fn to_i64(self) -> i64 {
+                self as i64
+            }
+            #[inline(always)]
+            fn to_u64(self) -> u64 {
+                self as u64
             }
             fn to_scalar(self) -> Scalar {
                 #[allow(unused_comparisons)]
@@ -364,6 +389,14 @@ macro_rules! impl_float_elem {
             fn to_f64(self) -> f64 {
                 self as f64
             }
+            #[inline(always)]
+            fn to_i64(self) -> i64 {
+                self as i64
+            }
+            #[inline(always)]
+            fn to_u64(self) -> u64 {
+                self as u64
+            }
             fn to_scalar(self) -> Scalar {
                 Scalar::Float(self as f64)
             }
@@ -424,6 +457,14 @@ impl Elem for bool {
     fn to_f64(self) -> f64 {
         self as u8 as f64
     }
+    #[inline(always)]
+    fn to_i64(self) -> i64 {
+        self as i64
+    }
+    #[inline(always)]
+    fn to_u64(self) -> u64 {
+        self as u64
+    }
     fn to_scalar(self) -> Scalar {
         Scalar::Bool(self)
     }
@@ -450,46 +491,57 @@ macro_rules! with_dtype {
     ($dt:expr, $T:ident => $body:expr) => {
         match $dt {
             $crate::dtype::DType::Bool => {
+                #[allow(dead_code)]
                 type $T = bool;
                 $body
             }
             $crate::dtype::DType::Int8 => {
+                #[allow(dead_code)]
                 type $T = i8;
                 $body
             }
             $crate::dtype::DType::Int16 => {
+                #[allow(dead_code)]
                 type $T = i16;
                 $body
             }
             $crate::dtype::DType::Int32 => {
+                #[allow(dead_code)]
                 type $T = i32;
                 $body
             }
             $crate::dtype::DType::Int64 => {
+                #[allow(dead_code)]
                 type $T = i64;
                 $body
             }
             $crate::dtype::DType::Uint8 => {
+                #[allow(dead_code)]
                 type $T = u8;
                 $body
             }
             $crate::dtype::DType::Uint16 => {
+                #[allow(dead_code)]
                 type $T = u16;
                 $body
             }
             $crate::dtype::DType::Uint32 => {
+                #[allow(dead_code)]
                 type $T = u32;
                 $body
             }
             $crate::dtype::DType::Uint64 => {
+                #[allow(dead_code)]
                 type $T = u64;
                 $body
             }
             $crate::dtype::DType::Float32 => {
+                #[allow(dead_code)]
                 type $T = f32;
                 $body
             }
             $crate::dtype::DType::Float64 => {
+                #[allow(dead_code)]
                 type $T = f64;
                 $body
             }

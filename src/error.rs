@@ -33,6 +33,15 @@ pub enum Error {
     #[error("{what} needs {} but --memory is {} — {hint}", human(*needed), human(*budget))]
     Budget { what: String, needed: u64, budget: u64, hint: String },
 
+    /// A worker process of the processes scheduler failed; the message names the process, its
+    /// tasks and the task it was running.
+    #[error("{msg}")]
+    Worker { msg: String },
+
+    /// An expression is wrong; the message shows the expression with a caret under the problem.
+    #[error("{arg}: {msg}")]
+    Expr { arg: String, msg: String },
+
     /// Writing to standard output failed because the reader went away (`dsk export … | head`).
     #[error("broken pipe")]
     BrokenPipe,
@@ -46,7 +55,7 @@ impl Error {
     /// 2 for usage errors, 0 for a closed pipe, 1 for everything else.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage { .. } => 2,
+            Error::Usage { .. } | Error::Expr { .. } => 2,
             Error::BrokenPipe => 0,
             _ => 1,
         }

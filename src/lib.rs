@@ -24,6 +24,7 @@ pub mod exec;
 pub mod expr;
 pub mod grid;
 pub mod kernels;
+pub mod plan;
 pub mod report;
 pub mod store;
 
@@ -40,6 +41,7 @@ pub fn init() {
 /// Run a parsed command line.
 pub fn run(cli: cli::Cli) -> Result<()> {
     init();
+    store::fs::set_direct_writes(cli.run.io == cli::IoMode::Auto);
     cli::run(cli)
 }
 

@@ -11,7 +11,7 @@ use super::{parse_shape_arg, RunArgs};
 use crate::dtype::{DType, Elem, Scalar};
 use crate::error::{human, Error, Result};
 use crate::exec::{self, Stage, TaskCtx};
-use crate::grid::{auto_chunks, Grid, Region, AUTO_CHUNK_BYTES};
+use crate::grid::{Grid, Region};
 use crate::kernels::generate::{arange_len, arange_len_int, Generator};
 use crate::kernels::random::Dist;
 use crate::report;
@@ -345,64 +345,11 @@ fn resolve(kind: &Kind) -> Result<(&Common, Source, Vec<u64>, DType)> {
     })
 }
 
-/// Check and complete the chunking: (chunks, shard, chosen automatically?).
-fn chunking(c: &Common, shape: &[u64], dtype: DType) -> Result<(Vec<u64>, Option<Vec<u64>>, bool)> {
-    let rank = shape.len();
-    let check = |v: &[u64], arg: &str, text: &str| -> Result<()> {
-        if v.len() != rank {
-            return Err(Error::usage(
-                arg,
-                format!(
-                    "{text} has {} extents but the shape {shape:?} has {rank} axes — give one extent per axis",
-                    v.len()
-                ),
-            ));
-        }
-        if v.contains(&0) {
-            return Err(Error::usage(arg, format!("{text} has a zero extent; every extent must be at least 1")));
-        }
-        Ok(())
-    };
-    let (mut chunks, auto) = match &c.chunks {
-        Some(t) => {
-            let v = parse_shape_arg(t, "--chunks")?;
-            check(&v, "--chunks", t)?;
-            (v, false)
-        }
-        None => (auto_chunks(shape, dtype.size() as u64, AUTO_CHUNK_BYTES), true),
-    };
-    let shard = match &c.shard {
-        None => {
-            // a chunk larger than the array only wastes memory: clip it (as Dask does)
-            for (ch, &n) in chunks.iter_mut().zip(shape) {
-                *ch = (*ch).min(n.max(1));
-            }
-            None
-        }
-        Some(t) => {
-            let mut s = parse_shape_arg(t, "--shard")?;
-            check(&s, "--shard", t)?;
-            for ((sh, &ch), &n) in s.iter_mut().zip(&chunks).zip(shape) {
-                if *sh % ch != 0 {
-                    return Err(Error::usage(
-                        "--shard",
-                        format!("{t} is not a multiple of the chunks {chunks:?} on every axis — use multiples of the chunk shape"),
-                    ));
-                }
-                // no need for shards beyond the array
-                *sh = (*sh).min(n.max(1).div_ceil(ch) * ch);
-            }
-            Some(s)
-        }
-    };
-    Ok((chunks, shard, auto))
-}
-
 pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
     let opts = run.options()?;
     let (c, source, shape, dtype) = resolve(&args.kind)?;
     let codec = CodecSpec::parse(&c.codec)?;
-    let (chunks, shard, auto) = chunking(c, &shape, dtype)?;
+    let (chunks, shard, auto) = super::chunking(c.chunks.as_deref(), c.shard.as_deref(), &shape, dtype, None)?;
     let dimension_names = match &c.dimension_names {
         None => None,
         Some(t) => {

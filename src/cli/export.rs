@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 use super::RunArgs;
 use crate::dtype::Elem;
 use crate::error::{Error, Result};
+use crate::exec::RunOptions;
 use crate::expr::slice::{self, AxisSel};
 use crate::grid::Region;
 use crate::store::npy::header_bytes;
@@ -50,7 +51,7 @@ pub enum Format {
     Raw,
 }
 
-fn infer_format(out: Option<&Path>) -> Format {
+pub fn infer_format(out: Option<&Path>) -> Format {
     match out.and_then(|p| p.extension()).and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("csv") | Some("txt") => Format::Csv,
         Some("raw") | Some("bin") | Some("dat") => Format::Raw,
@@ -190,15 +191,27 @@ pub fn run(args: &ExportArgs, run: &RunArgs) -> Result<()> {
             .and_then(|items| slice::normalize(&items, &shape))
             .map_err(|m| Error::usage("--slice", format!("{m} (array shape {shape:?})")))?,
     };
-    let out_shape: Vec<u64> = sel.iter().filter(|s| s.keep).map(|s| s.len).collect();
     let format = args.format.unwrap_or_else(|| infer_format(args.output.as_deref()));
+    stream(&arr, &sel, format, args.output.as_deref(), args.overwrite, &opts)
+}
+
+/// Write the selection `sel` of `arr` as `format` to `output` (a staged file) or stdout.
+pub fn stream(
+    arr: &ZArray,
+    sel: &[AxisSel],
+    format: Format,
+    output: Option<&Path>,
+    overwrite: bool,
+    opts: &RunOptions,
+) -> Result<()> {
+    let out_shape: Vec<u64> = sel.iter().filter(|s| s.keep).map(|s| s.len).collect();
     if format == Format::Csv && out_shape.len() > 2 {
         return Err(Error::usage(
             "--format",
             format!("csv holds 0-d, 1-D or 2-D data but the selection has shape {out_shape:?} — use --format npy, or --slice it down to 2-D"),
         ));
     }
-    if args.output.is_none() && format != Format::Csv {
+    if output.is_none() && format != Format::Csv {
         use std::io::IsTerminal;
         if std::io::stdout().is_terminal() {
             return Err(Error::usage(
@@ -210,17 +223,17 @@ pub fn run(args: &ExportArgs, run: &RunArgs) -> Result<()> {
     let item = arr.dtype().size() as u64;
     // a block is decoded (bounding box + gathered copy) while up to two wait to be written
     let budget = (opts.memory / 6).max(item);
-    let blocks = plan_blocks(&sel, &arr.meta().chunks, item, budget);
+    let blocks = plan_blocks(sel, &arr.meta().chunks, item, budget);
 
-    let staged = match &args.output {
-        Some(p) => Some(Staged::new(p, OutKind::File, args.overwrite)?),
+    let staged = match output {
+        Some(p) => Some(Staged::new(p, OutKind::File, overwrite)?),
         None => None,
     };
     let sink: Box<dyn Write> = match &staged {
         Some(s) => Box::new(std::fs::File::create(s.path()).map_err(|e| Error::io(s.path(), "create", e))?),
         None => Box::new(std::io::stdout().lock()),
     };
-    let out_name = args.output.clone().unwrap_or_else(|| PathBuf::from("<stdout>"));
+    let out_name = output.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("<stdout>"));
     let mut w = BufWriter::with_capacity(1 << 20, sink);
     let werr = |e: std::io::Error| Error::io(&out_name, "write", e);
     if format == Format::Npy {
@@ -232,7 +245,7 @@ pub fn run(args: &ExportArgs, run: &RunArgs) -> Result<()> {
     with_dtype!(arr.dtype(), T => {
         std::thread::scope(|s| -> Result<()> {
             let (tx, rx) = sync_channel::<Result<Vec<T>>>(1);
-            let (arr, sel, blocks) = (&arr, &sel, &blocks);
+            let blocks = &blocks;
             let threads = opts.workers;
             s.spawn(move || {
                 for b in blocks {

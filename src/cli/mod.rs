@@ -2,14 +2,23 @@
 //! or a store call and nothing more. Argument values that clap cannot check by itself (shapes,
 //! dtypes, codecs, byte sizes) are parsed here into [`Error::Usage`] with the argument's name.
 
+pub mod compute;
 pub mod create;
+pub mod eval;
 pub mod export;
 pub mod info;
+pub mod transform;
+pub mod worker;
 
 use clap::{Args, Parser, Subcommand};
 
+use std::path::PathBuf;
+
+use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::exec::job::Scheduler;
 use crate::exec::RunOptions;
+use crate::grid::{auto_chunks, AUTO_CHUNK_BYTES};
 use crate::report::ProgressMode;
 
 /// Chunked N-d arrays larger than RAM, on Zarr, from the shell — under a hard memory bound.
@@ -33,6 +42,13 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Write an array (or a slice of it) as .npy, CSV or raw bytes, streaming in bounded memory.
     Export(export::ExportArgs),
+    /// Compute an expression of an array (named x) into a new array: dsk transform IN OUT --expr 'cos(x)**2'.
+    Transform(transform::TransformArgs),
+    /// Evaluate an expression of named arrays: print a number, or write an array with -o.
+    Eval(eval::EvalArgs),
+    /// Run a range of tasks of a job file (used by --scheduler processes).
+    #[command(hide = true)]
+    Worker(worker::WorkerArgs),
 }
 
 /// Options every command that computes shares.
@@ -50,6 +66,26 @@ pub struct RunArgs {
     /// No progress bar and no summary line.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// How tasks run: sync (one thread, in order), threads, or processes (--workers child processes).
+    #[arg(long, global = true, value_enum, default_value = "threads")]
+    pub scheduler: Scheduler,
+    /// Directory for the files a run needs while it runs (default: the system temporary directory).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Print the plan (stages, tasks, chunk shapes, projected memory, bytes read and written)
+    /// instead of running it.
+    #[arg(long, global = true)]
+    pub explain: bool,
+    /// How chunk files are written: auto (large chunks bypass the page cache with O_DIRECT where
+    /// the file system allows it) or buffered (always through the page cache).
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    pub io: IoMode,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum IoMode {
+    Auto,
+    Buffered,
 }
 
 impl RunArgs {
@@ -83,12 +119,86 @@ pub fn parse_shape_arg(text: &str, arg: &str) -> Result<Vec<u64>> {
     crate::grid::parse_shape(text).map_err(|m| Error::usage(arg, m))
 }
 
+/// Check and complete a chunking: `--chunks` (or `default`, or automatic) and `--shard`.
+/// Returns (chunks, shard, chosen automatically?).
+pub fn chunking(
+    chunks: Option<&str>,
+    shard: Option<&str>,
+    shape: &[u64],
+    dtype: DType,
+    default: Option<(Vec<u64>, Option<Vec<u64>>)>,
+) -> Result<(Vec<u64>, Option<Vec<u64>>, bool)> {
+    let rank = shape.len();
+    let check = |v: &[u64], arg: &str, text: &str| -> Result<()> {
+        if v.len() != rank {
+            return Err(Error::usage(
+                arg,
+                format!(
+                    "{text} has {} extents but the shape {shape:?} has {rank} axes — give one extent per axis",
+                    v.len()
+                ),
+            ));
+        }
+        if v.contains(&0) {
+            return Err(Error::usage(arg, format!("{text} has a zero extent; every extent must be at least 1")));
+        }
+        Ok(())
+    };
+    let (mut chunks, default_shard, auto) = match (chunks, default) {
+        (Some(t), _) => {
+            let v = parse_shape_arg(t, "--chunks")?;
+            check(&v, "--chunks", t)?;
+            (v, None, false)
+        }
+        (None, Some((c, s))) if c.len() == rank && !c.contains(&0) => (c, s, false),
+        (None, _) => (auto_chunks(shape, dtype.size() as u64, AUTO_CHUNK_BYTES), None, true),
+    };
+    let shard = match (shard, default_shard) {
+        (None, None) => {
+            // a chunk larger than the array only wastes memory: clip it (as Dask does)
+            for (ch, &n) in chunks.iter_mut().zip(shape) {
+                *ch = (*ch).min(n.max(1));
+            }
+            None
+        }
+        (text, dflt) => {
+            let (mut s, t) = match text {
+                Some(t) => {
+                    let s = parse_shape_arg(t, "--shard")?;
+                    check(&s, "--shard", t)?;
+                    (s, t.to_string())
+                }
+                None => {
+                    let s = dflt.unwrap_or_default();
+                    let t = crate::grid::tuple(&s);
+                    (s, t)
+                }
+            };
+            for ((sh, &ch), &n) in s.iter_mut().zip(&chunks).zip(shape) {
+                if *sh % ch != 0 {
+                    return Err(Error::usage(
+                        "--shard",
+                        format!("{t} is not a multiple of the chunks {chunks:?} on every axis — use multiples of the chunk shape"),
+                    ));
+                }
+                // no need for shards beyond the array
+                *sh = (*sh).min(n.max(1).div_ceil(ch) * ch);
+            }
+            Some(s)
+        }
+    };
+    Ok((chunks, shard, auto))
+}
+
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Create(a) => create::run(a, &cli.run),
         Command::Info(a) => info::run(a),
         Command::Export(a) => export::run(a, &cli.run),
+        Command::Transform(a) => transform::run(a, &cli.run),
+        Command::Eval(a) => eval::run(a, &cli.run),
+        Command::Worker(a) => worker::run(a),
     }
 }
 

@@ -7,6 +7,9 @@
 //! and codec-level parallelism together stay within the worker count.
 
 pub mod budget;
+pub mod evaluate;
+pub mod job;
+pub mod workdir;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

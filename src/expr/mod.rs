@@ -1,4 +1,7 @@
-//! The NumPy-like language of dsk: for now the selection syntax (`0:10, ::-2, 5, ...`) shared by
-//! `dsk export --slice` and, later, by indexing inside expressions.
+//! The NumPy-like expression language: lexer and parser ([`parser`]) into a syntax tree ([`ast`])
+//! with source spans, and NumPy basic indexing ([`slice`]) shared with `dsk export --slice`.
+//! Typing and shapes are the planner's job (`plan`).
 
+pub mod ast;
+pub mod parser;
 pub mod slice;

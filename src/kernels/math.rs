@@ -76,6 +76,128 @@ pub fn cos_kernel(a: f64) -> f64 {
     w + (((1.0 - w) - hz) + z * r)
 }
 
+/// fdlibm's __kernel_sin(x, y, 1): sin(x + y) for |x + y| ≤ pi/4, y the tail of the reduced argument.
+#[inline(always)]
+pub fn sin_kernel_tail(x: f64, y: f64) -> f64 {
+    let z = x * x;
+    let v = z * x;
+    let r = S2 + z * (S3 + z * (S4 + z * (S5 + z * S6)));
+    x - ((z * (0.5 * y - v * r) - y) - v * S1)
+}
+
+/// fdlibm's __kernel_cos(x, y) (the FreeBSD form without branches).
+#[inline(always)]
+pub fn cos_kernel_tail(x: f64, y: f64) -> f64 {
+    let z = x * x;
+    let r = z * (C1 + z * (C2 + z * (C3 + z * (C4 + z * (C5 + z * C6)))));
+    let hz = 0.5 * z;
+    let w = 1.0 - hz;
+    w + (((1.0 - w) - hz) + (z * r - x * y))
+}
+
+// pi/2 split in 33-bit pieces (fdlibm's __ieee754_rem_pio2 medium path).
+const INVPIO2: f64 = std::f64::consts::FRAC_2_PI;
+const PIO2_1: f64 = 1.570_796_326_734_125_614_17e+00;
+const PIO2_2: f64 = 6.077_100_506_303_965_976_60e-11;
+const PIO2_3: f64 = 2.022_266_248_711_166_455_80e-21;
+const PIO2_3T: f64 = 8.478_427_660_368_899_569_97e-32;
+
+/// Largest |x| for which [`reduce_pio2`] is exact enough (fdlibm's medium range: 2^20 · pi/2).
+pub const TRIG_FAST_LIMIT: f64 = 1_647_099.0;
+
+/// Knuth's TwoSum: s + e == a + b exactly.
+#[inline(always)]
+fn two_sum(a: f64, b: f64) -> (f64, f64) {
+    let s = a + b;
+    let bb = s - a;
+    (s, (a - (s - bb)) + (b - bb))
+}
+
+/// x = n·pi/2 + (y0 + y1) with |y0 + y1| ≤ pi/4, for |x| ≤ [`TRIG_FAST_LIMIT`]. Returns (n mod 4 as a
+/// float in 0..4, y0, y1). Cody–Waite reduction with pi/2 in 33-bit pieces: `n·PIO2_1` and
+/// `x - n·PIO2_1` are exact for |n| ≤ 2^20, and the two following subtractions carry their rounding
+/// errors (TwoSum) into the tail, so no branch is needed for arguments close to multiples of pi/2.
+#[inline(always)]
+pub fn reduce_pio2(x: f64) -> (f64, f64, f64) {
+    let n = (x * INVPIO2).round_ties_even();
+    let r1 = x - n * PIO2_1;
+    let (r2, e2) = two_sum(r1, -(n * PIO2_2));
+    let (r3, e3) = two_sum(r2, -(n * PIO2_3));
+    let w = n * PIO2_3T - e2 - e3;
+    let y0 = r3 - w;
+    let y1 = (r3 - y0) - w;
+    let q = n - 4.0 * (n * 0.25).floor();
+    (q, y0, y1)
+}
+
+/// cos(x) for |x| ≤ [`TRIG_FAST_LIMIT`] (NaN in, NaN out).
+#[inline(always)]
+pub fn cos_fast(x: f64) -> f64 {
+    let (q, y0, y1) = reduce_pio2(x);
+    let s = sin_kernel_tail(y0, y1);
+    let c = cos_kernel_tail(y0, y1);
+    // q = 0: c, 1: -s, 2: -c, 3: s
+    let v = if q == 1.0 || q == 3.0 { s } else { c };
+    if q == 1.0 || q == 2.0 {
+        -v
+    } else {
+        v
+    }
+}
+
+/// sin(x) for |x| ≤ [`TRIG_FAST_LIMIT`].
+#[inline(always)]
+pub fn sin_fast(x: f64) -> f64 {
+    let (q, y0, y1) = reduce_pio2(x);
+    let s = sin_kernel_tail(y0, y1);
+    let c = cos_kernel_tail(y0, y1);
+    // q = 0: s, 1: c, 2: -s, 3: -c
+    let v = if q == 1.0 || q == 3.0 { c } else { s };
+    let v = if q == 2.0 || q == 3.0 { -v } else { v };
+    // the reduction loses the sign of -0.0
+    if x == 0.0 {
+        x
+    } else {
+        v
+    }
+}
+
+// fdlibm __ieee754_exp
+const EXP_LN2_HI: f64 = 6.931_471_803_691_238_164_90e-01;
+const EXP_LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+const INVLN2: f64 = std::f64::consts::LOG2_E;
+const P1: f64 = 1.666_666_666_666_660_190_37e-01;
+const P2: f64 = -2.777_777_777_701_559_338_42e-03;
+const P3: f64 = 6.613_756_321_437_934_361_17e-05;
+const P4: f64 = -1.653_390_220_546_525_153_90e-06;
+const P5: f64 = 4.138_136_797_057_238_460_39e-08;
+
+/// Range on which [`exp_fast`] gives a normal result without special cases.
+pub const EXP_FAST_MIN: f64 = -708.0;
+pub const EXP_FAST_MAX: f64 = 709.0;
+
+/// e^x for x in [[`EXP_FAST_MIN`], [`EXP_FAST_MAX`]].
+#[inline(always)]
+pub fn exp_fast(x: f64) -> f64 {
+    let k = (x * INVLN2).round_ties_even();
+    let hi = x - k * EXP_LN2_HI;
+    let lo = k * EXP_LN2_LO;
+    let r = hi - lo;
+    let t = r * r;
+    let c = r - t * (P1 + t * (P2 + t * (P3 + t * (P4 + t * P5))));
+    let y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi);
+    // y · 2^k, k in [-1022, 1023] here; split in two factors so that 2^k never leaves the normal range
+    let k1 = (k * 0.5).floor();
+    let k2 = k - k1;
+    y * pow2(k1) * pow2(k2)
+}
+
+/// 2^k for an integral float k in [-1022, 1023].
+#[inline(always)]
+fn pow2(k: f64) -> f64 {
+    f64::from_bits(((k + 1023.0) as u64) << 52)
+}
+
 /// (sin 2πu, cos 2πu) for u in [0, 1). The reduction to an octant is exact: 4u and its nearest
 /// integer q are exact in binary floating point, so only the polynomial rounds.
 #[inline(always)]
@@ -146,5 +268,46 @@ mod tests {
         assert_eq!(sincos_2pi(0.0), (0.0, 1.0));
         assert_eq!(sincos_2pi(0.25), (1.0, 0.0));
         assert_eq!(sincos_2pi(0.5), (0.0, -1.0));
+    }
+
+    #[test]
+    fn cos_sin_fast_within_one_ulp_of_libm() {
+        let mut worst = (0, 0.0);
+        let mut state = 7u64;
+        for i in 0..2_000_000u64 {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let u = (state >> 11) as f64 / (1u64 << 53) as f64;
+            // half the points in [-10, 10], the rest spread up to the fast limit
+            let x = if i % 2 == 0 { (u - 0.5) * 20.0 } else { (u - 0.5) * 2.0 * TRIG_FAST_LIMIT };
+            for (got, want) in [(cos_fast(x), x.cos()), (sin_fast(x), x.sin())] {
+                let e = ulps(got, want);
+                if e > worst.0 {
+                    worst = (e, x);
+                }
+            }
+        }
+        assert!(worst.0 <= 1, "worst trig error {} ulp at x = {}", worst.0, worst.1);
+        assert!(cos_fast(f64::NAN).is_nan());
+        assert_eq!(cos_fast(0.0), 1.0);
+        assert_eq!(sin_fast(-0.0).to_bits(), (-0.0f64).to_bits());
+    }
+
+    #[test]
+    fn exp_fast_within_one_ulp_of_libm() {
+        let mut worst = (0, 0.0);
+        for i in 0..2_000_000u64 {
+            let x = EXP_FAST_MIN + (EXP_FAST_MAX - EXP_FAST_MIN) * (i as f64 / 2_000_000.0);
+            let e = ulps(exp_fast(x), x.exp());
+            if e > worst.0 {
+                worst = (e, x);
+            }
+            let x = (i as f64 / 1_000_000.0) - 1.0;
+            let e = ulps(exp_fast(x), x.exp());
+            if e > worst.0 {
+                worst = (e, x);
+            }
+        }
+        assert!(worst.0 <= 1, "worst exp error {} ulp at x = {}", worst.0, worst.1);
+        assert_eq!(exp_fast(0.0), 1.0);
     }
 }

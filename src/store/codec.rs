@@ -101,6 +101,38 @@ impl CodecSpec {
         })
     }
 
+    /// The compression an existing array uses, as a spec (the inner codecs of a sharded array),
+    /// when dsk can write it; `None` for codecs dsk does not write (e.g. v2 filters).
+    pub fn from_codecs(codecs: &[serde_json::Value]) -> Option<CodecSpec> {
+        let mut spec = CodecSpec::None;
+        for c in codecs {
+            let name = c.get("name").and_then(|v| v.as_str()).unwrap_or("");
+            let conf = c.get("configuration");
+            let num = |k: &str| conf.and_then(|x| x.get(k)).and_then(|v| v.as_i64());
+            spec = match name {
+                "bytes" | "crc32c" | "transpose" => continue,
+                "sharding_indexed" => {
+                    let inner = conf.and_then(|x| x.get("codecs")).and_then(|v| v.as_array())?;
+                    return CodecSpec::from_codecs(inner);
+                }
+                // level 0 means "the library's default": dsk's default level
+                "zstd" => CodecSpec::Zstd {
+                    level: num("level").filter(|&l| l != 0).map(|l| l as i32).unwrap_or(ZSTD_DEFAULT_LEVEL),
+                },
+                "gzip" | "zlib" => CodecSpec::Gzip { level: num("level").unwrap_or(5).clamp(0, 9) as u32 },
+                "blosc" => {
+                    let cname = conf.and_then(|x| x.get("cname")).and_then(|v| v.as_str()).unwrap_or("lz4").to_string();
+                    if !BLOSC_CNAMES.contains(&cname.as_str()) {
+                        return None;
+                    }
+                    CodecSpec::Blosc { cname, clevel: num("clevel").unwrap_or(5).clamp(0, 9) as u8 }
+                }
+                _ => return None,
+            };
+        }
+        Some(spec)
+    }
+
     /// Bytes of scratch a codec may hold besides its input and output while encoding one chunk.
     pub fn scratch_bytes(&self) -> u64 {
         match self {

@@ -1,0 +1,173 @@
+//! What `transform` and `eval` share: resolving named inputs, building the plan (expression errors
+//! shown with a caret), and computing a plan into a new Zarr array through a job and a scheduler.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use super::RunArgs;
+use crate::dtype::{DType, Scalar};
+use crate::error::{human, Error, Result};
+use crate::exec::job::{self, Job, OutJob, Scheduler};
+use crate::exec::workdir::WorkDir;
+use crate::exec::{self, Stage};
+use crate::grid::{tuple, Grid};
+use crate::plan::lower::{self, OutputLayout};
+use crate::plan::{self, Input, Plan};
+use crate::report;
+use crate::store::output::{Kind as OutKind, Staged};
+use crate::store::{self, CodecSpec, CreateSpec};
+
+/// At most this many output chunks share a task (enough to pair mirrors and transposes).
+const MAX_GROUP: usize = 4;
+
+/// Parse `name=path` arguments.
+pub fn parse_named(items: &[String], arg: &str) -> Result<Vec<(String, PathBuf)>> {
+    items
+        .iter()
+        .map(|s| {
+            let (n, p) = s
+                .split_once('=')
+                .ok_or_else(|| Error::usage(arg, format!("{s:?} is not NAME=PATH; name the array, e.g. x=big.zarr")))?;
+            let n = n.trim();
+            if n.is_empty()
+                || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                || n.starts_with(|c: char| c.is_ascii_digit())
+            {
+                return Err(Error::usage(arg, format!("{n:?} is not a valid name (letters, digits, _)")));
+            }
+            Ok((n.to_string(), PathBuf::from(p)))
+        })
+        .collect()
+}
+
+/// Open the inputs' metadata and build the plan of `text`.
+pub fn build_plan(text: &str, arg: &str, named: &[(String, PathBuf)]) -> Result<(Plan, Vec<store::ArrayMeta>)> {
+    let mut inputs = vec![];
+    let mut metas = vec![];
+    for (name, path) in named {
+        if inputs.iter().any(|i: &Input| &i.name == name) {
+            return Err(Error::usage(arg, format!("the name {name} is given twice")));
+        }
+        let m = store::meta::read_meta(path)?;
+        inputs.push(Input {
+            name: name.clone(),
+            path: path.clone(),
+            shape: m.shape.clone(),
+            dtype: m.dtype,
+            chunks: m.storage_chunks().to_vec(),
+        });
+        metas.push(m);
+    }
+    let plan = plan::build(text, inputs).map_err(|e| Error::Expr { arg: arg.to_string(), msg: e.render(text) })?;
+    Ok((plan, metas))
+}
+
+/// Where and how to write the result.
+pub struct OutputOpts<'a> {
+    pub out: &'a Path,
+    pub dtype: Option<&'a str>,
+    pub chunks: Option<&'a str>,
+    pub shard: Option<&'a str>,
+    pub codec: Option<&'a str>,
+    pub overwrite: bool,
+    /// Defaults taken from an input: (chunks, shard), codec, dimension names.
+    pub default_chunks: Option<(Vec<u64>, Option<Vec<u64>>)>,
+    pub default_codec: Option<CodecSpec>,
+    pub dimension_names: Option<Vec<String>>,
+}
+
+/// Compute `plan` into the Zarr array `o.out`.
+pub fn compute_to_zarr(plan: Plan, o: &OutputOpts<'_>, run: &RunArgs, stage_name: &str) -> Result<()> {
+    let opts = run.options()?;
+    let root = plan.root().clone();
+    let dtype = match o.dtype {
+        Some(t) => DType::parse(t)
+            .ok_or_else(|| Error::usage("--dtype", format!("unknown dtype {t:?}; use one of {}", DType::accepted())))?,
+        None => root.dtype,
+    };
+    let codec = match o.codec {
+        Some(t) => CodecSpec::parse(t)?,
+        None => o.default_codec.clone().unwrap_or_default(),
+    };
+    let default = o.default_chunks.clone().or_else(|| Some((root.chunks.clone(), None)));
+    let (chunks, shard, _auto) = super::chunking(o.chunks, o.shard, &root.shape, dtype, default)?;
+    let grid = Grid::new(root.shape.clone(), shard.clone().unwrap_or_else(|| chunks.clone()));
+    let layout =
+        OutputLayout { grid: grid.clone(), itemsize: dtype.size() as u64, codec_scratch: codec.scratch_bytes() };
+    let tasks = lower::tasks(&plan, &layout, MAX_GROUP);
+    let stage = Stage {
+        name: stage_name.to_string(),
+        tasks: tasks.groups.len() as u64,
+        task_bytes: tasks.task_bytes,
+        total_bytes: root.shape.iter().product::<u64>() * dtype.size() as u64,
+    };
+    let unit = if shard.is_some() { "shard" } else { "chunk" };
+    let parallel = exec::admissible(&stage, &opts, |mem| {
+        format!(
+            "use smaller --chunks for the output and inputs (a task holds its source chunks and its output {unit}; {} fits this --memory) or raise --memory",
+            human(mem)
+        )
+    })?;
+    if run.explain {
+        let text = lower::explain(&plan, &layout, &tasks, parallel, opts.memory, &o.out.display().to_string());
+        return crate::write_stdout(text.as_bytes());
+    }
+    let names = o.dimension_names.clone().filter(|n| n.len() == root.shape.len());
+    let spec = CreateSpec {
+        shape: root.shape.clone(),
+        chunks,
+        shard,
+        dtype,
+        fill: zero(dtype),
+        codec,
+        dimension_names: names,
+    };
+    let staged = Staged::new(o.out, OutKind::ZarrDir, o.overwrite)?;
+    drop(store::create(staged.path(), &spec)?);
+    let job = Job {
+        stage: stage_name.to_string(),
+        plan,
+        out: OutJob { path: staged.path().to_path_buf(), grid: grid.clone(), dtype },
+        tasks,
+    };
+    let work =
+        if run.scheduler == Scheduler::Processes { Some(WorkDir::create(run.work_dir.as_deref())?) } else { None };
+    let sink = report::sink(run.progress, run.quiet);
+    let wd = work.as_ref().map(|w| w.path().to_path_buf()).unwrap_or_default();
+    let stats = job::run(&job, run.scheduler, parallel, &opts, &wd, sink.as_ref())?;
+    staged.commit()?;
+    drop(work);
+
+    let secs = stats.elapsed.as_secs_f64();
+    let logical = stage.total_bytes;
+    let projected = stage.task_bytes * stats.parallel as u64;
+    let text = format!(
+        "dsk: wrote {} — {} {dtype}, {unit}s {}, {} tasks, {} in {:.2} s ({}/s), {}",
+        o.out.display(),
+        tuple(&root.shape),
+        tuple(&grid.chunks),
+        stage.tasks,
+        human(logical),
+        secs,
+        human((logical as f64 / secs.max(1e-9)) as u64),
+        exec::describe_peak(projected),
+    );
+    report::summary(
+        run.progress,
+        run.quiet,
+        &text,
+        json!({"command": stage_name, "path": o.out, "shape": root.shape, "chunks": grid.chunks, "dtype": dtype.name(),
+               "tasks": stage.tasks, "nbytes": logical, "elapsed_s": secs, "peak_rss": exec::peak_rss(),
+               "projected_peak": projected, "scheduler": format!("{:?}", run.scheduler).to_lowercase()}),
+    );
+    Ok(())
+}
+
+fn zero(d: DType) -> Scalar {
+    if d.is_bool() {
+        Scalar::Bool(false)
+    } else {
+        Scalar::Int(0)
+    }
+}

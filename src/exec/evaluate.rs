@@ -1,0 +1,250 @@
+//! Evaluating a plan over a region: the fused kernel of a task. Source chunks are decoded (or
+//! generated) once per task and kept while the task runs; the output region is computed in tiles of
+//! [`TILE_ELEMS`](crate::plan::lower::TILE_ELEMS) elements so that the temporaries of a chain of
+//! element-wise operations stay in cache; indexing and transposes are views (a reversed chunk is
+//! never copied until an operation needs it contiguous).
+
+use std::collections::HashMap;
+
+use ndarray::{ArrayD, IxDyn, SliceInfo, SliceInfoElem};
+
+use crate::dtype::{DType, Elem};
+use crate::error::{Error, Result};
+use crate::grid::Region;
+use crate::kernels::buf::{Buf, BufElem};
+use crate::kernels::elementwise;
+use crate::plan::lower::{arg_region, leaf_grid, tile_rows};
+use crate::plan::{NodeKind, Plan};
+use crate::store::ZArray;
+use crate::{with_buf, with_dtype};
+
+/// Evaluates regions of a plan for one task, keeping the source chunks it has decoded.
+pub struct Evaluator<'a> {
+    plan: &'a Plan,
+    sources: &'a [ZArray],
+    codec_threads: usize,
+    chunks: HashMap<(usize, u64), Buf>,
+    memo: HashMap<(usize, Region), Buf>,
+}
+
+fn info(ranges: &[(usize, usize)]) -> Result<SliceInfo<Vec<SliceInfoElem>, IxDyn, IxDyn>> {
+    let elems: Vec<SliceInfoElem> = ranges
+        .iter()
+        .map(|&(s, e)| SliceInfoElem::Slice { start: s as isize, end: Some(e as isize), step: 1 })
+        .collect();
+    SliceInfo::try_from(elems).map_err(|e| Error::Internal(format!("slice: {e}")))
+}
+
+fn slice_buf(b: &Buf, ranges: &[(usize, usize)]) -> Result<Buf> {
+    let si = info(ranges)?;
+    Ok(with_buf!(b, T, a => T::wrap(a.clone().slice_move(si))))
+}
+
+impl<'a> Evaluator<'a> {
+    pub fn new(plan: &'a Plan, sources: &'a [ZArray], codec_threads: usize) -> Evaluator<'a> {
+        Evaluator { plan, sources, codec_threads, chunks: HashMap::new(), memo: HashMap::new() }
+    }
+
+    /// Evaluate the root over `region` in tiles; the result in C order, of the root's dtype.
+    pub fn root_region(&mut self, region: &Region) -> Result<Buf> {
+        let root = self.plan.root;
+        let dtype = self.plan.nodes[root].dtype;
+        let shape: Vec<usize> = region.shape.iter().map(|&s| s as usize).collect();
+        if region.ndim() == 0 || region.is_empty() {
+            let b = self.eval(root, region)?;
+            self.memo.clear();
+            return Ok(contiguous(&b, &shape));
+        }
+        let rows = tile_rows(&region.shape);
+        if rows >= region.shape[0] {
+            let b = self.eval(root, region)?;
+            self.memo.clear();
+            return Ok(contiguous(&b, &shape));
+        }
+        with_dtype!(dtype, T => {
+            let mut out: Vec<T> = Vec::with_capacity(region.len() as usize);
+            let mut r0 = 0;
+            while r0 < region.shape[0] {
+                let n = rows.min(region.shape[0] - r0);
+                let mut tile = region.clone();
+                tile.start[0] += r0;
+                tile.shape[0] = n;
+                let b = self.eval(root, &tile)?;
+                self.memo.clear();
+                let tshape: Vec<usize> = tile.shape.iter().map(|&s| s as usize).collect();
+                let b = contiguous(&b, &tshape);
+                let a = T::view(&b).ok_or_else(|| Error::Internal("tile dtype".into()))?;
+                match a.as_slice() {
+                    Some(s) => out.extend_from_slice(s),
+                    None => out.extend(a.iter().copied()),
+                }
+                r0 += n;
+            }
+            Ok(Buf::from_vec(&shape, out))
+        })
+    }
+
+    /// Evaluate node `id` over `region` (a view where possible).
+    pub fn eval(&mut self, id: usize, region: &Region) -> Result<Buf> {
+        let key = (id, region.clone());
+        if let Some(b) = self.memo.get(&key) {
+            return Ok(b.clone());
+        }
+        let node = &self.plan.nodes[id];
+        let b = match &node.kind {
+            NodeKind::Const { value } => {
+                with_dtype!(node.dtype, T => Buf::scalar(T::from_scalar((*value).into())))
+            }
+            NodeKind::Input { .. } | NodeKind::Gen { .. } => self.leaf(id, region)?,
+            NodeKind::Astype { arg } => {
+                let r = arg_region(self.plan, id, 0, region);
+                self.eval(*arg, &r)?.cast(node.dtype)
+            }
+            NodeKind::Transpose { arg, perm } => {
+                let r = arg_region(self.plan, id, 0, region);
+                let a = self.eval(*arg, &r)?;
+                with_buf!(a, T, x => T::wrap(x.permuted_axes(IxDyn(perm))))
+            }
+            NodeKind::Index { arg, sel } => {
+                let r = arg_region(self.plan, id, 0, region);
+                let a = self.eval(*arg, &r)?;
+                let mut elems = vec![];
+                let mut k = 0;
+                for s in sel {
+                    if s.keep {
+                        let step = s.step as isize;
+                        elems.push(SliceInfoElem::Slice { start: 0, end: None, step });
+                        let _ = region.shape[k];
+                        k += 1;
+                    } else {
+                        elems.push(SliceInfoElem::Index(0));
+                    }
+                }
+                let si: SliceInfo<Vec<SliceInfoElem>, IxDyn, IxDyn> =
+                    SliceInfo::try_from(elems).map_err(|e| Error::Internal(format!("index: {e}")))?;
+                with_buf!(a, T, x => T::wrap(x.slice_move(si)))
+            }
+            NodeKind::Map { op, args, compute } => {
+                let mut vals = Vec::with_capacity(args.len());
+                for (pos, &a) in args.iter().enumerate() {
+                    let r = arg_region(self.plan, id, pos, region);
+                    let v = self.eval(a, &r)?;
+                    let want = if *op == elementwise::MapOp::Where && pos == 0 { DType::Bool } else { *compute };
+                    vals.push(v.cast(want));
+                }
+                let shape: Vec<usize> = region.shape.iter().map(|&s| s as usize).collect();
+                let out = with_dtype!(*compute, T => elementwise::apply::<T>(*op, &vals, &shape))
+                    .map_err(|m| Error::Internal(format!("{}: {m}", op.name())))?;
+                if out.dtype() != node.dtype {
+                    out.cast(node.dtype)
+                } else {
+                    out
+                }
+            }
+        };
+        self.memo.insert(key, b.clone());
+        Ok(b)
+    }
+
+    /// A leaf (Zarr input or generator) over `region`: a view of one cached chunk when the region
+    /// lies inside it, else assembled from the chunks (or generated directly).
+    fn leaf(&mut self, id: usize, region: &Region) -> Result<Buf> {
+        let node = &self.plan.nodes[id];
+        let dtype = node.dtype;
+        let Some(grid) = leaf_grid(self.plan, id) else {
+            // a constant generator: fill the region
+            let NodeKind::Gen { gen } = &node.kind else { return Err(Error::Internal("leaf without grid".into())) };
+            return Ok(with_dtype!(dtype, T => {
+                let mut v = vec![T::default(); region.len() as usize];
+                gen.fill(&node.shape, region, &mut v);
+                Buf::from_vec(&region.shape.iter().map(|&s| s as usize).collect::<Vec<_>>(), v)
+            }));
+        };
+        let ranges: Vec<std::ops::Range<u64>> =
+            (0..region.ndim()).map(|a| grid.chunks_overlapping(a, region.start[a], region.end(a))).collect();
+        if region.is_empty() {
+            let shape: Vec<usize> = region.shape.iter().map(|&s| s as usize).collect();
+            return Ok(with_dtype!(dtype, T => Buf::from_vec::<T>(&shape, vec![])));
+        }
+        let gshape = grid.grid_shape();
+        let strides = crate::grid::strides(&gshape);
+        let single = ranges.iter().all(|r| r.end - r.start == 1);
+        if single {
+            let idx: Vec<u64> = ranges.iter().map(|r| r.start).collect();
+            let lin: u64 = idx.iter().zip(&strides).map(|(i, s)| i * s).sum();
+            let chunk = self.chunk(id, &grid, lin)?;
+            let cr = grid.chunk_region(&idx);
+            let rel: Vec<(usize, usize)> = (0..region.ndim())
+                .map(|a| ((region.start[a] - cr.start[a]) as usize, (region.end(a) - cr.start[a]) as usize))
+                .collect();
+            return slice_buf(&chunk, &rel);
+        }
+        // spans several chunks: copy each intersection into a new array
+        let shape: Vec<usize> = region.shape.iter().map(|&s| s as usize).collect();
+        with_dtype!(dtype, T => {
+            let mut out = ArrayD::<T>::from_elem(IxDyn(&shape), T::default());
+            let counts: Vec<u64> = ranges.iter().map(|r| r.end - r.start).collect();
+            let total: u64 = counts.iter().product();
+            for k in 0..total {
+                let rel_idx = crate::grid::unravel(k, &counts);
+                let idx: Vec<u64> = rel_idx.iter().zip(&ranges).map(|(i, r)| i + r.start).collect();
+                let lin: u64 = idx.iter().zip(&strides).map(|(i, s)| i * s).sum();
+                let chunk = self.chunk(id, &grid, lin)?;
+                let cr = grid.chunk_region(&idx);
+                let mut in_chunk = vec![];
+                let mut in_out = vec![];
+                for a in 0..region.ndim() {
+                    let lo = region.start[a].max(cr.start[a]);
+                    let hi = region.end(a).min(cr.end(a));
+                    in_chunk.push(((lo - cr.start[a]) as usize, (hi - cr.start[a]) as usize));
+                    in_out.push(((lo - region.start[a]) as usize, (hi - region.start[a]) as usize));
+                }
+                let src = T::unwrap(slice_buf(&chunk, &in_chunk)?).ok_or_else(|| Error::Internal("chunk dtype".into()))?;
+                out.slice_mut(info(&in_out)?).assign(&src);
+            }
+            Ok(T::wrap(out.into_shared()))
+        })
+    }
+
+    /// Source chunk `lin` of leaf `id`, decoded or generated once per task.
+    fn chunk(&mut self, id: usize, grid: &crate::grid::Grid, lin: u64) -> Result<Buf> {
+        if let Some(b) = self.chunks.get(&(id, lin)) {
+            return Ok(b.clone());
+        }
+        let node = &self.plan.nodes[id];
+        let idx = grid.chunk_index(lin);
+        let region = grid.chunk_region(&idx);
+        let shape: Vec<usize> = region.shape.iter().map(|&s| s as usize).collect();
+        let b = match &node.kind {
+            NodeKind::Input { input } => {
+                let arr = &self.sources[*input];
+                with_dtype!(node.dtype, T => Buf::from_vec(&shape, arr.read_region::<T>(&region, self.codec_threads)?))
+            }
+            NodeKind::Gen { gen } => with_dtype!(node.dtype, T => {
+                let mut v = vec![T::default(); region.len() as usize];
+                gen.fill(&node.shape, &region, &mut v);
+                Buf::from_vec(&shape, v)
+            }),
+            _ => return Err(Error::Internal("chunk of a non-leaf".into())),
+        };
+        self.chunks.insert((id, lin), b.clone());
+        Ok(b)
+    }
+}
+
+/// `b` broadcast to `shape` in C order (copies only when needed).
+fn contiguous(b: &Buf, shape: &[usize]) -> Buf {
+    with_buf!(b, T, a => {
+        if a.shape() == shape && a.is_standard_layout() {
+            b.clone()
+        } else {
+            T::wrap(elementwise::materialize(a, shape))
+        }
+    })
+}
+
+/// The elements of a C-order buffer as `T` (the output dtype).
+pub fn into_elems<T: BufElem + Elem>(b: Buf) -> Result<Vec<T>> {
+    let b = if b.dtype() != T::DTYPE { b.cast(T::DTYPE) } else { b };
+    b.into_vec::<T>().ok_or_else(|| Error::Internal("output dtype".into()))
+}

@@ -1,0 +1,898 @@
+//! The array plan: a lazy DAG of array nodes, each with a shape, a dtype and a chunk grid, built from
+//! an expression's syntax tree without reading any data. [`build`] types the expression with NumPy's
+//! rules ([`types`]), broadcasts shapes, resolves names to inputs and checks everything a user can
+//! get wrong, pointing at the offending part of the expression.
+//!
+//! Nodes: `Input` (a Zarr array), `Gen` (a generator: ones, random, …), `Const` (a literal),
+//! `Map` (element-wise, N inputs, broadcasting), `Index` (basic indexing with steps), `Transpose`,
+//! `Astype`. Reductions and rechunking are parsed and refused here for now: their nodes come with
+//! their issues, and [`lower`] is where their stages will be planned.
+
+pub mod lower;
+pub mod types;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use crate::dtype::{DType, Scalar};
+use crate::expr::ast::{BinOp, Expr, ExprKind, IndexItem, Span, UnOp};
+use crate::expr::parser::ExprError;
+use crate::expr::slice::{self, AxisSel, Item};
+use crate::grid::{auto_chunks, tuple, AUTO_CHUNK_BYTES};
+use crate::kernels::elementwise::MapOp;
+use crate::kernels::generate::{arange_len, arange_len_int, Generator, ScalarRepr};
+use crate::kernels::random::Dist;
+use types::{float_of, result_type, Ty};
+
+/// A named input array.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Input {
+    pub name: String,
+    pub path: PathBuf,
+    pub shape: Vec<u64>,
+    pub dtype: DType,
+    /// The input's chunk shape (the storage chunks: shards when sharded).
+    pub chunks: Vec<u64>,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub enum NodeKind {
+    Input { input: usize },
+    Gen { gen: Generator },
+    Const { value: ScalarRepr },
+    Map { op: MapOp, args: Vec<usize>, compute: DType },
+    Index { arg: usize, sel: Vec<AxisSel> },
+    Transpose { arg: usize, perm: Vec<usize> },
+    Astype { arg: usize },
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Node {
+    pub kind: NodeKind,
+    pub shape: Vec<u64>,
+    pub dtype: DType,
+    /// The chunking this node's values naturally come in (used to choose output chunks).
+    pub chunks: Vec<u64>,
+    /// A literal whose type adapts to the arrays it meets (NEP 50).
+    pub weak: Option<WeakKind>,
+    /// What the node is, for `--explain`.
+    pub label: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum WeakKind {
+    Int,
+    Float,
+    Bool,
+}
+
+impl Node {
+    pub fn args(&self) -> Vec<usize> {
+        match &self.kind {
+            NodeKind::Map { args, .. } => args.clone(),
+            NodeKind::Index { arg, .. } | NodeKind::Transpose { arg, .. } | NodeKind::Astype { arg } => vec![*arg],
+            _ => vec![],
+        }
+    }
+
+    fn ty(&self) -> Ty {
+        match self.weak {
+            Some(WeakKind::Int) => Ty::WeakInt,
+            Some(WeakKind::Float) => Ty::WeakFloat,
+            Some(WeakKind::Bool) => Ty::WeakBool,
+            None => Ty::Array(self.dtype),
+        }
+    }
+}
+
+/// A typed, shaped, chunked DAG; `nodes[root]` is the result.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Plan {
+    pub text: String,
+    pub inputs: Vec<Input>,
+    pub nodes: Vec<Node>,
+    pub root: usize,
+}
+
+impl Plan {
+    pub fn root(&self) -> &Node {
+        &self.nodes[self.root]
+    }
+}
+
+/// Build the plan of `text` over `inputs`.
+pub fn build(text: &str, inputs: Vec<Input>) -> Result<Plan, ExprError> {
+    let ast = crate::expr::parser::parse(text)?;
+    let mut b = Builder { inputs: &inputs, nodes: vec![], by_name: HashMap::new() };
+    let root = b.expr(&ast)?;
+    let nodes = b.nodes;
+    Ok(Plan { text: text.to_string(), inputs, nodes, root })
+}
+
+struct Builder<'a> {
+    inputs: &'a [Input],
+    nodes: Vec<Node>,
+    by_name: HashMap<String, usize>,
+}
+
+fn err<T>(msg: impl Into<String>, span: Span) -> Result<T, ExprError> {
+    Err(ExprError::new(msg, span))
+}
+
+/// NumPy broadcasting of two shapes.
+pub fn broadcast(a: &[u64], b: &[u64]) -> Option<Vec<u64>> {
+    let nd = a.len().max(b.len());
+    let mut out = vec![0; nd];
+    for i in 0..nd {
+        let x = if i + a.len() >= nd { a[i + a.len() - nd] } else { 1 };
+        let y = if i + b.len() >= nd { b[i + b.len() - nd] } else { 1 };
+        out[i] = match (x, y) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => return None,
+        };
+    }
+    Some(out)
+}
+
+const FLOAT_FUNCS: [(&str, MapOp); 14] = [
+    ("sin", MapOp::Sin),
+    ("cos", MapOp::Cos),
+    ("tan", MapOp::Tan),
+    ("arcsin", MapOp::Arcsin),
+    ("arccos", MapOp::Arccos),
+    ("arctan", MapOp::Arctan),
+    ("exp", MapOp::Exp),
+    ("expm1", MapOp::Expm1),
+    ("log", MapOp::Log),
+    ("log1p", MapOp::Log1p),
+    ("log10", MapOp::Log10),
+    ("log2", MapOp::Log2),
+    ("sqrt", MapOp::Sqrt),
+    ("reciprocal", MapOp::Reciprocal),
+];
+
+const SAME_TYPE_FUNCS: [(&str, MapOp); 5] = [
+    ("abs", MapOp::Abs),
+    ("sign", MapOp::Sign),
+    ("floor", MapOp::Floor),
+    ("ceil", MapOp::Ceil),
+    ("round", MapOp::Round),
+];
+
+const REDUCTIONS: [&str; 22] = [
+    "sum",
+    "prod",
+    "mean",
+    "min",
+    "max",
+    "var",
+    "std",
+    "argmin",
+    "argmax",
+    "any",
+    "all",
+    "count_nonzero",
+    "nansum",
+    "nanmean",
+    "nanmin",
+    "nanmax",
+    "nanvar",
+    "nanstd",
+    "cumsum",
+    "cumprod",
+    "nanprod",
+    "ptp",
+];
+
+impl Builder<'_> {
+    fn push(&mut self, node: Node) -> usize {
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    fn node(&self, id: usize) -> &Node {
+        &self.nodes[id]
+    }
+
+    fn expr(&mut self, e: &Expr) -> Result<usize, ExprError> {
+        match &e.kind {
+            ExprKind::Num { value, int } => {
+                let (value, weak, dtype) = match int {
+                    Some(i) => (ScalarRepr::Int(*i), WeakKind::Int, DType::Int64),
+                    None => (ScalarRepr::Float(*value), WeakKind::Float, DType::Float64),
+                };
+                Ok(self.constant(value, dtype, Some(weak), format!("{value:?}")))
+            }
+            ExprKind::Str(_) => err("a string is only allowed as astype's argument, e.g. x.astype('float32')", e.span),
+            ExprKind::Name(name) => self.name(name, e.span),
+            ExprKind::Unary { op, arg } => {
+                let a = self.expr(arg)?;
+                let d = self.node(a).dtype;
+                match op {
+                    UnOp::Pos => Ok(a),
+                    UnOp::Neg if d.is_bool() && self.node(a).weak.is_none() => {
+                        err("negating a bool array is not allowed (NumPy refuses it too); use ~ to invert it", e.span)
+                    }
+                    UnOp::Neg => self.map(MapOp::Neg, vec![a], e.span),
+                    UnOp::Invert if d.is_float() => err(format!("~ needs a bool or integer operand, not {d}"), e.span),
+                    UnOp::Invert => self.map(MapOp::Not, vec![a], e.span),
+                }
+            }
+            ExprKind::Binary { op, lhs, rhs } => {
+                let a = self.expr(lhs)?;
+                let b = self.expr(rhs)?;
+                self.binary(*op, a, b, e.span)
+            }
+            ExprKind::Call { func, args, kwargs } => self.call(func, args, kwargs, e.span),
+            ExprKind::Method { recv, name, args, kwargs } => self.method(recv, name, args, kwargs, e.span),
+            ExprKind::Attr { recv, name } => {
+                let a = self.expr(recv)?;
+                match name.as_str() {
+                    "T" => {
+                        let nd = self.node(a).shape.len();
+                        self.transpose(a, (0..nd).rev().collect(), e.span)
+                    }
+                    _ => err(format!("unknown attribute .{name} (arrays have .T)"), e.span),
+                }
+            }
+            ExprKind::Index { recv, items } => {
+                let a = self.expr(recv)?;
+                self.index(a, items, e.span)
+            }
+            ExprKind::Tuple(_) => err("a tuple is not an array; tuples are for shapes and axes", e.span),
+        }
+    }
+
+    fn constant(&mut self, value: ScalarRepr, dtype: DType, weak: Option<WeakKind>, label: String) -> usize {
+        self.push(Node { kind: NodeKind::Const { value }, shape: vec![], dtype, chunks: vec![], weak, label })
+    }
+
+    fn name(&mut self, name: &str, span: Span) -> Result<usize, ExprError> {
+        if let Some(&id) = self.by_name.get(name) {
+            return Ok(id);
+        }
+        if matches!(name, "True" | "true" | "False" | "false") {
+            let v = name.eq_ignore_ascii_case("true");
+            return Ok(self.constant(ScalarRepr::Bool(v), DType::Bool, Some(WeakKind::Bool), name.to_string()));
+        }
+        let Some(i) = self.inputs.iter().position(|x| x.name == name) else {
+            let known: Vec<&str> = self.inputs.iter().map(|x| x.name.as_str()).collect();
+            let hint = if known.is_empty() {
+                format!("give it as {name}=path.zarr")
+            } else {
+                format!("inputs are {}; give another as {name}=path.zarr", known.join(", "))
+            };
+            return err(format!("unknown name '{name}' — {hint}"), span);
+        };
+        let inp = &self.inputs[i];
+        let id = self.push(Node {
+            kind: NodeKind::Input { input: i },
+            shape: inp.shape.clone(),
+            dtype: inp.dtype,
+            chunks: inp.chunks.clone(),
+            weak: None,
+            label: name.to_string(),
+        });
+        self.by_name.insert(name.to_string(), id);
+        Ok(id)
+    }
+
+    /// Output chunks of an element-wise node: from the first argument covering each axis.
+    fn map_chunks(&self, args: &[usize], shape: &[u64]) -> Vec<u64> {
+        let nd = shape.len();
+        (0..nd)
+            .map(|k| {
+                for &a in args {
+                    let n = &self.nodes[a];
+                    let off = nd - n.shape.len();
+                    if k >= off && n.shape[k - off] == shape[k] && n.shape[k - off] > 0 {
+                        return n.chunks[k - off];
+                    }
+                }
+                shape[k].max(1)
+            })
+            .collect()
+    }
+
+    /// An element-wise node of `op` over `args`, typed by NumPy's rules.
+    fn map(&mut self, op: MapOp, args: Vec<usize>, span: Span) -> Result<usize, ExprError> {
+        let mut shape: Vec<u64> = vec![];
+        for &a in &args {
+            let s = &self.nodes[a].shape;
+            shape = broadcast(&shape, s).ok_or_else(|| {
+                let shapes: Vec<String> = args.iter().map(|&x| tuple(&self.nodes[x].shape)).collect();
+                ExprError::new(
+                    format!("operands could not be broadcast together with shapes {}", shapes.join(" ")),
+                    span,
+                )
+            })?;
+        }
+        // the operands that are typed together (where's condition is not)
+        let typed: Vec<usize> = if op == MapOp::Where { args[1..].to_vec() } else { args.clone() };
+        let tys: Vec<Ty> = typed.iter().map(|&a| self.nodes[a].ty()).collect();
+        let mut compute = result_type(&tys);
+        let all_bool = compute.is_bool();
+        if op.is_float_function() {
+            compute = if op == MapOp::Div && !compute.is_float() { DType::Float64 } else { float_of(compute) };
+        }
+        match op {
+            MapOp::Sub if all_bool => {
+                return err("subtracting bools is not allowed (NumPy refuses it too); use ^ for exclusive or", span)
+            }
+            MapOp::FloorDiv | MapOp::Mod | MapOp::Pow if all_bool => compute = DType::Int8,
+            MapOp::And | MapOp::Or | MapOp::Xor | MapOp::Not if compute.is_float() => {
+                return err(
+                    format!(
+                        "bitwise {} needs bool or integer operands, not {compute}; comparisons give bools: (x > 0) & (x < 1)",
+                        op.name()
+                    ),
+                    span,
+                )
+            }
+            MapOp::Sign if compute.is_bool() => return err("sign of a bool array is not defined (NumPy refuses it too)", span),
+            MapOp::Floor | MapOp::Ceil | MapOp::Round if compute.is_bool() => compute = DType::Float32,
+            _ => {}
+        }
+        // integer literals must fit the type they take (NEP 50: uint8 + 300 is an error)
+        for &a in &typed {
+            let n = &self.nodes[a];
+            if let (Some(WeakKind::Int), NodeKind::Const { value: ScalarRepr::Int(v) }) = (n.weak, &n.kind) {
+                let (lo, hi) = crate::dtype::int_range(compute);
+                if compute.is_int() && ((*v as i128) < lo || (*v as i128) > hi) {
+                    return err(
+                        format!("integer {v} is out of bounds for {compute} (the type of the other operand)"),
+                        span,
+                    );
+                }
+            }
+        }
+        let dtype = if op.gives_bool() { DType::Bool } else { compute };
+        let weak = if typed.iter().all(|&a| self.nodes[a].weak.is_some())
+            && args.iter().all(|&a| self.nodes[a].weak.is_some())
+        {
+            // literal op literal stays a literal (2 * 3.5 is a weak float)
+            match dtype {
+                DType::Bool => Some(WeakKind::Bool),
+                d if d.is_float() => Some(WeakKind::Float),
+                _ => Some(WeakKind::Int),
+            }
+        } else {
+            None
+        };
+        let chunks = self.map_chunks(&args, &shape);
+        let label = op.name().to_string();
+        Ok(self.push(Node { kind: NodeKind::Map { op, args, compute }, shape, dtype, chunks, weak, label }))
+    }
+
+    fn binary(&mut self, op: BinOp, a: usize, b: usize, span: Span) -> Result<usize, ExprError> {
+        let mop = match op {
+            BinOp::Add => MapOp::Add,
+            BinOp::Sub => MapOp::Sub,
+            BinOp::Mul => MapOp::Mul,
+            BinOp::Div => MapOp::Div,
+            BinOp::FloorDiv => MapOp::FloorDiv,
+            BinOp::Mod => MapOp::Mod,
+            BinOp::Pow => return self.power(a, b, span),
+            BinOp::Lt => MapOp::Lt,
+            BinOp::Le => MapOp::Le,
+            BinOp::Gt => MapOp::Gt,
+            BinOp::Ge => MapOp::Ge,
+            BinOp::Eq => MapOp::Eq,
+            BinOp::Ne => MapOp::Ne,
+            BinOp::And => MapOp::And,
+            BinOp::Or => MapOp::Or,
+            BinOp::Xor => MapOp::Xor,
+        };
+        self.map(mop, vec![a, b], span)
+    }
+
+    /// `x ** c` with a literal exponent uses NumPy's fast paths (square, sqrt, reciprocal).
+    fn power(&mut self, a: usize, b: usize, span: Span) -> Result<usize, ExprError> {
+        let base = &self.nodes[a];
+        if let (NodeKind::Const { value }, Some(_), None) = (&self.nodes[b].kind, self.nodes[b].weak, base.weak) {
+            let e = match value {
+                ScalarRepr::Int(i) => *i as f64,
+                ScalarRepr::Float(f) => *f,
+                _ => f64::NAN,
+            };
+            let float_base = result_type(&[base.ty(), self.nodes[b].ty()]).is_float();
+            if e == 2.0 {
+                // x ** 2 has the dtype of x ** 2: int8 ** 2 → int8, bool ** 2 → int8, x ** 2.0 → float
+                let want = result_type(&[base.ty(), self.nodes[b].ty()]);
+                let want = if want.is_bool() { DType::Int8 } else { want };
+                let base = if self.nodes[a].dtype == want { a } else { self.astype(a, want, span)? };
+                return self.map(MapOp::Square, vec![base], span);
+            }
+            if float_base && e == 0.5 {
+                return self.map(MapOp::Sqrt, vec![a], span);
+            }
+            if float_base && e == -1.0 {
+                return self.map(MapOp::Reciprocal, vec![a], span);
+            }
+        }
+        self.map(MapOp::Pow, vec![a, b], span)
+    }
+
+    fn astype(&mut self, a: usize, dtype: DType, _span: Span) -> Result<usize, ExprError> {
+        let n = &self.nodes[a];
+        let (shape, chunks) = (n.shape.clone(), n.chunks.clone());
+        Ok(self.push(Node {
+            kind: NodeKind::Astype { arg: a },
+            shape,
+            dtype,
+            chunks,
+            weak: None,
+            label: format!("astype({dtype})"),
+        }))
+    }
+
+    fn transpose(&mut self, a: usize, perm: Vec<usize>, span: Span) -> Result<usize, ExprError> {
+        let n = &self.nodes[a];
+        let nd = n.shape.len();
+        let mut seen = vec![false; nd];
+        if perm.len() != nd || perm.iter().any(|&p| p >= nd || std::mem::replace(&mut seen[p], true)) {
+            return err(format!("axes {perm:?} are not a permutation of the {nd} axes"), span);
+        }
+        let shape = perm.iter().map(|&p| n.shape[p]).collect();
+        let chunks = perm.iter().map(|&p| n.chunks[p]).collect();
+        let dtype = n.dtype;
+        Ok(self.push(Node {
+            kind: NodeKind::Transpose { arg: a, perm: perm.clone() },
+            shape,
+            dtype,
+            chunks,
+            weak: None,
+            label: format!("transpose{perm:?}"),
+        }))
+    }
+
+    fn index(&mut self, a: usize, items: &[IndexItem], span: Span) -> Result<usize, ExprError> {
+        let mut parsed = vec![];
+        for it in items {
+            parsed.push(match it {
+                IndexItem::Ellipsis => Item::Ellipsis,
+                IndexItem::Index(e) => Item::Index(const_int(e)?),
+                IndexItem::Slice { start, stop, step } => Item::Slice {
+                    start: start.as_ref().map(const_int).transpose()?,
+                    stop: stop.as_ref().map(const_int).transpose()?,
+                    step: step.as_ref().map(const_int).transpose()?,
+                },
+            });
+            if let Item::Slice { step: Some(0), .. } = parsed[parsed.len() - 1] {
+                return err("slice step cannot be zero", span);
+            }
+        }
+        let n = &self.nodes[a];
+        let sel = slice::normalize(&parsed, &n.shape).map_err(|m| ExprError::new(m, span))?;
+        let mut shape = vec![];
+        let mut chunks = vec![];
+        for (axis, s) in sel.iter().enumerate() {
+            if s.keep {
+                shape.push(s.len);
+                let c = n.chunks[axis].div_ceil(s.step.unsigned_abs()).max(1);
+                chunks.push(c.min(s.len.max(1)));
+            }
+        }
+        let dtype = n.dtype;
+        let label = format!("index[{}]", sel_text(&sel));
+        Ok(self.push(Node { kind: NodeKind::Index { arg: a, sel }, shape, dtype, chunks, weak: None, label }))
+    }
+
+    fn call(&mut self, func: &str, args: &[Expr], kwargs: &[(String, Expr)], span: Span) -> Result<usize, ExprError> {
+        if let Some((_, op)) = FLOAT_FUNCS.iter().chain(SAME_TYPE_FUNCS.iter()).find(|(n, _)| *n == func) {
+            no_kwargs(func, kwargs, &[], span)?;
+            let a = self.args_exact(func, args, 1, span)?;
+            return self.map(*op, a, span);
+        }
+        match func {
+            "isnan" | "isfinite" => {
+                no_kwargs(func, kwargs, &[], span)?;
+                let a = self.args_exact(func, args, 1, span)?;
+                let op = if func == "isnan" { MapOp::IsNan } else { MapOp::IsFinite };
+                self.map(op, a, span)
+            }
+            "minimum" | "maximum" => {
+                no_kwargs(func, kwargs, &[], span)?;
+                let a = self.args_exact(func, args, 2, span)?;
+                self.map(if func == "minimum" { MapOp::Minimum } else { MapOp::Maximum }, a, span)
+            }
+            "clip" => {
+                no_kwargs(func, kwargs, &[], span)?;
+                let a = self.args_exact(func, args, 3, span)?;
+                self.map(MapOp::Clip, a, span)
+            }
+            "where" => {
+                no_kwargs(func, kwargs, &[], span)?;
+                let mut a = self.args_exact(func, args, 3, span)?;
+                if !self.nodes[a[0]].dtype.is_bool() {
+                    a[0] = self.astype(a[0], DType::Bool, span)?;
+                }
+                self.map(MapOp::Where, a, span)
+            }
+            "transpose" => {
+                no_kwargs(func, kwargs, &["axes"], span)?;
+                if args.is_empty() || args.len() > 2 {
+                    return err("transpose takes an array and optionally the axes: transpose(x, (1, 0))", span);
+                }
+                let a = self.expr(&args[0])?;
+                let nd = self.nodes[a].shape.len();
+                let axes = match args.get(1).or_else(|| kwarg(kwargs, "axes")) {
+                    Some(e) => axes_list(e, nd)?,
+                    None => (0..nd).rev().collect(),
+                };
+                self.transpose(a, axes, span)
+            }
+            "astype" => {
+                no_kwargs(func, kwargs, &[], span)?;
+                if args.len() != 2 {
+                    return err("astype takes an array and a dtype: astype(x, 'float32')", span);
+                }
+                let a = self.expr(&args[0])?;
+                let d = dtype_arg(&args[1])?;
+                self.astype(a, d, span)
+            }
+            "ones" | "zeros" | "full" | "arange" | "linspace" | "random" | "normal" => {
+                self.generator(func, args, kwargs, span)
+            }
+            f if REDUCTIONS.contains(&f) => err(
+                format!("{f}() is a reduction: reductions are not supported yet (they come with `dsk reduce`)"),
+                span,
+            ),
+            _ => err(format!("unknown function {func}()"), span),
+        }
+    }
+
+    fn args_exact(&mut self, func: &str, args: &[Expr], n: usize, span: Span) -> Result<Vec<usize>, ExprError> {
+        if args.len() != n {
+            return err(
+                format!("{func}() takes {n} argument{}, got {}", if n == 1 { "" } else { "s" }, args.len()),
+                span,
+            );
+        }
+        args.iter().map(|a| self.expr(a)).collect()
+    }
+
+    fn method(
+        &mut self,
+        recv: &Expr,
+        name: &str,
+        args: &[Expr],
+        kwargs: &[(String, Expr)],
+        span: Span,
+    ) -> Result<usize, ExprError> {
+        match name {
+            "astype" => {
+                no_kwargs(name, kwargs, &[], span)?;
+                let a = self.expr(recv)?;
+                if args.len() != 1 {
+                    return err("astype takes one dtype: x.astype('float32')", span);
+                }
+                let d = dtype_arg(&args[0])?;
+                self.astype(a, d, span)
+            }
+            "transpose" => {
+                no_kwargs(name, kwargs, &[], span)?;
+                let a = self.expr(recv)?;
+                let nd = self.nodes[a].shape.len();
+                let axes = match args.len() {
+                    0 => (0..nd).rev().collect(),
+                    1 if matches!(args[0].kind, ExprKind::Tuple(_)) => axes_list(&args[0], nd)?,
+                    _ => args.iter().map(|e| axis_value(e, nd)).collect::<Result<_, _>>()?,
+                };
+                self.transpose(a, axes, span)
+            }
+            "clip" => {
+                let a = self.expr(recv)?;
+                let lo = self.expr(args.first().ok_or_else(|| ExprError::new("clip needs (min, max)", span))?)?;
+                let hi = self.expr(args.get(1).ok_or_else(|| ExprError::new("clip needs (min, max)", span))?)?;
+                self.map(MapOp::Clip, vec![a, lo, hi], span)
+            }
+            "round" => {
+                let a = self.expr(recv)?;
+                self.map(MapOp::Round, vec![a], span)
+            }
+            "rechunk" => err("rechunk() is not supported yet (it comes with `dsk rechunk`)", span),
+            r if REDUCTIONS.contains(&r) => err(
+                format!(".{r}() is a reduction: reductions are not supported yet (they come with `dsk reduce`)"),
+                span,
+            ),
+            _ => err(format!("unknown method .{name}()"), span),
+        }
+    }
+
+    fn generator(
+        &mut self,
+        func: &str,
+        args: &[Expr],
+        kwargs: &[(String, Expr)],
+        span: Span,
+    ) -> Result<usize, ExprError> {
+        let allowed: &[&str] = match func {
+            "ones" | "zeros" => &["chunks", "dtype"],
+            "full" => &["chunks", "dtype", "fill_value"],
+            "arange" => &["chunks", "dtype", "start", "stop", "step"],
+            "linspace" => &["chunks", "dtype", "num"],
+            "random" => &["chunks", "dtype", "seed", "low", "high"],
+            _ => &["chunks", "dtype", "seed", "mean", "std", "loc", "scale"],
+        };
+        no_kwargs(func, kwargs, allowed, span)?;
+        let dtype_kw = kwarg(kwargs, "dtype").map(dtype_arg).transpose()?;
+        let num = |e: &Expr| const_f64(e);
+        let (gen, shape, dtype) = match func {
+            "ones" | "zeros" | "full" => {
+                let shape = shape_arg(args.first().ok_or_else(|| {
+                    ExprError::new(format!("{func}() needs a shape, e.g. {func}((1000, 4000))"), span)
+                })?)?;
+                let (value, default) = if func == "full" {
+                    let v = args
+                        .get(1)
+                        .or_else(|| kwarg(kwargs, "fill_value"))
+                        .ok_or_else(|| ExprError::new("full() needs a value: full((n, m), 7.5)", span))?;
+                    match &v.kind {
+                        ExprKind::Num { int: Some(i), .. } => (ScalarRepr::Int(*i), DType::Int64),
+                        _ => (ScalarRepr::Float(num(v)?), DType::Float64),
+                    }
+                } else {
+                    (ScalarRepr::Int(if func == "ones" { 1 } else { 0 }), DType::Float64)
+                };
+                (Generator::Const(value), shape, dtype_kw.unwrap_or(default))
+            }
+            "arange" => {
+                let vals: Vec<&Expr> = args.iter().collect();
+                let (start, stop, step) = match vals.len() {
+                    1 => (None, vals[0], None),
+                    2 => (Some(vals[0]), vals[1], None),
+                    3 => (Some(vals[0]), vals[1], Some(vals[2])),
+                    _ => return err("arange takes (stop), (start, stop) or (start, stop, step)", span),
+                };
+                let is_int = |e: Option<&Expr>| {
+                    e.is_none_or(|e| matches!(e.kind, ExprKind::Num { int: Some(_), .. }) || int_lit(e).is_some())
+                };
+                let ints = is_int(start) && is_int(Some(stop)) && is_int(step);
+                let (s, e, st) =
+                    (start.map(num).transpose()?.unwrap_or(0.0), num(stop)?, step.map(num).transpose()?.unwrap_or(1.0));
+                let n = if ints {
+                    let si = start.and_then(int_lit).unwrap_or(0);
+                    let ei = int_lit(stop).unwrap_or(0);
+                    let sti = step.and_then(int_lit).unwrap_or(1);
+                    arange_len_int(si, ei, sti).map_err(|m| ExprError::new(m, span))?
+                } else {
+                    arange_len(s, e, st).map_err(|m| ExprError::new(m, span))?
+                };
+                let gen = Generator::Arange { start: s, step: st, int_start: s as i64, int_step: st as i64 };
+                (gen, vec![n], dtype_kw.unwrap_or(if ints { DType::Int64 } else { DType::Float64 }))
+            }
+            "linspace" => {
+                if args.len() < 2 {
+                    return err("linspace takes (start, stop, num)", span);
+                }
+                let n = match args.get(2).or_else(|| kwarg(kwargs, "num")) {
+                    Some(e) => const_int(e)?,
+                    None => 50,
+                };
+                if n < 0 {
+                    return err("linspace: num must be ≥ 0", span);
+                }
+                (
+                    Generator::Linspace { start: num(&args[0])?, stop: num(&args[1])?, num: n as u64 },
+                    vec![n as u64],
+                    dtype_kw.unwrap_or(DType::Float64),
+                )
+            }
+            _ => {
+                let shape = shape_arg(args.first().ok_or_else(|| {
+                    ExprError::new(
+                        format!("{func}() needs a shape, e.g. {func}((1000, 4000), chunks=(100, 100), seed=0)"),
+                        span,
+                    )
+                })?)?;
+                let seed = kwarg(kwargs, "seed").map(const_int).transpose()?.unwrap_or(0);
+                if seed < 0 {
+                    return err("seed must be ≥ 0", span);
+                }
+                let dist = if func == "random" {
+                    let low = kwarg(kwargs, "low").map(num).transpose()?.unwrap_or(0.0);
+                    let high = kwarg(kwargs, "high").map(num).transpose()?.unwrap_or(1.0);
+                    Dist::Uniform { low, high }
+                } else {
+                    let mean =
+                        kwarg(kwargs, "mean").or_else(|| kwarg(kwargs, "loc")).map(num).transpose()?.unwrap_or(0.0);
+                    let std =
+                        kwarg(kwargs, "std").or_else(|| kwarg(kwargs, "scale")).map(num).transpose()?.unwrap_or(1.0);
+                    Dist::Normal { mean, std }
+                };
+                let dtype = dtype_kw.unwrap_or(DType::Float64);
+                dist.check(dtype).map_err(|m| ExprError::new(m, span))?;
+                (Generator::Random { dist, seed: seed as u64 }, shape, dtype)
+            }
+        };
+        if let Generator::Const(ScalarRepr::Float(f)) = gen {
+            if dtype.is_int() && (f.fract() != 0.0 || !f.is_finite()) {
+                return err(format!("{f} cannot be stored exactly in {dtype}"), span);
+            }
+        }
+        let chunks = match kwarg(kwargs, "chunks") {
+            Some(c) => {
+                let c = shape_arg(c)?;
+                if c.len() != shape.len() || c.contains(&0) {
+                    return err(
+                        format!(
+                            "chunks {} must have one positive extent per axis of the shape {}",
+                            tuple(&c),
+                            tuple(&shape)
+                        ),
+                        span,
+                    );
+                }
+                c.iter().zip(&shape).map(|(&c, &n)| c.min(n.max(1))).collect()
+            }
+            None => auto_chunks(&shape, dtype.size() as u64, AUTO_CHUNK_BYTES),
+        };
+        let label = format!("{func}{}", tuple(&shape));
+        Ok(self.push(Node { kind: NodeKind::Gen { gen }, shape, dtype, chunks, weak: None, label }))
+    }
+}
+
+fn kwarg<'e>(kwargs: &'e [(String, Expr)], name: &str) -> Option<&'e Expr> {
+    kwargs.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+fn no_kwargs(func: &str, kwargs: &[(String, Expr)], allowed: &[&str], span: Span) -> Result<(), ExprError> {
+    for (k, v) in kwargs {
+        if !allowed.contains(&k.as_str()) {
+            let hint = if allowed.is_empty() { String::new() } else { format!(" (it takes {})", allowed.join(", ")) };
+            return err(format!("{func}() has no argument '{k}'{hint}"), v.span.to(span));
+        }
+    }
+    Ok(())
+}
+
+fn int_lit(e: &Expr) -> Option<i64> {
+    match &e.kind {
+        ExprKind::Num { int: Some(i), .. } => Some(*i),
+        ExprKind::Unary { op: UnOp::Neg, arg } => int_lit(arg).map(|i| -i),
+        ExprKind::Unary { op: UnOp::Pos, arg } => int_lit(arg),
+        _ => None,
+    }
+}
+
+fn const_int(e: &Expr) -> Result<i64, ExprError> {
+    int_lit(e).ok_or_else(|| ExprError::new("expected an integer here", e.span))
+}
+
+fn const_f64(e: &Expr) -> Result<f64, ExprError> {
+    match &e.kind {
+        ExprKind::Num { value, .. } => Ok(*value),
+        ExprKind::Unary { op: UnOp::Neg, arg } => const_f64(arg).map(|v| -v),
+        ExprKind::Unary { op: UnOp::Pos, arg } => const_f64(arg),
+        _ => err("expected a number here", e.span),
+    }
+}
+
+fn shape_arg(e: &Expr) -> Result<Vec<u64>, ExprError> {
+    let items: Vec<&Expr> = match &e.kind {
+        ExprKind::Tuple(items) => items.iter().collect(),
+        _ => vec![e],
+    };
+    items
+        .into_iter()
+        .map(|x| {
+            let v = const_int(x)?;
+            if v < 0 {
+                return err("extents must be ≥ 0", x.span);
+            }
+            Ok(v as u64)
+        })
+        .collect()
+}
+
+fn axis_value(e: &Expr, nd: usize) -> Result<usize, ExprError> {
+    let v = const_int(e)?;
+    let a = if v < 0 { v + nd as i64 } else { v };
+    if a < 0 || a >= nd as i64 {
+        return err(format!("axis {v} is out of bounds for an array with {nd} axes"), e.span);
+    }
+    Ok(a as usize)
+}
+
+fn axes_list(e: &Expr, nd: usize) -> Result<Vec<usize>, ExprError> {
+    match &e.kind {
+        ExprKind::Tuple(items) => items.iter().map(|x| axis_value(x, nd)).collect(),
+        _ => Ok(vec![axis_value(e, nd)?]),
+    }
+}
+
+fn dtype_arg(e: &Expr) -> Result<DType, ExprError> {
+    let name = match &e.kind {
+        ExprKind::Str(s) => s.clone(),
+        ExprKind::Name(n) => n.clone(),
+        _ => return err("expected a dtype, like 'float32'", e.span),
+    };
+    DType::parse(&name)
+        .ok_or_else(|| ExprError::new(format!("unknown dtype '{name}'; use one of {}", DType::accepted()), e.span))
+}
+
+fn sel_text(sel: &[AxisSel]) -> String {
+    sel.iter()
+        .map(|s| {
+            if !s.keep {
+                s.start.to_string()
+            } else if s.step == 1 && s.start == 0 {
+                format!(":{}", s.len)
+            } else {
+                format!("{}+{}×{}", s.start, s.len, s.step)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A scalar node's value as a [`Scalar`].
+pub fn const_value(n: &Node) -> Option<Scalar> {
+    match &n.kind {
+        NodeKind::Const { value } => Some((*value).into()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs() -> Vec<Input> {
+        vec![
+            Input {
+                name: "x".into(),
+                path: "x.zarr".into(),
+                shape: vec![6, 4],
+                dtype: DType::Float64,
+                chunks: vec![4, 3],
+            },
+            Input { name: "i".into(), path: "i.zarr".into(), shape: vec![4], dtype: DType::Int16, chunks: vec![2] },
+            Input {
+                name: "u".into(),
+                path: "u.zarr".into(),
+                shape: vec![6, 4],
+                dtype: DType::Uint8,
+                chunks: vec![6, 4],
+            },
+        ]
+    }
+
+    fn typ(t: &str) -> Result<(Vec<u64>, DType), String> {
+        build(t, inputs()).map(|p| (p.root().shape.clone(), p.root().dtype)).map_err(|e| e.msg)
+    }
+
+    #[test]
+    fn types_and_shapes_follow_numpy() {
+        assert_eq!(typ("cos(x)**2"), Ok((vec![6, 4], DType::Float64)));
+        assert_eq!(typ("sqrt(i)"), Ok((vec![4], DType::Float32)));
+        assert_eq!(typ("i / 2"), Ok((vec![4], DType::Float64)));
+        assert_eq!(typ("i // 2"), Ok((vec![4], DType::Int16)));
+        assert_eq!(typ("u + 1"), Ok((vec![6, 4], DType::Uint8)));
+        assert_eq!(typ("u + i"), Ok((vec![6, 4], DType::Int16)));
+        assert_eq!(typ("x > 0"), Ok((vec![6, 4], DType::Bool)));
+        assert_eq!(typ("x[::-1, 1]"), Ok((vec![6], DType::Float64)));
+        assert_eq!(typ("x.T"), Ok((vec![4, 6], DType::Float64)));
+        assert_eq!(typ("transpose(x, (1, 0)).astype('float32')"), Ok((vec![4, 6], DType::Float32)));
+        assert_eq!(typ("where(x > 0, x, 0)"), Ok((vec![6, 4], DType::Float64)));
+        assert_eq!(typ("ones((3, 4), chunks=(2, 2)) + 1"), Ok((vec![3, 4], DType::Float64)));
+        assert_eq!(typ("1 + 2"), Ok((vec![], DType::Int64)));
+        assert_eq!(typ("u ** 2"), Ok((vec![6, 4], DType::Uint8)));
+    }
+
+    #[test]
+    fn mistakes_are_refused_with_a_reason() {
+        assert!(typ("x + u[0:3]").unwrap_err().contains("broadcast"));
+        assert!(typ("u + 300").unwrap_err().contains("out of bounds for uint8"));
+        assert!(typ("y + 1").unwrap_err().contains("unknown name 'y'"));
+        assert!(typ("x & 1").unwrap_err().contains("bitwise"));
+        assert!(typ("x.sum()").unwrap_err().contains("reduction"));
+        assert!(typ("x[10]").unwrap_err().contains("out of bounds"));
+        assert!(typ("foo(x)").unwrap_err().contains("unknown function"));
+        assert!(typ("x.astype('complex64')").unwrap_err().contains("unknown dtype"));
+        assert!(typ("cos(x, x)").unwrap_err().contains("takes 1 argument"));
+    }
+}
