@@ -253,8 +253,13 @@ pub fn worker(job_file: &Path, first: usize, count: usize) -> Result<()> {
     let sources = open_sources(&job.plan)?;
     let out = ZArray::open(&job.out.path)?;
     let end = (first + count).min(job.tasks.groups.len());
+    // test hook: make this worker die at a given task, to exercise the parent's failure report
+    let fail_at: Option<usize> = std::env::var("DSK_TEST_WORKER_ABORT_AT").ok().and_then(|v| v.parse().ok());
     for t in first..end {
         crate::write_stdout(format!("{{\"start\": {t}}}\n").as_bytes())?;
+        if fail_at == Some(t) {
+            std::process::abort();
+        }
         let b = run_task(&job, &sources, &out, t, 1)?;
         crate::write_stdout(format!("{{\"done\": {t}, \"bytes\": {b}}}\n").as_bytes())?;
     }

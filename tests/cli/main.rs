@@ -1,6 +1,7 @@
 //! Command-line scenarios, each checked on values read back (through `dsk export`, whose output is
 //! parsed here independently) or on the exact error a user sees.
 
+mod compute;
 mod util;
 
 use std::fs;
@@ -9,7 +10,7 @@ use serde_json::Value;
 use util::{fixtures, make_npy, parse_npy, values, TestDir};
 
 /// Export `array` as npy and return (dtype, shape, values as f64).
-fn read(t: &TestDir, array: &str) -> (String, Vec<u64>, Vec<f64>) {
+pub(crate) fn read(t: &TestDir, array: &str) -> (String, Vec<u64>, Vec<f64>) {
     read_slice(t, array, None)
 }
 
@@ -24,12 +25,12 @@ fn read_slice(t: &TestDir, array: &str, slice: Option<&str>) -> (String, Vec<u64
     (descr, shape, v)
 }
 
-fn info_json(t: &TestDir, array: &str) -> Value {
+pub(crate) fn info_json(t: &TestDir, array: &str) -> Value {
     let r = t.dsk(&["info", array, "--json"]).ok();
     serde_json::from_slice(&r.out.stdout).expect("info --json prints JSON")
 }
 
-fn no_partial_left(t: &TestDir) {
+pub(crate) fn no_partial_left(t: &TestDir) {
     for e in fs::read_dir(t.root()).expect("list") {
         let name = e.expect("entry").file_name().to_string_lossy().into_owned();
         assert!(!name.contains("partial"), "a partial output was left behind: {name}");

@@ -27,8 +27,13 @@ impl TestDir {
     }
 
     pub fn dsk_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Run {
+        self.dsk_env(args, stdin, &[])
+    }
+
+    pub fn dsk_env(&self, args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Run {
         use std::io::Write;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dsk"));
+        cmd.envs(env.iter().copied());
         cmd.args(args).current_dir(self.dir.path()).env("NO_COLOR", "1");
         cmd.stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() });
         cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
@@ -69,6 +74,25 @@ impl Run {
     #[track_caller]
     pub fn ok(self) -> Run {
         assert!(self.out.status.success(), "expected success\n{}", self.show());
+        self
+    }
+
+    /// Assert failure with `code` and an expression error: the message, then the expression with a
+    /// caret line under it.
+    #[track_caller]
+    pub fn fails_expr(self, needles: &[&str]) -> Run {
+        assert_eq!(self.out.status.code(), Some(2), "wrong exit code\n{}", self.show());
+        let err = self.stderr();
+        let lines: Vec<&str> = err.trim_end().lines().collect();
+        assert!(
+            err.starts_with("dsk: error: ") && lines.len() == 3,
+            "expected message + expression + caret\n{}",
+            self.show()
+        );
+        assert!(lines[2].trim_start().starts_with('^'), "no caret line\n{}", self.show());
+        for n in needles {
+            assert!(err.contains(n), "stderr should mention {n:?}\n{}", self.show());
+        }
         self
     }
 

@@ -1,0 +1,214 @@
+//! `dsk transform` and `dsk eval`: values, types, schedulers, plans and errors.
+
+use crate::util::{parse_npy, values, TestDir};
+use crate::{info_json, no_partial_left, read};
+
+fn arange(t: &TestDir, name: &str, shape: &str, chunks: &str, dtype: &str) {
+    let n: u64 = shape.split(',').map(|s| s.parse::<u64>().unwrap_or(0)).product();
+    t.dsk(&[
+        "create",
+        "arange",
+        name,
+        "--stop",
+        &n.to_string(),
+        "--shape",
+        shape,
+        "--chunks",
+        chunks,
+        "--dtype",
+        dtype,
+    ])
+    .ok();
+}
+
+#[test]
+fn transform_cos_squared_matches_libm_within_an_ulp() {
+    let t = TestDir::new();
+    arange(&t, "a.zarr", "9,7", "4,3", "float64");
+    t.dsk(&["transform", "a.zarr", "c.zarr", "--expr", "cos(x)**2"]).ok();
+    let (d, shape, v) = read(&t, "c.zarr");
+    assert_eq!((d.as_str(), shape), ("<f8", vec![9, 7]));
+    for (i, got) in v.iter().enumerate() {
+        let want = (i as f64).cos().powi(2);
+        assert!((got - want).abs() <= 4.0 * f64::EPSILON * want.abs().max(1e-300), "{i}: {got} vs {want}");
+    }
+    let info = info_json(&t, "c.zarr");
+    assert_eq!(info["chunks"], serde_json::json!([4, 3]), "chunks default to the input's");
+}
+
+#[test]
+fn mirrored_product_is_exact_on_ragged_chunks() {
+    let t = TestDir::new();
+    arange(&t, "a.zarr", "7,5", "3,2", "int64");
+    t.dsk(&["eval", "x * x[::-1, ::-1]", "x=a.zarr", "-o", "m.zarr"]).ok();
+    let v = read(&t, "m.zarr").2;
+    for i in 0..7 {
+        for j in 0..5 {
+            let a = (i * 5 + j) as f64;
+            let b = ((6 - i) * 5 + (4 - j)) as f64;
+            assert_eq!(v[i * 5 + j], a * b);
+        }
+    }
+}
+
+#[test]
+fn schedulers_and_worker_counts_agree_bit_for_bit() {
+    let t = TestDir::new();
+    t.dsk(&["create", "random", "r.zarr", "--shape", "37,23", "--chunks", "10,7", "--dist", "normal", "--seed", "3"])
+        .ok();
+    let expr = "where(x > 0, sqrt(x) * cos(x[::-1, :]), exp(x) - x.T.T ** 2) / 3";
+    let mut outs = vec![];
+    for (i, (sched, workers)) in
+        [("sync", "1"), ("threads", "1"), ("threads", "2"), ("threads", "3"), ("processes", "2"), ("processes", "3")]
+            .into_iter()
+            .enumerate()
+    {
+        let name = format!("o{i}.zarr");
+        t.dsk(&["eval", expr, "x=r.zarr", "-o", &name, "--scheduler", sched, "--workers", workers]).ok();
+        let r = t.dsk(&["export", &name]).ok();
+        outs.push((sched, workers, r.out.stdout));
+    }
+    for o in &outs[1..] {
+        assert!(o.2 == outs[0].2, "{} with {} workers differs from sync", o.0, o.1);
+    }
+    no_partial_left(&t);
+}
+
+#[test]
+fn random_in_expressions_equals_create_random() {
+    let t = TestDir::new();
+    t.dsk(&["create", "random", "a.zarr", "--shape", "20,13", "--chunks", "7,5", "--seed", "42"]).ok();
+    t.dsk(&["eval", "random((20, 13), chunks=(4, 4), seed=42)", "-o", "b.zarr"]).ok();
+    assert_eq!(read(&t, "a.zarr").2, read(&t, "b.zarr").2);
+    t.dsk(&[
+        "create", "random", "n.zarr", "--shape", "11", "--dist", "normal", "--mean", "2", "--std", "3", "--seed", "5",
+    ])
+    .ok();
+    t.dsk(&["eval", "normal((11,), mean=2, std=3, seed=5)", "-o", "m.zarr"]).ok();
+    assert_eq!(read(&t, "n.zarr").2, read(&t, "m.zarr").2);
+}
+
+#[test]
+fn eval_prints_scalars_that_read_back() {
+    let t = TestDir::new();
+    assert_eq!(t.dsk(&["eval", "1 + 2.5"]).ok().stdout(), "3.5\n");
+    assert_eq!(t.dsk(&["eval", "0.1 + 0.2"]).ok().stdout(), "0.30000000000000004\n");
+    assert_eq!(t.dsk(&["eval", "7 // 2"]).ok().stdout(), "3\n");
+    assert_eq!(t.dsk(&["eval", "2 > 1"]).ok().stdout(), "True\n");
+    arange(&t, "a.zarr", "3,4", "2,2", "int32");
+    assert_eq!(t.dsk(&["eval", "x[2, 3] * 10", "x=a.zarr"]).ok().stdout(), "110\n");
+    assert_eq!(t.dsk(&["eval", "x[-1, -1] / 2", "x=a.zarr"]).ok().stdout(), "5.5\n");
+}
+
+#[test]
+fn eval_writes_arrays_to_npy_csv_and_stdout() {
+    let t = TestDir::new();
+    assert_eq!(
+        t.dsk(&["eval", "ones((2, 3), chunks=(1, 2)) * 2", "--format", "csv"]).ok().stdout(),
+        "2.0,2.0,2.0\n2.0,2.0,2.0\n"
+    );
+    arange(&t, "a.zarr", "3,4", "2,3", "int16");
+    t.dsk(&["eval", "x.T + 1", "x=a.zarr", "-o", "t.npy"]).ok();
+    let (d, shape, data) = parse_npy(&std::fs::read(t.path("t.npy")).expect("read"));
+    assert_eq!((d.as_str(), shape), ("<i2", vec![4, 3]));
+    assert_eq!(values(&d, &data)[..4], [1.0, 5.0, 9.0, 2.0]);
+    t.dsk(&["eval", "x * 2", "x=a.zarr"]).fails(2, &["-o", "(3, 4)"]);
+}
+
+#[test]
+fn result_dtypes_follow_numpy() {
+    let t = TestDir::new();
+    arange(&t, "i.zarr", "10", "4", "int16");
+    for (expr, dtype) in [
+        ("sqrt(x)", "float32"),
+        ("x / 2", "float64"),
+        ("x // 3", "int16"),
+        ("x + 1", "int16"),
+        ("x + 1.5", "float64"),
+        ("x > 3", "bool"),
+        ("x.astype('uint8') + 1", "uint8"),
+        ("x ** 2", "int16"),
+    ] {
+        t.dsk(&["eval", expr, "x=i.zarr", "-o", "o.zarr", "--overwrite"]).ok();
+        assert_eq!(info_json(&t, "o.zarr")["dtype"], dtype, "{expr}");
+    }
+    t.dsk(&["transform", "i.zarr", "f.zarr", "--expr", "x / 3", "--dtype", "float32"]).ok();
+    assert_eq!(info_json(&t, "f.zarr")["dtype"], "float32");
+}
+
+#[test]
+fn more_inputs_broadcast_against_each_other() {
+    let t = TestDir::new();
+    arange(&t, "a.zarr", "4,3", "3,2", "float64");
+    arange(&t, "b.zarr", "3", "2", "float64");
+    t.dsk(&["transform", "a.zarr", "s.zarr", "--expr", "x - y * 10", "--in", "y=b.zarr"]).ok();
+    let v = read(&t, "s.zarr").2;
+    let want: Vec<f64> = (0..12).map(|k| k as f64 - ((k % 3) as f64) * 10.0).collect();
+    assert_eq!(v, want);
+}
+
+#[test]
+fn explain_prints_the_plan_and_writes_nothing() {
+    let t = TestDir::new();
+    arange(&t, "a.zarr", "8,6", "4,3", "float64");
+    let out = t
+        .dsk(&["transform", "a.zarr", "c.zarr", "--expr", "x * x[::-1, ::-1]", "--explain", "--memory", "64MiB"])
+        .ok()
+        .stdout();
+    for needle in ["array plan", "index", "multiply", "stage 1", "projected peak per task", "reads", "chunks (4, 3)"] {
+        assert!(out.contains(needle), "explain lacks {needle:?}:\n{out}");
+    }
+    assert!(!t.path("c.zarr").exists());
+    no_partial_left(&t);
+}
+
+#[test]
+fn mirror_pairs_decode_each_chunk_once() {
+    let t = TestDir::new();
+    arange(&t, "a.zarr", "8,6", "4,3", "float64");
+    let out = t.dsk(&["eval", "x * x[::-1, ::-1]", "x=a.zarr", "-o", "m.zarr", "--explain"]).ok().stdout();
+    // 4 chunks, paired with their mirrors: 2 tasks, 4 decodes in all
+    assert!(out.contains("2 tasks over 4 output chunks"), "{out}");
+    assert!(out.contains("(4 source chunk decodes, 4 distinct chunks)"), "{out}");
+}
+
+#[test]
+fn expression_errors_point_at_the_column() {
+    let t = TestDir::new();
+    arange(&t, "a.zarr", "3,4", "2,2", "float64");
+    t.dsk(&["transform", "a.zarr", "c.zarr", "--expr", "cos(x**2"]).fails_expr(&["--expr", "expected ')'"]);
+    t.dsk(&["transform", "a.zarr", "c.zarr", "--expr", "x + y"]).fails_expr(&["unknown name 'y'", "y=path"]);
+    t.dsk(&["transform", "a.zarr", "c.zarr", "--expr", "x + x[0:2]"]).fails_expr(&["broadcast"]);
+    t.dsk(&["transform", "a.zarr", "c.zarr", "--expr", "x & 1"]).fails_expr(&["bitwise"]);
+    t.dsk(&["eval", "x[5, 0]", "x=a.zarr"]).fails_expr(&["out of bounds"]);
+    t.dsk(&["eval", "x.sum()", "x=a.zarr"]).fails_expr(&["reduction"]);
+    t.dsk(&["eval", "x", "x"]).fails(2, &["NAME=PATH"]);
+    t.dsk(&["eval", "x", "x=missing.zarr"]).fails(1, &["missing.zarr", "does not exist"]);
+    assert!(!t.path("c.zarr").exists());
+    no_partial_left(&t);
+}
+
+#[test]
+fn a_task_that_cannot_fit_the_memory_bound_is_refused_before_writing() {
+    let t = TestDir::new();
+    t.dsk(&["create", "zeros", "z.zarr", "--shape", "2000,2000", "--chunks", "2000,2000"]).ok();
+    t.dsk(&["transform", "z.zarr", "o.zarr", "--expr", "x + 1", "--memory", "8MiB"])
+        .fails(1, &["--memory", "smaller --chunks"]);
+    assert!(!t.path("o.zarr").exists());
+    no_partial_left(&t);
+}
+
+#[test]
+fn a_crashed_worker_process_is_reported_with_its_task() {
+    let t = TestDir::new();
+    arange(&t, "a.zarr", "8,6", "2,3", "float64");
+    let r = t.dsk_env(
+        &["transform", "a.zarr", "o.zarr", "--expr", "x + 1", "--scheduler", "processes", "--workers", "2"],
+        None,
+        &[("DSK_TEST_WORKER_ABORT_AT", "5")],
+    );
+    let r = r.fails(1, &["worker process", "task 5", "signal"]);
+    let _ = r;
+    assert!(!t.path("o.zarr").exists());
+    no_partial_left(&t);
+}
