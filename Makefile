@@ -33,6 +33,11 @@ demo: release
 	$(DSK_RELEASE) create random $(DEMO)/x.zarr --shape 5000,4000 --chunks 1000,1000 --dist normal --seed 42
 	$(DSK_RELEASE) info $(DEMO)/x.zarr
 	$(DSK_RELEASE) export $(DEMO)/x.zarr --slice '0:3, 0:4' --format csv
+	$(DSK_RELEASE) transform $(DEMO)/x.zarr $(DEMO)/cos2.zarr --expr 'cos(x)**2' --explain
+	$(DSK_RELEASE) transform $(DEMO)/x.zarr $(DEMO)/cos2.zarr --expr 'cos(x)**2'
+	$(DSK_RELEASE) eval 'x * x[::-1, ::-1]' x=$(DEMO)/x.zarr -o $(DEMO)/flip.zarr
+	$(DSK_RELEASE) eval 'x[0, 0] * x[-1, -1]' x=$(DEMO)/x.zarr
+	$(DSK_RELEASE) export $(DEMO)/flip.zarr --slice '0:2, 0:4' --format csv
 
 test: test-rust test-interop
 

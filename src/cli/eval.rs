@@ -75,6 +75,9 @@ pub fn run(a: &EvalArgs, run: &RunArgs) -> Result<()> {
         }
         return print_scalar(&plan, a, run);
     }
+    if run.explain && a.output.is_none() && a.format.is_none() {
+        return compute_to_zarr(plan, &out_opts(a, Path::new("<result>"), None), run, "eval");
+    }
     match (&a.output, to_file) {
         (Some(out), None) => compute_to_zarr(plan, &out_opts(a, out, None), run, "eval"),
         (out, Some(format)) => {

@@ -207,7 +207,7 @@ pub fn tune_allocator() {
         // SAFETY: mallopt only changes allocator parameters; called once at start-up.
         // 32 MiB is the largest threshold glibc accepts on 64-bit targets.
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
-        libc::mallopt(libc::M_ARENA_MAX, 8);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 4);
     }
 }

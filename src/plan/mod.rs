@@ -203,7 +203,11 @@ impl Builder<'_> {
                     Some(i) => (ScalarRepr::Int(*i), WeakKind::Int, DType::Int64),
                     None => (ScalarRepr::Float(*value), WeakKind::Float, DType::Float64),
                 };
-                Ok(self.constant(value, dtype, Some(weak), format!("{value:?}")))
+                let label = match value {
+                    ScalarRepr::Int(i) => i.to_string(),
+                    _ => format!("{value_f}", value_f = value_text(*value_f64(&value))),
+                };
+                Ok(self.constant(value, dtype, Some(weak), label))
             }
             ExprKind::Str(_) => err("a string is only allowed as astype's argument, e.g. x.astype('float32')", e.span),
             ExprKind::Name(name) => self.name(name, e.span),
@@ -398,9 +402,14 @@ impl Builder<'_> {
                 _ => f64::NAN,
             };
             let float_base = result_type(&[base.ty(), self.nodes[b].ty()]).is_float();
+            let rewrite = e == 2.0 || (float_base && (e == 0.5 || e == -1.0));
+            let want = result_type(&[base.ty(), self.nodes[b].ty()]);
+            if rewrite && b == self.nodes.len() - 1 {
+                // the exponent literal is folded into the operation
+                self.nodes.pop();
+            }
             if e == 2.0 {
                 // x ** 2 has the dtype of x ** 2: int8 ** 2 → int8, bool ** 2 → int8, x ** 2.0 → float
-                let want = result_type(&[base.ty(), self.nodes[b].ty()]);
                 let want = if want.is_bool() { DType::Int8 } else { want };
                 let base = if self.nodes[a].dtype == want { a } else { self.astype(a, want, span)? };
                 return self.map(MapOp::Square, vec![base], span);
@@ -827,6 +836,19 @@ fn sel_text(sel: &[AxisSel]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+fn value_f64(v: &ScalarRepr) -> &f64 {
+    match v {
+        ScalarRepr::Float(f) => f,
+        _ => &0.0,
+    }
+}
+
+fn value_text(f: f64) -> String {
+    let mut s = String::new();
+    crate::dtype::Elem::write_text(f, &mut s);
+    s
 }
 
 /// A scalar node's value as a [`Scalar`].

@@ -79,6 +79,10 @@ pub fn set_direct_writes(on: bool) {
 
 const ALIGN: usize = 4096;
 
+thread_local! {
+    static ALIGNED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Write `value` to `path` with O_DIRECT: through a page-aligned buffer padded to a whole number of
 /// pages, then truncated to the real length. Returns false when the file system refuses O_DIRECT.
 fn write_direct(path: &std::path::Path, value: &[u8]) -> std::io::Result<bool> {
@@ -95,20 +99,18 @@ fn write_direct(path: &std::path::Path, value: &[u8]) -> std::io::Result<bool> {
         Err(e) => return Err(e),
     };
     let padded = value.len().div_ceil(ALIGN) * ALIGN;
-    let layout = std::alloc::Layout::from_size_align(padded.max(ALIGN), ALIGN)
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    // SAFETY: layout has a non-zero size; the buffer is freed below on every path.
-    let ptr = unsafe { std::alloc::alloc(layout) };
-    if ptr.is_null() {
-        return Err(std::io::Error::other("out of memory for a direct-I/O buffer"));
-    }
-    // SAFETY: ptr points to `padded` bytes we own exclusively until dealloc.
-    let buf = unsafe { std::slice::from_raw_parts_mut(ptr, padded) };
-    buf[..value.len()].copy_from_slice(value);
-    buf[value.len()..].fill(0);
-    let res = (&f).write_all(buf).and_then(|_| f.set_len(value.len() as u64));
-    // SAFETY: allocated above with the same layout.
-    unsafe { std::alloc::dealloc(ptr, layout) };
+    // a per-thread buffer, reused from chunk to chunk, aligned by offsetting into it
+    let res = ALIGNED.with(|cell| {
+        let mut v = cell.borrow_mut();
+        if v.len() < padded + ALIGN {
+            *v = vec![0u8; padded + ALIGN];
+        }
+        let off = v.as_ptr().align_offset(ALIGN);
+        let buf = &mut v[off..off + padded];
+        buf[..value.len()].copy_from_slice(value);
+        buf[value.len()..].fill(0);
+        (&f).write_all(buf).and_then(|_| f.set_len(value.len() as u64))
+    });
     match res {
         Ok(()) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(false),
