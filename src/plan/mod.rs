@@ -205,7 +205,7 @@ impl Builder<'_> {
                 };
                 let label = match value {
                     ScalarRepr::Int(i) => i.to_string(),
-                    _ => format!("{value_f}", value_f = value_text(*value_f64(&value))),
+                    _ => value_text(*value_f64(&value)),
                 };
                 Ok(self.constant(value, dtype, Some(weak), label))
             }
