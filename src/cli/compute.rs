@@ -8,12 +8,14 @@ use serde_json::json;
 use super::RunArgs;
 use crate::dtype::{DType, Scalar};
 use crate::error::{human, Error, Result};
+use crate::exec::evaluate::TempData;
 use crate::exec::job::{self, Job, OutJob, Scheduler};
+use crate::exec::stages::{materialize, StageCtx};
 use crate::exec::workdir::WorkDir;
 use crate::exec::{self, Stage};
 use crate::grid::{tuple, Grid};
 use crate::plan::lower::{self, OutputLayout};
-use crate::plan::{self, Input, Plan};
+use crate::plan::{self, Input, NodeKind, Plan};
 use crate::report;
 use crate::store::output::{Kind as OutKind, Staged};
 use crate::store::{self, CodecSpec, CreateSpec};
@@ -77,9 +79,53 @@ pub struct OutputOpts<'a> {
     pub dimension_names: Option<Vec<String>>,
 }
 
+/// A plan whose reductions and scans have been computed: what the final stage reads.
+pub struct Prepared {
+    pub plan: Plan,
+    pub temps: Vec<TempData>,
+    pub work: Option<WorkDir>,
+    /// With `--explain`: the description of the stages run so far (nothing was computed).
+    pub explain: String,
+}
+
+fn has_boundaries(plan: &Plan) -> bool {
+    plan.nodes.iter().any(|n| matches!(n.kind, NodeKind::Reduce { .. } | NodeKind::Scan { .. }))
+}
+
+/// Run the stage boundaries (reductions, scans) of `plan`, innermost first.
+pub fn prepare(plan: Plan, run: &RunArgs, sink: &dyn crate::exec::EventSink) -> Result<Prepared> {
+    let opts = run.options()?;
+    let needs_work = has_boundaries(&plan) || run.scheduler == Scheduler::Processes;
+    let mut work = if needs_work { Some(WorkDir::create(run.work_dir.as_deref())?) } else { None };
+    if let (Some(w), true) = (work.as_mut(), run.keep_work_dir) {
+        w.keep();
+        eprintln!("dsk: keeping the work directory {}", w.path().display());
+    }
+    if !has_boundaries(&plan) {
+        return Ok(Prepared { plan, temps: vec![], work, explain: String::new() });
+    }
+    let Some(w) = work.as_ref() else { return Err(crate::Error::Internal("no work dir".into())) };
+    let mut ctx = StageCtx {
+        opts,
+        scheduler: run.scheduler,
+        sink,
+        work: w,
+        split_every: run.split_every,
+        explain: if run.explain { Some(String::new()) } else { None },
+    };
+    let (plan, temps) = materialize(plan, &mut ctx)?;
+    let explain = ctx.explain.take().unwrap_or_default();
+    Ok(Prepared { plan, temps, work, explain })
+}
+
 /// Compute `plan` into the Zarr array `o.out`.
 pub fn compute_to_zarr(plan: Plan, o: &OutputOpts<'_>, run: &RunArgs, stage_name: &str) -> Result<()> {
     let opts = run.options()?;
+    if let Some(0) = run.split_every {
+        return Err(Error::usage("--split-every", "must be at least 2"));
+    }
+    let sink = report::sink(run.progress, run.quiet);
+    let Prepared { plan, temps, work, explain: stages_text } = prepare(plan, run, sink.as_ref())?;
     let root = plan.root().clone();
     let dtype = match o.dtype {
         Some(t) => DType::parse(t)
@@ -110,7 +156,15 @@ pub fn compute_to_zarr(plan: Plan, o: &OutputOpts<'_>, run: &RunArgs, stage_name
         )
     })?;
     if run.explain {
-        let text = lower::explain(&plan, &layout, &tasks, parallel, opts.memory, &o.out.display().to_string());
+        let mut text = lower::explain(&plan, &layout, &tasks, parallel, opts.memory, &o.out.display().to_string());
+        if !stages_text.is_empty() {
+            // the boundary stages run first: list them before the final stage
+            let at = text.find("stage 1 compute").unwrap_or(text.len());
+            let n_before = stages_text.matches("\nstage ").count() + usize::from(stages_text.starts_with("stage "));
+            let last = text.split_off(at).replacen("stage 1 compute", &format!("stage {} compute", n_before + 1), 1);
+            text.push_str(&stages_text);
+            text.push_str(&last);
+        }
         return crate::write_stdout(text.as_bytes());
     }
     let names = o.dimension_names.clone().filter(|n| n.len() == root.shape.len());
@@ -131,11 +185,8 @@ pub fn compute_to_zarr(plan: Plan, o: &OutputOpts<'_>, run: &RunArgs, stage_name
         out: OutJob { path: staged.path().to_path_buf(), grid: grid.clone(), dtype },
         tasks,
     };
-    let work =
-        if run.scheduler == Scheduler::Processes { Some(WorkDir::create(run.work_dir.as_deref())?) } else { None };
-    let sink = report::sink(run.progress, run.quiet);
     let wd = work.as_ref().map(|w| w.path().to_path_buf()).unwrap_or_default();
-    let stats = job::run(&job, run.scheduler, parallel, &opts, &wd, sink.as_ref())?;
+    let stats = job::run(&job, &temps, run.scheduler, parallel, &opts, &wd, sink.as_ref())?;
     staged.commit()?;
     drop(work);
 

@@ -70,10 +70,7 @@ pub fn run(a: &EvalArgs, run: &RunArgs) -> Result<()> {
     let root = plan.root().clone();
     let to_file = a.output.as_deref().and_then(file_format).or(if a.output.is_some() { None } else { a.format });
     if root.shape.is_empty() && a.output.is_none() && a.format.is_none() {
-        if run.explain {
-            return compute_to_zarr(plan, &out_opts(a, Path::new("<stdout>"), None), run, "eval");
-        }
-        return print_scalar(&plan, a, run);
+        return print_scalar(plan, a, run);
     }
     if run.explain && a.output.is_none() && a.format.is_none() {
         return compute_to_zarr(plan, &out_opts(a, Path::new("<result>"), None), run, "eval");
@@ -121,13 +118,25 @@ fn out_opts<'a>(a: &'a EvalArgs, out: &'a Path, codec: Option<String>) -> Output
     }
 }
 
-/// Evaluate a 0-d result in this process and print it.
-fn print_scalar(plan: &crate::plan::Plan, a: &EvalArgs, run: &RunArgs) -> Result<()> {
+fn print_scalar(plan: crate::plan::Plan, a: &EvalArgs, run: &RunArgs) -> Result<()> {
+    print_result(plan, &a.expr, a.dtype.as_deref(), run)
+}
+
+/// Evaluate a 0-d result in this process (its reductions first) and print it.
+pub fn print_result(plan: crate::plan::Plan, expr: &str, dtype: Option<&str>, run: &RunArgs) -> Result<()> {
     let opts = run.options()?;
+    let sink = crate::report::sink(run.progress, run.quiet);
+    let started = std::time::Instant::now();
+    let prepared = super::compute::prepare(plan, run, sink.as_ref())?;
+    let plan = &prepared.plan;
     let sources = open_sources(plan)?;
-    let mut ev = Evaluator::new(plan, &sources, opts.workers);
+    let mut ev = Evaluator::new(plan, &sources, &prepared.temps, opts.workers);
+    if run.explain {
+        let text = format!("{}{}", prepared.explain, "result: printed on stdout\n");
+        return crate::write_stdout(text.as_bytes());
+    }
     let mut b = ev.root_region(&Region::full(&[]))?;
-    if let Some(t) = &a.dtype {
+    if let Some(t) = dtype {
         let d = crate::dtype::DType::parse(t).ok_or_else(|| {
             Error::usage("--dtype", format!("unknown dtype {t:?}; use one of {}", crate::dtype::DType::accepted()))
         })?;
@@ -139,5 +148,14 @@ fn print_scalar(plan: &crate::plan::Plan, a: &EvalArgs, run: &RunArgs) -> Result
         v.write_text(&mut text);
     });
     text.push('\n');
-    crate::write_stdout(text.as_bytes())
+    crate::write_stdout(text.as_bytes())?;
+    if !run.quiet && run.progress != crate::report::ProgressMode::Json && prepared.work.is_some() {
+        eprintln!(
+            "dsk: {} in {:.2} s, {}",
+            expr,
+            started.elapsed().as_secs_f64(),
+            crate::exec::describe_peak(0).replace(" (projected 0 B)", "")
+        );
+    }
+    Ok(())
 }

@@ -7,6 +7,7 @@ pub mod create;
 pub mod eval;
 pub mod export;
 pub mod info;
+pub mod reduce;
 pub mod transform;
 pub mod worker;
 
@@ -46,6 +47,8 @@ pub enum Command {
     Transform(transform::TransformArgs),
     /// Evaluate an expression of named arrays: print a number, or write an array with -o.
     Eval(eval::EvalArgs),
+    /// Reduce an array (sum, mean, std, argmax, …, cumsum) over all or some axes.
+    Reduce(reduce::ReduceArgs),
     /// Run a range of tasks of a job file (used by --scheduler processes).
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
@@ -76,6 +79,12 @@ pub struct RunArgs {
     /// instead of running it.
     #[arg(long, global = true)]
     pub explain: bool,
+    /// Reductions merge this many partials (or input chunks) per task (default: from --memory).
+    #[arg(long, global = true, value_name = "N")]
+    pub split_every: Option<usize>,
+    /// Keep the work directory after the run (to inspect spilled partials and intermediates).
+    #[arg(long, global = true)]
+    pub keep_work_dir: bool,
     /// How chunk files are written: auto (large chunks bypass the page cache with O_DIRECT where
     /// the file system allows it) or buffered (always through the page cache).
     #[arg(long, global = true, value_enum, default_value = "auto")]
@@ -198,6 +207,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Export(a) => export::run(a, &cli.run),
         Command::Transform(a) => transform::run(a, &cli.run),
         Command::Eval(a) => eval::run(a, &cli.run),
+        Command::Reduce(a) => reduce::run(a, &cli.run),
         Command::Worker(a) => worker::run(a),
     }
 }

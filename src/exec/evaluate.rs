@@ -18,10 +18,17 @@ use crate::plan::{NodeKind, Plan};
 use crate::store::ZArray;
 use crate::{with_buf, with_dtype};
 
+/// A materialised intermediate (the result of an earlier stage).
+pub enum TempData {
+    Mem(Buf),
+    Zarr(Box<ZArray>),
+}
+
 /// Evaluates regions of a plan for one task, keeping the source chunks it has decoded.
 pub struct Evaluator<'a> {
     plan: &'a Plan,
     sources: &'a [ZArray],
+    temps: &'a [TempData],
     codec_threads: usize,
     chunks: HashMap<(usize, u64), Buf>,
     memo: HashMap<(usize, Region), Buf>,
@@ -41,8 +48,13 @@ fn slice_buf(b: &Buf, ranges: &[(usize, usize)]) -> Result<Buf> {
 }
 
 impl<'a> Evaluator<'a> {
-    pub fn new(plan: &'a Plan, sources: &'a [ZArray], codec_threads: usize) -> Evaluator<'a> {
-        Evaluator { plan, sources, codec_threads, chunks: HashMap::new(), memo: HashMap::new() }
+    pub fn new(plan: &'a Plan, sources: &'a [ZArray], temps: &'a [TempData], codec_threads: usize) -> Evaluator<'a> {
+        Evaluator { plan, sources, temps, codec_threads, chunks: HashMap::new(), memo: HashMap::new() }
+    }
+
+    /// Forget the values computed for the last region (keep the decoded source chunks).
+    pub fn clear_memo(&mut self) {
+        self.memo.clear();
     }
 
     /// Evaluate the root over `region` in tiles; the result in C order, of the root's dtype.
@@ -96,6 +108,18 @@ impl<'a> Evaluator<'a> {
                 with_dtype!(node.dtype, T => Buf::scalar(T::from_scalar((*value).into())))
             }
             NodeKind::Input { .. } | NodeKind::Gen { .. } => self.leaf(id, region)?,
+            NodeKind::Temp { temp } => match self.temps.get(*temp) {
+                Some(TempData::Mem(b)) => {
+                    let rel: Vec<(usize, usize)> =
+                        (0..region.ndim()).map(|a| (region.start[a] as usize, region.end(a) as usize)).collect();
+                    slice_buf(b, &rel)?
+                }
+                Some(TempData::Zarr(_)) => self.leaf(id, region)?,
+                None => return Err(Error::Internal(format!("intermediate {temp} is missing"))),
+            },
+            NodeKind::Reduce { .. } | NodeKind::Scan { .. } => {
+                return Err(Error::Internal("a reduction was not computed before the stage that reads it".into()))
+            }
             NodeKind::Astype { arg } => {
                 let r = arg_region(self.plan, id, 0, region);
                 self.eval(*arg, &r)?.cast(node.dtype)
@@ -220,6 +244,12 @@ impl<'a> Evaluator<'a> {
                 let arr = &self.sources[*input];
                 with_dtype!(node.dtype, T => Buf::from_vec(&shape, arr.read_region::<T>(&region, self.codec_threads)?))
             }
+            NodeKind::Temp { temp } => match self.temps.get(*temp) {
+                Some(TempData::Zarr(arr)) => {
+                    with_dtype!(node.dtype, T => Buf::from_vec(&shape, arr.read_region::<T>(&region, self.codec_threads)?))
+                }
+                _ => return Err(Error::Internal("chunk of an in-memory intermediate".into())),
+            },
             NodeKind::Gen { gen } => with_dtype!(node.dtype, T => {
                 let mut v = vec![T::default(); region.len() as usize];
                 gen.fill(&node.shape, &region, &mut v);

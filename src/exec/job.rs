@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use super::evaluate::{into_elems, Evaluator};
+use super::evaluate::{into_elems, Evaluator, TempData};
 use super::{run_stage, Event, EventSink, RunOptions, Stage, StageStats, TaskCtx};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -41,6 +41,24 @@ pub struct OutJob {
     pub dtype: DType,
 }
 
+/// What a `dsk worker` process is asked to run.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub enum WorkerJob {
+    /// Compute output chunks and write them.
+    Write(Job),
+    /// Compute reduction partials into the spill store.
+    Partials(super::stages::PartialJob),
+}
+
+impl WorkerJob {
+    fn ntasks(&self) -> usize {
+        match self {
+            WorkerJob::Write(j) => j.tasks.groups.len(),
+            WorkerJob::Partials(p) => p.tasks.len(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Job {
     pub stage: String,
@@ -54,9 +72,28 @@ pub fn open_sources(plan: &Plan) -> Result<Vec<ZArray>> {
     plan.inputs.iter().map(|i| ZArray::open(&i.path)).collect()
 }
 
+/// The intermediates of a plan that live in the work dir, opened (a child process cannot see the
+/// parent's in-memory ones; plans run by processes keep all of theirs on disk).
+pub fn open_temps(plan: &Plan) -> Result<Vec<TempData>> {
+    plan.temps
+        .iter()
+        .map(|t| match &t.path {
+            Some(p) => ZArray::open(p).map(|z| TempData::Zarr(Box::new(z))),
+            None => Err(Error::Internal("an in-memory intermediate in a job file".into())),
+        })
+        .collect()
+}
+
 /// Run task `t` of `job`: evaluate each output chunk of its group and write it.
-pub fn run_task(job: &Job, sources: &[ZArray], out: &ZArray, t: usize, codec_threads: usize) -> Result<u64> {
-    let mut ev = Evaluator::new(&job.plan, sources, codec_threads);
+pub fn run_task(
+    job: &Job,
+    sources: &[ZArray],
+    temps: &[TempData],
+    out: &ZArray,
+    t: usize,
+    codec_threads: usize,
+) -> Result<u64> {
+    let mut ev = Evaluator::new(&job.plan, sources, temps, codec_threads);
     let grid = &job.out.grid;
     let item = job.out.dtype.size() as u64;
     let mut bytes = 0;
@@ -76,6 +113,7 @@ pub fn run_task(job: &Job, sources: &[ZArray], out: &ZArray, t: usize, codec_thr
 /// Run the whole job with `scheduler`.
 pub fn run(
     job: &Job,
+    temps: &[TempData],
     scheduler: Scheduler,
     parallel: usize,
     opts: &RunOptions,
@@ -98,10 +136,10 @@ pub fn run(
                 memory: opts.memory,
             };
             run_stage(&stage, parallel, &o, sink, |ctx: TaskCtx| {
-                run_task(job, &sources, &out, ctx.index as usize, ctx.codec_threads)
+                run_task(job, &sources, temps, &out, ctx.index as usize, ctx.codec_threads)
             })
         }
-        Scheduler::Processes => run_processes(job, &stage, parallel, work_dir, sink),
+        Scheduler::Processes => run_processes(&WorkerJob::Write(job.clone()), &stage, parallel, work_dir, sink),
     }
 }
 
@@ -117,17 +155,18 @@ impl Drop for Children {
     }
 }
 
-fn run_processes(
-    job: &Job,
+/// Run the tasks of `job` in `parallel` child processes (`dsk worker`), each a contiguous range.
+pub fn run_processes(
+    job: &WorkerJob,
     stage: &Stage,
     parallel: usize,
     work_dir: &Path,
     sink: &dyn EventSink,
 ) -> Result<StageStats> {
     let start = Instant::now();
-    let n = job.tasks.groups.len();
+    let n = job.ntasks();
     let nproc = parallel.clamp(1, n.max(1));
-    let job_file = work_dir.join("job.json");
+    let job_file = work_dir.join(format!("{}.job.json", stage.name));
     let text = serde_json::to_vec(job).map_err(|e| Error::Internal(format!("serialise the job: {e}")))?;
     std::fs::write(&job_file, text).map_err(|e| Error::io(&job_file, "write the job file", e))?;
     let exe = std::env::current_exe().map_err(|e| Error::io("dsk", "find the dsk executable", e))?;
@@ -248,9 +287,14 @@ fn run_processes(
 /// on stdout (`{"start": t}`, then `{"done": t, "bytes": b}`).
 pub fn worker(job_file: &Path, first: usize, count: usize) -> Result<()> {
     let text = std::fs::read(job_file).map_err(|e| Error::io(job_file, "read the job file", e))?;
-    let job: Job =
+    let job: WorkerJob =
         serde_json::from_slice(&text).map_err(|e| Error::input(job_file, format!("not a dsk job file: {e}")))?;
+    let job = match job {
+        WorkerJob::Partials(p) => return super::stages::partial_worker(&p, first, count),
+        WorkerJob::Write(j) => j,
+    };
     let sources = open_sources(&job.plan)?;
+    let temps = open_temps(&job.plan)?;
     let out = ZArray::open(&job.out.path)?;
     let end = (first + count).min(job.tasks.groups.len());
     // test hook: make this worker die at a given task, to exercise the parent's failure report
@@ -260,7 +304,7 @@ pub fn worker(job_file: &Path, first: usize, count: usize) -> Result<()> {
         if fail_at == Some(t) {
             std::process::abort();
         }
-        let b = run_task(&job, &sources, &out, t, 1)?;
+        let b = run_task(&job, &sources, &temps, &out, t, 1)?;
         crate::write_stdout(format!("{{\"done\": {t}, \"bytes\": {b}}}\n").as_bytes())?;
     }
     Ok(())

@@ -9,6 +9,7 @@
 pub mod budget;
 pub mod evaluate;
 pub mod job;
+pub mod stages;
 pub mod workdir;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

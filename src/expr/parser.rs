@@ -381,14 +381,8 @@ impl Parser {
                     let (args, kwargs, close) = self.call_args(open)?;
                     return Ok(Expr::new(ExprKind::Call { func: name, args, kwargs }, span.to(close)));
                 }
-                let kind = match name.as_str() {
-                    "nan" | "NaN" => ExprKind::Num { value: f64::NAN, int: None },
-                    "inf" | "Infinity" => ExprKind::Num { value: f64::INFINITY, int: None },
-                    "pi" => ExprKind::Num { value: std::f64::consts::PI, int: None },
-                    "e" => ExprKind::Num { value: std::f64::consts::E, int: None },
-                    _ => ExprKind::Name(name),
-                };
-                Ok(Expr::new(kind, span))
+                // constants (nan, inf, pi, e) are names too: an input of that name shadows them
+                Ok(Expr::new(ExprKind::Name(name), span))
             }
             Tok::Op("(") => {
                 if self.is_op(")") {
@@ -464,6 +458,7 @@ mod tests {
         assert_eq!(p("ones((3, 4), chunks=(2, 2))"), "ones((3, 4), chunks=(2, 2))");
         assert_eq!(p("x.mean(axis=1)"), "x.mean()");
         assert_eq!(p("1e-3 + .5"), "(0.001 + 0.5)");
+        assert_eq!(p("e + nan"), "(e + nan)");
     }
 
     #[test]

@@ -169,8 +169,16 @@ impl Buf {
     /// The elements in C order (copying only when the layout is not already C-contiguous).
     pub fn into_vec<T: BufElem>(self) -> Option<Vec<T>> {
         let a = T::unwrap(self)?;
+        let n = a.len();
         Some(if a.is_standard_layout() {
-            a.into_owned().into_raw_vec_and_offset().0
+            // a view into a larger buffer keeps the whole buffer: take just its elements
+            let (v, off) = a.into_owned().into_raw_vec_and_offset();
+            let off = off.unwrap_or(0);
+            if off == 0 && v.len() == n {
+                v
+            } else {
+                v[off..off + n].to_vec()
+            }
         } else {
             a.as_standard_layout().iter().copied().collect()
         })
@@ -180,6 +188,14 @@ impl Buf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slice_of_a_buffer_gives_only_its_elements() {
+        let b = Buf::from_vec(&[3, 2], vec![1i32, 2, 3, 4, 5, 6]);
+        let s = crate::with_buf!(&b, T, a => T::wrap(a.clone().slice_move(ndarray::s![1..3, ..]).into_dyn()));
+        drop(b);
+        assert_eq!(s.into_vec::<i32>(), Some(vec![3, 4, 5, 6]));
+    }
 
     #[test]
     fn casts_follow_astype() {

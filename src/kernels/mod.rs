@@ -7,3 +7,4 @@ pub mod elementwise;
 pub mod generate;
 pub mod math;
 pub mod random;
+pub mod reduce;

@@ -84,6 +84,9 @@ pub fn leaf_grid(plan: &Plan, id: usize) -> Option<Grid> {
         NodeKind::Gen { gen } if !matches!(gen, Generator::Const(_)) => {
             Some(Grid::new(n.shape.clone(), n.chunks.clone()))
         }
+        NodeKind::Temp { temp } if plan.temps.get(*temp).is_some_and(|t| t.path.is_some()) => {
+            Some(Grid::new(n.shape.clone(), n.chunks.clone()))
+        }
         _ => None,
     }
 }
@@ -190,70 +193,91 @@ pub struct Tasks {
     pub distinct_chunks: u64,
 }
 
+/// Group `items` (each with its footprint) so that items needing the same source chunks share a
+/// group, at most `max_group` per group; groups keep the items' order.
+pub fn group_by_footprint(feet: &[Vec<(usize, u64)>], max_group: usize) -> Vec<Vec<usize>> {
+    let n = feet.len();
+    let mut owners: HashMap<(usize, u64), Vec<usize>> = HashMap::new();
+    for (c, f) in feet.iter().enumerate() {
+        for k in f {
+            owners.entry(*k).or_default().push(c);
+        }
+    }
+    let shared = owners.values().any(|v| v.len() > 1);
+    if !shared || max_group <= 1 {
+        return (0..n).map(|c| vec![c]).collect();
+    }
+    let mut assigned = vec![false; n];
+    let mut groups = vec![];
+    for c in 0..n {
+        if assigned[c] {
+            continue;
+        }
+        assigned[c] = true;
+        let mut group = vec![c];
+        let mut queue = vec![c];
+        while let Some(x) = queue.pop() {
+            for k in &feet[x] {
+                for &o in &owners[k] {
+                    if group.len() < max_group && !assigned[o] {
+                        assigned[o] = true;
+                        group.push(o);
+                        queue.push(o);
+                    }
+                }
+            }
+        }
+        group.sort_unstable();
+        groups.push(group);
+    }
+    groups
+}
+
+/// Bytes of the distinct source chunks of a set of footprints.
+pub fn decoded_bytes(plan: &Plan, feet: &[&Vec<(usize, u64)>]) -> (u64, usize) {
+    let mut distinct: Vec<(usize, u64)> = vec![];
+    for f in feet {
+        for k in f.iter() {
+            if !distinct.contains(k) {
+                distinct.push(*k);
+            }
+        }
+    }
+    (distinct.iter().map(|&(l, k)| chunk_bytes(plan, l, k)).sum(), distinct.len())
+}
+
+/// Peak bytes of evaluating one tile of `region` (see [`TILE_ELEMS`]).
+pub fn tile_peak(plan: &Plan, region: &Region) -> u64 {
+    tile_bytes(plan, region)
+}
+
 /// Plan the tasks for `out`: at most `max_group` output chunks per task, grouped so that output
 /// chunks needing the same source chunks share a task (and so decode them once).
 pub fn tasks(plan: &Plan, out: &OutputLayout, max_group: usize) -> Tasks {
     let n = out.grid.nchunks();
     let feet: Vec<Vec<(usize, u64)>> =
         (0..n).map(|c| footprint(plan, &out.grid.chunk_region(&out.grid.chunk_index(c)))).collect();
-    let mut owners: HashMap<(usize, u64), Vec<u64>> = HashMap::new();
-    for (c, f) in feet.iter().enumerate() {
-        for k in f {
-            owners.entry(*k).or_default().push(c as u64);
-        }
-    }
-    let shared = owners.values().any(|v| v.len() > 1);
-    let groups: Vec<Vec<u64>> = if !shared || max_group <= 1 {
-        (0..n).map(|c| vec![c]).collect()
-    } else {
-        let mut assigned = vec![false; n as usize];
-        let mut groups = vec![];
-        for c in 0..n {
-            if assigned[c as usize] {
-                continue;
-            }
-            assigned[c as usize] = true;
-            let mut group = vec![c];
-            let mut queue = vec![c];
-            while let Some(x) = queue.pop() {
-                for k in &feet[x as usize] {
-                    for &o in &owners[k] {
-                        if group.len() < max_group && !assigned[o as usize] {
-                            assigned[o as usize] = true;
-                            group.push(o);
-                            queue.push(o);
-                        }
-                    }
-                }
-            }
-            group.sort_unstable();
-            groups.push(group);
-        }
-        groups
-    };
+    let distinct_all: std::collections::HashSet<(usize, u64)> = feet.iter().flatten().copied().collect();
+    let groups: Vec<Vec<u64>> =
+        group_by_footprint(&feet, max_group).into_iter().map(|g| g.into_iter().map(|c| c as u64).collect()).collect();
     let mut task_bytes = 0;
     let mut read_bytes = 0;
     let mut chunk_reads = 0;
     for g in &groups {
-        let mut distinct: Vec<(usize, u64)> = vec![];
+        let members: Vec<&Vec<(usize, u64)>> = g.iter().map(|&c| &feet[c as usize]).collect();
+        let (decoded, count) = decoded_bytes(plan, &members);
         let mut member_peak = 0;
         for &c in g {
-            for k in &feet[c as usize] {
-                if !distinct.contains(k) {
-                    distinct.push(*k);
-                }
-            }
             let region = out.grid.chunk_region(&out.grid.chunk_index(c));
             let out_bytes = out.grid.chunk_len() * out.itemsize;
             // tile temporaries + the output chunk, its padded/cast copy, and its encoded form
             member_peak = member_peak.max(tile_bytes(plan, &region) + 3 * out_bytes + out.codec_scratch);
         }
-        let decoded: u64 = distinct.iter().map(|&(l, k)| chunk_bytes(plan, l, k)).sum();
         read_bytes += decoded;
-        chunk_reads += distinct.len() as u64;
+        chunk_reads += count as u64;
         task_bytes = task_bytes.max(decoded + member_peak);
     }
-    Tasks { groups, task_bytes, read_bytes, chunk_reads, distinct_chunks: owners.len() as u64 }
+    Tasks { groups, task_bytes, read_bytes, chunk_reads, distinct_chunks: distinct_all.len() as u64 }
 }
 
 /// `--explain`: the plan, its stage and the memory projection, as text.

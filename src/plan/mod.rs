@@ -22,6 +22,7 @@ use crate::grid::{auto_chunks, tuple, AUTO_CHUNK_BYTES};
 use crate::kernels::elementwise::MapOp;
 use crate::kernels::generate::{arange_len, arange_len_int, Generator, ScalarRepr};
 use crate::kernels::random::Dist;
+use crate::kernels::reduce::ReduceOp;
 use types::{float_of, result_type, Ty};
 
 /// A named input array.
@@ -37,13 +38,56 @@ pub struct Input {
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum NodeKind {
-    Input { input: usize },
-    Gen { gen: Generator },
-    Const { value: ScalarRepr },
-    Map { op: MapOp, args: Vec<usize>, compute: DType },
-    Index { arg: usize, sel: Vec<AxisSel> },
-    Transpose { arg: usize, perm: Vec<usize> },
-    Astype { arg: usize },
+    Input {
+        input: usize,
+    },
+    Gen {
+        gen: Generator,
+    },
+    Const {
+        value: ScalarRepr,
+    },
+    Map {
+        op: MapOp,
+        args: Vec<usize>,
+        compute: DType,
+    },
+    Index {
+        arg: usize,
+        sel: Vec<AxisSel>,
+    },
+    Transpose {
+        arg: usize,
+        perm: Vec<usize>,
+    },
+    Astype {
+        arg: usize,
+    },
+    /// A reduction over `axes` (sorted); a stage boundary.
+    Reduce {
+        arg: usize,
+        op: ReduceOp,
+        axes: Vec<usize>,
+        keepdims: bool,
+        ddof: f64,
+    },
+    /// cumsum / cumprod along `axis`; a stage boundary.
+    Scan {
+        arg: usize,
+        axis: usize,
+        prod: bool,
+    },
+    /// The materialised result of an earlier stage (`Plan::temps[temp]`).
+    Temp {
+        temp: usize,
+    },
+}
+
+/// Where a materialised intermediate lives: a Zarr array in the work dir, or memory (`path: None`,
+/// the data handed to the evaluator directly).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct TempInfo {
+    pub path: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -70,7 +114,11 @@ impl Node {
     pub fn args(&self) -> Vec<usize> {
         match &self.kind {
             NodeKind::Map { args, .. } => args.clone(),
-            NodeKind::Index { arg, .. } | NodeKind::Transpose { arg, .. } | NodeKind::Astype { arg } => vec![*arg],
+            NodeKind::Index { arg, .. }
+            | NodeKind::Transpose { arg, .. }
+            | NodeKind::Astype { arg }
+            | NodeKind::Reduce { arg, .. }
+            | NodeKind::Scan { arg, .. } => vec![*arg],
             _ => vec![],
         }
     }
@@ -92,6 +140,8 @@ pub struct Plan {
     pub inputs: Vec<Input>,
     pub nodes: Vec<Node>,
     pub root: usize,
+    #[serde(default)]
+    pub temps: Vec<TempInfo>,
 }
 
 impl Plan {
@@ -106,7 +156,7 @@ pub fn build(text: &str, inputs: Vec<Input>) -> Result<Plan, ExprError> {
     let mut b = Builder { inputs: &inputs, nodes: vec![], by_name: HashMap::new() };
     let root = b.expr(&ast)?;
     let nodes = b.nodes;
-    Ok(Plan { text: text.to_string(), inputs, nodes, root })
+    Ok(Plan { text: text.to_string(), inputs, nodes, root, temps: vec![] })
 }
 
 struct Builder<'a> {
@@ -159,31 +209,6 @@ const SAME_TYPE_FUNCS: [(&str, MapOp); 5] = [
     ("floor", MapOp::Floor),
     ("ceil", MapOp::Ceil),
     ("round", MapOp::Round),
-];
-
-const REDUCTIONS: [&str; 22] = [
-    "sum",
-    "prod",
-    "mean",
-    "min",
-    "max",
-    "var",
-    "std",
-    "argmin",
-    "argmax",
-    "any",
-    "all",
-    "count_nonzero",
-    "nansum",
-    "nanmean",
-    "nanmin",
-    "nanmax",
-    "nanvar",
-    "nanstd",
-    "cumsum",
-    "cumprod",
-    "nanprod",
-    "ptp",
 ];
 
 impl Builder<'_> {
@@ -256,6 +281,17 @@ impl Builder<'_> {
     fn name(&mut self, name: &str, span: Span) -> Result<usize, ExprError> {
         if let Some(&id) = self.by_name.get(name) {
             return Ok(id);
+        }
+        let is_input = self.inputs.iter().any(|x| x.name == name);
+        let constant = match name {
+            "nan" | "NaN" => Some(f64::NAN),
+            "inf" | "Infinity" => Some(f64::INFINITY),
+            "pi" => Some(std::f64::consts::PI),
+            "e" => Some(std::f64::consts::E),
+            _ => None,
+        };
+        if let (Some(v), false) = (constant, is_input) {
+            return Ok(self.constant(ScalarRepr::Float(v), DType::Float64, Some(WeakKind::Float), name.to_string()));
         }
         if matches!(name, "True" | "true" | "False" | "false") {
             let v = name.eq_ignore_ascii_case("true");
@@ -545,12 +581,111 @@ impl Builder<'_> {
             "ones" | "zeros" | "full" | "arange" | "linspace" | "random" | "normal" => {
                 self.generator(func, args, kwargs, span)
             }
-            f if REDUCTIONS.contains(&f) => err(
-                format!("{f}() is a reduction: reductions are not supported yet (they come with `dsk reduce`)"),
-                span,
-            ),
+            f if ReduceOp::parse(f).is_some() || f == "cumsum" || f == "cumprod" => {
+                let Some(first) = args.first() else {
+                    return err(format!("{f}() needs an array: {f}(x, axis=0)"), span);
+                };
+                let a = self.expr(first)?;
+                self.reduction(f, a, &args[1..], kwargs, span)
+            }
             _ => err(format!("unknown function {func}()"), span),
         }
+    }
+
+    /// `x.op(axis=…, keepdims=…, ddof=…)` and `op(x, …)`, and the scans `cumsum`/`cumprod`.
+    fn reduction(
+        &mut self,
+        name: &str,
+        a: usize,
+        args: &[Expr],
+        kwargs: &[(String, Expr)],
+        span: Span,
+    ) -> Result<usize, ExprError> {
+        let scan = name == "cumsum" || name == "cumprod";
+        let allowed: &[&str] = if scan { &["axis"] } else { &["axis", "keepdims", "ddof"] };
+        no_kwargs(name, kwargs, allowed, span)?;
+        if args.len() > 1 {
+            return err(format!("{name}() takes the axis as its only positional argument"), span);
+        }
+        let n = self.nodes[a].clone();
+        let nd = n.shape.len();
+        let axis_expr = args.first().or_else(|| kwarg(kwargs, "axis"));
+        let axes: Option<Vec<usize>> = match axis_expr {
+            None => None,
+            Some(e) if matches!(e.kind, ExprKind::Name(ref v) if v == "None") => None,
+            Some(e) => Some(axes_list(e, nd)?),
+        };
+        if scan {
+            let axis = match axes.as_deref() {
+                Some([x]) => *x,
+                None if nd <= 1 => 0,
+                _ => return err(format!("{name} runs along one axis: give axis=k (of {nd})"), span),
+            };
+            if nd == 0 {
+                return err(format!("{name} of a 0-d array: nothing to scan"), span);
+            }
+            let dtype = crate::kernels::reduce::acc_dtype(n.dtype);
+            return Ok(self.push(Node {
+                kind: NodeKind::Scan { arg: a, axis, prod: name == "cumprod" },
+                shape: n.shape.clone(),
+                dtype,
+                chunks: n.chunks.clone(),
+                weak: None,
+                label: format!("{name}(axis={axis})"),
+            }));
+        }
+        let op = ReduceOp::parse(name).ok_or_else(|| ExprError::new(format!("unknown reduction {name}"), span))?;
+        let mut axes = axes.unwrap_or_else(|| (0..nd).collect());
+        axes.sort_unstable();
+        if axes.windows(2).any(|w| w[0] == w[1]) {
+            return err("an axis is repeated", span);
+        }
+        if op.is_arg() && axes.len() != 1 && axes.len() != nd {
+            return err(format!("{name} takes one axis or none (all), not {axes:?}"), span);
+        }
+        let keepdims = match kwarg(kwargs, "keepdims") {
+            None => false,
+            Some(e) => match &e.kind {
+                ExprKind::Name(v) if v == "True" || v == "true" => true,
+                ExprKind::Name(v) if v == "False" || v == "false" => false,
+                ExprKind::Num { int: Some(i), .. } => *i != 0,
+                _ => return err("keepdims must be True or False", e.span),
+            },
+        };
+        let ddof = match kwarg(kwargs, "ddof") {
+            None => 0.0,
+            Some(e) if op.takes_ddof() => const_f64(e)?,
+            Some(e) => return err(format!("{name} takes no ddof"), e.span),
+        };
+        let reduced: u64 = axes.iter().map(|&x| n.shape[x]).product();
+        if op.needs_elements() && reduced == 0 {
+            return err(format!("zero-size array to reduction operation {name} which has no identity"), span);
+        }
+        let (mut shape, mut chunks) = (vec![], vec![]);
+        for i in 0..nd {
+            if axes.contains(&i) {
+                if keepdims {
+                    shape.push(1);
+                    chunks.push(1);
+                }
+            } else {
+                shape.push(n.shape[i]);
+                chunks.push(n.chunks[i]);
+            }
+        }
+        let label = format!(
+            "{name}(axis={axes:?}{}{})",
+            if keepdims { ", keepdims" } else { "" },
+            if ddof != 0.0 { format!(", ddof={ddof}") } else { String::new() }
+        );
+        Ok(self.push(Node {
+            kind: NodeKind::Reduce { arg: a, op, axes, keepdims, ddof },
+            shape,
+            dtype: op.result_dtype(n.dtype),
+            chunks,
+            weak: None,
+            label,
+        }))
     }
 
     fn args_exact(&mut self, func: &str, args: &[Expr], n: usize, span: Span) -> Result<Vec<usize>, ExprError> {
@@ -603,10 +738,10 @@ impl Builder<'_> {
                 self.map(MapOp::Round, vec![a], span)
             }
             "rechunk" => err("rechunk() is not supported yet (it comes with `dsk rechunk`)", span),
-            r if REDUCTIONS.contains(&r) => err(
-                format!(".{r}() is a reduction: reductions are not supported yet (they come with `dsk reduce`)"),
-                span,
-            ),
+            r if ReduceOp::parse(r).is_some() || r == "cumsum" || r == "cumprod" => {
+                let a = self.expr(recv)?;
+                self.reduction(r, a, args, kwargs, span)
+            }
             _ => err(format!("unknown method .{name}()"), span),
         }
     }
@@ -776,6 +911,10 @@ fn const_f64(e: &Expr) -> Result<f64, ExprError> {
         ExprKind::Num { value, .. } => Ok(*value),
         ExprKind::Unary { op: UnOp::Neg, arg } => const_f64(arg).map(|v| -v),
         ExprKind::Unary { op: UnOp::Pos, arg } => const_f64(arg),
+        ExprKind::Name(n) if n == "nan" || n == "NaN" => Ok(f64::NAN),
+        ExprKind::Name(n) if n == "inf" || n == "Infinity" => Ok(f64::INFINITY),
+        ExprKind::Name(n) if n == "pi" => Ok(std::f64::consts::PI),
+        ExprKind::Name(n) if n == "e" => Ok(std::f64::consts::E),
         _ => err("expected a number here", e.span),
     }
 }
@@ -903,6 +1042,14 @@ mod tests {
         assert_eq!(typ("ones((3, 4), chunks=(2, 2)) + 1"), Ok((vec![3, 4], DType::Float64)));
         assert_eq!(typ("1 + 2"), Ok((vec![], DType::Int64)));
         assert_eq!(typ("u ** 2"), Ok((vec![6, 4], DType::Uint8)));
+        assert_eq!(typ("x.mean()"), Ok((vec![], DType::Float64)));
+        assert_eq!(typ("i.sum()"), Ok((vec![], DType::Int64)));
+        assert_eq!(typ("u.sum(axis=0)"), Ok((vec![4], DType::Uint64)));
+        assert_eq!(typ("x.std(axis=(0, 1), ddof=1, keepdims=True)"), Ok((vec![1, 1], DType::Float64)));
+        assert_eq!(typ("x.argmax(axis=-1)"), Ok((vec![6], DType::Int64)));
+        assert_eq!(typ("(x - x.mean(axis=0)).max()"), Ok((vec![], DType::Float64)));
+        assert_eq!(typ("i.cumsum()"), Ok((vec![4], DType::Int64)));
+        assert_eq!(typ("mean(x, axis=1)"), Ok((vec![6], DType::Float64)));
     }
 
     #[test]
@@ -911,7 +1058,8 @@ mod tests {
         assert!(typ("u + 300").unwrap_err().contains("out of bounds for uint8"));
         assert!(typ("y + 1").unwrap_err().contains("unknown name 'y'"));
         assert!(typ("x & 1").unwrap_err().contains("bitwise"));
-        assert!(typ("x.sum()").unwrap_err().contains("reduction"));
+        assert!(typ("x.argmax(axis=(0, 1, 2))").unwrap_err().contains("axis"));
+        assert!(typ("x[0:0].min()").unwrap_err().contains("zero-size"));
         assert!(typ("x[10]").unwrap_err().contains("out of bounds"));
         assert!(typ("foo(x)").unwrap_err().contains("unknown function"));
         assert!(typ("x.astype('complex64')").unwrap_err().contains("unknown dtype"));

@@ -1,0 +1,109 @@
+//! `dsk reduce IN [OUT] --op mean --axis 1`: a reduction (or a cumulative scan) of an array. With no
+//! OUT, a 0-d result is printed as a plain number, so `m=$(dsk reduce x.zarr --op mean)` works.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::compute::{build_plan, compute_to_zarr, OutputOpts};
+use super::eval::print_result;
+use super::RunArgs;
+use crate::error::{Error, Result};
+use crate::kernels::reduce::ReduceOp;
+use crate::store::CodecSpec;
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  dsk reduce big.zarr --op mean
+  dsk reduce cos2.zarr row_means.zarr --op mean --axis 1
+  dsk reduce x.zarr --op std --axis 0,2 --ddof 1 --keepdims -o s.zarr
+  dsk reduce x.zarr c.zarr --op cumsum --axis 0")]
+pub struct ReduceArgs {
+    /// The input array.
+    pub input: PathBuf,
+    /// The output array (needed unless the result is a single number).
+    pub out: Option<PathBuf>,
+    /// sum, prod, mean, min, max, var, std, argmin, argmax, any, all, count_nonzero, nansum, nanprod,
+    /// nanmean, nanmin, nanmax, nanvar, nanstd, cumsum, cumprod.
+    #[arg(long)]
+    pub op: String,
+    /// Axes to reduce, e.g. 1 or 0,2 or -1 (default: all).
+    #[arg(long, allow_hyphen_values = true)]
+    pub axis: Option<String>,
+    /// Keep the reduced axes as length-1 axes.
+    #[arg(long)]
+    pub keepdims: bool,
+    /// Delta degrees of freedom for var and std.
+    #[arg(long)]
+    pub ddof: Option<f64>,
+    /// Cast the result to this dtype.
+    #[arg(long)]
+    pub dtype: Option<String>,
+    /// Output chunks (default: the input's on the kept axes).
+    #[arg(long)]
+    pub chunks: Option<String>,
+    /// Output compression (default: the input's).
+    #[arg(long)]
+    pub codec: Option<String>,
+    /// Replace OUT if it is an existing Zarr array.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+pub fn run(a: &ReduceArgs, run: &RunArgs) -> Result<()> {
+    let op = a.op.trim().to_ascii_lowercase();
+    let scan = op == "cumsum" || op == "cumprod";
+    if !scan && ReduceOp::parse(&op).is_none() {
+        return Err(Error::usage(
+            "--op",
+            format!("unknown reduction {op:?}; use sum, prod, mean, min, max, var, std, argmin, argmax, any, all, count_nonzero, nan… variants, cumsum or cumprod"),
+        ));
+    }
+    let mut kw = vec![];
+    if let Some(ax) = &a.axis {
+        let parts: Vec<&str> = ax.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        for p in &parts {
+            p.parse::<i64>().map_err(|_| Error::usage("--axis", format!("{p:?} is not an axis number")))?;
+        }
+        kw.push(if parts.len() == 1 { format!("axis={}", parts[0]) } else { format!("axis=({})", parts.join(", ")) });
+    }
+    if a.keepdims {
+        if scan {
+            return Err(Error::usage("--keepdims", format!("{op} keeps every axis already")));
+        }
+        kw.push("keepdims=True".into());
+    }
+    if let Some(d) = a.ddof {
+        if !ReduceOp::parse(&op).is_some_and(|o| o.takes_ddof()) {
+            return Err(Error::usage("--ddof", format!("only var, std, nanvar and nanstd take --ddof, not {op}")));
+        }
+        kw.push(format!("ddof={d}"));
+    }
+    let expr = format!("x.{op}({})", kw.join(", "));
+    let (plan, metas) = build_plan(&expr, "--op/--axis", &[("x".to_string(), a.input.clone())])?;
+    let root = plan.root().clone();
+    match &a.out {
+        None if root.shape.is_empty() => print_result(plan, &expr, a.dtype.as_deref(), run),
+        None => Err(Error::usage(
+            "OUT",
+            format!(
+                "the result has shape {}: give an output array, e.g. dsk reduce IN out.zarr …",
+                crate::grid::tuple(&root.shape)
+            ),
+        )),
+        Some(out) => {
+            let o = OutputOpts {
+                out,
+                dtype: a.dtype.as_deref(),
+                chunks: a.chunks.as_deref(),
+                shard: None,
+                codec: a.codec.as_deref(),
+                overwrite: a.overwrite,
+                default_chunks: None,
+                default_codec: CodecSpec::from_codecs(&metas[0].codecs),
+                dimension_names: None,
+            };
+            compute_to_zarr(plan, &o, run, "reduce")
+        }
+    }
+}
