@@ -36,7 +36,8 @@ def sh(cmd, **kw):
 
 def timed(cmd, cwd):
     """Run `cmd` under /usr/bin/time -v; return (wall seconds, peak RSS bytes, stdout)."""
-    r = subprocess.run(["/usr/bin/time", "-v", *cmd], cwd=cwd, capture_output=True, text=True)
+    env = dict(os.environ, BENCH_DATA=cwd)
+    r = subprocess.run(["/usr/bin/time", "-v", *cmd], cwd=cwd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stderr[-3000:]}")
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", r.stderr).group(1)
@@ -189,7 +190,69 @@ def w_flip(args, data):
     return "flip", "`eval 'x * x[::-1, ::-1]' -o` on the same array", runs
 
 
-WORKLOADS = {"create": w_create, "transform": w_transform, "flip": w_flip}
+LESSON = os.path.join(HERE, "peers", "lesson")
+GEN = "(200000, 4000), chunks=(1000, 1000)"
+
+
+def w_w1(args, data):
+    """W1: (x * x[::-1, ::-1]).mean() over generated x = ones / random (200000, 4000)."""
+    runs = []
+    for kind in ("ones", "random"):
+        x = f"{kind}({GEN})"
+        runs.append(("dsk", f"x = {kind}", None, [DSK, "eval", f"({x} * {x}[::-1, ::-1]).mean()", "-q"]))
+    for kind in ("ones", "random"):
+        runs.append(("dask", f"x = {kind}", None, [PY, os.path.join(HERE, "peers", "lesson_gen.py"), "W1", kind]))
+    return "W1", "W1 `(x * x[::-1, ::-1]).mean()`, x generated (200000, 4000) float64 in (1000, 1000) chunks (6.4 GB)", runs
+
+
+def w_w2(args, data):
+    """W2: (cos(x)**2).mean(axis=1) over generated x."""
+    out = os.path.join(data, "w2_dsk.zarr")
+    runs = []
+    for kind in ("ones", "random"):
+        x = f"{kind}({GEN})"
+        runs.append(("dsk", f"x = {kind}", out, [DSK, "eval", f"(cos({x})**2).mean(axis=1)", "-o", out, "-q"]))
+    for kind in ("ones", "random"):
+        runs.append(("dask", f"x = {kind}", None, [PY, os.path.join(HERE, "peers", "lesson_gen.py"), "W2", kind]))
+    return "W2", "W2 `(cos(x)**2).mean(axis=1)`, x generated as in W1", runs
+
+
+def w_w3(args, data):
+    """W3: the two lesson computations on the on-disk zstd array, --memory 512MiB; Dask and Cubed."""
+    x = ensure_input(data)
+    env_py = [PY]
+    out = os.path.join(data, "w3_dsk.zarr")
+    runs = [
+        ("dsk", "mean, --memory 512MiB", None, [DSK, "eval", "(x * x[::-1, ::-1]).mean()", f"x={x}", "--memory", "512MiB", "-q"]),
+        ("dsk", "cos2, --memory 512MiB", out, [DSK, "eval", "(cos(x)**2).mean(axis=1)", f"x={x}", "-o", out, "--memory", "512MiB", "-q"]),
+        ("dask", "mean", None, env_py + [os.path.join(LESSON, "W3.py"), "--op", "mean"]),
+        ("dask", "cos2", None, env_py + [os.path.join(LESSON, "W3.py"), "--op", "cos2"]),
+    ]
+    if not args.no_cubed:
+        runs += [
+            ("cubed", "mean, processes, 2GB", None, env_py + [os.path.join(LESSON, "W3.py"), "--op", "mean", "--tool", "cubed", "--executor", "processes"]),
+            ("cubed", "cos2, processes, 2GB", None, env_py + [os.path.join(LESSON, "W3.py"), "--op", "cos2", "--tool", "cubed", "--executor", "processes"]),
+        ]
+    return "W3", "W3 the lesson computations on the (50000, 4000) float64 zstd array on disk (1.6 GB)", runs
+
+
+def w_w5(args, data):
+    """W5: sum/mean/max/std along axis 0 and 1 of the on-disk array, one reduction per run."""
+    x = ensure_input(data)
+    runs = []
+    for ax in (0, 1):
+        for op in ("sum", "mean", "max", "std"):
+            out = os.path.join(data, f"w5_{op}{ax}.zarr")
+            runs.append(("dsk", f"{op} axis {ax}", out,
+                         [DSK, "reduce", x, out, "--op", op, "--axis", str(ax), "--memory", "512MiB", "-q"]))
+    for ax in (0, 1):
+        for op in ("sum", "mean", "max", "std"):
+            runs.append(("dask", f"{op} axis {ax}", None, [PY, os.path.join(LESSON, "W5.py"), "--op", op, "--axis", str(ax)]))
+    return "W5", "W5 single reductions along axis 0 and 1 of the on-disk array", runs
+
+
+WORKLOADS = {"create": w_create, "transform": w_transform, "flip": w_flip, "W1": w_w1, "W2": w_w2, "W3": w_w3,
+             "W5": w_w5}
 
 
 def run_workload(fn, args, data):
@@ -197,12 +260,14 @@ def run_workload(fn, args, data):
     results = {i: [] for i in range(len(runs))}
     for rep in range(args.reps):
         for i, (_tool, _label, out, cmd) in enumerate(runs):
-            remove(out)
+            if out:
+                remove(out)
             secs, rss, _ = timed(cmd, cwd=data)
             results[i].append((secs, rss))
             print(f"  {key} rep {rep + 1}: {runs[i][0]} {runs[i][1]}: {secs:.2f} s, {rss / 2**20:.0f} MiB", flush=True)
     for _, _, out, _ in runs:
-        remove(out)
+        if out:
+            remove(out)
     rows = []
     for i, (tool, label, _, _) in enumerate(runs):
         walls = [r[0] for r in results[i]]
@@ -211,6 +276,22 @@ def run_workload(fn, args, data):
             "max_s": max(walls), "peak_rss": max(r[1] for r in results[i]), "reps": len(walls),
         })
     return {"key": key, "title": title, "rows": rows}
+
+
+def ratios(rows):
+    """For each dsk row, the peers' rows with the same configuration (first word(s) before a comma)."""
+    def key(label):
+        return label.split(",")[0].strip()
+    lines = []
+    for d in [r for r in rows if r["tool"] == "dsk"]:
+        peers = [r for r in rows if r["tool"] != "dsk" and key(r["label"]) == key(d["label"])]
+        if not peers and len([r for r in rows if r["tool"] == "dsk"]) == 1:
+            peers = [r for r in rows if r["tool"] != "dsk"]
+        for p in peers:
+            lines.append(f"- {d['label']}: dsk {d['median_s']:.2f} s vs {p['tool']} {p['median_s']:.2f} s → "
+                         f"**{p['median_s'] / d['median_s']:.1f}×**; peak RSS {d['peak_rss'] / 2**20:.0f} MiB vs "
+                         f"{p['peak_rss'] / 2**20:.0f} MiB")
+    return "\n".join(lines)
 
 
 def render(report):
@@ -231,16 +312,14 @@ def render(report):
     for name, value in report["limits"].items():
         lines.append(f"- {name}: {value}")
     for w in report["workloads"]:
-        lines += ["", f"## {w['title']}", "", "| tool | configuration | median wall | range | peak RSS | vs dsk |",
-                  "|---|---|---|---|---|---|"]
-        base = w["rows"][0]["median_s"]
+        lines += ["", f"## {w['title']}", "", "| tool | configuration | median wall | range | peak RSS |",
+                  "|---|---|---|---|---|"]
         for r in w["rows"]:
-            ratio = r["median_s"] / base
             lines.append(
                 f"| {r['tool']} | {r['label']} | {r['median_s']:.2f} s | {r['min_s']:.2f}–{r['max_s']:.2f} s "
-                f"| {r['peak_rss'] / 2**20:.0f} MiB | {ratio:.2f}× |")
+                f"| {r['peak_rss'] / 2**20:.0f} MiB |")
         if w.get("note"):
-            lines += ["", w["note"]]
+            lines += ["", "Ratios (same run, medians):", "", w["note"]]
     lines.append("")
     return "\n".join(lines)
 
@@ -250,6 +329,7 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--only", default=",".join(WORKLOADS))
     ap.add_argument("--data", default=os.environ.get("BENCH_DATA", os.path.join(HERE, "data")))
+    ap.add_argument("--no-cubed", action="store_true", help="skip the (slow) Cubed runs")
     args = ap.parse_args()
     os.makedirs(args.data, exist_ok=True)
     if not os.access(DSK, os.X_OK):
@@ -276,9 +356,7 @@ def main():
         print(f"workload {key}", flush=True)
         report["workloads"].append(run_workload(WORKLOADS[key], args, args.data))
     for w in report["workloads"]:
-        d, k = w["rows"][0], w["rows"][-1]
-        w["note"] = (f"dsk is {k['median_s'] / d['median_s']:.1f}× faster than Dask, with "
-                     f"{d['peak_rss'] / 2**20:.0f} MiB peak RSS against Dask's {k['peak_rss'] / 2**20:.0f} MiB.")
+        w["note"] = ratios(w["rows"])
     os.makedirs(os.path.dirname(DOC), exist_ok=True)
     with open(DOC, "w") as f:
         f.write(render(report))

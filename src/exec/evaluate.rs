@@ -57,6 +57,11 @@ impl<'a> Evaluator<'a> {
         self.memo.clear();
     }
 
+    /// Drop the cached source chunks that `keep` does not list (leaf node, chunk index).
+    pub fn retain_chunks(&mut self, keep: &std::collections::HashSet<(usize, u64)>) {
+        self.chunks.retain(|k, _| keep.contains(k));
+    }
+
     /// Evaluate the root over `region` in tiles; the result in C order, of the root's dtype.
     pub fn root_region(&mut self, region: &Region) -> Result<Buf> {
         let root = self.plan.root;
@@ -179,8 +184,15 @@ impl<'a> Evaluator<'a> {
             // a constant generator: fill the region
             let NodeKind::Gen { gen } = &node.kind else { return Err(Error::Internal("leaf without grid".into())) };
             return Ok(with_dtype!(dtype, T => {
-                let mut v = vec![T::default(); region.len() as usize];
-                gen.fill(&node.shape, region, &mut v);
+                let n = region.len() as usize;
+                let v = match gen.constant() {
+                    Some(c) => vec![T::from_scalar(c); n],
+                    None => {
+                        let mut v = vec![T::default(); n];
+                        gen.fill(&node.shape, region, &mut v);
+                        v
+                    }
+                };
                 Buf::from_vec(&region.shape.iter().map(|&s| s as usize).collect::<Vec<_>>(), v)
             }));
         };

@@ -231,7 +231,12 @@ fn partial_task(
     let mut ev = Evaluator::new(plan, sources, temps, codec_threads);
     let mut bytes = 0;
     let axis0_kept = kept.first() == Some(&0);
-    for &c in &task.chunks {
+    let feet: Vec<Vec<(usize, u64)>> =
+        task.chunks.iter().map(|&c| footprint(plan, &in_grid.chunk_region(&in_grid.chunk_index(c)))).collect();
+    for (pos, &c) in task.chunks.iter().enumerate() {
+        // keep only the source chunks that this and the remaining chunks of the task still need
+        let live: std::collections::HashSet<(usize, u64)> = feet[pos..].iter().flatten().copied().collect();
+        ev.retain_chunks(&live);
         let region = in_grid.chunk_region(&in_grid.chunk_index(c));
         bytes += region.len() * a.dtype.size() as u64;
         // the chunk's partial, from its tiles: tiles split axis 0, so when axis 0 is kept they fill

@@ -659,6 +659,16 @@ pub fn apply<T: NumElem>(op: MapOp, args: &[Buf], shape: &[usize]) -> Result<Buf
     if op.arity() == 2 {
         let a = Dense::of(typed::<T>(&args[0])?, shape);
         let b = Dense::of(typed::<T>(&args[1])?, shape);
+        if let (DType::Float64, Some(x), Some(y), Some(k)) = (T::DTYPE, a.slice(), b.slice(), f64_arith(op)) {
+            // SAFETY: T is f64 (checked through its DTYPE), so the slices have the same layout.
+            let (x, y) = unsafe {
+                (
+                    std::slice::from_raw_parts(x.as_ptr() as *const f64, x.len()),
+                    std::slice::from_raw_parts(y.as_ptr() as *const f64, y.len()),
+                )
+            };
+            return Ok(Buf::from_vec(shape, arith_f64(k, x, y)));
+        }
         let out = match op {
             Add => Buf::from_vec(shape, binary_loop(&a, &b, n, T::add)),
             Sub => Buf::from_vec(shape, binary_loop(&a, &b, n, T::sub)),
@@ -771,14 +781,25 @@ fn vector_trig(x: &[f64], out: &mut [f64], sin: bool) {
             ok &= v.abs() <= math::TRIG_FAST_LIMIT;
         }
         if ok {
+            // 32 at a time: four independent vectors in flight hide the long dependency chain of
+            // one evaluation (a loop of single vectors runs at a quarter of the speed)
+            let mut oc = ob.chunks_exact_mut(32);
+            let mut xc = xb.chunks_exact(32);
             if sin {
-                for (o, &v) in ob.iter_mut().zip(xb) {
-                    *o = math::sin_fast(v);
+                for (o, x) in (&mut oc).zip(&mut xc) {
+                    for i in 0..32 {
+                        o[i] = math::sin_fast(x[i]);
+                    }
                 }
             } else {
-                for (o, &v) in ob.iter_mut().zip(xb) {
-                    *o = math::cos_fast(v);
+                for (o, x) in (&mut oc).zip(&mut xc) {
+                    for i in 0..32 {
+                        o[i] = math::cos_fast(x[i]);
+                    }
                 }
+            }
+            for (o, &v) in oc.into_remainder().iter_mut().zip(xc.remainder()) {
+                *o = if sin { math::sin_fast(v) } else { math::cos_fast(v) };
             }
         } else {
             for (o, &v) in ob.iter_mut().zip(xb) {
@@ -845,16 +866,30 @@ fn vector_sqrt(x: &[f64], out: &mut [f64]) {
     }
 }
 
-/// `x * x` and `x * y` for f64 slices, compiled for the wide instruction sets (the hot path of
-/// `cos(x)**2` and `x * x[::-1, ::-1]`).
+fn f64_arith(op: MapOp) -> Option<u8> {
+    match op {
+        MapOp::Add => Some(0),
+        MapOp::Sub => Some(1),
+        MapOp::Mul => Some(2),
+        MapOp::Div => Some(3),
+        _ => None,
+    }
+}
+
+/// `+ - * /` of f64 slices, compiled for the wide instruction sets (the hot path of
+/// `x * x[::-1, ::-1]`).
 #[multiversion(targets(
     "x86_64+avx512f+avx512dq+avx512vl+avx2+fma+bmi1+bmi2",
     "x86_64+avx2+fma+bmi1+bmi2",
     "aarch64+neon"
 ))]
-pub fn mul_f64(a: &[f64], b: &[f64], out: &mut [f64]) {
-    for ((o, &p), &q) in out.iter_mut().zip(a).zip(b) {
-        *o = p * q;
+fn arith_f64(k: u8, a: &[f64], b: &[f64]) -> Vec<f64> {
+    let it = a.iter().zip(b);
+    match k {
+        0 => it.map(|(&p, &q)| p + q).collect(),
+        1 => it.map(|(&p, &q)| p - q).collect(),
+        2 => it.map(|(&p, &q)| p * q).collect(),
+        _ => it.map(|(&p, &q)| p / q).collect(),
     }
 }
 

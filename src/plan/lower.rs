@@ -16,7 +16,7 @@ use crate::kernels::generate::Generator;
 
 /// Elements per tile: a task evaluates its output chunk in tiles of about this many elements so
 /// that the temporaries of a fused expression stay in the CPU caches.
-pub const TILE_ELEMS: u64 = 32 * 1024;
+pub const TILE_ELEMS: u64 = 8 * 1024;
 
 /// The region of argument `pos` of node `id` needed for `region` of the node.
 pub fn arg_region(plan: &Plan, id: usize, pos: usize, region: &Region) -> Region {

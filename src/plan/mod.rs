@@ -153,7 +153,7 @@ impl Plan {
 /// Build the plan of `text` over `inputs`.
 pub fn build(text: &str, inputs: Vec<Input>) -> Result<Plan, ExprError> {
     let ast = crate::expr::parser::parse(text)?;
-    let mut b = Builder { inputs: &inputs, nodes: vec![], by_name: HashMap::new() };
+    let mut b = Builder { inputs: &inputs, nodes: vec![], by_name: HashMap::new(), seen: HashMap::new() };
     let root = b.expr(&ast)?;
     let nodes = b.nodes;
     Ok(Plan { text: text.to_string(), inputs, nodes, root, temps: vec![] })
@@ -163,6 +163,9 @@ struct Builder<'a> {
     inputs: &'a [Input],
     nodes: Vec<Node>,
     by_name: HashMap<String, usize>,
+    /// Nodes by structure: the same computation written twice is one node (common subexpressions,
+    /// e.g. `ones((n, m)) * ones((n, m))[::-1, ::-1]` generates once).
+    seen: HashMap<String, usize>,
 }
 
 fn err<T>(msg: impl Into<String>, span: Span) -> Result<T, ExprError> {
@@ -213,8 +216,15 @@ const SAME_TYPE_FUNCS: [(&str, MapOp); 5] = [
 
 impl Builder<'_> {
     fn push(&mut self, node: Node) -> usize {
+        let key =
+            serde_json::to_string(&(&node.kind, &node.shape, node.dtype, &node.chunks, node.weak)).unwrap_or_default();
+        if let Some(&id) = self.seen.get(&key) {
+            return id;
+        }
         self.nodes.push(node);
-        self.nodes.len() - 1
+        let id = self.nodes.len() - 1;
+        self.seen.insert(key, id);
+        id
     }
 
     fn node(&self, id: usize) -> &Node {
