@@ -77,6 +77,9 @@ pub struct OutputOpts<'a> {
     pub default_chunks: Option<(Vec<u64>, Option<Vec<u64>>)>,
     pub default_codec: Option<CodecSpec>,
     pub dimension_names: Option<Vec<String>>,
+    /// Group output chunks by shared source chunks as far as --memory allows and compute a group's
+    /// chunks in parallel (rechunking: each source chunk is decoded once).
+    pub band_groups: bool,
 }
 
 /// A plan whose reductions and scans have been computed: what the final stage reads.
@@ -139,9 +142,16 @@ pub fn compute_to_zarr(plan: Plan, o: &OutputOpts<'_>, run: &RunArgs, stage_name
     let default = o.default_chunks.clone().or_else(|| Some((root.chunks.clone(), None)));
     let (chunks, shard, _auto) = super::chunking(o.chunks, o.shard, &root.shape, dtype, default)?;
     let grid = Grid::new(root.shape.clone(), shard.clone().unwrap_or_else(|| chunks.clone()));
-    let layout =
-        OutputLayout { grid: grid.clone(), itemsize: dtype.size() as u64, codec_scratch: codec.scratch_bytes() };
-    let tasks = lower::tasks(&plan, &layout, MAX_GROUP);
+    let layout = OutputLayout {
+        grid: grid.clone(),
+        itemsize: dtype.size() as u64,
+        codec_scratch: codec.scratch_bytes(grid.chunk_len() * dtype.size() as u64),
+    };
+    let tasks = if o.band_groups {
+        lower::tasks(&plan, &layout, usize::MAX, Some(opts.memory), opts.workers)
+    } else {
+        lower::tasks(&plan, &layout, MAX_GROUP, None, 1)
+    };
     let stage = Stage {
         name: stage_name.to_string(),
         tasks: tasks.groups.len() as u64,
@@ -184,6 +194,7 @@ pub fn compute_to_zarr(plan: Plan, o: &OutputOpts<'_>, run: &RunArgs, stage_name
         plan,
         out: OutJob { path: staged.path().to_path_buf(), grid: grid.clone(), dtype },
         tasks,
+        inner: if o.band_groups { opts.workers } else { 1 },
     };
     let wd = work.as_ref().map(|w| w.path().to_path_buf()).unwrap_or_default();
     let stats = job::run(&job, &temps, run.scheduler, parallel, &opts, &wd, sink.as_ref())?;

@@ -378,7 +378,7 @@ pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
     let stage = Stage {
         name: "create".into(),
         tasks: if constant.is_some() && !c.write_empty_chunks { 0 } else { grid.nchunks() },
-        task_bytes: 3 * unit_bytes + codec.scratch_bytes(),
+        task_bytes: 3 * unit_bytes + codec.scratch_bytes(unit_bytes),
         total_bytes: logical,
     };
     let unit = if spec.shard.is_some() { "shard" } else { "chunk" };

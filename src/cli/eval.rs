@@ -115,6 +115,7 @@ fn out_opts<'a>(a: &'a EvalArgs, out: &'a Path, codec: Option<String>) -> Output
         default_chunks: None,
         default_codec: codec.as_deref().and_then(|c| CodecSpec::parse(c).ok()),
         dimension_names: None,
+        band_groups: false,
     }
 }
 

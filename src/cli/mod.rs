@@ -7,6 +7,7 @@ pub mod create;
 pub mod eval;
 pub mod export;
 pub mod info;
+pub mod rechunk;
 pub mod reduce;
 pub mod transform;
 pub mod worker;
@@ -49,13 +50,15 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Reduce an array (sum, mean, std, argmax, …, cumsum) over all or some axes.
     Reduce(reduce::ReduceArgs),
+    /// Change an array's chunks (and/or its compression or sharding) under the memory bound.
+    Rechunk(rechunk::RechunkArgs),
     /// Run a range of tasks of a job file (used by --scheduler processes).
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
 }
 
 /// Options every command that computes shares.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct RunArgs {
     /// Worker threads (default: all cores).
     #[arg(long, global = true, value_name = "N")]
@@ -208,6 +211,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Transform(a) => transform::run(a, &cli.run),
         Command::Eval(a) => eval::run(a, &cli.run),
         Command::Reduce(a) => reduce::run(a, &cli.run),
+        Command::Rechunk(a) => rechunk::run(a, &cli.run),
         Command::Worker(a) => worker::run(a),
     }
 }

@@ -102,6 +102,7 @@ pub fn run(a: &ReduceArgs, run: &RunArgs) -> Result<()> {
                 default_chunks: None,
                 default_codec: CodecSpec::from_codecs(&metas[0].codecs),
                 dimension_names: None,
+                band_groups: false,
             };
             compute_to_zarr(plan, &o, run, "reduce")
         }

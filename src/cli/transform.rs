@@ -60,6 +60,7 @@ pub fn run(a: &TransformArgs, run: &RunArgs) -> Result<()> {
         default_chunks: if same_shape { Some((first.chunks.clone(), first.shards.clone())) } else { None },
         default_codec: CodecSpec::from_codecs(&first.codecs),
         dimension_names: if same_shape { names } else { None },
+        band_groups: false,
     };
     compute_to_zarr(plan, &o, run, "transform")
 }

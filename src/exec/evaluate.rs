@@ -52,6 +52,17 @@ impl<'a> Evaluator<'a> {
         Evaluator { plan, sources, temps, codec_threads, chunks: HashMap::new(), memo: HashMap::new() }
     }
 
+    /// An evaluator starting with source chunks already decoded (shared by a task's members).
+    pub fn with_chunks(
+        plan: &'a Plan,
+        sources: &'a [ZArray],
+        temps: &'a [TempData],
+        codec_threads: usize,
+        chunks: HashMap<(usize, u64), Buf>,
+    ) -> Evaluator<'a> {
+        Evaluator { plan, sources, temps, codec_threads, chunks, memo: HashMap::new() }
+    }
+
     /// Forget the values computed for the last region (keep the decoded source chunks).
     pub fn clear_memo(&mut self) {
         self.memo.clear();
@@ -129,6 +140,7 @@ impl<'a> Evaluator<'a> {
                 let r = arg_region(self.plan, id, 0, region);
                 self.eval(*arg, &r)?.cast(node.dtype)
             }
+            NodeKind::Rechunk { arg } => self.eval(*arg, region)?,
             NodeKind::Transpose { arg, perm } => {
                 let r = arg_region(self.plan, id, 0, region);
                 let a = self.eval(*arg, &r)?;
@@ -247,31 +259,44 @@ impl<'a> Evaluator<'a> {
         if let Some(b) = self.chunks.get(&(id, lin)) {
             return Ok(b.clone());
         }
-        let node = &self.plan.nodes[id];
-        let idx = grid.chunk_index(lin);
-        let region = grid.chunk_region(&idx);
-        let shape: Vec<usize> = region.shape.iter().map(|&s| s as usize).collect();
-        let b = match &node.kind {
-            NodeKind::Input { input } => {
-                let arr = &self.sources[*input];
-                with_dtype!(node.dtype, T => Buf::from_vec(&shape, arr.read_region::<T>(&region, self.codec_threads)?))
-            }
-            NodeKind::Temp { temp } => match self.temps.get(*temp) {
-                Some(TempData::Zarr(arr)) => {
-                    with_dtype!(node.dtype, T => Buf::from_vec(&shape, arr.read_region::<T>(&region, self.codec_threads)?))
-                }
-                _ => return Err(Error::Internal("chunk of an in-memory intermediate".into())),
-            },
-            NodeKind::Gen { gen } => with_dtype!(node.dtype, T => {
-                let mut v = vec![T::default(); region.len() as usize];
-                gen.fill(&node.shape, &region, &mut v);
-                Buf::from_vec(&shape, v)
-            }),
-            _ => return Err(Error::Internal("chunk of a non-leaf".into())),
-        };
+        let b = load_chunk(self.plan, self.sources, self.temps, id, grid, lin, self.codec_threads)?;
         self.chunks.insert((id, lin), b.clone());
         Ok(b)
     }
+}
+
+/// Decode (or generate) source chunk `lin` of the leaf `id`, whose chunk grid is `grid`.
+pub fn load_chunk(
+    plan: &Plan,
+    sources: &[ZArray],
+    temps: &[TempData],
+    id: usize,
+    grid: &crate::grid::Grid,
+    lin: u64,
+    codec_threads: usize,
+) -> Result<Buf> {
+    let node = &plan.nodes[id];
+    let idx = grid.chunk_index(lin);
+    let region = grid.chunk_region(&idx);
+    let shape: Vec<usize> = region.shape.iter().map(|&s| s as usize).collect();
+    Ok(match &node.kind {
+        NodeKind::Input { input } => {
+            let arr = &sources[*input];
+            with_dtype!(node.dtype, T => Buf::from_vec(&shape, arr.read_region::<T>(&region, codec_threads)?))
+        }
+        NodeKind::Temp { temp } => match temps.get(*temp) {
+            Some(TempData::Zarr(arr)) => {
+                with_dtype!(node.dtype, T => Buf::from_vec(&shape, arr.read_region::<T>(&region, codec_threads)?))
+            }
+            _ => return Err(Error::Internal("chunk of an in-memory intermediate".into())),
+        },
+        NodeKind::Gen { gen } => with_dtype!(node.dtype, T => {
+            let mut v = vec![T::default(); region.len() as usize];
+            gen.fill(&node.shape, &region, &mut v);
+            Buf::from_vec(&shape, v)
+        }),
+        _ => return Err(Error::Internal("chunk of a non-leaf".into())),
+    })
 }
 
 /// `b` broadcast to `shape` in C order (copies only when needed).

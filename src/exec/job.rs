@@ -13,12 +13,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use super::evaluate::{into_elems, Evaluator, TempData};
+use std::collections::HashMap;
+
+use super::evaluate::{into_elems, load_chunk, Evaluator, TempData};
 use super::{run_stage, Event, EventSink, RunOptions, Stage, StageStats, TaskCtx};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::grid::Grid;
+use crate::kernels::buf::Buf;
 use crate::plan::lower::Tasks;
+use crate::plan::lower::{footprint, leaf_grid};
 use crate::plan::Plan;
 use crate::store::ZArray;
 use crate::with_dtype;
@@ -65,6 +69,9 @@ pub struct Job {
     pub plan: Plan,
     pub out: OutJob,
     pub tasks: Tasks,
+    /// Output chunks of one task computed at once (their source chunks decoded in parallel first).
+    #[serde(default)]
+    pub inner: usize,
 }
 
 /// The opened inputs of a plan.
@@ -84,7 +91,9 @@ pub fn open_temps(plan: &Plan) -> Result<Vec<TempData>> {
         .collect()
 }
 
-/// Run task `t` of `job`: evaluate each output chunk of its group and write it.
+/// Run task `t` of `job`: evaluate each output chunk of its group and write it. With `job.inner`
+/// above 1 and several chunks in the group, the group's source chunks are decoded in parallel first
+/// and its output chunks computed in parallel (the band of a rechunk).
 pub fn run_task(
     job: &Job,
     sources: &[ZArray],
@@ -93,19 +102,50 @@ pub fn run_task(
     t: usize,
     codec_threads: usize,
 ) -> Result<u64> {
-    let mut ev = Evaluator::new(&job.plan, sources, temps, codec_threads);
     let grid = &job.out.grid;
     let item = job.out.dtype.size() as u64;
-    let mut bytes = 0;
-    for &c in &job.tasks.groups[t] {
+    let group = &job.tasks.groups[t];
+    let one = |ev: &mut Evaluator<'_>, c: u64, threads: usize| -> Result<u64> {
         let idx = grid.chunk_index(c);
         let region = grid.chunk_region(&idx);
         let b = ev.root_region(&region)?;
         with_dtype!(job.out.dtype, T => {
             let v = into_elems::<T>(b)?;
-            out.write_chunk(&idx, &v, codec_threads)?;
+            out.write_chunk(&idx, &v, threads)?;
         });
-        bytes += region.len() * item;
+        Ok(region.len() * item)
+    };
+    if job.inner > 1 && group.len() > 1 {
+        use rayon::prelude::*;
+        let mut keys: Vec<(usize, u64)> = vec![];
+        for &c in group {
+            for k in footprint(&job.plan, &grid.chunk_region(&grid.chunk_index(c))) {
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+        }
+        let decoded: Vec<((usize, u64), Buf)> = keys
+            .par_iter()
+            .map(|&(leaf, lin)| {
+                let g =
+                    leaf_grid(&job.plan, leaf).ok_or_else(|| Error::Internal("source chunk without a grid".into()))?;
+                Ok(((leaf, lin), load_chunk(&job.plan, sources, temps, leaf, &g, lin, 1)?))
+            })
+            .collect::<Result<_>>()?;
+        let cache: HashMap<(usize, u64), Buf> = decoded.into_iter().collect();
+        return group
+            .par_iter()
+            .map(|&c| {
+                let mut ev = Evaluator::with_chunks(&job.plan, sources, temps, 1, cache.clone());
+                one(&mut ev, c, 1)
+            })
+            .try_reduce(|| 0, |a, b| Ok(a + b));
+    }
+    let mut ev = Evaluator::new(&job.plan, sources, temps, codec_threads);
+    let mut bytes = 0;
+    for &c in group {
+        bytes += one(&mut ev, c, codec_threads)?;
     }
     Ok(bytes)
 }

@@ -374,7 +374,7 @@ fn reduce_stage(
         let chunks: Vec<u64> = (0..n_red).map(|r| chunk_of(b, r)).collect();
         let feet: Vec<Vec<(usize, u64)>> =
             chunks.iter().map(|&c| footprint(sub, &in_grid.chunk_region(&in_grid.chunk_index(c)))).collect();
-        let mut groups = group_by_footprint(&feet, split);
+        let mut groups = group_by_footprint(&feet, split, None);
         // fill groups up to `split` chunks (consecutive groups merge) to keep the task count down
         let mut merged: Vec<Vec<usize>> = vec![];
         for g in groups.drain(..) {

@@ -193,9 +193,19 @@ pub struct Tasks {
     pub distinct_chunks: u64,
 }
 
+/// A memory cap for [`group_by_footprint`]: a group's distinct source chunks (`chunk_bytes` each)
+/// plus `member_bytes` per member running at once (at most `inner` at once) must fit `budget`.
+pub struct GroupCap<'a> {
+    pub chunk_bytes: &'a dyn Fn(&(usize, u64)) -> u64,
+    pub member_bytes: u64,
+    pub inner: usize,
+    pub budget: u64,
+}
+
 /// Group `items` (each with its footprint) so that items needing the same source chunks share a
-/// group, at most `max_group` per group; groups keep the items' order.
-pub fn group_by_footprint(feet: &[Vec<(usize, u64)>], max_group: usize) -> Vec<Vec<usize>> {
+/// group — at most `max_group` per group, and within `cap` — so each source chunk is decoded once
+/// per stage where memory allows. Groups keep the items' order.
+pub fn group_by_footprint(feet: &[Vec<(usize, u64)>], max_group: usize, cap: Option<&GroupCap<'_>>) -> Vec<Vec<usize>> {
     let n = feet.len();
     let mut owners: HashMap<(usize, u64), Vec<usize>> = HashMap::new();
     for (c, f) in feet.iter().enumerate() {
@@ -215,15 +225,28 @@ pub fn group_by_footprint(feet: &[Vec<(usize, u64)>], max_group: usize) -> Vec<V
         }
         assigned[c] = true;
         let mut group = vec![c];
+        let mut chunks: std::collections::HashSet<(usize, u64)> = feet[c].iter().copied().collect();
+        let mut bytes: u64 = cap.map(|k| chunks.iter().map(|x| (k.chunk_bytes)(x)).sum()).unwrap_or(0);
         let mut queue = vec![c];
         while let Some(x) = queue.pop() {
             for k in &feet[x] {
                 for &o in &owners[k] {
-                    if group.len() < max_group && !assigned[o] {
-                        assigned[o] = true;
-                        group.push(o);
-                        queue.push(o);
+                    if group.len() >= max_group || assigned[o] {
+                        continue;
                     }
+                    if let Some(cap) = cap {
+                        let extra: u64 =
+                            feet[o].iter().filter(|q| !chunks.contains(q)).map(|q| (cap.chunk_bytes)(q)).sum();
+                        let members = (group.len() + 1).min(cap.inner.max(1)) as u64;
+                        if bytes + extra + members * cap.member_bytes > cap.budget {
+                            continue;
+                        }
+                        bytes += extra;
+                    }
+                    chunks.extend(feet[o].iter().copied());
+                    assigned[o] = true;
+                    group.push(o);
+                    queue.push(o);
                 }
             }
         }
@@ -251,31 +274,34 @@ pub fn tile_peak(plan: &Plan, region: &Region) -> u64 {
     tile_bytes(plan, region)
 }
 
-/// Plan the tasks for `out`: at most `max_group` output chunks per task, grouped so that output
-/// chunks needing the same source chunks share a task (and so decode them once).
-pub fn tasks(plan: &Plan, out: &OutputLayout, max_group: usize) -> Tasks {
+/// Plan the tasks for `out`: output chunks needing the same source chunks share a task (and so
+/// decode them once) — at most `max_group` of them, and, with `budget`, as many as fit it when up to
+/// `inner` of a task's chunks are computed at once.
+pub fn tasks(plan: &Plan, out: &OutputLayout, max_group: usize, budget: Option<u64>, inner: usize) -> Tasks {
     let n = out.grid.nchunks();
     let feet: Vec<Vec<(usize, u64)>> =
         (0..n).map(|c| footprint(plan, &out.grid.chunk_region(&out.grid.chunk_index(c)))).collect();
     let distinct_all: std::collections::HashSet<(usize, u64)> = feet.iter().flatten().copied().collect();
-    let groups: Vec<Vec<u64>> =
-        group_by_footprint(&feet, max_group).into_iter().map(|g| g.into_iter().map(|c| c as u64).collect()).collect();
+    let out_bytes = out.grid.chunk_len() * out.itemsize;
+    let sample = out.grid.chunk_region(&vec![0; out.grid.ndim()]);
+    // tile temporaries + the output chunk, its padded/cast copy, and its encoded form
+    let member_bytes = tile_bytes(plan, &sample) + 3 * out_bytes + out.codec_scratch;
+    let cb = |k: &(usize, u64)| chunk_bytes(plan, k.0, k.1);
+    let cap = budget.map(|b| GroupCap { chunk_bytes: &cb, member_bytes, inner, budget: b });
+    let groups: Vec<Vec<u64>> = group_by_footprint(&feet, max_group, cap.as_ref())
+        .into_iter()
+        .map(|g| g.into_iter().map(|c| c as u64).collect())
+        .collect();
     let mut task_bytes = 0;
     let mut read_bytes = 0;
     let mut chunk_reads = 0;
     for g in &groups {
         let members: Vec<&Vec<(usize, u64)>> = g.iter().map(|&c| &feet[c as usize]).collect();
         let (decoded, count) = decoded_bytes(plan, &members);
-        let mut member_peak = 0;
-        for &c in g {
-            let region = out.grid.chunk_region(&out.grid.chunk_index(c));
-            let out_bytes = out.grid.chunk_len() * out.itemsize;
-            // tile temporaries + the output chunk, its padded/cast copy, and its encoded form
-            member_peak = member_peak.max(tile_bytes(plan, &region) + 3 * out_bytes + out.codec_scratch);
-        }
+        let at_once = g.len().min(inner.max(1)) as u64;
         read_bytes += decoded;
         chunk_reads += count as u64;
-        task_bytes = task_bytes.max(decoded + member_peak);
+        task_bytes = task_bytes.max(decoded + at_once * member_bytes);
     }
     Tasks { groups, task_bytes, read_bytes, chunk_reads, distinct_chunks: distinct_all.len() as u64 }
 }

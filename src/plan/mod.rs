@@ -81,6 +81,11 @@ pub enum NodeKind {
     Temp {
         temp: usize,
     },
+    /// The same values in another chunk grid (`node.chunks`): tasks downstream read whatever source
+    /// regions their chunks need, so this fuses like an element-wise node.
+    Rechunk {
+        arg: usize,
+    },
 }
 
 /// Where a materialised intermediate lives: a Zarr array in the work dir, or memory (`path: None`,
@@ -118,7 +123,8 @@ impl Node {
             | NodeKind::Transpose { arg, .. }
             | NodeKind::Astype { arg }
             | NodeKind::Reduce { arg, .. }
-            | NodeKind::Scan { arg, .. } => vec![*arg],
+            | NodeKind::Scan { arg, .. }
+            | NodeKind::Rechunk { arg } => vec![*arg],
             _ => vec![],
         }
     }
@@ -483,6 +489,37 @@ impl Builder<'_> {
         }))
     }
 
+    /// `x.rechunk((a, b))`; -1 takes a whole axis.
+    fn rechunk(&mut self, a: usize, chunks: &Expr, span: Span) -> Result<usize, ExprError> {
+        let n = self.nodes[a].clone();
+        let items: Vec<&Expr> = match &chunks.kind {
+            ExprKind::Tuple(items) => items.iter().collect(),
+            _ => vec![chunks],
+        };
+        if items.len() != n.shape.len() {
+            return err(format!("rechunk needs one chunk extent per axis ({} axes)", n.shape.len()), chunks.span);
+        }
+        let mut c = vec![];
+        for (e, &extent) in items.iter().zip(&n.shape) {
+            let v = const_int(e)?;
+            c.push(match v {
+                -1 => extent.max(1),
+                v if v >= 1 => (v as u64).min(extent.max(1)),
+                _ => return err("chunk extents are ≥ 1 (or -1 for a whole axis)", e.span),
+            });
+        }
+        let label = format!("rechunk{}", tuple(&c));
+        let _ = span;
+        Ok(self.push(Node {
+            kind: NodeKind::Rechunk { arg: a },
+            shape: n.shape.clone(),
+            dtype: n.dtype,
+            chunks: c,
+            weak: None,
+            label,
+        }))
+    }
+
     fn transpose(&mut self, a: usize, perm: Vec<usize>, span: Span) -> Result<usize, ExprError> {
         let n = &self.nodes[a];
         let nd = n.shape.len();
@@ -578,6 +615,16 @@ impl Builder<'_> {
                     None => (0..nd).rev().collect(),
                 };
                 self.transpose(a, axes, span)
+            }
+            "rechunk" => {
+                no_kwargs(func, kwargs, &["chunks"], span)?;
+                let Some(first) = args.first() else { return err("rechunk needs an array and chunks", span) };
+                let a = self.expr(first)?;
+                let c = args
+                    .get(1)
+                    .or_else(|| kwarg(kwargs, "chunks"))
+                    .ok_or_else(|| ExprError::new("rechunk needs chunks: rechunk(x, (1000, 10))", span))?;
+                self.rechunk(a, c, span)
             }
             "astype" => {
                 no_kwargs(func, kwargs, &[], span)?;
@@ -747,7 +794,15 @@ impl Builder<'_> {
                 let a = self.expr(recv)?;
                 self.map(MapOp::Round, vec![a], span)
             }
-            "rechunk" => err("rechunk() is not supported yet (it comes with `dsk rechunk`)", span),
+            "rechunk" => {
+                no_kwargs(name, kwargs, &["chunks"], span)?;
+                let a = self.expr(recv)?;
+                let c = args
+                    .first()
+                    .or_else(|| kwarg(kwargs, "chunks"))
+                    .ok_or_else(|| ExprError::new("rechunk needs chunks: x.rechunk((1000, 10))", span))?;
+                self.rechunk(a, c, span)
+            }
             r if ReduceOp::parse(r).is_some() || r == "cumsum" || r == "cumprod" => {
                 let a = self.expr(recv)?;
                 self.reduction(r, a, args, kwargs, span)

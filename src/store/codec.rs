@@ -133,11 +133,12 @@ impl CodecSpec {
         Some(spec)
     }
 
-    /// Bytes of scratch a codec may hold besides its input and output while encoding one chunk.
-    pub fn scratch_bytes(&self) -> u64 {
+    /// Bytes of scratch a codec may hold besides its input and output while encoding a chunk of
+    /// `chunk_bytes` (compressors size their tables and windows to the input, up to a few MiB).
+    pub fn scratch_bytes(&self, chunk_bytes: u64) -> u64 {
         match self {
             CodecSpec::None => 0,
-            _ => 4 << 20,
+            _ => (chunk_bytes / 2 + (64 << 10)).min(4 << 20),
         }
     }
 }

@@ -320,3 +320,79 @@ fn reduction_mistakes_are_refused() {
     assert_eq!(t.dsk(&["eval", "x[0:0].sum()", "x=a.zarr", "-q"]).ok().stdout(), "0.0\n");
     assert_eq!(t.dsk(&["eval", "x[0:0].mean()", "x=a.zarr", "-q"]).ok().stdout(), "nan\n");
 }
+
+// ---------------------------------------------------------------- rechunk
+
+fn export_bytes(t: &TestDir, name: &str) -> Vec<u8> {
+    t.dsk(&["export", name, "--format", "raw"]).ok().out.stdout
+}
+
+#[test]
+fn rechunk_is_bit_exact_in_one_pass_and_through_an_intermediate() {
+    let t = TestDir::new();
+    // values with a NaN payload and -0.0, which any arithmetic would disturb
+    let mut raw: Vec<u8> = vec![];
+    for i in 0..(37 * 23 * 5u64) {
+        let v = match i % 7 {
+            0 => f64::from_bits(0x7ff8_0000_0000_0123),
+            1 => -0.0,
+            _ => i as f64 * 0.37,
+        };
+        raw.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(t.path("x.raw"), &raw).expect("write");
+    t.dsk(&["create", "from-raw", "x.raw", "x.zarr", "--dtype", "float64", "--shape", "37,23,5", "--chunks", "10,7,2"])
+        .ok();
+    t.dsk(&["rechunk", "x.zarr", "a.zarr", "--chunks", "37,3,5"]).ok();
+    let e =
+        t.dsk(&["rechunk", "x.zarr", "b.zarr", "--chunks", "37,3,5", "--memory", "100KiB", "--explain"]).ok().stdout();
+    assert!(e.contains("two passes"), "{e}");
+    t.dsk(&["rechunk", "x.zarr", "b.zarr", "--chunks", "37,3,5", "--memory", "100KiB"]).ok();
+    assert_eq!(export_bytes(&t, "a.zarr"), raw);
+    assert_eq!(export_bytes(&t, "b.zarr"), raw);
+    assert_eq!(info_json(&t, "b.zarr")["chunks"], serde_json::json!([37, 3, 5]));
+    no_partial_left(&t);
+}
+
+#[test]
+fn rechunk_keeps_every_dtype() {
+    let t = TestDir::new();
+    for dtype in ["bool", "int8", "uint16", "int32", "uint64", "float32"] {
+        let a = format!("{dtype}.zarr");
+        let b = format!("{dtype}_r.zarr");
+        if dtype == "bool" {
+            t.dsk(&["create", "random", &a, "--shape", "19,11", "--chunks", "4,5", "--dtype", "bool"]).ok();
+        } else {
+            arange(&t, &a, "19,11", "4,5", dtype);
+        }
+        t.dsk(&["rechunk", &a, &b, "--chunks", "7,11", "--memory", "100KiB"]).ok();
+        assert_eq!(export_bytes(&t, &a), export_bytes(&t, &b), "{dtype}");
+    }
+}
+
+#[test]
+fn reencode_changes_codec_or_sharding_without_changing_values() {
+    let t = TestDir::new();
+    t.dsk(&["create", "random", "x.zarr", "--shape", "40,30", "--chunks", "10,10", "--dist", "normal"]).ok();
+    t.dsk(&["rechunk", "x.zarr", "b.zarr", "--codec", "blosc:zstd:5"]).ok();
+    t.dsk(&["rechunk", "x.zarr", "s.zarr", "--shard", "20,30"]).ok();
+    let want = export_bytes(&t, "x.zarr");
+    assert_eq!(export_bytes(&t, "b.zarr"), want);
+    assert_eq!(export_bytes(&t, "s.zarr"), want);
+    assert_eq!(info_json(&t, "b.zarr")["chunks"], serde_json::json!([10, 10]));
+    assert_eq!(info_json(&t, "b.zarr")["codecs"][1]["name"], "blosc");
+    assert_eq!(info_json(&t, "s.zarr")["shards"], serde_json::json!([20, 30]));
+    t.dsk(&["rechunk", "x.zarr", "n.zarr"]).fails(2, &["nothing to change"]);
+    t.dsk(&["rechunk", "x.zarr", "b.zarr", "--codec", "none"]).fails(1, &["already exists"]);
+}
+
+#[test]
+fn rechunk_inside_an_expression_plans_as_one_computation() {
+    let t = TestDir::new();
+    arange(&t, "a.zarr", "60,40", "10,10", "float64");
+    let direct = t.dsk(&["eval", "x.sum(axis=0).sum()", "x=a.zarr", "-q"]).ok().stdout();
+    let via = t.dsk(&["eval", "x.rechunk((60, 5)).sum(axis=0).sum()", "x=a.zarr", "-q"]).ok().stdout();
+    assert_eq!(direct, via);
+    let e = t.dsk(&["eval", "x.rechunk((60, 5)).sum(axis=0)", "x=a.zarr", "--explain"]).ok().stdout();
+    assert!(e.contains("rechunk(60, 5)") && e.contains("chunks (60, 5)"), "{e}");
+}

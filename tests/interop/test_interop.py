@@ -247,3 +247,31 @@ def test_export_csv_parses_back_with_numpy(tmp_path):
     text = dsk("export", path, "--format", "csv").stdout.decode()
     back = np.loadtxt(text.splitlines(), delimiter=",")
     assert_same(back, data)  # shortest round-trip text: exact
+
+
+@pytest.mark.parametrize("chunks,memory", [("11,6,2", "2GiB"), ("11,1,7", "2GiB"), ("3,6,7", "100KiB"), ("1,1,7", "100KiB")])
+def test_rechunk_read_by_zarr_python(tmp_path, chunks, memory):
+    data = np.random.default_rng(5).standard_normal((11, 6, 7))
+    data[0, 0, 0] = np.nan
+    src = tmp_path / "src.zarr"
+    z = zarr.create_array(store=str(src), shape=data.shape, chunks=(4, 5, 3), dtype="f8")
+    z[...] = data
+    dsk("rechunk", src, tmp_path / "r.zarr", "--chunks", chunks, "--memory", memory)
+    r = zarr.open_array(str(tmp_path / "r.zarr"), mode="r")
+    assert r.chunks == tuple(int(c) for c in chunks.split(","))
+    assert_same(r[...], data)
+
+
+def test_rechunk_to_shards_and_reencode(tmp_path):
+    data = np.arange(24 * 20, dtype="int32").reshape(24, 20)
+    src = tmp_path / "src.zarr"
+    z = zarr.create_array(store=str(src), shape=data.shape, chunks=(5, 7), dtype="i4")
+    z[...] = data
+    dsk("rechunk", src, tmp_path / "s.zarr", "--chunks", "4,10", "--shard", "8,20")
+    s = zarr.open_array(str(tmp_path / "s.zarr"), mode="r")
+    assert s.chunks == (4, 10) and s.shards == (8, 20)
+    assert_same(s[...], data)
+    dsk("rechunk", src, tmp_path / "g.zarr", "--codec", "gzip:6")
+    g = zarr.open_array(str(tmp_path / "g.zarr"), mode="r")
+    assert g.chunks == (5, 7)
+    assert_same(g[...], data)
