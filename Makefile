@@ -8,7 +8,7 @@ DSK_DEBUG   := target/debug/dsk
 DSK_RELEASE := target/release/dsk
 DEMO    := target/demo
 
-.PHONY: all build release demo test test-rust test-interop lint fmt fixtures bench doc clean
+.PHONY: all build release demo test test-rust test-interop lint fmt fixtures bench bench-large doc clean
 
 all: build
 
@@ -38,6 +38,14 @@ demo: release
 	$(DSK_RELEASE) eval 'x * x[::-1, ::-1]' x=$(DEMO)/x.zarr -o $(DEMO)/flip.zarr
 	$(DSK_RELEASE) eval 'x[0, 0] * x[-1, -1]' x=$(DEMO)/x.zarr
 	$(DSK_RELEASE) export $(DEMO)/flip.zarr --slice '0:2, 0:4' --format csv
+	@echo "--- the lesson: (x * x[::-1, ::-1]).mean() over a 6.4 GB array of ones (generated, never stored)"
+	$(DSK_RELEASE) eval '(ones((200000, 4000), chunks=(1000, 1000)) * ones((200000, 4000), chunks=(1000, 1000))[::-1, ::-1]).mean()' --memory 1GiB
+	@echo "--- the lesson: (cos(x)**2).mean(axis=1), first rows"
+	$(DSK_RELEASE) eval '(cos(ones((200000, 4000), chunks=(1000, 1000)))**2).mean(axis=1)[0:3]' --memory 1GiB --format csv
+	$(DSK_RELEASE) reduce $(DEMO)/x.zarr --op mean
+	$(DSK_RELEASE) reduce $(DEMO)/cos2.zarr $(DEMO)/row_means.zarr --op mean --axis 1
+	$(DSK_RELEASE) rechunk $(DEMO)/x.zarr $(DEMO)/tall.zarr --chunks 5000,10 --memory 256MiB --explain
+	$(DSK_RELEASE) rechunk $(DEMO)/x.zarr $(DEMO)/tall.zarr --chunks 5000,10 --memory 256MiB
 
 test: test-rust test-interop
 
@@ -62,6 +70,10 @@ fixtures: $(VENV)/.stamp
 # Side-by-side benchmarks against Dask (and Cubed); writes docs/benchmarks.md.
 bench: release
 	$(MAKE) -C bench
+
+# A rechunk larger than RAM (25.6 GB, --memory 1GiB; needs ~30 GB of free disk).
+bench-large: release
+	bench/peers/large_rechunk.sh $(abspath $(DSK_RELEASE)) $(abspath bench/data/large) docs/benchmarks-large.md
 
 doc:
 	$(CARGO) doc --no-deps

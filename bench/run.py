@@ -251,8 +251,22 @@ def w_w5(args, data):
     return "W5", "W5 single reductions along axis 0 and 1 of the on-disk array", runs
 
 
+def w_w4(args, data):
+    """W4: rechunk (1000, 1000) → (50000, 10) of the on-disk array, --memory 512MiB."""
+    x = ensure_input(data)
+    out_dsk, out_dask = os.path.join(data, "w4_dsk.zarr"), os.path.join(data, "w4_dask.zarr")
+    runs = [
+        ("dsk", "--memory 512MiB", out_dsk, [DSK, "rechunk", x, out_dsk, "--chunks", "50000,10", "--memory", "512MiB", "-q"]),
+        ("dask", "threads", out_dask, [PY, os.path.join(HERE, "peers", "rechunk_dask.py"), x, out_dask]),
+    ]
+    if not args.no_cubed:
+        runs.append(("cubed", "processes, 2GB", None,
+                     [PY, os.path.join(LESSON, "W4.py"), "--tool", "cubed", "--executor", "processes"]))
+    return "W4", "W4 rechunk (1000, 1000) → (50000, 10) of the on-disk array", runs
+
+
 WORKLOADS = {"create": w_create, "transform": w_transform, "flip": w_flip, "W1": w_w1, "W2": w_w2, "W3": w_w3,
-             "W5": w_w5}
+             "W4": w_w4, "W5": w_w5}
 
 
 def run_workload(fn, args, data):

@@ -81,6 +81,38 @@ fn out_opts<'b>(
     }
 }
 
+/// Intermediate chunks that divide both grids: per axis gcd(source, target) where the target is
+/// smaller; where it is larger, a multiple of the source chunk that divides the target, grown (by
+/// doubling) while a pass-1 task — the source chunks one intermediate chunk spans — fits `budget`.
+/// Larger intermediate chunks mean fewer files.
+fn intermediate_chunks(source: &[u64], target: &[u64], shape: &[u64], item: u64, budget: u64) -> Vec<u64> {
+    let nd = shape.len();
+    let s: Vec<u64> = (0..nd).map(|a| source[a].min(shape[a].max(1))).collect();
+    let t: Vec<u64> = (0..nd).map(|a| target[a].min(shape[a].max(1))).collect();
+    let mut inter: Vec<u64> = (0..nd).map(|a| if t[a] > s[a] { s[a] } else { gcd(s[a], t[a]).max(1) }).collect();
+    // bytes of the source chunks one intermediate chunk needs
+    let need = |i: &[u64]| -> u64 { (0..nd).map(|a| i[a].div_ceil(s[a]) * s[a]).product::<u64>() * item };
+    loop {
+        let mut grown = false;
+        for a in 0..nd {
+            if t[a] <= s[a] {
+                continue;
+            }
+            let next = inter[a] * 2;
+            let fits_target = next <= t[a] && (t[a] % next == 0 || next >= shape[a]);
+            let mut trial = inter.clone();
+            trial[a] = next;
+            if fits_target && need(&trial) <= budget {
+                inter = trial;
+                grown = true;
+            }
+        }
+        if !grown {
+            return inter;
+        }
+    }
+}
+
 pub fn run(a: &RechunkArgs, run: &RunArgs) -> Result<()> {
     if a.chunks.is_none() && a.shard.is_none() && a.codec.is_none() {
         return Err(Error::usage("--chunks", "nothing to change: give --chunks, --shard or --codec"));
@@ -139,22 +171,17 @@ pub fn run(a: &RechunkArgs, run: &RunArgs) -> Result<()> {
     }
 
     // two passes through an intermediate whose chunks divide both grids
-    let inter: Vec<u64> = source
-        .iter()
-        .zip(&target)
-        .zip(&m.shape)
-        .map(|((&s, &t), &n)| gcd(s.min(n.max(1)), t.min(n.max(1))).max(1))
-        .collect();
+    let inter = intermediate_chunks(&source, &target, &m.shape, item, opts.memory / (2 * opts.workers.max(1) as u64));
     let inter_text = inter.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
     if run.explain {
         crate::write_stdout(
             format!(
-                "rechunk {} → {}: two passes — one pass would decode source chunks {:.1}× (its bands need {} against --memory {})\n  intermediate chunks {} = gcd(source, target) per axis, uncompressed in the work dir: {} on disk\n",
+                "rechunk {} → {}: two passes — within --memory {} one pass would decode source chunks {:.1}× (a whole band needs {})\n  intermediate chunks {} (dividing both grids), uncompressed in the work dir: {} on disk\n",
                 tuple(&source),
                 tuple(&target),
-                one_pass.chunk_reads as f64 / one_pass.distinct_chunks.max(1) as f64,
-                human(one_pass.task_bytes),
                 human(opts.memory),
+                one_pass.chunk_reads as f64 / one_pass.distinct_chunks.max(1) as f64,
+                human(lower::tasks(&plan, &layout, usize::MAX, None, opts.workers).task_bytes),
                 tuple(&inter),
                 human(nbytes),
             )

@@ -118,9 +118,10 @@ pub fn run_task(
     if job.inner > 1 && group.len() > 1 {
         use rayon::prelude::*;
         let mut keys: Vec<(usize, u64)> = vec![];
+        let mut seen = std::collections::HashSet::new();
         for &c in group {
             for k in footprint(&job.plan, &grid.chunk_region(&grid.chunk_index(c))) {
-                if !keys.contains(&k) {
+                if seen.insert(k) {
                     keys.push(k);
                 }
             }

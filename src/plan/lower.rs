@@ -114,6 +114,7 @@ pub fn walk(plan: &Plan, id: usize, region: &Region, f: &mut impl FnMut(usize, &
 /// The source chunks (leaf, chunk index in C order) that `region` of the root needs.
 pub fn footprint(plan: &Plan, region: &Region) -> Vec<(usize, u64)> {
     let mut out: Vec<(usize, u64)> = vec![];
+    let mut seen: std::collections::HashSet<(usize, u64)> = std::collections::HashSet::new();
     for (leaf, r) in leaf_reads(plan, region) {
         let Some(g) = leaf_grid(plan, leaf) else { continue };
         if r.is_empty() {
@@ -128,7 +129,7 @@ pub fn footprint(plan: &Plan, region: &Region) -> Vec<(usize, u64)> {
         for k in 0..total {
             let idx = crate::grid::unravel(k, &counts);
             let lin: u64 = idx.iter().zip(&ranges).zip(&strides).map(|((i, r), s)| (i + r.start) * s).sum();
-            if !out.contains(&(leaf, lin)) {
+            if seen.insert((leaf, lin)) {
                 out.push((leaf, lin));
             }
         }
@@ -228,10 +229,12 @@ pub fn group_by_footprint(feet: &[Vec<(usize, u64)>], max_group: usize, cap: Opt
         let mut chunks: std::collections::HashSet<(usize, u64)> = feet[c].iter().copied().collect();
         let mut bytes: u64 = cap.map(|k| chunks.iter().map(|x| (k.chunk_bytes)(x)).sum()).unwrap_or(0);
         let mut queue = vec![c];
+        // candidates already weighed for this group (bytes only grow: a refusal is final)
+        let mut considered: std::collections::HashSet<usize> = std::collections::HashSet::new();
         while let Some(x) = queue.pop() {
             for k in &feet[x] {
                 for &o in &owners[k] {
-                    if group.len() >= max_group || assigned[o] {
+                    if group.len() >= max_group || assigned[o] || !considered.insert(o) {
                         continue;
                     }
                     if let Some(cap) = cap {
@@ -258,10 +261,11 @@ pub fn group_by_footprint(feet: &[Vec<(usize, u64)>], max_group: usize, cap: Opt
 
 /// Bytes of the distinct source chunks of a set of footprints.
 pub fn decoded_bytes(plan: &Plan, feet: &[&Vec<(usize, u64)>]) -> (u64, usize) {
+    let mut seen: std::collections::HashSet<(usize, u64)> = std::collections::HashSet::new();
     let mut distinct: Vec<(usize, u64)> = vec![];
     for f in feet {
         for k in f.iter() {
-            if !distinct.contains(k) {
+            if seen.insert(*k) {
                 distinct.push(*k);
             }
         }
