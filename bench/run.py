@@ -299,7 +299,9 @@ def ratios(rows):
     lines = []
     for d in [r for r in rows if r["tool"] == "dsk"]:
         peers = [r for r in rows if r["tool"] != "dsk" and key(r["label"]) == key(d["label"])]
-        if not peers and len([r for r in rows if r["tool"] == "dsk"]) == 1:
+        if not peers and not any(key(r["label"]) == key(d2["label"]) for r in rows if r["tool"] != "dsk"
+                                 for d2 in rows if d2["tool"] == "dsk"):
+            # configurations are named differently: compare every dsk row with every peer
             peers = [r for r in rows if r["tool"] != "dsk"]
         for p in peers:
             lines.append(f"- {d['label']}: dsk {d['median_s']:.2f} s vs {p['tool']} {p['median_s']:.2f} s → "

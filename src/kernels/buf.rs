@@ -27,6 +27,7 @@ pub trait BufElem: Elem {
     fn wrap(a: Arr<Self>) -> Buf;
     fn unwrap(b: Buf) -> Option<Arr<Self>>;
     fn view(b: &Buf) -> Option<&Arr<Self>>;
+    fn view_mut(b: &mut Buf) -> Option<&mut Arr<Self>>;
 }
 
 macro_rules! buf_elem {
@@ -42,6 +43,12 @@ macro_rules! buf_elem {
                 }
             }
             fn view(b: &Buf) -> Option<&Arr<Self>> {
+                match b {
+                    Buf::$v(a) => Some(a),
+                    _ => None,
+                }
+            }
+            fn view_mut(b: &mut Buf) -> Option<&mut Arr<Self>> {
                 match b {
                     Buf::$v(a) => Some(a),
                     _ => None,

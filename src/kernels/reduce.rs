@@ -409,6 +409,146 @@ fn better<T: NumElem>(x: T, best: T, min: bool) -> bool {
     }
 }
 
+/// Reduce a C-order matrix of `r` rows × `k` columns column by column (the reduced axes lead):
+/// rows are folded into per-column states, which vectorises and needs no transposition. Sums add
+/// row after row, as NumPy does along a leading axis. `index` maps a row to its global index.
+fn reduce_cols<T: NumElem>(
+    op: ReduceOp,
+    data: &[T],
+    r: usize,
+    k: usize,
+    index: &dyn Fn(usize, usize) -> i64,
+) -> Partial {
+    use ReduceOp::*;
+    let skip = op.skips_nan();
+    let rows = || data.chunks_exact(k.max(1)).take(r);
+    let comps = match op.kind() {
+        Kind::Acc => {
+            let prod = matches!(op, Prod | NanProd);
+            match state_acc(T::DTYPE) {
+                DType::Float64 => {
+                    let mut acc = vec![if prod { 1.0 } else { 0.0 }; k];
+                    for row in rows() {
+                        for (a, &x) in acc.iter_mut().zip(row) {
+                            let v = x.to_f64();
+                            let v = if skip && v.is_nan() {
+                                if prod {
+                                    1.0
+                                } else {
+                                    0.0
+                                }
+                            } else {
+                                v
+                            };
+                            if prod {
+                                *a *= v
+                            } else {
+                                *a += v
+                            }
+                        }
+                    }
+                    vec![Buf::from_vec(&[k], acc)]
+                }
+                DType::Uint64 => {
+                    let mut acc = vec![if prod { 1u64 } else { 0 }; k];
+                    for row in rows() {
+                        for (a, &x) in acc.iter_mut().zip(row) {
+                            *a = if prod { a.wrapping_mul(x.to_u64()) } else { a.wrapping_add(x.to_u64()) };
+                        }
+                    }
+                    vec![Buf::from_vec(&[k], acc)]
+                }
+                _ => {
+                    let mut acc = vec![if prod { 1i64 } else { 0 }; k];
+                    for row in rows() {
+                        for (a, &x) in acc.iter_mut().zip(row) {
+                            *a = if prod { a.wrapping_mul(x.to_i64()) } else { a.wrapping_add(x.to_i64()) };
+                        }
+                    }
+                    vec![Buf::from_vec(&[k], acc)]
+                }
+            }
+        }
+        Kind::MeanState | Kind::Moments => {
+            let mut sum = vec![0.0f64; k];
+            let mut cnt = vec![0.0f64; k];
+            for row in rows() {
+                for ((s, c), &x) in sum.iter_mut().zip(cnt.iter_mut()).zip(row) {
+                    let v = x.to_f64();
+                    if !(skip && v.is_nan()) {
+                        *s += v;
+                        *c += 1.0;
+                    }
+                }
+            }
+            if op.kind() == Kind::MeanState {
+                vec![Buf::from_vec(&[k], sum), Buf::from_vec(&[k], cnt)]
+            } else {
+                let mean: Vec<f64> = sum.iter().zip(&cnt).map(|(s, c)| if *c > 0.0 { s / c } else { 0.0 }).collect();
+                let mut m2 = vec![0.0f64; k];
+                for row in rows() {
+                    for ((q, mu), &x) in m2.iter_mut().zip(&mean).zip(row) {
+                        let v = x.to_f64();
+                        if !(skip && v.is_nan()) {
+                            let d = v - mu;
+                            *q += d * d;
+                        }
+                    }
+                }
+                vec![Buf::from_vec(&[k], cnt), Buf::from_vec(&[k], mean), Buf::from_vec(&[k], m2)]
+            }
+        }
+        Kind::Extreme => {
+            let min = matches!(op, Min | NanMin);
+            let mut it = rows();
+            let mut acc: Vec<T> = it.next().map(|r| r.to_vec()).unwrap_or_default();
+            for row in it {
+                for (a, &x) in acc.iter_mut().zip(row) {
+                    *a = extreme(*a, x, min, skip);
+                }
+            }
+            vec![Buf::from_vec(&[k], acc)]
+        }
+        Kind::Arg => {
+            let min = op == Argmin;
+            let mut it = rows();
+            let mut best: Vec<T> = it.next().map(|r| r.to_vec()).unwrap_or_default();
+            let mut at = vec![0usize; k];
+            for (i, row) in it.enumerate() {
+                for ((b, a), &x) in best.iter_mut().zip(at.iter_mut()).zip(row) {
+                    if better(x, *b, min) {
+                        *b = x;
+                        *a = i + 1;
+                    }
+                }
+            }
+            let idx: Vec<i64> = at.iter().map(|&i| index(0, i)).collect();
+            vec![Buf::from_vec(&[k], best), Buf::from_vec(&[k], idx)]
+        }
+        Kind::Logic => {
+            let any = op == Any;
+            let mut acc = vec![!any; k];
+            for row in rows() {
+                for (a, &x) in acc.iter_mut().zip(row) {
+                    let nz = x != T::default();
+                    *a = if any { *a | nz } else { *a & nz };
+                }
+            }
+            vec![Buf::from_vec(&[k], acc)]
+        }
+        Kind::Count => {
+            let mut acc = vec![0i64; k];
+            for row in rows() {
+                for (a, &x) in acc.iter_mut().zip(row) {
+                    *a += (x != T::default()) as i64;
+                }
+            }
+            vec![Buf::from_vec(&[k], acc)]
+        }
+    };
+    Partial { comps }
+}
+
 /// Reduce `tile` (an n-d view) over `axes`. `offset` is the tile's position in the whole array and
 /// `shape` the whole array's shape (for the global indices of arg-reductions). The partial has the
 /// tile's shape without the reduced axes.
@@ -421,6 +561,25 @@ pub fn reduce_tile<T: NumElem>(
 ) -> Partial {
     let nd = tile.ndim();
     let kept: Vec<usize> = (0..nd).filter(|a| !axes.contains(a)).collect();
+    // leading reduced axes over a C-order tile: fold rows, no transposition
+    let prefix = !kept.is_empty() && !axes.is_empty() && axes.iter().enumerate().all(|(i, &a)| a == i);
+    if let (true, Some(data)) = (prefix, tile.as_slice()) {
+        let kshape: Vec<usize> = kept.iter().map(|&a| tile.shape()[a]).collect();
+        let rshape: Vec<u64> = axes.iter().map(|&a| tile.shape()[a] as u64).collect();
+        let k: usize = kshape.iter().product();
+        let r: usize = rshape.iter().product::<u64>() as usize;
+        let gshape: Vec<u64> = axes.iter().map(|&a| shape[a]).collect();
+        let gstrides = crate::grid::strides(&gshape);
+        let index = |_c: usize, i: usize| -> i64 {
+            let local = crate::grid::unravel(i as u64, &rshape);
+            local.iter().enumerate().map(|(j, &l)| (l + offset[axes[j]]) * gstrides[j]).sum::<u64>() as i64
+        };
+        let mut p = reduce_cols(op, data, r, k, &index);
+        for c in &mut p.comps {
+            *c = reshape(c, &kshape);
+        }
+        return p;
+    }
     let mut perm = kept.clone();
     perm.extend_from_slice(axes);
     let moved = tile.view().permuted_axes(IxDyn(&perm));
@@ -453,75 +612,90 @@ fn reshape(b: &Buf, shape: &[usize]) -> Buf {
 
 /// Merge `b` into `a` elementwise (`a` holds the earlier elements, for index ties).
 pub fn combine(op: ReduceOp, input: DType, a: &mut Partial, b: &Partial) {
+    combine_at(op, input, a, b, &[]);
+}
+
+/// A mutable view of component `c` of `p` restricted to `region` (all of it when empty).
+fn view_mut<'a, T: BufElem>(b: &'a mut Buf, region: &[(usize, usize)]) -> Option<ndarray::ArrayViewMutD<'a, T>> {
+    let a = T::view_mut(b)?;
+    Some(match info(region) {
+        Some(si) if !region.is_empty() => a.slice_mut(si),
+        _ => a.view_mut(),
+    })
+}
+
+/// Merge `b` into the `region` of `a` (all of `a` when `region` is empty), in place.
+fn combine_at(op: ReduceOp, input: DType, a: &mut Partial, b: &Partial, region: &[(usize, usize)]) {
+    fn zipc<T: BufElem>(a: &mut Partial, b: &Partial, c: usize, region: &[(usize, usize)], f: impl Fn(&mut T, T)) {
+        let (Some(mut x), Some(y)) = (view_mut::<T>(&mut a.comps[c], region), T::view(&b.comps[c])) else { return };
+        x.zip_mut_with(y, |p, &q| f(p, q));
+    }
     match op.kind() {
         Kind::Acc => {
             let prod = matches!(op, ReduceOp::Prod | ReduceOp::NanProd);
             match state_acc(input) {
-                DType::Float64 => zip1::<f64>(a, b, 0, |x, y| if prod { x * y } else { x + y }),
-                DType::Uint64 => zip1::<u64>(a, b, 0, |x, y| if prod { x.wrapping_mul(y) } else { x.wrapping_add(y) }),
-                _ => zip1::<i64>(a, b, 0, |x, y| if prod { x.wrapping_mul(y) } else { x.wrapping_add(y) }),
+                DType::Float64 => zipc::<f64>(a, b, 0, region, |x, y| if prod { *x *= y } else { *x += y }),
+                DType::Uint64 => {
+                    zipc::<u64>(a, b, 0, region, |x, y| *x = if prod { x.wrapping_mul(y) } else { x.wrapping_add(y) })
+                }
+                _ => zipc::<i64>(a, b, 0, region, |x, y| *x = if prod { x.wrapping_mul(y) } else { x.wrapping_add(y) }),
             }
         }
         Kind::MeanState => {
-            zip1::<f64>(a, b, 0, |x, y| x + y);
-            zip1::<f64>(a, b, 1, |x, y| x + y);
+            zipc::<f64>(a, b, 0, region, |x, y| *x += y);
+            zipc::<f64>(a, b, 1, region, |x, y| *x += y);
         }
         Kind::Moments => {
-            let (n, m, m2) = (vals::<f64>(&a.comps[0]), vals::<f64>(&a.comps[1]), vals::<f64>(&a.comps[2]));
-            let (nb, mb, m2b) = (vals::<f64>(&b.comps[0]), vals::<f64>(&b.comps[1]), vals::<f64>(&b.comps[2]));
-            let mut on = Vec::with_capacity(n.len());
-            let mut om = Vec::with_capacity(n.len());
-            let mut om2 = Vec::with_capacity(n.len());
-            for i in 0..n.len() {
-                let (na, ma, m2a) = (n[i], m[i], m2[i]);
-                let (nbi, mbi, m2bi) = (nb[i], mb[i], m2b[i]);
-                if nbi == 0.0 {
-                    on.push(na);
-                    om.push(ma);
-                    om2.push(m2a);
-                } else if na == 0.0 {
-                    on.push(nbi);
-                    om.push(mbi);
-                    om2.push(m2bi);
-                } else {
-                    let t = na + nbi;
-                    let delta = mbi - ma;
-                    on.push(t);
-                    om.push(ma + delta * (nbi / t));
-                    om2.push(m2a + m2bi + delta * delta * (na * nbi / t));
+            let [c0, c1, c2] = &mut a.comps[..] else { return };
+            let (Some(n), Some(m), Some(m2)) =
+                (view_mut::<f64>(c0, region), view_mut::<f64>(c1, region), view_mut::<f64>(c2, region))
+            else {
+                return;
+            };
+            let (Some(nb), Some(mb), Some(m2b)) =
+                (f64::view(&b.comps[0]), f64::view(&b.comps[1]), f64::view(&b.comps[2]))
+            else {
+                return;
+            };
+            ndarray::Zip::from(n).and(m).and(m2).and(nb).and(mb).and(m2b).for_each(|n, m, m2, &nb, &mb, &m2b| {
+                if nb == 0.0 {
+                    return;
                 }
-            }
-            let shape = a.comps[0].shape().to_vec();
-            a.comps = vec![Buf::from_vec(&shape, on), Buf::from_vec(&shape, om), Buf::from_vec(&shape, om2)];
+                if *n == 0.0 {
+                    (*n, *m, *m2) = (nb, mb, m2b);
+                    return;
+                }
+                let t = *n + nb;
+                let delta = mb - *m;
+                *m2 = *m2 + m2b + delta * delta * (*n * nb / t);
+                *m += delta * (nb / t);
+                *n = t;
+            });
         }
         Kind::Extreme => {
             let min = matches!(op, ReduceOp::Min | ReduceOp::NanMin);
             let skip = op.skips_nan();
-            crate::with_dtype!(input, T => zip1::<T>(a, b, 0, |x, y| extreme_any(x, y, min, skip)))
+            crate::with_dtype!(input, T => zipc::<T>(a, b, 0, region, |x, y| *x = extreme_any(*x, y, min, skip)))
         }
         Kind::Arg => {
             let min = op == ReduceOp::Argmin;
             crate::with_dtype!(input, T => {
-                let (va, ia) = (vals::<T>(&a.comps[0]), vals::<i64>(&a.comps[1]));
-                let (vb, ib) = (vals::<T>(&b.comps[0]), vals::<i64>(&b.comps[1]));
-                let mut ov = Vec::with_capacity(va.len());
-                let mut oi = Vec::with_capacity(va.len());
-                for i in 0..va.len() {
-                    // b's elements come later unless its index is smaller (combine order may vary)
-                    let (first, second) = if ib[i] < ia[i] { ((vb[i], ib[i]), (va[i], ia[i])) } else { ((va[i], ia[i]), (vb[i], ib[i])) };
+                let [c0, c1] = &mut a.comps[..] else { return };
+                let (Some(va), Some(ia)) = (view_mut::<T>(c0, region), view_mut::<i64>(c1, region)) else { return };
+                let (Some(vb), Some(ib)) = (T::view(&b.comps[0]), i64::view(&b.comps[1])) else { return };
+                ndarray::Zip::from(va).and(ia).and(vb).and(ib).for_each(|va, ia, &vb, &ib| {
+                    // the earlier element comes first, whichever partial holds it
+                    let (first, second) = if ib < *ia { ((vb, ib), (*va, *ia)) } else { ((*va, *ia), (vb, ib)) };
                     let w = if better_any(second.0, first.0, min) { second } else { first };
-                    ov.push(w.0);
-                    oi.push(w.1);
-                }
-                let shape = a.comps[0].shape().to_vec();
-                a.comps = vec![Buf::from_vec(&shape, ov), Buf::from_vec(&shape, oi)];
+                    (*va, *ia) = w;
+                });
             })
         }
         Kind::Logic => {
             let any = op == ReduceOp::Any;
-            zip1::<bool>(a, b, 0, |x, y| if any { x | y } else { x & y })
+            zipc::<bool>(a, b, 0, region, |x, y| *x = if any { *x | y } else { *x & y })
         }
-        Kind::Count => zip1::<i64>(a, b, 0, |x, y| x + y),
+        Kind::Count => zipc::<i64>(a, b, 0, region, |x, y| *x += y),
     }
 }
 
@@ -559,26 +733,17 @@ fn vals<T: BufElem>(b: &Buf) -> Vec<T> {
     T::view(b).map(|a| a.iter().copied().collect()).unwrap_or_default()
 }
 
-fn zip1<T: BufElem>(a: &mut Partial, b: &Partial, c: usize, f: impl Fn(T, T) -> T) {
-    let (x, y) = (vals::<T>(&a.comps[c]), vals::<T>(&b.comps[c]));
-    let v: Vec<T> = x.iter().zip(&y).map(|(&p, &q)| f(p, q)).collect();
-    let shape = a.comps[c].shape().to_vec();
-    a.comps[c] = Buf::from_vec(&shape, v);
-}
-
 /// Merge a partial of a sub-block into the partial of the whole block at `offset` (kept axes), or
-/// initialise the block's part when `filled` is false there.
+/// initialise that part of the block when `fresh`.
 pub fn merge_into(op: ReduceOp, input: DType, block: &mut Partial, sub: &Partial, offset: &[usize], fresh: bool) {
     let sub_shape = sub.comps[0].shape().to_vec();
     let region: Vec<(usize, usize)> = offset.iter().zip(&sub_shape).map(|(&o, &n)| (o, o + n)).collect();
-    let mut cur = Partial { comps: block.comps.iter().map(|c| slice(c, &region)).collect() };
     if fresh {
-        cur = sub.clone();
+        for (bc, sc) in block.comps.iter_mut().zip(&sub.comps) {
+            assign(bc, sc, &region);
+        }
     } else {
-        combine(op, input, &mut cur, sub);
-    }
-    for (bc, cc) in block.comps.iter_mut().zip(&cur.comps) {
-        assign(bc, cc, &region);
+        combine_at(op, input, block, sub, &region);
     }
 }
 
@@ -588,13 +753,6 @@ fn info(region: &[(usize, usize)]) -> Option<ndarray::SliceInfo<Vec<ndarray::Sli
         .map(|&(s, e)| ndarray::SliceInfoElem::Slice { start: s as isize, end: Some(e as isize), step: 1 })
         .collect();
     ndarray::SliceInfo::try_from(elems).ok()
-}
-
-fn slice(b: &Buf, region: &[(usize, usize)]) -> Buf {
-    match info(region) {
-        Some(si) if !region.is_empty() => crate::with_buf!(b, T, a => T::wrap(a.slice(si).to_owned().into_shared())),
-        _ => b.clone(),
-    }
 }
 
 fn assign(dst: &mut Buf, src: &Buf, region: &[(usize, usize)]) {

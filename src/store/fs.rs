@@ -34,7 +34,7 @@ impl Fs {
         FilesystemStore::new(path).map(|inner| Fs { inner }).map_err(|e| e.to_string())
     }
 
-    fn path_of(&self, key: &StoreKey) -> PathBuf {
+    pub fn path_of(&self, key: &StoreKey) -> PathBuf {
         self.inner.key_to_fspath(key)
     }
 }

@@ -39,6 +39,61 @@ pub struct ZArray {
     array: Array<fs::Fs>,
     meta: ArrayMeta,
     write_empty_chunks: bool,
+    /// Chunks stored as plain little-endian bytes, optionally zstd-compressed, with nothing else in
+    /// the codec chain: read by [`ZArray::read_chunk_direct`], which decompresses straight into the
+    /// result (no intermediate copy), instead of through zarrs' codec chain.
+    direct: Option<DirectCodec>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DirectCodec {
+    Raw,
+    Zstd { level: i32, checksum: bool },
+}
+
+/// The codec chain of `meta`, when a chunk file holds the elements as little-endian bytes,
+/// optionally zstd-compressed (zarr-python's default for v3), in C order.
+fn direct_codec(meta: &ArrayMeta) -> Option<DirectCodec> {
+    // (bools go through zarrs, which validates them: arbitrary bytes must never become a bool)
+    if meta.shards.is_some() || meta.big_endian || meta.order != 'C' || meta.dtype.is_bool() {
+        return None;
+    }
+    let names: Vec<&str> = meta.codecs.iter().filter_map(|c| c.get("name").and_then(|n| n.as_str())).collect();
+    let zstd = || {
+        let conf = meta.codecs.last().and_then(|c| c.get("configuration"));
+        let level = conf.and_then(|c| c.get("level")).and_then(|v| v.as_i64()).unwrap_or(0) as i32;
+        let checksum = conf.and_then(|c| c.get("checksum")).and_then(|v| v.as_bool()).unwrap_or(false);
+        DirectCodec::Zstd { level, checksum }
+    };
+    match (meta.zarr_format, names.as_slice()) {
+        (3, ["bytes"]) => Some(DirectCodec::Raw),
+        (3, ["bytes", "zstd"]) => Some(zstd()),
+        (2, []) => Some(DirectCodec::Raw),
+        (2, ["zstd"]) => Some(zstd()),
+        _ => None,
+    }
+}
+
+thread_local! {
+    static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+    /// A compression context per thread and level, reused from chunk to chunk.
+    static CCTX: std::cell::RefCell<Option<(i32, bool, zstd::bulk::Compressor<'static>)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Compress `src` with a reused per-thread context.
+fn zstd_compress(src: &[u8], level: i32, checksum: bool) -> std::io::Result<Vec<u8>> {
+    CCTX.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if !matches!(slot.as_ref(), Some((l, c, _)) if *l == level && *c == checksum) {
+            let mut c = zstd::bulk::Compressor::new(level)?;
+            c.include_checksum(checksum)?;
+            *slot = Some((level, checksum, c));
+        }
+        match slot.as_mut() {
+            Some((_, _, c)) => c.compress(src),
+            None => Err(std::io::Error::other("no compressor")),
+        }
+    })
 }
 
 impl std::fmt::Debug for ZArray {
@@ -58,7 +113,8 @@ impl ZArray {
         let store = fs::Fs::new(path).map_err(|e| zarrs_err(path, "cannot open the store", e))?;
         let array = Array::open(Arc::new(store), "/")
             .map_err(|e| zarrs_err(path, "cannot open the array (unsupported codec or metadata?)", e))?;
-        Ok(ZArray { path: path.to_path_buf(), array, meta, write_empty_chunks: false })
+        let direct = if cfg!(target_endian = "little") { direct_codec(&meta) } else { None };
+        Ok(ZArray { path: path.to_path_buf(), array, meta, write_empty_chunks: false, direct })
     }
 
     pub fn path(&self) -> &Path {
@@ -115,12 +171,81 @@ impl ZArray {
         if region.is_empty() {
             return Ok(vec![]);
         }
+        if self.direct.is_some() {
+            let grid = self.grid();
+            let idx = grid.chunk_index_of(&region.start);
+            let whole = grid.chunk_region(&idx);
+            if whole == *region && whole.shape == grid.chunks {
+                return self.read_chunk_direct(&idx, &whole);
+            }
+        }
         let subset = ArraySubset::new_with_ranges(&region.ranges());
-        self.array.retrieve_array_subset_opt::<Vec<T>>(&subset, &codec_options(concurrency)).map_err(|e| Error::Chunk {
-            path: self.path.clone(),
-            chunk: self.grid().chunk_index_of(&region.start),
-            msg: format!("cannot read: {e} — the chunk file may be damaged"),
+        self.array.retrieve_array_subset_opt::<Vec<T>>(&subset, &codec_options(concurrency)).map_err(|e| {
+            let grid = self.grid();
+            let first = grid.chunk_index_of(&region.start);
+            let last_point: Vec<u64> = (0..region.ndim()).map(|a| region.end(a) - 1).collect();
+            let last = grid.chunk_index_of(&last_point);
+            let which = if first == last {
+                String::new()
+            } else {
+                format!(" (one of the chunks from ({}) to ({}))", join(&first), join(&last))
+            };
+            Error::Chunk {
+                path: self.path.clone(),
+                chunk: first,
+                msg: format!("cannot read{which}: {e} — the chunk file may be damaged"),
+            }
         })
+    }
+
+    /// Read a whole (interior) chunk by decompressing its file straight into the result.
+    fn read_chunk_direct<T: Elem>(&self, idx: &[u64], region: &Region) -> Result<Vec<T>> {
+        let n = region.len() as usize;
+        let key = self.array.chunk_key(idx);
+        let file = self.array.storage().path_of(&key);
+        let err = |msg: String| Error::Chunk { path: self.path.clone(), chunk: idx.to_vec(), msg };
+        let encoded = match std::fs::read(&file) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // never written: the fill value
+                let fill = self.fill_scalar().map(T::from_scalar).unwrap_or_default();
+                return Ok(vec![fill; n]);
+            }
+            Err(e) => return Err(Error::io(&file, "read a chunk", e)),
+        };
+        let mut out: Vec<T> = vec![T::default(); n];
+        let nbytes = n * T::DTYPE.size();
+        match self.direct {
+            Some(DirectCodec::Zstd { .. }) => {
+                let got = DCTX.with(|cell| -> std::io::Result<usize> {
+                    let mut slot = cell.borrow_mut();
+                    if slot.is_none() {
+                        *slot = Some(zstd::bulk::Decompressor::new()?);
+                    }
+                    let d = slot.as_mut().ok_or_else(|| std::io::Error::other("no decompressor"))?;
+                    d.decompress_to_buffer(&encoded, elem_bytes_mut(&mut out))
+                });
+                match got {
+                    Ok(len) if len == nbytes => {}
+                    Ok(len) => {
+                        return Err(err(format!(
+                            "decompressed {len} bytes where {nbytes} were expected — the chunk file is damaged"
+                        )))
+                    }
+                    Err(e) => return Err(err(format!("cannot decompress: {e} — the chunk file is damaged"))),
+                }
+            }
+            _ => {
+                if encoded.len() != nbytes {
+                    return Err(err(format!(
+                        "holds {} bytes where {nbytes} were expected — the chunk file is damaged",
+                        encoded.len()
+                    )));
+                }
+                T::decode_bytes(&encoded, false, &mut out);
+            }
+        }
+        Ok(out)
     }
 
     /// Write the storage chunk `idx`; `data` holds the chunk's region clipped to the array (C order).
@@ -141,6 +266,9 @@ impl ZArray {
         }
         let mut opts = codec_options(concurrency);
         opts.set_store_empty_chunks(self.write_empty_chunks);
+        if let (Some(codec), true, false) = (self.direct, region.shape == grid.chunks, T::DTYPE.is_bool()) {
+            return self.write_chunk_direct(idx, data, codec);
+        }
         let res = if region.shape == grid.chunks {
             self.array.store_chunk_opt(idx, data, &opts)
         } else {
@@ -158,10 +286,55 @@ impl ZArray {
         })
     }
 
+    /// Write a whole chunk of a plain little-endian (optionally zstd) array: encode with a reused
+    /// context and store the bytes, skipping chunks equal to the fill value as zarrs does.
+    fn write_chunk_direct<T: Elem>(&self, idx: &[u64], data: &[T], codec: DirectCodec) -> Result<()> {
+        let err = |msg: String| Error::Chunk { path: self.path.clone(), chunk: idx.to_vec(), msg };
+        if !self.write_empty_chunks {
+            let fill = self.fill_scalar().map(T::from_scalar).unwrap_or_default();
+            // bitwise equality, as Zarr's fill-value check (NaN fills match NaN chunks)
+            let mut fb = Vec::new();
+            T::encode_le(&[fill], &mut fb);
+            let bytes = elem_bytes(data);
+            if bytes.chunks_exact(fb.len()).all(|b| b == fb.as_slice()) {
+                return self.array.erase_chunk(idx).map_err(|e| err(format!("cannot erase: {e}")));
+            }
+        }
+        let raw = elem_bytes(data);
+        let encoded = match codec {
+            DirectCodec::Raw => raw.to_vec(),
+            DirectCodec::Zstd { level, checksum } => {
+                zstd_compress(raw, level, checksum).map_err(|e| err(format!("cannot compress: {e}")))?
+            }
+        };
+        // SAFETY: the bytes are exactly what the array's codec chain produces: the elements in
+        // little-endian order (the `bytes` codec), then one zstd frame when zstd is configured.
+        unsafe { self.array.store_encoded_chunk(idx, encoded.into()) }.map_err(|e| err(format!("cannot write: {e}")))
+    }
+
     /// The fill value as a scalar, when it is a plain number or bool.
     pub fn fill_scalar(&self) -> Option<Scalar> {
         scalar_from_json(&self.meta.fill_value, self.meta.dtype)
     }
+}
+
+fn join(v: &[u64]) -> String {
+    v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// The bytes of a slice of (non-bool) elements, for encoding.
+fn elem_bytes<T: Elem>(v: &[T]) -> &[u8] {
+    // SAFETY: integer and float elements have no padding and are fully initialised; bools (one
+    // byte, 0 or 1) are initialised too.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
+}
+
+/// The bytes of a slice of elements (for decompressing into it).
+fn elem_bytes_mut<T: Elem>(v: &mut [T]) -> &mut [u8] {
+    debug_assert!(!T::DTYPE.is_bool(), "bools must not be written as raw bytes");
+    // SAFETY: called only for integer and float element types (never bool: see `direct_codec`),
+    // for which every bit pattern is a valid value and there is no padding.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v)) }
 }
 
 /// A JSON fill value (`0`, `1.5`, `"NaN"`, `"Infinity"`, `true`) as a scalar of `dtype`.

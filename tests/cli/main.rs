@@ -500,3 +500,15 @@ fn error_bad_export_requests() {
     t.dsk(&["export", "z.zarr", "--slice", "0,0,0,0"]).fails(2, &["--slice", "too many"]);
     t.dsk(&["export", "z.zarr", "--format", "xml"]).fails(2, &["xml"]);
 }
+
+#[test]
+fn a_damaged_chunk_file_is_reported_with_its_chunk() {
+    let t = TestDir::new();
+    for codec in ["zstd", "none", "gzip"] {
+        let name = format!("d_{codec}.zarr");
+        t.dsk(&["create", "random", &name, "--shape", "8,8", "--chunks", "4,4", "--codec", codec]).ok();
+        std::fs::write(t.path(&format!("{name}/c/1/0")), b"not a chunk").expect("write");
+        t.dsk(&["export", &name]).fails(1, &[&name, "chunk", "damaged"]);
+        t.dsk(&["eval", "x.sum()", &format!("x={name}")]).fails(1, &["chunk (1, 0)"]);
+    }
+}
