@@ -105,6 +105,31 @@ def limit_zstd(data_dir):
     return out
 
 
+def limit_bandwidth():
+    """Memory bandwidth: numpy sum of a 1 GB float64 array split over all cores (threads)."""
+    import threading
+
+    import numpy as np
+
+    a = np.random.default_rng(0).standard_normal(10**9 // 8)
+    parts = np.array_split(a, os.cpu_count())
+
+    def once():
+        ts = [threading.Thread(target=p.sum) for p in parts]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+
+    once()
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - t)
+    return a.nbytes / statistics.median(times)
+
+
 def limit_decode():
     """zstd decode throughput per core (numcodecs) of one random-normal chunk compressed at level 3."""
     import numcodecs
@@ -310,6 +335,21 @@ def ratios(rows):
     return "\n".join(lines)
 
 
+def limit_fractions(w, lv):
+    """What fraction of the machine's limit dsk reaches: memory bandwidth for the generated
+    workloads (6.4 GB of logical float64 read once), zstd decoding for the on-disk ones."""
+    lines = []
+    for d in [r for r in w["rows"] if r["tool"] == "dsk"]:
+        if w["key"] in ("W1", "W2") and lv.get("bandwidth"):
+            rate = 6.4e9 / d["median_s"]
+            lines.append(f"- {d['label']}: dsk streams {rate / 1e9:.1f} GB/s of logical data = "
+                         f"{100 * rate / lv['bandwidth']:.0f}% of the measured memory bandwidth")
+        if w["key"] in ("W3", "W5", "W4") and lv.get("decode_floor_s"):
+            lines.append(f"- {d['label']}: the zstd decode floor of this array is {lv['decode_floor_s']:.2f} s; "
+                         f"dsk takes {d['median_s']:.2f} s = {100 * lv['decode_floor_s'] / d['median_s']:.0f}% of it")
+    return ("\n\nFraction of the machine's limit:\n\n" + "\n".join(lines)) if lines else ""
+
+
 def render(report):
     lines = [
         "# Benchmarks",
@@ -366,13 +406,16 @@ def main():
     report["limits"]["zstd decode per core (numcodecs)"] = \
         f"{dec / 1e9:.2f} GB/s → decoding 1.6 GB on {ncores} cores ≥ {1.6e9 / (dec * ncores):.2f} s; " \
         f"decode + level-1 encode of 1.6 GB ≥ {(1.6e9 / dec + 1.6e9 / z[1]) / ncores:.2f} s"
+    bw = limit_bandwidth()
+    report["limits"]["memory bandwidth (numpy sum of 1 GB on all cores)"] = f"{bw / 1e9:.1f} GB/s"
+    report["limit_values"] = {"bandwidth": bw, "decode_floor_s": 1.6e9 / (dec * ncores)}
     wbps = limit_write(args.data, 1600 << 20)
     report["limits"]["buffered write of 1.6 GB in 8 MB files, one thread"] = f"{wbps / 1e9:.2f} GB/s ({1.6e9 / wbps:.2f} s)"
     for key in args.only.split(","):
         print(f"workload {key}", flush=True)
         report["workloads"].append(run_workload(WORKLOADS[key], args, args.data))
     for w in report["workloads"]:
-        w["note"] = ratios(w["rows"])
+        w["note"] = ratios(w["rows"]) + limit_fractions(w, report.get("limit_values", {}))
     os.makedirs(os.path.dirname(DOC), exist_ok=True)
     with open(DOC, "w") as f:
         f.write(render(report))

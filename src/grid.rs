@@ -165,6 +165,19 @@ pub fn tuple(v: &[u64]) -> String {
     }
 }
 
+/// `chunks` shrunk so that a chunk holds about `factor` (< 1) times as many elements, keeping the
+/// proportions (for error messages that suggest a chunk shape that fits).
+pub fn scaled_chunks(chunks: &[u64], factor: f64) -> Vec<u64> {
+    let big = chunks.iter().filter(|&&c| c > 1).count().max(1);
+    let f = factor.clamp(0.0, 1.0).powf(1.0 / big as f64);
+    chunks.iter().map(|&c| if c > 1 { ((c as f64 * f).floor() as u64).max(1) } else { c }).collect()
+}
+
+/// `chunks` written as a `--chunks` argument (`500,500`).
+pub fn chunks_arg(chunks: &[u64]) -> String {
+    chunks.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+}
+
 /// Target size of an automatically chosen chunk (`--chunks` not given): 16 MiB, inside the
 /// 8–64 MB range where per-chunk overheads are negligible and many chunks fit any sane memory bound.
 pub const AUTO_CHUNK_BYTES: u64 = 16 << 20;

@@ -160,9 +160,10 @@ pub fn compute_to_zarr(plan: Plan, o: &OutputOpts<'_>, run: &RunArgs, stage_name
     };
     let unit = if shard.is_some() { "shard" } else { "chunk" };
     let parallel = exec::admissible(&stage, &opts, |mem| {
+        let fit = crate::grid::scaled_chunks(&grid.chunks, 0.9 * mem as f64 / stage.task_bytes as f64);
         format!(
-            "use smaller --chunks for the output and inputs (a task holds its source chunks and its output {unit}; {} fits this --memory) or raise --memory",
-            human(mem)
+            "a task holds the source chunks it reads and its output {unit}: try --chunks {} for the output, rechunk the inputs smaller, or raise --memory",
+            crate::grid::chunks_arg(&fit)
         )
     })?;
     if run.explain {

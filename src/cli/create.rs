@@ -383,7 +383,13 @@ pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
     };
     let unit = if spec.shard.is_some() { "shard" } else { "chunk" };
     let parallel = exec::admissible(&stage, &opts, |mem| {
-        format!("use a smaller --{unit} (at most {} per {unit} for this --memory) or raise --memory", human(mem / 3))
+        let fit = crate::grid::scaled_chunks(&grid.chunks, 0.9 * mem as f64 / stage.task_bytes as f64);
+        format!(
+            "use smaller {unit}s, e.g. --{} {} (at most {} per {unit} for this --memory), or raise --memory",
+            if unit == "shard" { "shard" } else { "chunks" },
+            crate::grid::chunks_arg(&fit),
+            human(mem / 3)
+        )
     })?;
 
     let staged = Staged::new(&c.out, OutKind::ZarrDir, c.overwrite)?;

@@ -193,7 +193,7 @@ fn a_task_that_cannot_fit_the_memory_bound_is_refused_before_writing() {
     let t = TestDir::new();
     t.dsk(&["create", "zeros", "z.zarr", "--shape", "2000,2000", "--chunks", "2000,2000"]).ok();
     t.dsk(&["transform", "z.zarr", "o.zarr", "--expr", "x + 1", "--memory", "8MiB"])
-        .fails(1, &["--memory", "smaller --chunks"]);
+        .fails(1, &["--memory", "try --chunks"]);
     assert!(!t.path("o.zarr").exists());
     no_partial_left(&t);
 }

@@ -486,7 +486,7 @@ fn error_truncated_npy_leaves_no_output() {
 fn error_memory_bound_too_small_for_one_chunk() {
     let t = TestDir::new();
     t.dsk(&["create", "random", "x.zarr", "--shape", "1000,1000", "--chunks", "1000,1000", "--memory", "1MiB"])
-        .fails(1, &["--memory", "smaller --chunk"]);
+        .fails(1, &["--memory", "smaller chunks, e.g. --chunks"]);
     no_partial_left(&t);
 }
 
