@@ -294,6 +294,34 @@ pub trait Elem:
     fn write_text(self, out: &mut String);
 }
 
+/// `decode_bytes` and `encode_le` of a number type.
+macro_rules! le_bytes {
+    ($t:ty) => {
+        fn decode_bytes(src: &[u8], big_endian: bool, dst: &mut [Self]) {
+            const N: usize = std::mem::size_of::<$t>();
+            let it = src.chunks_exact(N).zip(dst.iter_mut());
+            if big_endian {
+                for (b, d) in it {
+                    *d = <$t>::from_be_bytes(b.try_into().unwrap_or([0; N]));
+                }
+            } else {
+                for (b, d) in it {
+                    *d = <$t>::from_le_bytes(b.try_into().unwrap_or([0; N]));
+                }
+            }
+        }
+        fn encode_le(src: &[Self], out: &mut Vec<u8>) {
+            if cfg!(target_endian = "little") {
+                out.extend_from_slice(bytemuck::cast_slice(src));
+            } else {
+                for v in src {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+    };
+}
+
 macro_rules! impl_int_elem {
     ($t:ty, $dt:expr) => {
         impl Elem for $t {
@@ -330,28 +358,7 @@ macro_rules! impl_int_elem {
                     Scalar::Uint(self as u64)
                 }
             }
-            fn decode_bytes(src: &[u8], big_endian: bool, dst: &mut [Self]) {
-                const N: usize = std::mem::size_of::<$t>();
-                let it = src.chunks_exact(N).zip(dst.iter_mut());
-                if big_endian {
-                    for (b, d) in it {
-                        *d = <$t>::from_be_bytes(b.try_into().unwrap_or([0; N]));
-                    }
-                } else {
-                    for (b, d) in it {
-                        *d = <$t>::from_le_bytes(b.try_into().unwrap_or([0; N]));
-                    }
-                }
-            }
-            fn encode_le(src: &[Self], out: &mut Vec<u8>) {
-                if cfg!(target_endian = "little") {
-                    out.extend_from_slice(bytemuck::cast_slice(src));
-                } else {
-                    for v in src {
-                        out.extend_from_slice(&v.to_le_bytes());
-                    }
-                }
-            }
+            le_bytes!($t);
             fn write_text(self, out: &mut String) {
                 use std::fmt::Write;
                 let _ = write!(out, "{}", self);
@@ -400,28 +407,7 @@ macro_rules! impl_float_elem {
             fn to_scalar(self) -> Scalar {
                 Scalar::Float(self as f64)
             }
-            fn decode_bytes(src: &[u8], big_endian: bool, dst: &mut [Self]) {
-                const N: usize = std::mem::size_of::<$t>();
-                let it = src.chunks_exact(N).zip(dst.iter_mut());
-                if big_endian {
-                    for (b, d) in it {
-                        *d = <$t>::from_be_bytes(b.try_into().unwrap_or([0; N]));
-                    }
-                } else {
-                    for (b, d) in it {
-                        *d = <$t>::from_le_bytes(b.try_into().unwrap_or([0; N]));
-                    }
-                }
-            }
-            fn encode_le(src: &[Self], out: &mut Vec<u8>) {
-                if cfg!(target_endian = "little") {
-                    out.extend_from_slice(bytemuck::cast_slice(src));
-                } else {
-                    for v in src {
-                        out.extend_from_slice(&v.to_le_bytes());
-                    }
-                }
-            }
+            le_bytes!($t);
             fn write_text(self, out: &mut String) {
                 if self.is_nan() {
                     out.push_str("nan");

@@ -38,21 +38,8 @@ pub struct EvalArgs {
     /// Print an array result on stdout in this format (or choose the file format of -o).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
-    /// Cast the result to this dtype.
-    #[arg(long)]
-    pub dtype: Option<String>,
-    /// Output chunks (default: the result's natural chunks).
-    #[arg(long)]
-    pub chunks: Option<String>,
-    /// Output shard shape.
-    #[arg(long)]
-    pub shard: Option<String>,
-    /// Output compression (default: zstd).
-    #[arg(long)]
-    pub codec: Option<String>,
-    /// Replace the output if it exists (a Zarr array, or a file for .npy/.csv).
-    #[arg(long)]
-    pub overwrite: bool,
+    #[command(flatten)]
+    pub write: super::OutputArgs,
 }
 
 fn file_format(p: &Path) -> Option<Format> {
@@ -81,7 +68,7 @@ pub fn run(a: &EvalArgs, run: &RunArgs) -> Result<()> {
             // compute into an uncompressed array in the work dir, then stream it out
             let work = WorkDir::create(run.work_dir.as_deref())?;
             let tmp = work.path().join("result.zarr");
-            let codec = Some(a.codec.clone().unwrap_or_else(|| "none".into()));
+            let codec = Some(a.write.codec.clone().unwrap_or_else(|| "none".into()));
             if run.explain {
                 return compute_to_zarr(plan, &out_opts(a, &tmp, codec), run, "eval");
             }
@@ -89,7 +76,7 @@ pub fn run(a: &EvalArgs, run: &RunArgs) -> Result<()> {
             compute_to_zarr(plan, &out_opts(a, &tmp, codec), run, "eval")?;
             let arr = ZArray::open(&tmp)?;
             let sel: Vec<AxisSel> = arr.shape().iter().map(|&n| AxisSel::full(n)).collect();
-            export::stream(&arr, &sel, format, out.as_deref(), a.overwrite, &run.options()?)
+            export::stream(&arr, &sel, format, out.as_deref(), a.write.overwrite, &run.options()?)
         }
         (None, None) => Err(Error::usage(
             "-o",
@@ -104,14 +91,14 @@ pub fn run(a: &EvalArgs, run: &RunArgs) -> Result<()> {
 fn out_opts<'a>(a: &'a EvalArgs, out: &'a Path, codec: Option<String>) -> OutputOpts<'a> {
     OutputOpts {
         out,
-        dtype: a.dtype.as_deref(),
-        chunks: a.chunks.as_deref(),
-        shard: a.shard.as_deref(),
+        dtype: a.write.dtype.as_deref(),
+        chunks: a.write.chunks.as_deref(),
+        shard: a.write.shard.as_deref(),
         codec: match codec {
             Some(_) => None,
-            None => a.codec.as_deref(),
+            None => a.write.codec.as_deref(),
         },
-        overwrite: a.overwrite,
+        overwrite: a.write.overwrite,
         default_chunks: None,
         default_codec: codec.as_deref().and_then(|c| CodecSpec::parse(c).ok()),
         dimension_names: None,
@@ -120,7 +107,7 @@ fn out_opts<'a>(a: &'a EvalArgs, out: &'a Path, codec: Option<String>) -> Output
 }
 
 fn print_scalar(plan: crate::plan::Plan, a: &EvalArgs, run: &RunArgs) -> Result<()> {
-    print_result(plan, &a.expr, a.dtype.as_deref(), run)
+    print_result(plan, &a.expr, a.write.dtype.as_deref(), run)
 }
 
 /// Evaluate a 0-d result in this process (its reductions first) and print it.

@@ -57,6 +57,27 @@ pub enum Command {
     Worker(worker::WorkerArgs),
 }
 
+/// How a computed array is written (`transform`, `eval`, `reduce`).
+#[derive(Clone, Debug, Args)]
+pub struct OutputArgs {
+    /// Cast the result to this dtype (default: the result's dtype, by NumPy's rules).
+    #[arg(long)]
+    pub dtype: Option<String>,
+    /// Output chunks (default: the input's where the shapes match, else the result's own).
+    #[arg(long)]
+    pub chunks: Option<String>,
+    /// Output shard shape (sharding codec; --chunks become the inner chunks).
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Output compression: none, zstd[:LEVEL], blosc[:CNAME[:CLEVEL]], gzip[:LEVEL] (default: the
+    /// input's).
+    #[arg(long)]
+    pub codec: Option<String>,
+    /// Replace the output if it exists (only a Zarr array, or a file for .npy/.csv outputs).
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
 /// Options every command that computes shares.
 #[derive(Clone, Debug, Args)]
 pub struct RunArgs {

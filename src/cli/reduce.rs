@@ -36,18 +36,8 @@ pub struct ReduceArgs {
     /// Delta degrees of freedom for var and std.
     #[arg(long)]
     pub ddof: Option<f64>,
-    /// Cast the result to this dtype.
-    #[arg(long)]
-    pub dtype: Option<String>,
-    /// Output chunks (default: the input's on the kept axes).
-    #[arg(long)]
-    pub chunks: Option<String>,
-    /// Output compression (default: the input's).
-    #[arg(long)]
-    pub codec: Option<String>,
-    /// Replace OUT if it is an existing Zarr array.
-    #[arg(long)]
-    pub overwrite: bool,
+    #[command(flatten)]
+    pub write: super::OutputArgs,
 }
 
 pub fn run(a: &ReduceArgs, run: &RunArgs) -> Result<()> {
@@ -83,7 +73,7 @@ pub fn run(a: &ReduceArgs, run: &RunArgs) -> Result<()> {
     let (plan, metas) = build_plan(&expr, "--op/--axis", &[("x".to_string(), a.input.clone())])?;
     let root = plan.root().clone();
     match &a.out {
-        None if root.shape.is_empty() => print_result(plan, &expr, a.dtype.as_deref(), run),
+        None if root.shape.is_empty() => print_result(plan, &expr, a.write.dtype.as_deref(), run),
         None => Err(Error::usage(
             "OUT",
             format!(
@@ -94,11 +84,11 @@ pub fn run(a: &ReduceArgs, run: &RunArgs) -> Result<()> {
         Some(out) => {
             let o = OutputOpts {
                 out,
-                dtype: a.dtype.as_deref(),
-                chunks: a.chunks.as_deref(),
-                shard: None,
-                codec: a.codec.as_deref(),
-                overwrite: a.overwrite,
+                dtype: a.write.dtype.as_deref(),
+                chunks: a.write.chunks.as_deref(),
+                shard: a.write.shard.as_deref(),
+                codec: a.write.codec.as_deref(),
+                overwrite: a.write.overwrite,
                 default_chunks: None,
                 default_codec: CodecSpec::from_codecs(&metas[0].codecs),
                 dimension_names: None,

@@ -26,21 +26,8 @@ pub struct TransformArgs {
     /// More inputs, as NAME=PATH (repeatable).
     #[arg(long = "in", value_name = "NAME=PATH")]
     pub more: Vec<String>,
-    /// Cast the result to this dtype (default: the expression's dtype, by NumPy's rules).
-    #[arg(long)]
-    pub dtype: Option<String>,
-    /// Output chunks (default: the input's when the shapes match).
-    #[arg(long)]
-    pub chunks: Option<String>,
-    /// Output shard shape (default: the input's, when it is sharded and the shapes match).
-    #[arg(long)]
-    pub shard: Option<String>,
-    /// Output compression (default: the input's).
-    #[arg(long)]
-    pub codec: Option<String>,
-    /// Replace OUT if it is an existing Zarr array.
-    #[arg(long)]
-    pub overwrite: bool,
+    #[command(flatten)]
+    pub write: super::OutputArgs,
 }
 
 pub fn run(a: &TransformArgs, run: &RunArgs) -> Result<()> {
@@ -52,11 +39,11 @@ pub fn run(a: &TransformArgs, run: &RunArgs) -> Result<()> {
     let names = first.dimension_names.as_ref().and_then(|n| n.iter().cloned().collect::<Option<Vec<String>>>());
     let o = OutputOpts {
         out: &a.out,
-        dtype: a.dtype.as_deref(),
-        chunks: a.chunks.as_deref(),
-        shard: a.shard.as_deref(),
-        codec: a.codec.as_deref(),
-        overwrite: a.overwrite,
+        dtype: a.write.dtype.as_deref(),
+        chunks: a.write.chunks.as_deref(),
+        shard: a.write.shard.as_deref(),
+        codec: a.write.codec.as_deref(),
+        overwrite: a.write.overwrite,
         default_chunks: if same_shape { Some((first.chunks.clone(), first.shards.clone())) } else { None },
         default_codec: CodecSpec::from_codecs(&first.codecs),
         dimension_names: if same_shape { names } else { None },

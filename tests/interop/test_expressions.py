@@ -5,21 +5,12 @@ negative steps. Float results are compared to within a few ulp (dsk's cos/sin/ex
 bool results exactly, and dtypes always."""
 
 import json
-import os
-import subprocess
 
 import numpy as np
 import pytest
 import zarr
+from helpers import dsk
 
-DSK = os.environ.get("DSK", os.path.join(os.path.dirname(__file__), "..", "..", "target", "debug", "dsk"))
-
-
-def dsk(*args, ok=True):
-    r = subprocess.run([DSK, *map(str, args)], capture_output=True)
-    if ok and r.returncode != 0:
-        raise AssertionError(f"dsk {' '.join(map(str, args))} failed ({r.returncode}):\n{r.stderr.decode()}")
-    return r
 
 
 @pytest.fixture(scope="module")

@@ -5,24 +5,15 @@ NumPy compares. Run through `make test` (or `make test-interop`), which builds d
 """
 
 import json
-import os
-import subprocess
 
 import numpy as np
 import pytest
 import zarr
+from helpers import dsk
 from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, ZstdCodec
-
-DSK = os.environ.get("DSK", os.path.join(os.path.dirname(__file__), "..", "..", "target", "debug", "dsk"))
 
 DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64"]
 
-
-def dsk(*args, cwd=None, input=None, ok=True):
-    r = subprocess.run([DSK, *map(str, args)], cwd=cwd, input=input, capture_output=True)
-    if ok and r.returncode != 0:
-        raise AssertionError(f"dsk {' '.join(map(str, args))} failed ({r.returncode}):\n{r.stderr.decode()}")
-    return r
 
 
 def zread(path):

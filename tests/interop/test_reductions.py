@@ -1,25 +1,16 @@
 """`dsk reduce` and reductions inside `dsk eval` against NumPy: every op × axis choice × dtype on
 ragged chunks, NaN and infinities, all-NaN slices, empty reductions, 1-D and 3-D, scans."""
 
-import os
-import subprocess
 import warnings
 
 import numpy as np
 import pytest
 import zarr
-
-DSK = os.environ.get("DSK", os.path.join(os.path.dirname(__file__), "..", "..", "target", "debug", "dsk"))
+from helpers import dsk
 
 OPS = ["sum", "prod", "mean", "min", "max", "var", "std", "argmin", "argmax", "any", "all", "count_nonzero",
        "nansum", "nanprod", "nanmean", "nanmin", "nanmax", "nanvar", "nanstd"]
 
-
-def dsk(*args, ok=True):
-    r = subprocess.run([DSK, *map(str, args)], capture_output=True)
-    if ok and r.returncode != 0:
-        raise AssertionError(f"dsk {' '.join(map(str, args))} failed ({r.returncode}):\n{r.stderr.decode()}")
-    return r
 
 
 @pytest.fixture(scope="module")
