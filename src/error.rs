@@ -42,6 +42,10 @@ pub enum Error {
     #[error("{arg}: {msg}")]
     Expr { arg: String, msg: String },
 
+    /// The user interrupted the run (Ctrl-C); partial outputs were removed.
+    #[error("interrupted — the partial output and the work directory were removed")]
+    Interrupted,
+
     /// Writing to standard output failed because the reader went away (`dsk export … | head`).
     #[error("broken pipe")]
     BrokenPipe,
@@ -57,6 +61,7 @@ impl Error {
         match self {
             Error::Usage { .. } | Error::Expr { .. } => 2,
             Error::BrokenPipe => 0,
+            Error::Interrupted => 130,
             _ => 1,
         }
     }

@@ -41,6 +41,7 @@ pub fn init() {
 /// Run a parsed command line.
 pub fn run(cli: cli::Cli) -> Result<()> {
     init();
+    exec::install_interrupt_handler();
     store::fs::set_direct_writes(cli.run.io == cli::IoMode::Auto);
     cli::run(cli)
 }

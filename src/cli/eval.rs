@@ -73,7 +73,9 @@ pub fn run(a: &EvalArgs, run: &RunArgs) -> Result<()> {
                 return compute_to_zarr(plan, &out_opts(a, &tmp, codec), run, "eval");
             }
             work.check_free(root.shape.iter().product::<u64>() * root.dtype.size() as u64)?;
-            compute_to_zarr(plan, &out_opts(a, &tmp, codec), run, "eval")?;
+            // the intermediate array is an implementation detail: no summary line for it
+            let quiet = RunArgs { quiet: true, ..run.clone() };
+            compute_to_zarr(plan, &out_opts(a, &tmp, codec), &quiet, "eval")?;
             let arr = ZArray::open(&tmp)?;
             let sel: Vec<AxisSel> = arr.shape().iter().map(|&n| AxisSel::full(n)).collect();
             export::stream(&arr, &sel, format, out.as_deref(), a.write.overwrite, &run.options()?)

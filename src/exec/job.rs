@@ -291,6 +291,9 @@ pub fn run_processes(
             });
         }
     });
+    if super::interrupted() {
+        return Err(Error::Interrupted);
+    }
     // collect exit statuses (a child killed by a signal has no message of its own)
     let mut statuses = vec![];
     for c in &mut children.0 {
@@ -341,6 +344,9 @@ pub fn worker(job_file: &Path, first: usize, count: usize) -> Result<()> {
     // test hook: make this worker die at a given task, to exercise the parent's failure report
     let fail_at: Option<usize> = std::env::var("DSK_TEST_WORKER_ABORT_AT").ok().and_then(|v| v.parse().ok());
     for t in first..end {
+        if super::interrupted() {
+            return Err(Error::Interrupted);
+        }
         crate::write_stdout(format!("{{\"start\": {t}}}\n").as_bytes())?;
         if fail_at == Some(t) {
             std::process::abort();

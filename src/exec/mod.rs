@@ -21,6 +21,23 @@ pub use budget::{Budget, Reservation};
 
 use crate::error::{human, Error, Result};
 
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// On Ctrl-C (SIGINT) or SIGTERM, stop starting tasks: the run then fails like any other, so its
+/// partial output and work directory are removed. A second signal ends the process at once.
+pub fn install_interrupt_handler() {
+    let _ = ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    });
+}
+
+/// True once the user asked the run to stop.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
+
 /// How to run: the options every computing command shares.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -113,6 +130,14 @@ pub fn run_stage(
 
     let worker = || loop {
         if failed.load(Ordering::Relaxed) {
+            break;
+        }
+        if interrupted() {
+            failed.store(true, Ordering::Relaxed);
+            let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
+            if slot.is_none() {
+                *slot = Some(Error::Interrupted);
+            }
             break;
         }
         let i = next.fetch_add(1, Ordering::Relaxed) as u64;

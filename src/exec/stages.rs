@@ -304,6 +304,9 @@ pub fn partial_worker(job: &PartialJob, first: usize, count: usize) -> Result<()
     let fail_at: Option<usize> = std::env::var("DSK_TEST_WORKER_ABORT_AT").ok().and_then(|v| v.parse().ok());
     let end = (first + count).min(job.tasks.len());
     for t in first..end {
+        if super::interrupted() {
+            return Err(Error::Interrupted);
+        }
         crate::write_stdout(format!("{{\"start\": {t}}}\n").as_bytes())?;
         if fail_at == Some(t) {
             std::process::abort();

@@ -512,3 +512,25 @@ fn a_damaged_chunk_file_is_reported_with_its_chunk() {
         t.dsk(&["eval", "x.sum()", &format!("x={name}")]).fails(1, &["chunk (1, 0)"]);
     }
 }
+
+#[test]
+fn an_interrupted_run_removes_its_partial_output() {
+    use std::process::{Command, Stdio};
+    let t = TestDir::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dsk"))
+        .args(["create", "random", "big.zarr", "--shape", "40000,4000", "--chunks", "500,500", "--workers", "1"])
+        .current_dir(t.root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start dsk");
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(!t.path("big.zarr").exists());
+    no_partial_left(&t);
+}
