@@ -517,7 +517,7 @@ fn a_damaged_chunk_file_is_reported_with_its_chunk() {
 fn an_interrupted_run_removes_its_partial_output() {
     use std::process::{Command, Stdio};
     let t = TestDir::new();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dsk"))
+    let child = Command::new(env!("CARGO_BIN_EXE_dsk"))
         .args(["create", "random", "big.zarr", "--shape", "40000,4000", "--chunks", "500,500", "--workers", "1"])
         .current_dir(t.root())
         .stdout(Stdio::null())
