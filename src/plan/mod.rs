@@ -14,7 +14,7 @@ pub mod types;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use crate::dtype::{DType, Scalar};
+use crate::dtype::DType;
 use crate::expr::ast::{BinOp, Expr, ExprKind, IndexItem, Span, UnOp};
 use crate::expr::parser::ExprError;
 use crate::expr::slice::{self, AxisSel, Item};
@@ -1053,14 +1053,6 @@ fn value_text(f: f64) -> String {
     let mut s = String::new();
     crate::dtype::Elem::write_text(f, &mut s);
     s
-}
-
-/// A scalar node's value as a [`Scalar`].
-pub fn const_value(n: &Node) -> Option<Scalar> {
-    match &n.kind {
-        NodeKind::Const { value } => Some((*value).into()),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! read. Standard input is first spooled to an anonymous temporary file so it can be mapped too.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use memmap2::{Advice, Mmap};
@@ -268,20 +268,6 @@ fn map_file(file: &File, path: &Path) -> Result<Option<Mmap>> {
     // process may get SIGBUS — the same contract as every memory-mapped reader (NumPy's memmap too).
     let map = unsafe { Mmap::map(file) }.map_err(|e| Error::io(path, "memory-map", e))?;
     Ok(Some(map))
-}
-
-/// Read exactly the header of a .npy stream (for tests and small tools).
-pub fn read_header_from(r: &mut impl Read, path: &Path) -> Result<NpyHeader> {
-    let mut head = vec![0u8; 12];
-    r.read_exact(&mut head).map_err(|e| Error::io(path, "read", e))?;
-    let hlen = if head[6] == 1 {
-        u16::from_le_bytes([head[8], head[9]]) as usize + 10
-    } else {
-        u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize + 12
-    };
-    head.resize(hlen, 0);
-    r.read_exact(&mut head[12..]).map_err(|e| Error::io(path, "read", e))?;
-    parse_header(&head, path)
 }
 
 #[cfg(test)]
