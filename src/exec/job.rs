@@ -341,6 +341,12 @@ pub fn worker(job_file: &Path, first: usize, count: usize) -> Result<()> {
     let temps = open_temps(&job.plan)?;
     let out = ZArray::open(&job.out.path)?;
     let end = (first + count).min(job.tasks.groups.len());
+    worker_range(first, end, |t| run_task(&job, &sources, &temps, &out, t, 1))
+}
+
+/// Run tasks `first..end` in a worker process, reporting `{"start": t}` and `{"done": t, "bytes":
+/// b}` lines on stdout for the parent, and stopping on an interrupt.
+pub fn worker_range(first: usize, end: usize, mut task: impl FnMut(usize) -> Result<u64>) -> Result<()> {
     // test hook: make this worker die at a given task, to exercise the parent's failure report
     let fail_at: Option<usize> = std::env::var("DSK_TEST_WORKER_ABORT_AT").ok().and_then(|v| v.parse().ok());
     for t in first..end {
@@ -351,7 +357,7 @@ pub fn worker(job_file: &Path, first: usize, count: usize) -> Result<()> {
         if fail_at == Some(t) {
             std::process::abort();
         }
-        let b = run_task(&job, &sources, &temps, &out, t, 1)?;
+        let b = task(t)?;
         crate::write_stdout(format!("{{\"done\": {t}, \"bytes\": {b}}}\n").as_bytes())?;
     }
     Ok(())

@@ -301,23 +301,14 @@ pub fn partial_worker(job: &PartialJob, first: usize, count: usize) -> Result<()
     let store = open_disk_store(&job.spill_dir, 0, &dtypes)?;
     let store =
         PartialStore::Disk { dir: job.spill_dir.join("partials-0"), arrays: store, out_grid: job.out_grid.clone() };
-    let fail_at: Option<usize> = std::env::var("DSK_TEST_WORKER_ABORT_AT").ok().and_then(|v| v.parse().ok());
     let end = (first + count).min(job.tasks.len());
-    for t in first..end {
-        if super::interrupted() {
-            return Err(Error::Interrupted);
-        }
-        crate::write_stdout(format!("{{\"start\": {t}}}\n").as_bytes())?;
-        if fail_at == Some(t) {
-            std::process::abort();
-        }
+    job::worker_range(first, end, |t| {
         let task = &job.tasks[t];
         let (p, b) =
             partial_task(&job.plan, &sources, &temps, job.op, &job.axes, &job.in_grid, &job.out_grid, task, 1)?;
         store.put(task.block, task.g, p)?;
-        crate::write_stdout(format!("{{\"done\": {t}, \"bytes\": {b}}}\n").as_bytes())?;
-    }
-    Ok(())
+        Ok(b)
+    })
 }
 
 fn open_disk_store(dir: &Path, level: usize, dtypes: &[DType]) -> Result<Vec<ZArray>> {

@@ -169,7 +169,7 @@ impl Parser {
         matches!(self.peek(), Tok::Op(o) if *o == op)
     }
 
-    fn expect(&mut self, op: &str, what: &str) -> Result<Span, ExprError> {
+    fn expect_op(&mut self, op: &str, what: &str) -> Result<Span, ExprError> {
         if self.is_op(op) {
             Ok(self.bump().1)
         } else {
@@ -298,7 +298,7 @@ impl Parser {
                     }
                     break;
                 }
-                let close = self.expect("]", &format!("to close '[' at column {}", open.start + 1))?;
+                let close = self.expect_op("]", &format!("to close '[' at column {}", open.start + 1))?;
                 let span = e.span.to(close);
                 e = Expr::new(ExprKind::Index { recv: Box::new(e), items }, span);
             } else {
@@ -366,7 +366,7 @@ impl Parser {
             }
             break;
         }
-        let close = self.expect(")", &format!("to close '(' at column {}", open.start + 1))?;
+        let close = self.expect_op(")", &format!("to close '(' at column {}", open.start + 1))?;
         Ok((args, kwargs, close))
     }
 
@@ -399,10 +399,10 @@ impl Parser {
                         }
                         items.push(self.expr()?);
                     }
-                    let close = self.expect(")", &format!("to close '(' at column {}", span.start + 1))?;
+                    let close = self.expect_op(")", &format!("to close '(' at column {}", span.start + 1))?;
                     return Ok(Expr::new(ExprKind::Tuple(items), span.to(close)));
                 }
-                self.expect(")", &format!("to close '(' at column {}", span.start + 1))?;
+                self.expect_op(")", &format!("to close '(' at column {}", span.start + 1))?;
                 Ok(first)
             }
             Tok::End => Err(ExprError::new("the expression ends too early: expected a value", span)),
