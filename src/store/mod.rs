@@ -111,8 +111,14 @@ impl ZArray {
     pub fn open(path: &Path) -> Result<ZArray> {
         let meta = meta::read_meta(path)?;
         let store = fs::Fs::new(path).map_err(|e| zarrs_err(path, "cannot open the store", e))?;
-        let array = Array::open(Arc::new(store), "/")
-            .map_err(|e| zarrs_err(path, "cannot open the array (unsupported codec or metadata?)", e))?;
+        let array = Array::open(Arc::new(store), "/").map_err(|e| {
+            Error::input(
+                path,
+                format!(
+                    "cannot open the array: {e} — dsk reads zstd, blosc, gzip, uncompressed and sharded arrays; rewrite it with one of those (e.g. with zarr-python)"
+                ),
+            )
+        })?;
         let direct = if cfg!(target_endian = "little") { direct_codec(&meta) } else { None };
         Ok(ZArray { path: path.to_path_buf(), array, meta, write_empty_chunks: false, direct })
     }
