@@ -377,15 +377,13 @@ fn reduce_rows<T: NumElem>(
 }
 
 /// min/max with NumPy's NaN rules: NaN propagates, unless `skip` (nanmin/nanmax) ignores it.
-#[inline]
+/// Branch-free (bitwise `&`/`|` on bools, one select) so that a loop over a row vectorises.
+#[inline(always)]
 fn extreme<T: NumElem>(a: T, x: T, min: bool, skip: bool) -> T {
-    if T::is_nan(a) {
-        return if skip { x } else { a };
-    }
-    if T::is_nan(x) {
-        return if skip { a } else { x };
-    }
-    if (min && x < a) || (!min && x > a) {
+    let (an, xn) = (T::is_nan(a), T::is_nan(x));
+    let beats = if min { x < a } else { x > a };
+    let take = if skip { an | (!xn & beats) } else { !an & (xn | beats) };
+    if take {
         x
     } else {
         a
