@@ -373,8 +373,10 @@ def render(report):
     for name, value in report["limits"].items():
         lines.append(f"- {name}: {value}")
     for w in report["workloads"]:
-        lines += ["", f"## {w['title']}", "", "| tool | configuration | median wall | range | peak RSS |",
-                  "|---|---|---|---|---|"]
+        lines += ["", f"## {w['title']}", ""]
+        if w.get("date") and w["date"] != report["date"]:
+            lines += [f"(measured {w['date']}, in another run than the limits above)", ""]
+        lines += ["| tool | configuration | median wall | range | peak RSS |", "|---|---|---|---|---|"]
         for r in w["rows"]:
             lines.append(
                 f"| {r['tool']} | {r['label']} | {r['median_s']:.2f} s | {r['min_s']:.2f}–{r['max_s']:.2f} s "
@@ -391,6 +393,8 @@ def main():
     ap.add_argument("--only", default=",".join(WORKLOADS))
     ap.add_argument("--data", default=os.environ.get("BENCH_DATA", os.path.join(HERE, "data")))
     ap.add_argument("--no-cubed", action="store_true", help="skip the (slow) Cubed runs")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other workloads of the last run (data/last_report.json) in the report")
     ap.add_argument("--render-only", action="store_true",
                     help="rewrite docs/benchmarks.md from the last run's measurements (data/last_report.json)")
     args = ap.parse_args()
@@ -435,7 +439,19 @@ def main():
     report["limits"]["buffered write of 1.6 GB in 8 MB files, one thread"] = f"{wbps / 1e9:.2f} GB/s ({1.6e9 / wbps:.2f} s)"
     for key in args.only.split(","):
         print(f"workload {key}", flush=True)
-        report["workloads"].append(run_workload(WORKLOADS[key], args, args.data))
+        w = run_workload(WORKLOADS[key], args, args.data)
+        w["date"] = report["date"]
+        report["workloads"].append(w)
+    last = os.path.join(args.data, "last_report.json")
+    if args.merge and os.path.exists(last):
+        with open(last) as f:
+            old = json.load(f)
+        fresh = {w["key"] for w in report["workloads"]}
+        kept = [w for w in old.get("workloads", []) if w["key"] not in fresh]
+        for w in kept:
+            w.setdefault("date", old.get("date"))
+        order = list(WORKLOADS)
+        report["workloads"] = sorted(kept + report["workloads"], key=lambda w: order.index(w["key"]))
     for w in report["workloads"]:
         w["note"] = ratios(w["rows"]) + limit_fractions(w, report.get("limit_values", {}))
     os.makedirs(os.path.dirname(DOC), exist_ok=True)
