@@ -657,6 +657,11 @@ pub fn apply<T: NumElem>(op: MapOp, args: &[Buf], shape: &[usize]) -> Result<Buf
         return Ok(Buf::from_vec(shape, out));
     }
     if op.arity() == 2 {
+        if let (DType::Float64, Some(k)) = (T::DTYPE, f64_arith(op)) {
+            if let Some(v) = arith_f64_rows(k, typed::<T>(&args[0])?, typed::<T>(&args[1])?, shape) {
+                return Ok(Buf::from_vec(shape, v));
+            }
+        }
         let a = Dense::of(typed::<T>(&args[0])?, shape);
         let b = Dense::of(typed::<T>(&args[1])?, shape);
         if let (DType::Float64, Some(x), Some(y), Some(k)) = (T::DTYPE, a.slice(), b.slice(), f64_arith(op)) {
@@ -858,6 +863,77 @@ fn f64_arith(op: MapOp) -> Option<u8> {
     }
 }
 
+/// A view's rows (lanes of the last axis) as slices read forwards or backwards: `None` unless the
+/// last axis has stride ±1 (or at most one element), so that no copy is needed.
+fn rows_of<'a, T: BufElem>(a: &'a ndarray::ArrayViewD<'_, T>) -> Option<Vec<(&'a [T], bool)>> {
+    let last = a.ndim().checked_sub(1)?;
+    let len = a.shape()[last];
+    let st = a.strides()[last];
+    if len > 1 && st != 1 && st != -1 {
+        return None;
+    }
+    a.lanes(Axis(last))
+        .into_iter()
+        .map(|lane| {
+            let mut fwd = lane;
+            let rev = len > 1 && st == -1;
+            if rev {
+                fwd.invert_axis(Axis(0));
+            }
+            fwd.to_slice().map(|s| (s, rev))
+        })
+        .collect()
+}
+
+/// `+ - * /` of two f64 operands of which at least one is not a C-order array of the output's
+/// shape but has whole rows in memory, forwards or reversed (`x[::-1, ::-1]`, a broadcast row
+/// `x - x.mean(axis=0)`): computed row by row without copying the operand first. `None` when this
+/// does not apply.
+fn arith_f64_rows<T: BufElem>(k: u8, a: &Arr<T>, b: &Arr<T>, shape: &[usize]) -> Option<Vec<f64>> {
+    if T::DTYPE != DType::Float64 || shape.is_empty() || a.len() == 1 || b.len() == 1 {
+        return None;
+    }
+    let plain = |x: &Arr<T>| x.shape() == shape && x.is_standard_layout();
+    if plain(a) && plain(b) {
+        return None;
+    }
+    let (av, bv) = (a.broadcast(IxDyn(shape))?, b.broadcast(IxDyn(shape))?);
+    let (ra, rb) = (rows_of(&av)?, rows_of(&bv)?);
+    let n: usize = shape.iter().product();
+    let mut out = Vec::with_capacity(n);
+    // SAFETY: T is f64 (checked through its DTYPE), so the slices have the same layout.
+    let f = |s: &[T]| unsafe { std::slice::from_raw_parts(s.as_ptr() as *const f64, s.len()) };
+    for ((x, xr), (y, yr)) in ra.into_iter().zip(rb) {
+        arith_f64_run(k, f(x), xr, f(y), yr, &mut out);
+    }
+    (out.len() == n).then_some(out)
+}
+
+/// One row of [`arith_f64_rows`]: `out += a ∘ b`, each operand read backwards when its flag says so.
+#[multiversion(targets(
+    "x86_64+avx512f+avx512dq+avx512vl+avx2+fma+bmi1+bmi2",
+    "x86_64+avx2+fma+bmi1+bmi2",
+    "aarch64+neon"
+))]
+fn arith_f64_run(k: u8, a: &[f64], a_rev: bool, b: &[f64], b_rev: bool, out: &mut Vec<f64>) {
+    macro_rules! run {
+        ($f:expr) => {
+            match (a_rev, b_rev) {
+                (false, false) => out.extend(a.iter().zip(b).map(|(&p, &q)| $f(p, q))),
+                (true, false) => out.extend(a.iter().rev().zip(b).map(|(&p, &q)| $f(p, q))),
+                (false, true) => out.extend(a.iter().zip(b.iter().rev()).map(|(&p, &q)| $f(p, q))),
+                (true, true) => out.extend(a.iter().rev().zip(b.iter().rev()).map(|(&p, &q)| $f(p, q))),
+            }
+        };
+    }
+    match k {
+        0 => run!(|p: f64, q: f64| p + q),
+        1 => run!(|p: f64, q: f64| p - q),
+        2 => run!(|p: f64, q: f64| p * q),
+        _ => run!(|p: f64, q: f64| p / q),
+    }
+}
+
 /// `+ - * /` of f64 slices, compiled for the wide instruction sets (the hot path of
 /// `x * x[::-1, ::-1]`).
 #[multiversion(targets(
@@ -881,6 +957,36 @@ mod tests {
 
     fn run<T: NumElem>(op: MapOp, args: &[Buf], shape: &[usize]) -> Buf {
         apply::<T>(op, args, shape).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn arithmetic_on_reversed_and_broadcast_rows_needs_no_copy_and_matches() {
+        use ndarray::s;
+        let (r, c) = (5, 7);
+        let x: Vec<f64> = (0..r * c).map(|i| (i as f64 - 11.0) * 0.37).collect();
+        let xa = ArrayD::from_shape_vec(IxDyn(&[r, c]), x.clone()).unwrap_or_else(|e| panic!("{e}")).into_shared();
+        let flipped = xa.slice(s![..;-1, ..;-1]).to_owned().into_dyn().into_shared();
+        let flip_view = Buf::F64(xa.clone().slice_move(s![..;-1, ..;-1]).into_dyn());
+        let row: Vec<f64> = (0..c).map(|j| j as f64 + 0.5).collect();
+        let row_b = Buf::from_vec(&[1, c], row.clone());
+        let plain = Buf::F64(xa.clone());
+        for op in [MapOp::Add, MapOp::Sub, MapOp::Mul, MapOp::Div] {
+            let got = run::<f64>(op, &[plain.clone(), flip_view.clone()], &[r, c]).into_vec::<f64>();
+            let want: Vec<f64> = x.iter().zip(flipped.iter()).map(|(&p, &q)| (op_f64(op))(p, q)).collect();
+            assert_eq!(got, Some(want), "{op:?} x, x[::-1, ::-1]");
+            let got = run::<f64>(op, &[flip_view.clone(), row_b.clone()], &[r, c]).into_vec::<f64>();
+            let want: Vec<f64> = flipped.iter().enumerate().map(|(i, &p)| (op_f64(op))(p, row[i % c])).collect();
+            assert_eq!(got, Some(want), "{op:?} x[::-1, ::-1], row");
+        }
+    }
+
+    fn op_f64(op: MapOp) -> fn(f64, f64) -> f64 {
+        match op {
+            MapOp::Add => |p, q| p + q,
+            MapOp::Sub => |p, q| p - q,
+            MapOp::Mul => |p, q| p * q,
+            _ => |p, q| p / q,
+        }
     }
 
     #[test]

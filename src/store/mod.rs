@@ -219,17 +219,19 @@ impl ZArray {
             }
             Err(e) => return Err(Error::io(&file, "read a chunk", e)),
         };
-        let mut out: Vec<T> = vec![T::default(); n];
         let nbytes = n * T::DTYPE.size();
+        let mut out: Vec<T>;
         match self.direct {
             Some(DirectCodec::Zstd { .. }) => {
+                // decompressed straight into the new vector's spare capacity (no zeroing first)
+                out = Vec::with_capacity(n);
                 let got = DCTX.with(|cell| -> std::io::Result<usize> {
                     let mut slot = cell.borrow_mut();
                     if slot.is_none() {
                         *slot = Some(zstd::bulk::Decompressor::new()?);
                     }
                     let d = slot.as_mut().ok_or_else(|| std::io::Error::other("no decompressor"))?;
-                    d.decompress_to_buffer(&encoded, elem_bytes_mut(&mut out))
+                    d.decompress_to_buffer(&encoded, &mut SpareBytes(&mut out))
                 });
                 match got {
                     Ok(len) if len == nbytes => {}
@@ -242,6 +244,7 @@ impl ZArray {
                 }
             }
             _ => {
+                out = vec![T::default(); n];
                 if encoded.len() != nbytes {
                     return Err(err(format!(
                         "holds {} bytes where {nbytes} were expected — the chunk file is damaged",
@@ -336,11 +339,30 @@ fn elem_bytes<T: Elem>(v: &[T]) -> &[u8] {
 }
 
 /// The bytes of a slice of elements (for decompressing into it).
-fn elem_bytes_mut<T: Elem>(v: &mut [T]) -> &mut [u8] {
-    debug_assert!(!T::DTYPE.is_bool(), "bools must not be written as raw bytes");
-    // SAFETY: called only for integer and float element types (never bool: see `direct_codec`),
-    // for which every bit pattern is a valid value and there is no padding.
-    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v)) }
+/// The spare capacity of a vector of numbers as zstd's output buffer: zstd writes raw bytes there,
+/// and the vector's length then covers the whole elements it wrote. Never used for bools (see
+/// `direct_codec`), so every byte pattern written is a valid value.
+struct SpareBytes<'a, T>(&'a mut Vec<T>);
+
+// SAFETY: `as_slice` covers only the initialised elements, `capacity` and `as_mut_ptr` describe the
+// vector's allocation, and `filled_until` extends the length over whole elements that zstd has
+// written (it reports n initialised bytes from the start of the buffer).
+unsafe impl<T: Elem> zstd::zstd_safe::WriteBuf for SpareBytes<'_, T> {
+    fn as_slice(&self) -> &[u8] {
+        // SAFETY: the first len elements are initialised numbers without padding
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr() as *const u8, std::mem::size_of_val(&self.0[..])) }
+    }
+    fn capacity(&self) -> usize {
+        self.0.capacity() * std::mem::size_of::<T>()
+    }
+    fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.0.as_mut_ptr() as *mut u8
+    }
+    unsafe fn filled_until(&mut self, n: usize) {
+        assert!(!T::DTYPE.is_bool(), "bools must not be written as raw bytes");
+        // SAFETY: the caller guarantees the first n bytes are written; whole elements only
+        unsafe { self.0.set_len(n / std::mem::size_of::<T>()) }
+    }
 }
 
 /// A JSON fill value (`0`, `1.5`, `"NaN"`, `"Infinity"`, `true`) as a scalar of `dtype`.
