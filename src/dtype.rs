@@ -89,22 +89,48 @@ impl DType {
 
     /// Parse a user-facing dtype name: NumPy names (`float64`, `int32`, `bool`), short Rust-style
     /// names (`f64`, `i32`, `u8`) and NumPy type codes (`f8`, `<i4`, `|b1`, `float`, `int`).
+    ///
+    /// NumPy's spellings, with NumPy's meaning: names (`float32`, `int`, `double`), type strings
+    /// counting bytes (`i8` is int64, `u1` uint8, `f4` float32; with `<`, `|` or `=` byte order) and
+    /// one-letter codes (`b` int8, `B` uint8, `h`, `i`, `l`, `q`, `f`, `d`, `?`). Names counting
+    /// bits without the type word (`i16`, `u32`, `f64`) are accepted too where they cannot be read
+    /// as byte counts.
     pub fn parse(s: &str) -> Option<DType> {
-        let t = s.trim().to_ascii_lowercase();
-        let t = t.strip_prefix("np.").unwrap_or(&t);
-        let t = t.strip_prefix("numpy.").unwrap_or(t);
+        let t = s.trim();
+        let t = t.strip_prefix("np.").or_else(|| t.strip_prefix("numpy.")).unwrap_or(t);
+        // one-letter codes are case-sensitive (b is int8, B uint8)
+        let code = match t {
+            "?" => Some(DType::Bool),
+            "b" => Some(DType::Int8),
+            "B" => Some(DType::Uint8),
+            "h" => Some(DType::Int16),
+            "H" => Some(DType::Uint16),
+            "i" => Some(DType::Int32),
+            "I" => Some(DType::Uint32),
+            "l" | "q" => Some(DType::Int64),
+            "L" | "Q" => Some(DType::Uint64),
+            "f" => Some(DType::Float32),
+            "d" => Some(DType::Float64),
+            _ => None,
+        };
+        if code.is_some() {
+            return code;
+        }
+        let t = t.to_ascii_lowercase();
+        let t = t.strip_prefix(['<', '|', '=']).unwrap_or(&t);
         Some(match t {
-            "bool" | "bool_" | "b1" | "|b1" | "?" => DType::Bool,
-            "int8" | "i8" | "i1" | "|i1" => DType::Int8,
-            "int16" | "i16" | "i2" | "<i2" => DType::Int16,
-            "int32" | "i32" | "i4" | "<i4" => DType::Int32,
-            "int64" | "i64" | "int" | "<i8" => DType::Int64,
-            "uint8" | "u8" | "u1" | "|u1" => DType::Uint8,
-            "uint16" | "u16" | "u2" | "<u2" => DType::Uint16,
-            "uint32" | "u32" | "u4" | "<u4" => DType::Uint32,
-            "uint64" | "u64" | "<u8" => DType::Uint64,
-            "float32" | "f32" | "f4" | "<f4" | "single" => DType::Float32,
-            "float64" | "f64" | "f8" | "<f8" | "float" | "double" => DType::Float64,
+            "bool" | "bool_" | "b1" => DType::Bool,
+            "int8" | "i1" => DType::Int8,
+            "int16" | "i2" | "i16" | "short" => DType::Int16,
+            "int32" | "i4" | "i32" | "intc" => DType::Int32,
+            "int64" | "i8" | "i64" | "int" | "int_" | "long" | "longlong" | "intp" => DType::Int64,
+            "uint8" | "u1" | "ubyte" => DType::Uint8,
+            "uint16" | "u2" | "u16" | "ushort" => DType::Uint16,
+            "uint32" | "u4" | "u32" | "uintc" => DType::Uint32,
+            "uint64" | "u8" | "u64" | "uint" | "ulong" | "ulonglong" | "uintp" => DType::Uint64,
+            "float32" | "f4" | "f32" | "single" => DType::Float32,
+            "float64" | "f8" | "f64" | "float" | "double" | "float_" => DType::Float64,
+            "byte" => DType::Int8,
             _ => return None,
         })
     }
@@ -238,12 +264,32 @@ pub fn int_range(dtype: DType) -> (i128, i128) {
     }
 }
 
-/// An element type: the bridge between a run-time [`DType`] and generic kernels.
+mod sealed {
+    /// Only the eleven element types below implement [`Elem`](super::Elem): code elsewhere
+    /// reinterprets slices of elements as bytes (and f64 slices by their `DTYPE`), which is sound
+    /// only for these plain, padding-free types.
+    pub trait Sealed {}
+    impl Sealed for bool {}
+    impl Sealed for i8 {}
+    impl Sealed for i16 {}
+    impl Sealed for i32 {}
+    impl Sealed for i64 {}
+    impl Sealed for u8 {}
+    impl Sealed for u16 {}
+    impl Sealed for u32 {}
+    impl Sealed for u64 {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
+/// An element type: the bridge between a run-time [`DType`] and generic kernels. Sealed: the
+/// eleven dtypes are the only implementations.
 ///
 /// Conversions follow NumPy's `astype` with `casting='unsafe'` for in-range values; they are used by
 /// generators (which compute in f64 or i64 and store in the requested dtype).
 pub trait Elem:
-    Copy
+    sealed::Sealed
+    + Copy
     + Default
     + PartialEq
     + PartialOrd
@@ -548,6 +594,39 @@ mod tests {
         assert_eq!(DType::parse("f64"), Some(DType::Float64));
         assert_eq!(DType::parse("i32"), Some(DType::Int32));
         assert_eq!(DType::parse("complex128"), None);
+    }
+
+    #[test]
+    fn issue8_type_strings_count_bytes_as_in_numpy() {
+        // np.dtype('i8') is int64, not int8
+        for (text, want) in [
+            ("i8", DType::Int64),
+            ("<i8", DType::Int64),
+            ("u8", DType::Uint64),
+            ("i1", DType::Int8),
+            ("u1", DType::Uint8),
+            ("|u1", DType::Uint8),
+            ("f4", DType::Float32),
+            ("=f8", DType::Float64),
+            ("b", DType::Int8),
+            ("B", DType::Uint8),
+            ("h", DType::Int16),
+            ("H", DType::Uint16),
+            ("i", DType::Int32),
+            ("I", DType::Uint32),
+            ("q", DType::Int64),
+            ("Q", DType::Uint64),
+            ("f", DType::Float32),
+            ("d", DType::Float64),
+            ("?", DType::Bool),
+            ("np.float32", DType::Float32),
+            ("int", DType::Int64),
+            ("float", DType::Float64),
+        ] {
+            assert_eq!(DType::parse(text), Some(want), "{text}");
+        }
+        assert_eq!(DType::parse(">i4"), None, "big-endian results are not written");
+        assert_eq!(DType::parse("e"), None, "float16");
     }
 
     #[test]

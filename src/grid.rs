@@ -221,6 +221,23 @@ fn round_2sig(x: u64) -> u64 {
 }
 
 /// Parse a comma-separated list of non-negative integers, e.g. `200000,4000` (also `(200000, 4000)`).
+/// Bytes of an array of `shape` with elements of `itemsize` bytes, when that number fits an `i64`
+/// (every product of extents dsk computes afterwards then fits too); `None` when it overflows.
+pub fn checked_nbytes(shape: &[u64], itemsize: u64) -> Option<u64> {
+    let n = shape.iter().try_fold(itemsize.max(1), |acc, &x| acc.checked_mul(x.max(1)))?;
+    (n <= i64::MAX as u64).then_some(shape.iter().product::<u64>() * itemsize)
+}
+
+/// An error text when an array of `shape` cannot be indexed with 64-bit sizes, else `None`.
+pub fn check_size(shape: &[u64], itemsize: u64) -> Option<String> {
+    match checked_nbytes(shape, itemsize) {
+        Some(_) => None,
+        None => {
+            Some(format!("an array of shape {} with {itemsize}-byte elements is larger than 2⁶³ bytes", tuple(shape)))
+        }
+    }
+}
+
 pub fn parse_shape(text: &str) -> Result<Vec<u64>, String> {
     let t = text.trim().trim_start_matches(['(', '[']).trim_end_matches([')', ']']);
     if t.trim().is_empty() {

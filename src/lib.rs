@@ -26,11 +26,17 @@ pub mod grid;
 pub mod kernels;
 pub mod plan;
 pub mod report;
+pub mod serial;
 pub mod store;
 
 pub use error::{Error, Result};
 
 use std::io::Write;
+
+/// Stack of the thread that runs a command: debug builds use several KiB per level of an
+/// expression's recursive descent, and expressions may nest [`expr::parser::MAX_DEPTH`] levels.
+/// Only touched pages are ever committed.
+pub const STACK_BYTES: usize = 256 << 20;
 
 /// Process-wide set-up shared by the binary and the tests.
 pub fn init() {

@@ -19,14 +19,17 @@ fn main() {
                 let _ = e.print();
                 std::process::exit(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 });
             }
-            // clap's message, on one line: what is wrong and where to look
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
-            eprintln!("dsk: error: {first} — see 'dsk --help' or 'dsk <command> --help'");
+            eprintln!("dsk: error: {}", usage_error_line(&e.to_string()));
             std::process::exit(2);
         }
     };
-    let code = match dsk::run(cli) {
+    // the command runs on a thread with a large stack (see dsk::STACK_BYTES)
+    let run = std::thread::Builder::new().name("dsk".into()).stack_size(dsk::STACK_BYTES).spawn(move || dsk::run(cli));
+    let outcome = match run {
+        Ok(handle) => handle.join().unwrap_or_else(|_| Err(dsk::Error::Internal("the command panicked".into()))),
+        Err(e) => Err(dsk::Error::Internal(format!("cannot start the main thread: {e}"))),
+    };
+    let code = match outcome {
         Ok(()) => 0,
         Err(dsk::Error::BrokenPipe) => 0,
         Err(e) => {
@@ -35,4 +38,36 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// clap's message on one line: what is wrong (with the details clap puts on the following lines,
+/// such as the missing arguments or the possible values) and the help to read.
+fn usage_error_line(text: &str) -> String {
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or("invalid arguments").trim_start_matches("error: ").trim_end_matches(':');
+    let mut details = vec![];
+    for line in lines {
+        let l = line.trim();
+        if l.starts_with("Usage: ") {
+            break;
+        }
+        if !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("tip:") {
+            details.push(l.to_string());
+        }
+    }
+    let what = if details.is_empty() { first.to_string() } else { format!("{first}: {}", details.join(", ")) };
+    // the (sub)commands named on the command line: their --help is the one to read
+    let mut cmd = <dsk::cli::Cli as clap::CommandFactory>::command();
+    let mut path = vec!["dsk".to_string()];
+    for arg in std::env::args().skip(1) {
+        match cmd.find_subcommand(&arg) {
+            Some(sub) => {
+                path.push(arg);
+                cmd = sub.clone();
+            }
+            None if arg.starts_with('-') => continue,
+            None => {}
+        }
+    }
+    format!("{what} — see '{} --help'", path.join(" "))
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
+use super::export::{self, Format};
 use super::RunArgs;
 use crate::dtype::{DType, Scalar};
 use crate::error::{human, Error, Result};
@@ -13,6 +14,7 @@ use crate::exec::job::{self, Job, OutJob, Scheduler};
 use crate::exec::stages::{materialize, StageCtx};
 use crate::exec::workdir::WorkDir;
 use crate::exec::{self, Stage};
+use crate::expr::slice::AxisSel;
 use crate::grid::{tuple, Grid};
 use crate::plan::lower::{self, OutputLayout};
 use crate::plan::{self, Input, NodeKind, Plan};
@@ -65,7 +67,73 @@ pub fn build_plan(text: &str, arg: &str, named: &[(String, PathBuf)]) -> Result<
     Ok((plan, metas))
 }
 
+/// Where a computed array goes, by one rule for `eval`, `transform` and `reduce`: an output path
+/// ending in `.npy`, `.csv`/`.txt` or `.raw`/`.bin`/`.dat` is that file; any other path is a Zarr
+/// array; `--format` alone prints on standard output (or names the format of an extension-less
+/// file).
+#[derive(Clone, Copy, Debug)]
+pub enum Dest<'a> {
+    Zarr(&'a Path),
+    File(&'a Path, Format),
+    Stdout(Format),
+}
+
+impl<'a> Dest<'a> {
+    /// The destination of `out` and `--format`; `None` when neither is given.
+    pub fn of(out: Option<&'a Path>, format: Option<Format>) -> Result<Option<Dest<'a>>> {
+        Ok(match (out, format) {
+            (None, None) => None,
+            (None, Some(f)) => Some(Dest::Stdout(f)),
+            (Some(p), f) => match (export::file_format(p), f) {
+                (Some(e), Some(f)) if e != f => {
+                    return Err(Error::usage(
+                        "--format",
+                        format!(
+                            "{f:?} does not match the extension of {} — drop --format or rename the file",
+                            p.display()
+                        )
+                        .to_lowercase(),
+                    ))
+                }
+                (Some(e), _) => Some(Dest::File(p, e)),
+                (None, Some(f)) => Some(Dest::File(p, f)),
+                (None, None) => Some(Dest::Zarr(p)),
+            },
+        })
+    }
+}
+
+/// Compute `plan` to `dest`: a Zarr array directly; a file or standard output through an
+/// uncompressed array in the work directory, streamed out in bounded memory.
+pub fn compute_to(plan: Plan, dest: Dest<'_>, o: OutputOpts<'_>, run: &RunArgs, stage_name: &str) -> Result<()> {
+    let (out, format) = match dest {
+        Dest::Zarr(p) => return compute_to_zarr(plan, &OutputOpts { out: p, ..o }, run, stage_name),
+        Dest::File(p, f) => (Some(p), f),
+        Dest::Stdout(f) => (None, f),
+    };
+    if let Some(p) = out {
+        // refuse before computing, not after
+        crate::store::output::check_dest(p, OutKind::File, o.overwrite)?;
+    }
+    let root = plan.root().clone();
+    let work = WorkDir::create(run.work_dir.as_deref())?;
+    let tmp = work.path().join("result.zarr");
+    let raw = CodecSpec::parse(o.codec.unwrap_or("none"))?;
+    let inner = OutputOpts { out: &tmp, codec: None, default_codec: Some(raw), overwrite: false, ..o };
+    if run.explain {
+        return compute_to_zarr(plan, &inner, run, stage_name);
+    }
+    work.check_free(root.shape.iter().product::<u64>() * root.dtype.size() as u64)?;
+    // the intermediate array is an implementation detail: no summary line for it
+    let quiet = RunArgs { quiet: true, ..run.clone() };
+    compute_to_zarr(plan, &inner, &quiet, stage_name)?;
+    let arr = store::ZArray::open(&tmp)?;
+    let sel: Vec<AxisSel> = arr.shape().iter().map(|&n| AxisSel::full(n)).collect();
+    export::stream(&arr, &sel, format, out, o.overwrite, &run.options()?)
+}
+
 /// Where and how to write the result.
+#[derive(Clone)]
 pub struct OutputOpts<'a> {
     pub out: &'a Path,
     pub dtype: Option<&'a str>,
@@ -126,6 +194,10 @@ pub fn compute_to_zarr(plan: Plan, o: &OutputOpts<'_>, run: &RunArgs, stage_name
     let opts = run.options()?;
     if let Some(0) = run.split_every {
         return Err(Error::usage("--split-every", "must be at least 2"));
+    }
+    if !run.explain {
+        // refuse before computing, not after
+        crate::store::output::check_dest(o.out, OutKind::ZarrDir, o.overwrite)?;
     }
     let sink = report::sink(run.progress, run.quiet);
     let Prepared { plan, temps, work, explain: stages_text } = prepare(plan, run, sink.as_ref())?;

@@ -193,11 +193,14 @@ fn reshape(c: &Common, n: u64, kind: &str) -> Result<Vec<u64>> {
         None => Ok(vec![n]),
         Some(s) => {
             let shape = parse_shape_arg(s, "--shape")?;
-            let m: u64 = shape.iter().product();
-            if m != n {
+            let m = shape.iter().try_fold(1u64, |a, &x| a.checked_mul(x));
+            if m != Some(n) {
                 return Err(Error::usage(
                     "--shape",
-                    format!("{kind} gives {n} elements but --shape {s} holds {m}; give a shape with {n} elements"),
+                    format!(
+                        "{kind} gives {n} elements but --shape {s} holds {}; give a shape with {n} elements",
+                        m.map_or("more than 2⁶⁴".to_string(), |m| m.to_string())
+                    ),
                 ));
             }
             Ok(shape)

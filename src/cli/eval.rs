@@ -6,17 +6,14 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::compute::{build_plan, compute_to_zarr, parse_named, OutputOpts};
-use super::export::{self, Format};
+use super::compute::{build_plan, compute_to, compute_to_zarr, parse_named, Dest, OutputOpts};
+use super::export::Format;
 use super::RunArgs;
 use crate::dtype::Elem;
 use crate::error::{Error, Result};
 use crate::exec::evaluate::Evaluator;
 use crate::exec::job::open_sources;
-use crate::exec::workdir::WorkDir;
-use crate::expr::slice::AxisSel;
 use crate::grid::{tuple, Region};
-use crate::store::{CodecSpec, ZArray};
 use crate::with_buf;
 
 #[derive(Debug, Args)]
@@ -42,69 +39,33 @@ pub struct EvalArgs {
     pub write: super::OutputArgs,
 }
 
-fn file_format(p: &Path) -> Option<Format> {
-    match p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-        Some("npy") => Some(Format::Npy),
-        Some("csv") | Some("txt") => Some(Format::Csv),
-        Some("raw") | Some("bin") => Some(Format::Raw),
-        _ => None,
-    }
-}
-
 pub fn run(a: &EvalArgs, run: &RunArgs) -> Result<()> {
     let named = parse_named(&a.inputs, "NAME=PATH")?;
     let (plan, _metas) = build_plan(&a.expr, "EXPR", &named)?;
     let root = plan.root().clone();
-    let to_file = a.output.as_deref().and_then(file_format).or(if a.output.is_some() { None } else { a.format });
-    if root.shape.is_empty() && a.output.is_none() && a.format.is_none() {
-        return print_scalar(plan, a, run);
-    }
-    if run.explain && a.output.is_none() && a.format.is_none() {
-        return compute_to_zarr(plan, &out_opts(a, Path::new("<result>"), None), run, "eval");
-    }
-    match (&a.output, to_file) {
-        (Some(out), None) => compute_to_zarr(plan, &out_opts(a, out, None), run, "eval"),
-        (out, Some(format)) => {
-            // compute into an uncompressed array in the work dir, then stream it out
-            let work = WorkDir::create(run.work_dir.as_deref())?;
-            let tmp = work.path().join("result.zarr");
-            let codec = Some(a.write.codec.clone().unwrap_or_else(|| "none".into()));
-            if run.explain {
-                return compute_to_zarr(plan, &out_opts(a, &tmp, codec), run, "eval");
-            }
-            work.check_free(root.shape.iter().product::<u64>() * root.dtype.size() as u64)?;
-            // the intermediate array is an implementation detail: no summary line for it
-            let quiet = RunArgs { quiet: true, ..run.clone() };
-            compute_to_zarr(plan, &out_opts(a, &tmp, codec), &quiet, "eval")?;
-            let arr = ZArray::open(&tmp)?;
-            let sel: Vec<AxisSel> = arr.shape().iter().map(|&n| AxisSel::full(n)).collect();
-            export::stream(&arr, &sel, format, out.as_deref(), a.write.overwrite, &run.options()?)
-        }
-        (None, None) => Err(Error::usage(
+    let opts = OutputOpts {
+        out: Path::new("<result>"),
+        dtype: a.write.dtype.as_deref(),
+        chunks: a.write.chunks.as_deref(),
+        shard: a.write.shard.as_deref(),
+        codec: a.write.codec.as_deref(),
+        overwrite: a.write.overwrite,
+        default_chunks: None,
+        default_codec: None,
+        dimension_names: None,
+        band_groups: false,
+    };
+    match Dest::of(a.output.as_deref(), a.format)? {
+        Some(dest) => compute_to(plan, dest, opts, run, "eval"),
+        None if root.shape.is_empty() => print_scalar(plan, a, run),
+        None if run.explain => compute_to_zarr(plan, &opts, run, "eval"),
+        None => Err(Error::usage(
             "-o",
             format!(
                 "the result is an array of shape {}: write it with -o OUT.zarr (or OUT.npy), or print it with --format csv|npy",
                 tuple(&root.shape)
             ),
         )),
-    }
-}
-
-fn out_opts<'a>(a: &'a EvalArgs, out: &'a Path, codec: Option<String>) -> OutputOpts<'a> {
-    OutputOpts {
-        out,
-        dtype: a.write.dtype.as_deref(),
-        chunks: a.write.chunks.as_deref(),
-        shard: a.write.shard.as_deref(),
-        codec: match codec {
-            Some(_) => None,
-            None => a.write.codec.as_deref(),
-        },
-        overwrite: a.write.overwrite,
-        default_chunks: None,
-        default_codec: codec.as_deref().and_then(|c| CodecSpec::parse(c).ok()),
-        dimension_names: None,
-        band_groups: false,
     }
 }
 

@@ -51,12 +51,19 @@ pub enum Format {
     Raw,
 }
 
-pub fn infer_format(out: Option<&Path>) -> Format {
-    match out.and_then(|p| p.extension()).and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-        Some("csv") | Some("txt") => Format::Csv,
-        Some("raw") | Some("bin") | Some("dat") => Format::Raw,
-        _ => Format::Npy,
+/// The file format an output path's extension names (`.npy`, `.csv`/`.txt`, `.raw`/`.bin`/`.dat`),
+/// or `None` (a Zarr array, for the computing commands). One rule for every command.
+pub fn file_format(out: &Path) -> Option<Format> {
+    match out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("npy") => Some(Format::Npy),
+        Some("csv") | Some("txt") => Some(Format::Csv),
+        Some("raw") | Some("bin") | Some("dat") => Some(Format::Raw),
+        _ => None,
     }
+}
+
+pub fn infer_format(out: Option<&Path>) -> Format {
+    out.and_then(file_format).unwrap_or(Format::Npy)
 }
 
 /// One block of the output: in "selection space" (one axis per input axis, dropped axes of length

@@ -162,6 +162,9 @@ pub fn chunking(
     default: Option<(Vec<u64>, Option<Vec<u64>>)>,
 ) -> Result<(Vec<u64>, Option<Vec<u64>>, bool)> {
     let rank = shape.len();
+    if let Some(m) = crate::grid::check_size(shape, dtype.size() as u64) {
+        return Err(Error::usage("--shape", format!("{m} — no store can hold it")));
+    }
     let check = |v: &[u64], arg: &str, text: &str| -> Result<()> {
         if v.len() != rank {
             return Err(Error::usage(
@@ -174,6 +177,9 @@ pub fn chunking(
         }
         if v.contains(&0) {
             return Err(Error::usage(arg, format!("{text} has a zero extent; every extent must be at least 1")));
+        }
+        if let Some(m) = crate::grid::check_size(v, dtype.size() as u64) {
+            return Err(Error::usage(arg, format!("{m} — choose smaller chunks")));
         }
         Ok(())
     };

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::compute::{build_plan, compute_to_zarr, OutputOpts};
+use super::compute::{build_plan, compute_to, compute_to_zarr, Dest, OutputOpts};
 use super::eval::print_result;
+use super::export::Format;
 use super::RunArgs;
 use crate::error::{Error, Result};
 use crate::kernels::reduce::ReduceOp;
@@ -16,13 +17,18 @@ use crate::store::CodecSpec;
 #[command(after_help = "Examples:
   dsk reduce big.zarr --op mean
   dsk reduce cos2.zarr row_means.zarr --op mean --axis 1
-  dsk reduce x.zarr --op std --axis 0,2 --ddof 1 --keepdims -o s.zarr
-  dsk reduce x.zarr c.zarr --op cumsum --axis 0")]
+  dsk reduce x.zarr s.zarr --op std --axis 0,2 --ddof 1 --keepdims
+  dsk reduce x.zarr c.zarr --op cumsum --axis 0
+  dsk reduce x.zarr col_sums.csv --op sum --axis 0")]
 pub struct ReduceArgs {
     /// The input array.
     pub input: PathBuf,
-    /// The output array (needed unless the result is a single number).
+    /// The output: a Zarr array, or a .npy / .csv file (needed unless the result is a single
+    /// number or --format prints it).
     pub out: Option<PathBuf>,
+    /// Print an array result on stdout in this format (or choose the file format of OUT).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
     /// sum, prod, mean, min, max, var, std, argmin, argmax, any, all, count_nonzero, nansum, nanprod,
     /// nanmean, nanmin, nanmax, nanvar, nanstd, cumsum, cumprod.
     #[arg(long)]
@@ -72,29 +78,28 @@ pub fn run(a: &ReduceArgs, run: &RunArgs) -> Result<()> {
     let expr = format!("x.{op}({})", kw.join(", "));
     let (plan, metas) = build_plan(&expr, "--op/--axis", &[("x".to_string(), a.input.clone())])?;
     let root = plan.root().clone();
-    match &a.out {
+    let o = OutputOpts {
+        out: &a.input,
+        dtype: a.write.dtype.as_deref(),
+        chunks: a.write.chunks.as_deref(),
+        shard: a.write.shard.as_deref(),
+        codec: a.write.codec.as_deref(),
+        overwrite: a.write.overwrite,
+        default_chunks: None,
+        default_codec: CodecSpec::from_codecs(&metas[0].codecs),
+        dimension_names: None,
+        band_groups: false,
+    };
+    match Dest::of(a.out.as_deref(), a.format)? {
+        Some(dest) => compute_to(plan, dest, o, run, "reduce"),
         None if root.shape.is_empty() => print_result(plan, &expr, a.write.dtype.as_deref(), run),
+        None if run.explain => compute_to_zarr(plan, &OutputOpts { out: std::path::Path::new("<result>"), ..o }, run, "reduce"),
         None => Err(Error::usage(
             "OUT",
             format!(
-                "the result has shape {}: give an output array, e.g. dsk reduce IN out.zarr …",
+                "the result has shape {}: give an output (out.zarr, out.npy or out.csv), or print it with --format csv|npy",
                 crate::grid::tuple(&root.shape)
             ),
         )),
-        Some(out) => {
-            let o = OutputOpts {
-                out,
-                dtype: a.write.dtype.as_deref(),
-                chunks: a.write.chunks.as_deref(),
-                shard: a.write.shard.as_deref(),
-                codec: a.write.codec.as_deref(),
-                overwrite: a.write.overwrite,
-                default_chunks: None,
-                default_codec: CodecSpec::from_codecs(&metas[0].codecs),
-                dimension_names: None,
-                band_groups: false,
-            };
-            compute_to_zarr(plan, &o, run, "reduce")
-        }
     }
 }

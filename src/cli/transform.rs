@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::compute::{build_plan, compute_to_zarr, parse_named, OutputOpts};
+use super::compute::{build_plan, compute_to, compute_to_zarr, parse_named, Dest, OutputOpts};
 use super::RunArgs;
 use crate::error::Result;
 use crate::store::CodecSpec;
@@ -18,7 +18,7 @@ use crate::store::CodecSpec;
 pub struct TransformArgs {
     /// The input array, named x in the expression.
     pub input: PathBuf,
-    /// The output array (a new Zarr v3 array).
+    /// The output: a new Zarr v3 array, or a .npy / .csv file.
     pub out: PathBuf,
     /// The expression (see docs/expressions.md), e.g. 'cos(x)**2'.
     #[arg(long, allow_hyphen_values = true)]
@@ -49,5 +49,8 @@ pub fn run(a: &TransformArgs, run: &RunArgs) -> Result<()> {
         dimension_names: if same_shape { names } else { None },
         band_groups: false,
     };
-    compute_to_zarr(plan, &o, run, "transform")
+    match Dest::of(Some(&a.out), None)? {
+        Some(dest) => compute_to(plan, dest, o, run, "transform"),
+        None => compute_to_zarr(plan, &o, run, "transform"),
+    }
 }

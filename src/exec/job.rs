@@ -226,6 +226,8 @@ pub fn run_processes(
             .arg("worker")
             .arg(&job_file)
             .args(["--first", &first.to_string(), "--count", &count.to_string()])
+            // the children write chunk files the way the parent was asked to (--io)
+            .args(["--io", if crate::store::fs::direct_writes() { "auto" } else { "buffered" }])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -258,7 +258,7 @@ fn partial_task(
             let p = with_dtype!(a.dtype, T => tile_partial::<T>(op, &b, &tshape, axes, &tile.start, &in_grid.shape)?);
             let offset: Vec<usize> =
                 kept.iter().enumerate().map(|(i, &ax)| (tile.start[ax] - block_region.start[i]) as usize).collect();
-            reduce::merge_into(op, a.dtype, &mut cp, &p, &offset, axis0_kept || first);
+            reduce::merge_into(op, a.dtype, &mut cp, &p, &offset, axis0_kept || first).map_err(Error::Internal)?;
             first = false;
             if tile.ndim() == 0 {
                 break;
@@ -271,7 +271,7 @@ fn partial_task(
         acc = Some(match acc {
             None => cp,
             Some(mut acc) => {
-                reduce::combine(op, a.dtype, &mut acc, &cp);
+                reduce::combine(op, a.dtype, &mut acc, &cp).map_err(Error::Internal)?;
                 acc
             }
         });
@@ -504,7 +504,7 @@ fn reduce_stage(
                 let mut acc = store.take(b, lo)?;
                 for k in lo + 1..hi {
                     let p = store.take(b, k)?;
-                    reduce::combine(op, a.dtype, &mut acc, &p);
+                    reduce::combine(op, a.dtype, &mut acc, &p).map_err(Error::Internal)?;
                 }
                 next.put(b, g, acc)?;
             }
@@ -515,7 +515,7 @@ fn reduce_stage(
     }
     for b in 0..nblocks {
         let p = store.take(b, 0)?;
-        let v = reduce::finalize(op, a.dtype, &p, ddof);
+        let v = reduce::finalize(op, a.dtype, &p, ddof).map_err(Error::Internal)?;
         let region = out_grid.chunk_region(&out_grid.chunk_index(b));
         result.put(&region, &v, keepdims, axes, nd)?;
     }

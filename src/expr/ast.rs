@@ -75,7 +75,7 @@ pub enum UnOp {
 #[derive(Clone, Debug, PartialEq)]
 pub enum IndexItem {
     Index(Expr),
-    Slice { start: Option<Expr>, stop: Option<Expr>, step: Option<Expr> },
+    Slice { start: Option<Box<Expr>>, stop: Option<Box<Expr>>, step: Option<Box<Expr>> },
     Ellipsis,
 }
 
@@ -126,10 +126,46 @@ pub enum ExprKind {
 pub struct Expr {
     pub kind: ExprKind,
     pub span: Span,
+    /// Levels of nodes below and including this one (a leaf is 1): the parser refuses trees
+    /// deeper than [`MAX_DEPTH`](crate::expr::parser::MAX_DEPTH), so that every recursive walk of
+    /// a tree (typing, planning, dropping it) stays far from the end of the stack.
+    pub depth: u32,
 }
 
 impl Expr {
     pub fn new(kind: ExprKind, span: Span) -> Expr {
-        Expr { kind, span }
+        let depth = 1 + kind.children().map(|c| c.depth).max().unwrap_or(0);
+        Expr { kind, span, depth }
+    }
+}
+
+impl ExprKind {
+    /// The sub-expressions of a node.
+    pub fn children(&self) -> impl Iterator<Item = &Expr> {
+        let v: Vec<&Expr> = match self {
+            ExprKind::Num { .. } | ExprKind::Str(_) | ExprKind::Name(_) => vec![],
+            ExprKind::Unary { arg, .. } => vec![arg],
+            ExprKind::Binary { lhs, rhs, .. } => vec![lhs, rhs],
+            ExprKind::Call { args, kwargs, .. } => args.iter().chain(kwargs.iter().map(|(_, v)| v)).collect(),
+            ExprKind::Method { recv, args, kwargs, .. } => {
+                std::iter::once(&**recv).chain(args.iter()).chain(kwargs.iter().map(|(_, v)| v)).collect()
+            }
+            ExprKind::Attr { recv, .. } => vec![recv],
+            ExprKind::Index { recv, items } => {
+                let mut v = vec![&**recv];
+                for it in items {
+                    match it {
+                        IndexItem::Index(e) => v.push(e),
+                        IndexItem::Slice { start, stop, step } => {
+                            v.extend(start.as_deref().into_iter().chain(stop.as_deref()).chain(step.as_deref()))
+                        }
+                        IndexItem::Ellipsis => {}
+                    }
+                }
+                v
+            }
+            ExprKind::Tuple(items) => items.iter().collect(),
+        };
+        v.into_iter()
     }
 }

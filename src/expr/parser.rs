@@ -130,9 +130,31 @@ fn lex(text: &str) -> Result<Vec<(Tok, Span)>, ExprError> {
     Ok(out)
 }
 
+/// The deepest expression accepted: nesting (parentheses, calls, indexing, unary operators) and
+/// chains of binary operators both count. Deeper input is refused with a clear error instead of
+/// exhausting the stack in the parser or in the passes that walk the tree.
+pub const MAX_DEPTH: u32 = 200;
+
 struct Parser {
     toks: Vec<(Tok, Span)>,
     pos: usize,
+    /// Nested `expr`/`unary` calls in progress (bounded by [`MAX_DEPTH`]).
+    nest: u32,
+}
+
+fn too_deep(span: Span) -> ExprError {
+    ExprError::new(
+        format!("the expression nests too deeply (more than {MAX_DEPTH} levels); split it into steps (eval -o an intermediate)"),
+        span,
+    )
+}
+
+/// `e`, refused when it is deeper than [`MAX_DEPTH`].
+fn checked(e: Expr) -> Result<Expr, ExprError> {
+    if e.depth > MAX_DEPTH {
+        return Err(too_deep(e.span));
+    }
+    Ok(e)
 }
 
 /// Parse an expression.
@@ -140,7 +162,7 @@ pub fn parse(text: &str) -> Result<Expr, ExprError> {
     if text.trim().is_empty() {
         return Err(ExprError::new("the expression is empty", Span::new(0, 0)));
     }
-    let mut p = Parser { toks: lex(text)?, pos: 0 };
+    let mut p = Parser { toks: lex(text)?, pos: 0, nest: 0 };
     let e = p.expr()?;
     match p.peek() {
         Tok::End => Ok(e),
@@ -178,7 +200,13 @@ impl Parser {
     }
 
     fn expr(&mut self) -> Result<Expr, ExprError> {
-        self.comparison()
+        self.nest += 1;
+        if self.nest > MAX_DEPTH {
+            return Err(too_deep(self.span()));
+        }
+        let e = self.comparison();
+        self.nest -= 1;
+        e
     }
 
     fn comparison(&mut self) -> Result<Expr, ExprError> {
@@ -201,7 +229,7 @@ impl Parser {
             ));
         }
         let span = lhs.span.to(rhs.span);
-        Ok(Expr::new(ExprKind::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) }, span))
+        checked(Expr::new(ExprKind::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) }, span))
     }
 
     fn left_assoc(
@@ -215,7 +243,7 @@ impl Parser {
             self.bump();
             let rhs = next(self)?;
             let span = lhs.span.to(rhs.span);
-            lhs = Expr::new(ExprKind::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) }, span);
+            lhs = checked(Expr::new(ExprKind::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) }, span))?;
         }
     }
 
@@ -250,18 +278,31 @@ impl Parser {
             _ => return self.power(),
         };
         let start = self.bump().1;
+        self.nest += 1;
+        if self.nest > MAX_DEPTH {
+            return Err(too_deep(start));
+        }
         let arg = self.unary()?;
+        self.nest -= 1;
         let span = start.to(arg.span);
-        Ok(Expr::new(ExprKind::Unary { op, arg: Box::new(arg) }, span))
+        checked(Expr::new(ExprKind::Unary { op, arg: Box::new(arg) }, span))
     }
 
     fn power(&mut self) -> Result<Expr, ExprError> {
         let base = self.postfix()?;
         if self.is_op("**") {
-            self.bump();
+            let op = self.bump().1;
+            self.nest += 1;
+            if self.nest > MAX_DEPTH {
+                return Err(too_deep(op));
+            }
             let exp = self.unary()?; // right-associative, and 2**-1 is allowed
+            self.nest -= 1;
             let span = base.span.to(exp.span);
-            return Ok(Expr::new(ExprKind::Binary { op: BinOp::Pow, lhs: Box::new(base), rhs: Box::new(exp) }, span));
+            return checked(Expr::new(
+                ExprKind::Binary { op: BinOp::Pow, lhs: Box::new(base), rhs: Box::new(exp) },
+                span,
+            ));
         }
         Ok(base)
     }
@@ -279,10 +320,10 @@ impl Parser {
                     let open = self.bump().1;
                     let (args, kwargs, close) = self.call_args(open)?;
                     let span = e.span.to(close);
-                    e = Expr::new(ExprKind::Method { recv: Box::new(e), name, args, kwargs }, span);
+                    e = checked(Expr::new(ExprKind::Method { recv: Box::new(e), name, args, kwargs }, span))?;
                 } else {
                     let span = e.span.to(nspan);
-                    e = Expr::new(ExprKind::Attr { recv: Box::new(e), name }, span);
+                    e = checked(Expr::new(ExprKind::Attr { recv: Box::new(e), name }, span))?;
                 }
             } else if self.is_op("[") {
                 let open = self.bump().1;
@@ -300,7 +341,7 @@ impl Parser {
                 }
                 let close = self.expect_op("]", &format!("to close '[' at column {}", open.start + 1))?;
                 let span = e.span.to(close);
-                e = Expr::new(ExprKind::Index { recv: Box::new(e), items }, span);
+                e = checked(Expr::new(ExprKind::Index { recv: Box::new(e), items }, span))?;
             } else {
                 return Ok(e);
             }
@@ -334,7 +375,7 @@ impl Parser {
         } else {
             None
         };
-        Ok(IndexItem::Slice { start, stop, step })
+        Ok(IndexItem::Slice { start: start.map(Box::new), stop: stop.map(Box::new), step: step.map(Box::new) })
     }
 
     /// Arguments after '(' up to and including ')'.
@@ -379,7 +420,7 @@ impl Parser {
                 if self.is_op("(") {
                     let open = self.bump().1;
                     let (args, kwargs, close) = self.call_args(open)?;
-                    return Ok(Expr::new(ExprKind::Call { func: name, args, kwargs }, span.to(close)));
+                    return checked(Expr::new(ExprKind::Call { func: name, args, kwargs }, span.to(close)));
                 }
                 // constants (nan, inf, pi, e) are names too: an input of that name shadows them
                 Ok(Expr::new(ExprKind::Name(name), span))
@@ -400,7 +441,7 @@ impl Parser {
                         items.push(self.expr()?);
                     }
                     let close = self.expect_op(")", &format!("to close '(' at column {}", span.start + 1))?;
-                    return Ok(Expr::new(ExprKind::Tuple(items), span.to(close)));
+                    return checked(Expr::new(ExprKind::Tuple(items), span.to(close)));
                 }
                 self.expect_op(")", &format!("to close '(' at column {}", span.start + 1))?;
                 Ok(first)
@@ -473,6 +514,41 @@ mod tests {
         assert!(p("").contains("empty"));
         assert!(p("f(a=1, 2)").contains("positional argument after keyword"));
         assert!(p("'abc").contains("not closed"));
+    }
+
+    #[test]
+    fn issue8_deep_nesting_is_a_clear_error_not_a_stack_overflow() {
+        // the binary parses on a thread with dsk::STACK_BYTES of stack; so does this test
+        std::thread::Builder::new()
+            .stack_size(crate::STACK_BYTES)
+            .spawn(deep_nesting)
+            .expect("spawn")
+            .join()
+            .expect("no panic");
+    }
+
+    fn deep_nesting() {
+        let n = 100_000;
+        for text in [
+            format!("{}x{}", "(".repeat(n), ")".repeat(n)),
+            format!("{}x", "-".repeat(n)),
+            format!("{}x", "~".repeat(n)),
+            vec!["x"; n].join(" + "),
+            vec!["2"; n].join(" ** "),
+            format!("x{}", ".T".repeat(n)),
+            format!("x{}", "[0]".repeat(n)),
+            format!("{}x{}", "cos(".repeat(n), ")".repeat(n)),
+            format!("{}x{}", "f(1, ".repeat(n), ")".repeat(n)),
+            format!("{}x{}", "x[".repeat(n), "]".repeat(n)),
+            format!("{}1{}", "(1, ".repeat(n), ")".repeat(n)),
+        ] {
+            let e = parse(&text).expect_err("too deep");
+            assert!(e.msg.contains("nests too deeply"), "{}: {}", &text[..20], e.msg);
+        }
+        // just under the limit is fine
+        let ok = format!("{}x{}", "(".repeat(50), ")".repeat(50));
+        assert!(parse(&ok).is_ok());
+        assert!(parse(&vec!["x"; 150].join(" + ")).is_ok());
     }
 
     #[test]

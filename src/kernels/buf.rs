@@ -152,10 +152,16 @@ impl Buf {
     }
 
     /// A C-order array of `shape` from a vector of elements.
+    ///
+    /// # Panics
+    /// When `v` does not hold exactly the elements of `shape`: that is a bug in the caller, and a
+    /// panic (reported as an internal error, the run failing) is better than a plausible array.
     pub fn from_vec<T: BufElem>(shape: &[usize], v: Vec<T>) -> Buf {
-        let a =
-            ArrayD::from_shape_vec(IxDyn(shape), v).unwrap_or_else(|_| ArrayD::from_elem(IxDyn(shape), T::default()));
-        T::wrap(a.into_shared())
+        let len = v.len();
+        match ArrayD::from_shape_vec(IxDyn(shape), v) {
+            Ok(a) => T::wrap(a.into_shared()),
+            Err(_) => panic!("a buffer of {len} elements for the shape {shape:?}"),
+        }
     }
 
     /// A 0-d array holding `v`.

@@ -561,7 +561,7 @@ impl<T: BufElem> Dense<T> {
         match (self, slice) {
             (Dense::Scalar(v), _) => *v,
             (_, Some(s)) => s[i],
-            _ => T::default(),
+            (Dense::Array(_), None) => panic!("a dense operand read without its contiguous slice"),
         }
     }
 
@@ -577,7 +577,7 @@ impl<T: BufElem> Dense<T> {
 /// last-axis stride is ±1 are copied as slices (reversed when the stride is -1).
 pub fn materialize<T: BufElem>(a: &Arr<T>, shape: &[usize]) -> Arr<T> {
     let Some(view) = a.broadcast(IxDyn(shape)) else {
-        return ArrayD::from_elem(IxDyn(shape), T::default()).into_shared();
+        panic!("an operand of shape {:?} does not broadcast to {shape:?}", a.shape());
     };
     let n: usize = shape.iter().product();
     let mut out: Vec<T> = Vec::with_capacity(n);
@@ -601,9 +601,10 @@ pub fn materialize<T: BufElem>(a: &Arr<T>, shape: &[usize]) -> Arr<T> {
             }
         }
     }
-    ArrayD::from_shape_vec(IxDyn(shape), out)
-        .unwrap_or_else(|_| ArrayD::from_elem(IxDyn(shape), T::default()))
-        .into_shared()
+    match ArrayD::from_shape_vec(IxDyn(shape), out) {
+        Ok(a) => a.into_shared(),
+        Err(_) => panic!("materialised {n} elements for the shape {shape:?}"),
+    }
 }
 
 fn typed<T: BufElem>(b: &Buf) -> Result<&Arr<T>, String> {
@@ -613,7 +614,10 @@ fn typed<T: BufElem>(b: &Buf) -> Result<&Arr<T>, String> {
 fn unary_loop<T: BufElem, U: BufElem>(x: &Dense<T>, n: usize, f: impl Fn(T) -> U) -> Vec<U> {
     match x {
         Dense::Scalar(v) => vec![f(*v); n],
-        Dense::Array(_) => x.slice().map(|s| s.iter().map(|&v| f(v)).collect()).unwrap_or_default(),
+        Dense::Array(a) => match a.as_slice() {
+            Some(s) => s.iter().map(|&v| f(v)).collect(),
+            None => a.iter().map(|&v| f(v)).collect(),
+        },
     }
 }
 
@@ -730,8 +734,12 @@ fn float_function<T: NumElem>(op: MapOp, x: &Dense<T>, shape: &[usize], n: usize
                 // SAFETY: T is f64 here (checked through its DTYPE), so the slice types are identical.
                 unsafe { std::slice::from_raw_parts(s.as_ptr() as *const f64, s.len()) }
             }
-            (_, s) => {
-                src = s.map(|s| s.iter().map(|v| v.to_f64()).collect()).unwrap_or_default();
+            (_, Some(s)) => {
+                src = s.iter().map(|v| v.to_f64()).collect();
+                &src
+            }
+            (_, None) => {
+                src = a.iter().map(|v| v.to_f64()).collect();
                 &src
             }
         },

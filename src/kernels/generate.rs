@@ -14,10 +14,23 @@ pub enum Generator {
     /// `numpy.arange(start, stop, step)`: element i is `start + i·delta` computed in the output
     /// dtype, where `delta = dtype(start + step) - dtype(start)` (NumPy's fill rule); exact integer
     /// arithmetic for integer dtypes.
-    Arange { start: f64, step: f64, int_start: i64, int_step: i64 },
+    Arange {
+        #[serde(with = "crate::serial::exact_f64")]
+        start: f64,
+        #[serde(with = "crate::serial::exact_f64")]
+        step: f64,
+        int_start: i64,
+        int_step: i64,
+    },
     /// `numpy.linspace(start, stop, num)`: element i is `i·step + start` with `step = (stop -
     /// start)/(num - 1)`, and the last element is exactly `stop`.
-    Linspace { start: f64, stop: f64, num: u64 },
+    Linspace {
+        #[serde(with = "crate::serial::exact_f64")]
+        start: f64,
+        #[serde(with = "crate::serial::exact_f64")]
+        stop: f64,
+        num: u64,
+    },
     /// The counter-based random stream of [`random`].
     Random { dist: Dist, seed: u64 },
 }
@@ -28,7 +41,7 @@ pub enum ScalarRepr {
     Bool(bool),
     Int(i64),
     Uint(u64),
-    Float(f64),
+    Float(#[serde(with = "crate::serial::exact_f64")] f64),
 }
 
 impl From<Scalar> for ScalarRepr {

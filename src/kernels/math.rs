@@ -95,6 +95,25 @@ pub fn cos_kernel_tail(x: f64, y: f64) -> f64 {
     w + (((1.0 - w) - hz) + (z * r - x * y))
 }
 
+/// [`sin_kernel_tail`] when `sin`, else [`cos_kernel_tail`], bit for bit, evaluating one
+/// polynomial instead of both: its coefficients are picked per element (the sine's five-term
+/// polynomial is the cosine's six-term one with a zero last coefficient, and `S6 + z·0 == S6`),
+/// which a vectorised loop does with blends.
+#[inline(always)]
+pub fn sin_or_cos_tail(x: f64, y: f64, sin: bool) -> f64 {
+    let k = |s: f64, c: f64| if sin { s } else { c };
+    let z = x * x;
+    let p = k(S2, C1) + z * (k(S3, C2) + z * (k(S4, C3) + z * (k(S5, C4) + z * (k(S6, C5) + z * k(0.0, C6)))));
+    // sine: x - ((z·(y/2 - v·r) - y) - v·S1) with v = z·x, r = p
+    let v = z * x;
+    let s = x - ((z * (0.5 * y - v * p) - y) - v * S1);
+    // cosine: w + (((1 - w) - z/2) + (z·r - x·y)) with r = z·p
+    let hz = 0.5 * z;
+    let w = 1.0 - hz;
+    let c = w + (((1.0 - w) - hz) + (z * (z * p) - x * y));
+    k(s, c)
+}
+
 // pi/2 split in 33-bit pieces (fdlibm's __ieee754_rem_pio2 medium path).
 const INVPIO2: f64 = std::f64::consts::FRAC_2_PI;
 const PIO2_1: f64 = 1.570_796_326_734_125_614_17e+00;
@@ -134,10 +153,8 @@ pub fn reduce_pio2(x: f64) -> (f64, f64, f64) {
 #[inline(always)]
 pub fn cos_fast(x: f64) -> f64 {
     let (q, y0, y1) = reduce_pio2(x);
-    let s = sin_kernel_tail(y0, y1);
-    let c = cos_kernel_tail(y0, y1);
     // q = 0: c, 1: -s, 2: -c, 3: s
-    let v = if q == 1.0 || q == 3.0 { s } else { c };
+    let v = sin_or_cos_tail(y0, y1, q == 1.0 || q == 3.0);
     if q == 1.0 || q == 2.0 {
         -v
     } else {
@@ -149,10 +166,8 @@ pub fn cos_fast(x: f64) -> f64 {
 #[inline(always)]
 pub fn sin_fast(x: f64) -> f64 {
     let (q, y0, y1) = reduce_pio2(x);
-    let s = sin_kernel_tail(y0, y1);
-    let c = cos_kernel_tail(y0, y1);
     // q = 0: s, 1: c, 2: -s, 3: -c
-    let v = if q == 1.0 || q == 3.0 { c } else { s };
+    let v = sin_or_cos_tail(y0, y1, q == 0.0 || q == 2.0);
     let v = if q == 2.0 || q == 3.0 { -v } else { v };
     // the reduction loses the sign of -0.0
     if x == 0.0 {
@@ -254,6 +269,19 @@ mod tests {
             worst = worst.max(ulps(sin_kernel(a), a.sin())).max(ulps(cos_kernel(a), a.cos()));
         }
         assert!(worst <= 1, "worst kernel error {worst} ulp");
+    }
+
+    #[test]
+    fn shared_polynomial_is_bit_identical_to_both_kernels() {
+        let mut state = 11u64;
+        for i in 0..1_000_000u64 {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let u = (state >> 11) as f64 / (1u64 << 53) as f64;
+            let x = (u - 0.5) * std::f64::consts::FRAC_PI_2;
+            let y = if i % 3 == 0 { 0.0 } else { (u - 0.5) * 1e-17 };
+            assert_eq!(sin_or_cos_tail(x, y, true).to_bits(), sin_kernel_tail(x, y).to_bits(), "sin x={x} y={y}");
+            assert_eq!(sin_or_cos_tail(x, y, false).to_bits(), cos_kernel_tail(x, y).to_bits(), "cos x={x} y={y}");
+        }
     }
 
     #[test]

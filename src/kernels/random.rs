@@ -49,9 +49,19 @@ fn unit(b: u64) -> f64 {
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Dist {
     /// Floats in [low, high).
-    Uniform { low: f64, high: f64 },
+    Uniform {
+        #[serde(with = "crate::serial::exact_f64")]
+        low: f64,
+        #[serde(with = "crate::serial::exact_f64")]
+        high: f64,
+    },
     /// Floats from N(mean, std²).
-    Normal { mean: f64, std: f64 },
+    Normal {
+        #[serde(with = "crate::serial::exact_f64")]
+        mean: f64,
+        #[serde(with = "crate::serial::exact_f64")]
+        std: f64,
+    },
     /// Integers in [low, high) (high > low).
     Integers { low: i64, high: i128 },
     /// Booleans, true with probability 1/2.

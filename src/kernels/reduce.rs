@@ -602,15 +602,17 @@ pub fn reduce_tile<T: NumElem>(
 }
 
 fn reshape(b: &Buf, shape: &[usize]) -> Buf {
-    crate::with_buf!(b, T, a => {
-        let v: Vec<T> = a.iter().copied().collect();
-        T::wrap(ArrayD::from_shape_vec(IxDyn(shape), v).unwrap_or_else(|_| ArrayD::from_elem(IxDyn(shape), T::default())).into_shared())
-    })
+    crate::with_buf!(b, T, a => Buf::from_vec(shape, a.iter().copied().collect::<Vec<T>>()))
+}
+
+/// A partial whose components are not what its reduction keeps: a bug upstream, never skipped.
+fn mismatch(what: &str, op: ReduceOp, input: DType) -> String {
+    format!("{what} of a {} partial over {input} has components of the wrong dtype or shape", op.name())
 }
 
 /// Merge `b` into `a` elementwise (`a` holds the earlier elements, for index ties).
-pub fn combine(op: ReduceOp, input: DType, a: &mut Partial, b: &Partial) {
-    combine_at(op, input, a, b, &[]);
+pub fn combine(op: ReduceOp, input: DType, a: &mut Partial, b: &Partial) -> Result<(), String> {
+    combine_at(op, input, a, b, &[])
 }
 
 /// A mutable view of component `c` of `p` restricted to `region` (all of it when empty).
@@ -623,38 +625,62 @@ fn view_mut<'a, T: BufElem>(b: &'a mut Buf, region: &[(usize, usize)]) -> Option
 }
 
 /// Merge `b` into the `region` of `a` (all of `a` when `region` is empty), in place.
-fn combine_at(op: ReduceOp, input: DType, a: &mut Partial, b: &Partial, region: &[(usize, usize)]) {
-    fn zipc<T: BufElem>(a: &mut Partial, b: &Partial, c: usize, region: &[(usize, usize)], f: impl Fn(&mut T, T)) {
-        let (Some(mut x), Some(y)) = (view_mut::<T>(&mut a.comps[c], region), T::view(&b.comps[c])) else { return };
+fn combine_at(
+    op: ReduceOp,
+    input: DType,
+    a: &mut Partial,
+    b: &Partial,
+    region: &[(usize, usize)],
+) -> Result<(), String> {
+    let bad = || mismatch("combining", op, input);
+    if a.comps.len() != b.comps.len() || a.comps.len() != op.state_dtypes(input).len() {
+        return Err(bad());
+    }
+    let zipc = |a: &mut Partial, c: usize, f: &mut dyn FnMut(&mut Buf, &Buf) -> Option<()>| {
+        f(&mut a.comps[c], &b.comps[c]).ok_or_else(bad)
+    };
+    fn zip2<T: BufElem>(x: &mut Buf, y: &Buf, region: &[(usize, usize)], f: impl Fn(&mut T, T)) -> Option<()> {
+        let (mut x, y) = (view_mut::<T>(x, region)?, T::view(y)?);
+        if x.shape() != y.shape() {
+            return None;
+        }
         x.zip_mut_with(y, |p, &q| f(p, q));
+        Some(())
     }
     match op.kind() {
         Kind::Acc => {
             let prod = matches!(op, ReduceOp::Prod | ReduceOp::NanProd);
             match state_acc(input) {
-                DType::Float64 => zipc::<f64>(a, b, 0, region, |x, y| if prod { *x *= y } else { *x += y }),
-                DType::Uint64 => {
-                    zipc::<u64>(a, b, 0, region, |x, y| *x = if prod { x.wrapping_mul(y) } else { x.wrapping_add(y) })
+                DType::Float64 => {
+                    zipc(a, 0, &mut |x, y| zip2::<f64>(x, y, region, |x, y| if prod { *x *= y } else { *x += y }))
                 }
-                _ => zipc::<i64>(a, b, 0, region, |x, y| *x = if prod { x.wrapping_mul(y) } else { x.wrapping_add(y) }),
+                DType::Uint64 => zipc(a, 0, &mut |x, y| {
+                    zip2::<u64>(x, y, region, |x, y| *x = if prod { x.wrapping_mul(y) } else { x.wrapping_add(y) })
+                }),
+                _ => zipc(a, 0, &mut |x, y| {
+                    zip2::<i64>(x, y, region, |x, y| *x = if prod { x.wrapping_mul(y) } else { x.wrapping_add(y) })
+                }),
             }
         }
         Kind::MeanState => {
-            zipc::<f64>(a, b, 0, region, |x, y| *x += y);
-            zipc::<f64>(a, b, 1, region, |x, y| *x += y);
+            zipc(a, 0, &mut |x, y| zip2::<f64>(x, y, region, |x, y| *x += y))?;
+            zipc(a, 1, &mut |x, y| zip2::<f64>(x, y, region, |x, y| *x += y))
         }
         Kind::Moments => {
-            let [c0, c1, c2] = &mut a.comps[..] else { return };
+            let [c0, c1, c2] = &mut a.comps[..] else { return Err(bad()) };
             let (Some(n), Some(m), Some(m2)) =
                 (view_mut::<f64>(c0, region), view_mut::<f64>(c1, region), view_mut::<f64>(c2, region))
             else {
-                return;
+                return Err(bad());
             };
             let (Some(nb), Some(mb), Some(m2b)) =
                 (f64::view(&b.comps[0]), f64::view(&b.comps[1]), f64::view(&b.comps[2]))
             else {
-                return;
+                return Err(bad());
             };
+            if n.shape() != nb.shape() || mb.shape() != nb.shape() || m2b.shape() != nb.shape() {
+                return Err(bad());
+            }
             ndarray::Zip::from(n).and(m).and(m2).and(nb).and(mb).and(m2b).for_each(|n, m, m2, &nb, &mb, &m2b| {
                 if nb == 0.0 {
                     return;
@@ -669,31 +695,36 @@ fn combine_at(op: ReduceOp, input: DType, a: &mut Partial, b: &Partial, region: 
                 *m += delta * (nb / t);
                 *n = t;
             });
+            Ok(())
         }
         Kind::Extreme => {
             let min = matches!(op, ReduceOp::Min | ReduceOp::NanMin);
             let skip = op.skips_nan();
-            crate::with_dtype!(input, T => zipc::<T>(a, b, 0, region, |x, y| *x = extreme_any(*x, y, min, skip)))
+            crate::with_dtype!(input, T => zipc(a, 0, &mut |x, y| zip2::<T>(x, y, region, |x, y| *x = extreme_any(*x, y, min, skip))))
         }
         Kind::Arg => {
             let min = op == ReduceOp::Argmin;
             crate::with_dtype!(input, T => {
-                let [c0, c1] = &mut a.comps[..] else { return };
-                let (Some(va), Some(ia)) = (view_mut::<T>(c0, region), view_mut::<i64>(c1, region)) else { return };
-                let (Some(vb), Some(ib)) = (T::view(&b.comps[0]), i64::view(&b.comps[1])) else { return };
+                let [c0, c1] = &mut a.comps[..] else { return Err(bad()) };
+                let (Some(va), Some(ia)) = (view_mut::<T>(c0, region), view_mut::<i64>(c1, region)) else { return Err(bad()) };
+                let (Some(vb), Some(ib)) = (T::view(&b.comps[0]), i64::view(&b.comps[1])) else { return Err(bad()) };
+                if va.shape() != vb.shape() || ia.shape() != ib.shape() || va.shape() != ia.shape() {
+                    return Err(bad());
+                }
                 ndarray::Zip::from(va).and(ia).and(vb).and(ib).for_each(|va, ia, &vb, &ib| {
                     // the earlier element comes first, whichever partial holds it
                     let (first, second) = if ib < *ia { ((vb, ib), (*va, *ia)) } else { ((*va, *ia), (vb, ib)) };
                     let w = if better_any(second.0, first.0, min) { second } else { first };
                     (*va, *ia) = w;
                 });
+                Ok(())
             })
         }
         Kind::Logic => {
             let any = op == ReduceOp::Any;
-            zipc::<bool>(a, b, 0, region, |x, y| *x = if any { *x | y } else { *x & y })
+            zipc(a, 0, &mut |x, y| zip2::<bool>(x, y, region, |x, y| *x = if any { *x | y } else { *x & y }))
         }
-        Kind::Count => zipc::<i64>(a, b, 0, region, |x, y| *x += y),
+        Kind::Count => zipc(a, 0, &mut |x, y| zip2::<i64>(x, y, region, |x, y| *x += y)),
     }
 }
 
@@ -727,21 +758,32 @@ fn better_any<T: Elem>(x: T, best: T, min: bool) -> bool {
     }
 }
 
-fn vals<T: BufElem>(b: &Buf) -> Vec<T> {
-    T::view(b).map(|a| a.iter().copied().collect()).unwrap_or_default()
+fn vals<T: BufElem>(b: &Buf) -> Option<Vec<T>> {
+    T::view(b).map(|a| a.iter().copied().collect())
 }
 
 /// Merge a partial of a sub-block into the partial of the whole block at `offset` (kept axes), or
 /// initialise that part of the block when `fresh`.
-pub fn merge_into(op: ReduceOp, input: DType, block: &mut Partial, sub: &Partial, offset: &[usize], fresh: bool) {
-    let sub_shape = sub.comps[0].shape().to_vec();
+pub fn merge_into(
+    op: ReduceOp,
+    input: DType,
+    block: &mut Partial,
+    sub: &Partial,
+    offset: &[usize],
+    fresh: bool,
+) -> Result<(), String> {
+    let sub_shape = sub.comps.first().ok_or_else(|| mismatch("merging", op, input))?.shape().to_vec();
     let region: Vec<(usize, usize)> = offset.iter().zip(&sub_shape).map(|(&o, &n)| (o, o + n)).collect();
     if fresh {
-        for (bc, sc) in block.comps.iter_mut().zip(&sub.comps) {
-            assign(bc, sc, &region);
+        if block.comps.len() != sub.comps.len() {
+            return Err(mismatch("merging", op, input));
         }
+        for (bc, sc) in block.comps.iter_mut().zip(&sub.comps) {
+            assign(bc, sc, &region).ok_or_else(|| mismatch("merging", op, input))?;
+        }
+        Ok(())
     } else {
-        combine_at(op, input, block, sub, &region);
+        combine_at(op, input, block, sub, &region)
     }
 }
 
@@ -753,15 +795,26 @@ fn info(region: &[(usize, usize)]) -> Option<ndarray::SliceInfo<Vec<ndarray::Sli
     ndarray::SliceInfo::try_from(elems).ok()
 }
 
-fn assign(dst: &mut Buf, src: &Buf, region: &[(usize, usize)]) {
-    match info(region) {
-        Some(si) if !region.is_empty() => crate::with_buf!(dst, T, a => {
-            if let Some(s) = T::view(src) {
-                a.slice_mut(si).assign(s);
-            }
-        }),
-        _ => *dst = src.clone(),
+/// Copy `src` into `region` of `dst` (all of it when `region` is empty); `None` when the dtypes or
+/// shapes disagree.
+fn assign(dst: &mut Buf, src: &Buf, region: &[(usize, usize)]) -> Option<()> {
+    if region.is_empty() {
+        if dst.dtype() != src.dtype() || dst.shape() != src.shape() {
+            return None;
+        }
+        *dst = src.clone();
+        return Some(());
     }
+    let si = info(region)?;
+    crate::with_buf!(dst, T, a => {
+        let s = T::view(src)?;
+        let mut part = a.slice_mut(si);
+        if part.shape() != s.shape() {
+            return None;
+        }
+        part.assign(s);
+    });
+    Some(())
 }
 
 /// An empty block partial of `shape` (to be initialised by [`merge_into`]).
@@ -775,18 +828,22 @@ pub fn empty_partial(op: ReduceOp, input: DType, shape: &[usize]) -> Partial {
 }
 
 /// The result of a partial: the reduction's values, of NumPy's result dtype.
-pub fn finalize(op: ReduceOp, input: DType, p: &Partial, ddof: f64) -> Buf {
+pub fn finalize(op: ReduceOp, input: DType, p: &Partial, ddof: f64) -> Result<Buf, String> {
     let out = op.result_dtype(input);
+    let bad = || mismatch("finalising", op, input);
+    if p.comps.len() != op.state_dtypes(input).len() {
+        return Err(bad());
+    }
     let shape = p.comps[0].shape().to_vec();
     let b = match op.kind() {
         Kind::Acc | Kind::Extreme | Kind::Logic | Kind::Count => p.comps[0].clone(),
         Kind::Arg => p.comps[1].clone(),
         Kind::MeanState => {
-            let (s, n) = (vals::<f64>(&p.comps[0]), vals::<f64>(&p.comps[1]));
+            let (s, n) = (vals::<f64>(&p.comps[0]).ok_or_else(bad)?, vals::<f64>(&p.comps[1]).ok_or_else(bad)?);
             Buf::from_vec(&shape, s.iter().zip(&n).map(|(s, n)| s / n).collect::<Vec<f64>>())
         }
         Kind::Moments => {
-            let (n, m2) = (vals::<f64>(&p.comps[0]), vals::<f64>(&p.comps[2]));
+            let (n, m2) = (vals::<f64>(&p.comps[0]).ok_or_else(bad)?, vals::<f64>(&p.comps[2]).ok_or_else(bad)?);
             let std = matches!(op, ReduceOp::Std | ReduceOp::NanStd);
             let v: Vec<f64> = n
                 .iter()
@@ -803,7 +860,7 @@ pub fn finalize(op: ReduceOp, input: DType, p: &Partial, ddof: f64) -> Buf {
             Buf::from_vec(&shape, v)
         }
     };
-    b.cast(out)
+    Ok(b.cast(out))
 }
 
 /// Inclusive scan (cumsum or cumprod) of `a` along `axis`, starting from `carry` (shape of `a`
@@ -830,7 +887,7 @@ mod tests {
         let a = ArrayD::from_shape_vec(IxDyn(shape), data).unwrap_or_default();
         let gshape: Vec<u64> = shape.iter().map(|&s| s as u64).collect();
         let p = reduce_tile::<f64>(op, &a.view(), axes, &vec![0; shape.len()], &gshape);
-        let b = finalize(op, DType::Float64, &p, 0.0);
+        let b = finalize(op, DType::Float64, &p, 0.0).expect("finalize");
         b.cast(DType::Float64).into_vec::<f64>().unwrap_or_default()
     }
 
@@ -857,8 +914,9 @@ mod tests {
         let a = ArrayD::from_shape_vec(IxDyn(&[10]), d).unwrap_or_default();
         let mut p = reduce_tile::<f64>(ReduceOp::Var, &a.slice(ndarray::s![..3]).into_dyn(), &[0], &[0], &[10]);
         let q = reduce_tile::<f64>(ReduceOp::Var, &a.slice(ndarray::s![3..]).into_dyn(), &[0], &[3], &[10]);
-        combine(ReduceOp::Var, DType::Float64, &mut p, &q);
-        let merged = finalize(ReduceOp::Var, DType::Float64, &p, 0.0).into_vec::<f64>().unwrap_or_default();
+        combine(ReduceOp::Var, DType::Float64, &mut p, &q).expect("combine");
+        let merged =
+            finalize(ReduceOp::Var, DType::Float64, &p, 0.0).expect("finalize").into_vec::<f64>().unwrap_or_default();
         assert!((merged[0] - whole[0]).abs() < 1e-12 * whole[0]);
     }
 

@@ -69,6 +69,7 @@ pub enum NodeKind {
         op: ReduceOp,
         axes: Vec<usize>,
         keepdims: bool,
+        #[serde(with = "crate::serial::exact_f64")]
         ddof: f64,
     },
     /// cumsum / cumprod along `axis`; a stage boundary.
@@ -129,6 +130,19 @@ impl Node {
         }
     }
 
+    fn args_mut(&mut self) -> Vec<&mut usize> {
+        match &mut self.kind {
+            NodeKind::Map { args, .. } => args.iter_mut().collect(),
+            NodeKind::Index { arg, .. }
+            | NodeKind::Transpose { arg, .. }
+            | NodeKind::Astype { arg }
+            | NodeKind::Reduce { arg, .. }
+            | NodeKind::Scan { arg, .. }
+            | NodeKind::Rechunk { arg } => vec![arg],
+            _ => vec![],
+        }
+    }
+
     fn ty(&self) -> Ty {
         match self.weak {
             Some(WeakKind::Int) => Ty::WeakInt,
@@ -161,8 +175,32 @@ pub fn build(text: &str, inputs: Vec<Input>) -> Result<Plan, ExprError> {
     let ast = crate::expr::parser::parse(text)?;
     let mut b = Builder { inputs: &inputs, nodes: vec![], by_name: HashMap::new(), seen: HashMap::new() };
     let root = b.expr(&ast)?;
-    let nodes = b.nodes;
+    let (nodes, root) = prune(b.nodes, root);
     Ok(Plan { text: text.to_string(), inputs, nodes, root, temps: vec![] })
+}
+
+/// Keep only the nodes the root depends on (a literal folded into `x ** 2` is left behind by the
+/// builder), renumbered in their order, so every node of a plan is computed by it.
+fn prune(nodes: Vec<Node>, root: usize) -> (Vec<Node>, usize) {
+    let mut live = vec![false; nodes.len()];
+    let mut stack = vec![root];
+    while let Some(id) = stack.pop() {
+        if !std::mem::replace(&mut live[id], true) {
+            stack.extend(nodes[id].args());
+        }
+    }
+    let mut new_id = vec![usize::MAX; nodes.len()];
+    let mut out = Vec::with_capacity(nodes.len());
+    for (id, mut n) in nodes.into_iter().enumerate() {
+        if live[id] {
+            for a in n.args_mut() {
+                *a = new_id[*a];
+            }
+            new_id[id] = out.len();
+            out.push(n);
+        }
+    }
+    (out, new_id[root])
 }
 
 struct Builder<'a> {
@@ -222,8 +260,9 @@ const SAME_TYPE_FUNCS: [(&str, MapOp); 5] = [
 
 impl Builder<'_> {
     fn push(&mut self, node: Node) -> usize {
-        let key =
-            serde_json::to_string(&(&node.kind, &node.shape, node.dtype, &node.chunks, node.weak)).unwrap_or_default();
+        // Debug text is a faithful structural key: floats print in their shortest round-trip form,
+        // and NaN, inf and -0.0 each print distinctly
+        let key = format!("{:?}", (&node.kind, &node.shape, node.dtype, &node.chunks, node.weak));
         if let Some(&id) = self.seen.get(&key) {
             return id;
         }
@@ -405,6 +444,9 @@ impl Builder<'_> {
             }
         }
         let dtype = if op.gives_bool() { DType::Bool } else { compute };
+        if let Some(m) = crate::grid::check_size(&shape, dtype.size().max(compute.size()) as u64) {
+            return err(m, span);
+        }
         let weak = if typed.iter().all(|&a| self.nodes[a].weak.is_some())
             && args.iter().all(|&a| self.nodes[a].weak.is_some())
         {
@@ -454,23 +496,20 @@ impl Builder<'_> {
                 _ => f64::NAN,
             };
             let float_base = result_type(&[base.ty(), self.nodes[b].ty()]).is_float();
-            let rewrite = e == 2.0 || (float_base && (e == 0.5 || e == -1.0));
             let want = result_type(&[base.ty(), self.nodes[b].ty()]);
-            if rewrite && b == self.nodes.len() - 1 {
-                // the exponent literal is folded into the operation
-                self.nodes.pop();
-            }
+            // the exponent literal stays a node (the builder's map of common subexpressions may
+            // hand it out again); unused, it is pruned at the end
             if e == 2.0 {
                 // x ** 2 has the dtype of x ** 2: int8 ** 2 → int8, bool ** 2 → int8, x ** 2.0 → float
                 let want = if want.is_bool() { DType::Int8 } else { want };
                 let base = if self.nodes[a].dtype == want { a } else { self.astype(a, want, span)? };
                 return self.map(MapOp::Square, vec![base], span);
             }
-            if float_base && e == 0.5 {
-                return self.map(MapOp::Sqrt, vec![a], span);
-            }
-            if float_base && e == -1.0 {
-                return self.map(MapOp::Reciprocal, vec![a], span);
+            if float_base && (e == 0.5 || e == -1.0) {
+                // int16 ** 0.5 is float64 (the promoted type), where sqrt(int16) would be float32
+                let base = if self.nodes[a].dtype == want { a } else { self.astype(a, want, span)? };
+                let op = if e == 0.5 { MapOp::Sqrt } else { MapOp::Reciprocal };
+                return self.map(op, vec![base], span);
             }
         }
         self.map(MapOp::Pow, vec![a, b], span)
@@ -547,9 +586,9 @@ impl Builder<'_> {
                 IndexItem::Ellipsis => Item::Ellipsis,
                 IndexItem::Index(e) => Item::Index(const_int(e)?),
                 IndexItem::Slice { start, stop, step } => Item::Slice {
-                    start: start.as_ref().map(const_int).transpose()?,
-                    stop: stop.as_ref().map(const_int).transpose()?,
-                    step: step.as_ref().map(const_int).transpose()?,
+                    start: start.as_deref().map(const_int).transpose()?,
+                    stop: stop.as_deref().map(const_int).transpose()?,
+                    step: step.as_deref().map(const_int).transpose()?,
                 },
             });
             if let Item::Slice { step: Some(0), .. } = parsed[parsed.len() - 1] {
@@ -917,6 +956,9 @@ impl Builder<'_> {
                 (Generator::Random { dist, seed: seed as u64 }, shape, dtype)
             }
         };
+        if let Some(m) = crate::grid::check_size(&shape, dtype.size() as u64) {
+            return err(m, span);
+        }
         if let Generator::Const(ScalarRepr::Float(f)) = gen {
             if dtype.is_int() && (f.fract() != 0.0 || !f.is_finite()) {
                 return err(format!("{f} cannot be stored exactly in {dtype}"), span);

@@ -77,6 +77,11 @@ pub fn set_direct_writes(on: bool) {
     DIRECT_WRITES.store(on, Ordering::Relaxed);
 }
 
+/// Whether this process writes large chunk files with O_DIRECT (what its worker children inherit).
+pub fn direct_writes() -> bool {
+    DIRECT_WRITES.load(Ordering::Relaxed)
+}
+
 const ALIGN: usize = 4096;
 
 thread_local! {

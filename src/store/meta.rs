@@ -68,12 +68,26 @@ pub fn read_meta(path: &Path) -> Result<ArrayMeta> {
     }
     let v3 = path.join("zarr.json");
     let v2 = path.join(".zarray");
+    let checked = |file: &Path, m: ArrayMeta| -> Result<ArrayMeta> {
+        let item = m.dtype.size() as u64;
+        for (what, s) in
+            [("shape", Some(&m.shape)), ("chunk shape", Some(&m.chunks)), ("shard shape", m.shards.as_ref())]
+        {
+            if let Some(msg) = s.and_then(|s| crate::grid::check_size(s, item)) {
+                return Err(bad(file, format!("its {what}: {msg}")));
+            }
+        }
+        if m.chunks.len() != m.shape.len() || m.chunks.contains(&0) {
+            return Err(bad(file, "the chunk shape must have one extent ≥ 1 per axis of the shape"));
+        }
+        Ok(m)
+    };
     if v3.is_file() {
-        parse_v3(&v3, &load_json(&v3)?)
+        checked(&v3, parse_v3(&v3, &load_json(&v3)?)?)
     } else if v2.is_file() {
         let attrs_path = path.join(".zattrs");
         let attrs = if attrs_path.is_file() { Some(load_json(&attrs_path)?) } else { None };
-        parse_v2(&v2, &load_json(&v2)?, attrs.as_ref())
+        checked(&v2, parse_v2(&v2, &load_json(&v2)?, attrs.as_ref())?)
     } else if path.join(".zgroup").is_file() {
         Err(Error::input(path, "is a Zarr v2 group, not an array — pass the path of an array inside it"))
     } else {

@@ -39,6 +39,9 @@ pub struct ZArray {
     array: Array<fs::Fs>,
     meta: ArrayMeta,
     write_empty_chunks: bool,
+    /// The fill value, read from the metadata when the array is opened (an array whose fill value
+    /// cannot be read exactly is refused, never read with some other value).
+    fill: Scalar,
     /// Chunks stored as plain little-endian bytes, optionally zstd-compressed, with nothing else in
     /// the codec chain: read by [`ZArray::read_chunk_direct`], which decompresses straight into the
     /// result (no intermediate copy), instead of through zarrs' codec chain.
@@ -120,7 +123,10 @@ impl ZArray {
             )
         })?;
         let direct = if cfg!(target_endian = "little") { direct_codec(&meta) } else { None };
-        Ok(ZArray { path: path.to_path_buf(), array, meta, write_empty_chunks: false, direct })
+        let fill = parse_fill(&meta.fill_value, meta.dtype, meta.zarr_format).map_err(|m| {
+            Error::input(path, format!("fill value {}: {m} — fix the array's metadata", meta.fill_value))
+        })?;
+        Ok(ZArray { path: path.to_path_buf(), array, meta, write_empty_chunks: false, fill, direct })
     }
 
     pub fn path(&self) -> &Path {
@@ -214,7 +220,7 @@ impl ZArray {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 // never written: the fill value
-                let fill = self.fill_scalar().map(T::from_scalar).unwrap_or_default();
+                let fill = T::from_scalar(self.fill);
                 return Ok(vec![fill; n]);
             }
             Err(e) => return Err(Error::io(&file, "read a chunk", e)),
@@ -282,7 +288,7 @@ impl ZArray {
             self.array.store_chunk_opt(idx, data, &opts)
         } else {
             // Edge chunks are stored with the full chunk shape: pad with the fill value.
-            let fill = self.fill_scalar().map(T::from_scalar).unwrap_or_default();
+            let fill = T::from_scalar(self.fill);
             let mut full = vec![fill; grid.chunk_len() as usize];
             let padded = Region::new(vec![0; grid.ndim()], grid.chunks.clone());
             copy_into(data, &region.shape, &mut full, &padded.shape);
@@ -300,7 +306,7 @@ impl ZArray {
     fn write_chunk_direct<T: Elem>(&self, idx: &[u64], data: &[T], codec: DirectCodec) -> Result<()> {
         let err = |msg: String| Error::Chunk { path: self.path.clone(), chunk: idx.to_vec(), msg };
         if !self.write_empty_chunks {
-            let fill = self.fill_scalar().map(T::from_scalar).unwrap_or_default();
+            let fill = T::from_scalar(self.fill);
             // bitwise equality, as Zarr's fill-value check (NaN fills match NaN chunks)
             let mut fb = Vec::new();
             T::encode_le(&[fill], &mut fb);
@@ -321,9 +327,9 @@ impl ZArray {
         unsafe { self.array.store_encoded_chunk(idx, encoded.into()) }.map_err(|e| err(format!("cannot write: {e}")))
     }
 
-    /// The fill value as a scalar, when it is a plain number or bool.
-    pub fn fill_scalar(&self) -> Option<Scalar> {
-        scalar_from_json(&self.meta.fill_value, self.meta.dtype)
+    /// The fill value (what chunks never written hold).
+    pub fn fill(&self) -> Scalar {
+        self.fill
     }
 }
 
@@ -365,21 +371,57 @@ unsafe impl<T: Elem> zstd::zstd_safe::WriteBuf for SpareBytes<'_, T> {
     }
 }
 
-/// A JSON fill value (`0`, `1.5`, `"NaN"`, `"Infinity"`, `true`) as a scalar of `dtype`.
-pub fn scalar_from_json(v: &serde_json::Value, dtype: DType) -> Option<Scalar> {
+/// The fill value of an array's metadata as a scalar of `dtype`, exactly: numbers (integers must
+/// fit the dtype), `true`/`false`, `"NaN"`, `"Infinity"`, `"-Infinity"`, and Zarr v3's hex bit
+/// patterns (`"0x7fc00000"`) for floats. Zarr v2's `null` ("no fill value") reads as 0, as in
+/// zarr-python. Anything else is an error: a guessed fill value would be a plausible wrong number.
+pub fn parse_fill(v: &serde_json::Value, dtype: DType, zarr_format: u8) -> std::result::Result<Scalar, String> {
     use serde_json::Value;
-    match v {
-        Value::Bool(b) => Some(Scalar::Bool(*b)),
-        Value::Number(n) if dtype.is_float() => n.as_f64().map(Scalar::Float),
-        Value::Number(n) => n.as_i64().map(Scalar::Int).or_else(|| n.as_u64().map(Scalar::Uint)),
-        Value::String(s) => match s.as_str() {
-            "NaN" => Some(Scalar::Float(f64::NAN)),
-            "Infinity" => Some(Scalar::Float(f64::INFINITY)),
-            "-Infinity" => Some(Scalar::Float(f64::NEG_INFINITY)),
-            _ => None,
+    let float = dtype.is_float();
+    let s = match v {
+        Value::Null if zarr_format == 2 => {
+            return Ok(if dtype.is_bool() { Scalar::Bool(false) } else { Scalar::Int(0) })
+        }
+        Value::Bool(b) if dtype.is_bool() => Scalar::Bool(*b),
+        Value::Number(n) if dtype.is_bool() => match n.as_u64() {
+            Some(0) => Scalar::Bool(false),
+            Some(1) => Scalar::Bool(true),
+            _ => return Err(format!("{n} is not a bool")),
         },
-        _ => None,
-    }
+        Value::Number(n) if float => Scalar::Float(n.as_f64().ok_or_else(|| format!("{n} is not a number"))?),
+        Value::Number(n) => {
+            let i: i128 = match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) => i as i128,
+                (None, Some(u)) => u as i128,
+                _ => return Err(format!("{n} is not an integer")),
+            };
+            let (lo, hi) = crate::dtype::int_range(dtype);
+            if i < lo || i > hi {
+                return Err(format!("{i} does not fit {dtype}"));
+            }
+            match i64::try_from(i) {
+                Ok(i) => Scalar::Int(i),
+                Err(_) => Scalar::Uint(i as u64),
+            }
+        }
+        Value::String(t) if float => match t.as_str() {
+            "NaN" => Scalar::Float(f64::NAN),
+            "Infinity" => Scalar::Float(f64::INFINITY),
+            "-Infinity" => Scalar::Float(f64::NEG_INFINITY),
+            hex if hex.starts_with("0x") => {
+                let bits =
+                    u64::from_str_radix(&hex[2..], 16).map_err(|_| format!("{hex:?} is not a hex bit pattern"))?;
+                match (dtype, hex.len() - 2) {
+                    (DType::Float32, 8) => Scalar::Float(f32::from_bits(bits as u32) as f64),
+                    (DType::Float64, 16) => Scalar::Float(f64::from_bits(bits)),
+                    _ => return Err(format!("{hex:?} is not a {dtype} bit pattern")),
+                }
+            }
+            _ => return Err(format!("{t:?} is not a number")),
+        },
+        _ => return Err(format!("not a valid {dtype} fill value")),
+    };
+    Ok(s)
 }
 
 /// Copy a C-order block of shape `src_shape` into the top-left corner of a C-order block of shape

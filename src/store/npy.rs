@@ -161,6 +161,9 @@ impl RawSource {
         fortran_order: bool,
         shape: Vec<u64>,
     ) -> Result<RawSource> {
+        if let Some(m) = crate::grid::check_size(&shape, dtype.size() as u64) {
+            return Err(Error::input(path, format!("{m} — the header (or --shape) is wrong")));
+        }
         let have = map.as_ref().map_or(0, |m| m.len()).saturating_sub(offset) as u128;
         let need = shape.iter().map(|&s| s as u128).product::<u128>() * dtype.size() as u128;
         let shape_txt = format!("{shape:?}");

@@ -41,41 +41,47 @@ fn parent_of(p: &Path) -> PathBuf {
     p.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
+/// Check that `dest` may be written as `kind` (and replaced, with `overwrite`), before any work
+/// is done for it.
+pub fn check_dest(dest: &Path, kind: Kind, overwrite: bool) -> Result<()> {
+    file_name(dest)?;
+    let parent = parent_of(dest);
+    if fs::symlink_metadata(dest).is_ok() {
+        if !overwrite {
+            return Err(Error::output(dest, "already exists — pass --overwrite to replace it, or choose another path"));
+        }
+        let replaceable = match kind {
+            Kind::ZarrDir => is_zarr_array(dest) && !dest.is_symlink(),
+            Kind::File => dest.is_file() && !dest.is_symlink(),
+        };
+        if !replaceable {
+            let what = match kind {
+                Kind::ZarrDir => "exists and is not a Zarr array; --overwrite only replaces Zarr arrays",
+                Kind::File => "exists and is not a regular file; --overwrite only replaces files",
+            };
+            return Err(Error::output(dest, format!("{what} — move it away yourself or choose another path")));
+        }
+    }
+    if !parent.as_os_str().is_empty() && !parent.is_dir() {
+        return Err(Error::output(
+            dest,
+            format!(
+                "the parent directory {} does not exist — create it first (mkdir -p {})",
+                parent.display(),
+                parent.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl Staged {
     /// Check that `dest` may be written (and replaced, with `overwrite`) and create the staging
     /// location next to it.
     pub fn new(dest: &Path, kind: Kind, overwrite: bool) -> Result<Staged> {
+        check_dest(dest, kind, overwrite)?;
         let name = file_name(dest)?;
         let parent = parent_of(dest);
-        if fs::symlink_metadata(dest).is_ok() {
-            if !overwrite {
-                return Err(Error::output(
-                    dest,
-                    "already exists — pass --overwrite to replace it, or choose another path",
-                ));
-            }
-            let replaceable = match kind {
-                Kind::ZarrDir => is_zarr_array(dest) && !dest.is_symlink(),
-                Kind::File => dest.is_file() && !dest.is_symlink(),
-            };
-            if !replaceable {
-                let what = match kind {
-                    Kind::ZarrDir => "exists and is not a Zarr array; --overwrite only replaces Zarr arrays",
-                    Kind::File => "exists and is not a regular file; --overwrite only replaces files",
-                };
-                return Err(Error::output(dest, format!("{what} — move it away yourself or choose another path")));
-            }
-        }
-        if !parent.as_os_str().is_empty() && !parent.is_dir() {
-            return Err(Error::output(
-                dest,
-                format!(
-                    "the parent directory {} does not exist — create it first (mkdir -p {})",
-                    parent.display(),
-                    parent.display()
-                ),
-            ));
-        }
         let partial = match kind {
             Kind::ZarrDir => parent.join(format!("{name}.partial")),
             // a file cannot carry a marker: a per-process name never collides with anything

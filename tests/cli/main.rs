@@ -2,6 +2,7 @@
 //! parsed here independently) or on the exact error a user sees.
 
 mod compute;
+mod regress;
 mod util;
 
 use std::fs;
