@@ -9,13 +9,15 @@
 //! ```
 //!
 //! - [`cli`]: argument parsing only, one file per subcommand.
-//! - [`expr`]: the NumPy-like language (so far: selections such as `0:10, ::-1`).
+//! - [`expr`]: the NumPy-like language: lexer, parser, syntax tree, selections (`0:10, ::-1`).
+//! - [`plan`]: the array plan (a typed, shaped, chunked DAG) and its lowering to chunk tasks.
 //! - [`grid`]: shapes, chunk grids and regions (pure arithmetic).
 //! - [`kernels`]: pure computations on buffers (generators, vectorised math).
 //! - [`exec`]: runs stages of chunk tasks under the memory budget and emits events.
 //! - [`store`]: the only module that talks to zarrs and memmap2 (Zarr, .npy, raw files, staged outputs).
 //! - [`report`]: the only module that draws (progress bars, JSON events, summaries).
-//! - [`dtype`] and [`error`]: element types and the error type shared by all of the above.
+//! - [`dtype`] and [`error`]: element types and the error type shared by all of the above;
+//!   [`serial`]: exact float serialisation for plans and job files.
 
 pub mod cli;
 pub mod dtype;

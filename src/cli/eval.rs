@@ -18,8 +18,8 @@ use crate::with_buf;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
-  dsk eval '(x * x[::-1, ::-1]).max()' x=big.zarr       (reductions come with `dsk reduce`)
-  dsk eval 'cos(x)**2' x=big.zarr -o cos2.zarr
+  dsk eval '(x * x[::-1, ::-1]).mean()' x=big.zarr
+  dsk eval '(cos(x)**2).mean(axis=1)' x=big.zarr -o m.zarr
   dsk eval 'ones((3, 4)) * 2' --format csv
   dsk eval 'x[0, 0] + y[0, 0]' x=a.zarr y=b.zarr")]
 pub struct EvalArgs {

@@ -30,7 +30,7 @@ use crate::store::CodecSpec;
 #[command(after_help = "Examples:
   dsk rechunk big.zarr tall.zarr --chunks 50000,10 --memory 512MiB
   dsk rechunk big.zarr big_sharded.zarr --chunks 1000,1000 --shard 10000,4000
-  dsk rechunk big.zarr big_blosc.zarr --codec blosc:zstd:5        (re-encode, same chunks)
+  dsk rechunk big.zarr big_blosc.zarr --codec blosc:zstd:5   # re-encode, same chunks
   dsk rechunk big.zarr tall.zarr --chunks 50000,10 --explain")]
 pub struct RechunkArgs {
     /// The input array.

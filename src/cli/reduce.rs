@@ -17,7 +17,7 @@ use crate::store::CodecSpec;
 #[command(after_help = "Examples:
   dsk reduce big.zarr --op mean
   dsk reduce cos2.zarr row_means.zarr --op mean --axis 1
-  dsk reduce x.zarr s.zarr --op std --axis 0,2 --ddof 1 --keepdims
+  dsk reduce cube.zarr s.zarr --op std --axis 0,2 --ddof 1 --keepdims
   dsk reduce x.zarr c.zarr --op cumsum --axis 0
   dsk reduce x.zarr col_sums.csv --op sum --axis 0")]
 pub struct ReduceArgs {

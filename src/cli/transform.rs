@@ -14,7 +14,7 @@ use crate::store::CodecSpec;
   dsk transform big.zarr cos2.zarr --expr 'cos(x)**2'
   dsk transform x.zarr flipped.zarr --expr 'x[::-1, ::-1]'
   dsk transform x.zarr anomaly.zarr --expr 'x - clim' --in clim=climatology.zarr --dtype float32
-  dsk transform x.zarr y.zarr --expr 'where(x > 0, sqrt(x), 0)' --scheduler processes --workers 2")]
+  dsk transform x.zarr y.zarr --expr 'where(x > 0, sqrt(x), 0)' --scheduler processes")]
 pub struct TransformArgs {
     /// The input array, named x in the expression.
     pub input: PathBuf,

@@ -5,8 +5,10 @@
 //!
 //! Nodes: `Input` (a Zarr array), `Gen` (a generator: ones, random, …), `Const` (a literal),
 //! `Map` (element-wise, N inputs, broadcasting), `Index` (basic indexing with steps), `Transpose`,
-//! `Astype`. Reductions and rechunking are parsed and refused here for now: their nodes come with
-//! their issues, and [`lower`] is where their stages will be planned.
+//! `Astype`, `Rechunk` (fuse into the task that reads their sources), and `Reduce` and `Scan`
+//! (stage boundaries: `exec::stages` computes them first and replaces each by a `Temp` leaf holding
+//! its result). The same computation written twice is one node; nodes the root does not need are
+//! pruned, so every node of a plan is computed.
 
 pub mod lower;
 pub mod types;
