@@ -1153,6 +1153,61 @@ mod tests {
         assert_eq!(typ("mean(x, axis=1)"), Ok((vec![6], DType::Float64)));
     }
 
+    /// Random token soup and byte-level mutations of real expressions: typing and planning either
+    /// succeed or refuse with a message — never panic (a panic is caught here to name the input).
+    #[test]
+    fn issue8_no_input_panics_the_planner() {
+        let tokens = [
+            "x", "i", "u", "(", ")", "[", "]", ",", ":", "::", "...", "+", "-", "*", "/", "//", "%", "**", "<", ">=",
+            "==", "&", "|", "^", "~", ".T", ".sum(", ".mean(axis=", ".std(ddof=", ".astype('int8')", ".rechunk(",
+            "cos(", "where(", "clip(", "minimum(", "transpose(", "ones((", "arange(", "linspace(", "full((",
+            "cumsum(", "argmax(", "axis=", "keepdims=True", "chunks=", "dtype='uint8'", "0", "1", "-1", "2", "3",
+            "0.5", "1e308", "9223372036854775807", "nan", "inf", "True", "pi", "'", " ", "é", "\u{0}",
+        ];
+        let seeds = [
+            "(x * x[::-1, ::-1]).mean(axis=(0, 1))",
+            "where(x > 0, sqrt(x), -x)**2 // 3",
+            "(x - x.mean(axis=0)).max() + u.astype('int16').cumsum(axis=1)[::2]",
+            "clip(i ** 2, -1, 2) + ones((4,), chunks=(3,)) * arange(4) ** 0.5",
+            "x.rechunk((2, -1)).T[1:3, ...].argmin(axis=-1, keepdims=True)",
+        ];
+        let mut state = 0x9e3779b97f4a7c15u64;
+        let mut next = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as usize
+        };
+        let mut cases: Vec<String> = vec![];
+        for _ in 0..20000 {
+            let n = 1 + next() % 14;
+            cases.push((0..n).map(|_| tokens[next() % tokens.len()]).collect());
+        }
+        for s in seeds {
+            for _ in 0..1500 {
+                let mut b: Vec<char> = s.chars().collect();
+                for _ in 0..1 + next() % 3 {
+                    let pos = next() % (b.len() + 1);
+                    let t: Vec<char> = tokens[next() % tokens.len()].chars().collect();
+                    match next() % 3 {
+                        0 if pos < b.len() => {
+                            b.remove(pos);
+                        }
+                        1 => drop(b.splice(pos..pos, t)),
+                        _ => drop(b.splice(pos..(pos + 1).min(b.len()), t)),
+                    }
+                }
+                cases.push(b.into_iter().collect());
+            }
+        }
+        let mut planned = 0;
+        for text in &cases {
+            let r = std::panic::catch_unwind(|| build(text, inputs()).map(|p| p.nodes.len()));
+            assert!(r.is_ok(), "planning {text:?} panicked");
+            planned += matches!(r, Ok(Ok(_))) as usize;
+        }
+        // the mutations keep a fair share of the inputs valid, so typing and planning are exercised
+        assert!(planned > cases.len() / 50, "only {planned} of {} cases planned", cases.len());
+    }
+
     #[test]
     fn mistakes_are_refused_with_a_reason() {
         assert!(typ("x + u[0:3]").unwrap_err().contains("broadcast"));
