@@ -194,12 +194,12 @@ impl fmt::Display for DType {
 }
 
 /// A scalar value of any supported dtype, kept exactly (no float round trip for 64-bit ints).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Scalar {
     Bool(bool),
     Int(i64),
     Uint(u64),
-    Float(f64),
+    Float(#[serde(with = "crate::serial::exact_f64")] f64),
 }
 
 impl Scalar {

@@ -1,29 +1,23 @@
-//! What `transform` and `eval` share: resolving named inputs, building the plan (expression errors
-//! shown with a caret), and computing a plan into a new Zarr array through a job and a scheduler.
+//! What the computing commands share: resolving named inputs, building the array plan
+//! (expression errors shown with a caret), choosing where the result goes, planning it
+//! ([`crate::plan::planner`]), and then either printing the plan (`--explain`) or running it
+//! ([`crate::exec::run`]) and printing the summary.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::export::{self, Format};
-use super::RunArgs;
+use super::export::Format;
+use super::{ExplainFormat, RunArgs};
 use crate::dtype::{DType, Scalar};
 use crate::error::{human, Error, Result};
-use crate::exec::evaluate::TempData;
-use crate::exec::job::{self, Job, OutJob, Scheduler};
-use crate::exec::stages::{materialize, StageCtx};
-use crate::exec::workdir::WorkDir;
-use crate::exec::{self, Stage};
-use crate::expr::slice::AxisSel;
-use crate::grid::{tuple, Grid};
-use crate::plan::lower::{self, OutputLayout};
-use crate::plan::{self, Input, NodeKind, Plan};
+use crate::exec::run::{RunCtx, RunReport};
+use crate::grid::tuple;
+use crate::plan::physical::{PhysicalPlan, Place};
+use crate::plan::planner::{self, PlanOptions, Target};
+use crate::plan::{self, Input, Plan};
 use crate::report;
-use crate::store::output::{Kind as OutKind, Staged};
 use crate::store::{self, CodecSpec, CreateSpec};
-
-/// At most this many output chunks share a task (enough to pair mirrors and transposes).
-const MAX_GROUP: usize = 4;
 
 /// Parse `name=path` arguments.
 pub fn parse_named(items: &[String], arg: &str) -> Result<Vec<(String, PathBuf)>> {
@@ -84,7 +78,7 @@ impl<'a> Dest<'a> {
         Ok(match (out, format) {
             (None, None) => None,
             (None, Some(f)) => Some(Dest::Stdout(f)),
-            (Some(p), f) => match (export::file_format(p), f) {
+            (Some(p), f) => match (super::export::file_format(p), f) {
                 (Some(e), Some(f)) if e != f => {
                     return Err(Error::usage(
                         "--format",
@@ -103,39 +97,9 @@ impl<'a> Dest<'a> {
     }
 }
 
-/// Compute `plan` to `dest`: a Zarr array directly; a file or standard output through an
-/// uncompressed array in the work directory, streamed out in bounded memory.
-pub fn compute_to(plan: Plan, dest: Dest<'_>, o: OutputOpts<'_>, run: &RunArgs, stage_name: &str) -> Result<()> {
-    let (out, format) = match dest {
-        Dest::Zarr(p) => return compute_to_zarr(plan, &OutputOpts { out: p, ..o }, run, stage_name),
-        Dest::File(p, f) => (Some(p), f),
-        Dest::Stdout(f) => (None, f),
-    };
-    if let Some(p) = out {
-        // refuse before computing, not after
-        crate::store::output::check_dest(p, OutKind::File, o.overwrite)?;
-    }
-    let root = plan.root().clone();
-    let work = WorkDir::create(run.work_dir.as_deref())?;
-    let tmp = work.path().join("result.zarr");
-    let raw = CodecSpec::parse(o.codec.unwrap_or("none"))?;
-    let inner = OutputOpts { out: &tmp, codec: None, default_codec: Some(raw), overwrite: false, ..o };
-    if run.explain {
-        return compute_to_zarr(plan, &inner, run, stage_name);
-    }
-    work.check_free(root.shape.iter().product::<u64>() * root.dtype.size() as u64)?;
-    // the intermediate array is an implementation detail: no summary line for it
-    let quiet = RunArgs { quiet: true, ..run.clone() };
-    compute_to_zarr(plan, &inner, &quiet, stage_name)?;
-    let arr = store::ZArray::open(&tmp)?;
-    let sel: Vec<AxisSel> = arr.shape().iter().map(|&n| AxisSel::full(n)).collect();
-    export::stream(&arr, &sel, format, out, o.overwrite, &run.options()?)
-}
-
 /// Where and how to write the result.
 #[derive(Clone)]
 pub struct OutputOpts<'a> {
-    pub out: &'a Path,
     pub dtype: Option<&'a str>,
     pub chunks: Option<&'a str>,
     pub shard: Option<&'a str>,
@@ -145,158 +109,29 @@ pub struct OutputOpts<'a> {
     pub default_chunks: Option<(Vec<u64>, Option<Vec<u64>>)>,
     pub default_codec: Option<CodecSpec>,
     pub dimension_names: Option<Vec<String>>,
-    /// Group output chunks by shared source chunks as far as --memory allows and compute a group's
-    /// chunks in parallel (rechunking: each source chunk is decoded once).
-    pub band_groups: bool,
 }
 
-/// A plan whose reductions and scans have been computed: what the final stage reads.
-pub struct Prepared {
-    pub plan: Plan,
-    pub temps: Vec<TempData>,
-    pub work: Option<WorkDir>,
-    /// With `--explain`: the description of the stages run so far (nothing was computed).
-    pub explain: String,
-}
-
-fn has_boundaries(plan: &Plan) -> bool {
-    plan.nodes.iter().any(|n| matches!(n.kind, NodeKind::Reduce { .. } | NodeKind::Scan { .. }))
-}
-
-/// Run the stage boundaries (reductions, scans) of `plan`, innermost first.
-pub fn prepare(plan: Plan, run: &RunArgs, sink: &dyn crate::exec::EventSink) -> Result<Prepared> {
+/// The options a plan is checked against.
+pub fn plan_options(run: &RunArgs) -> Result<PlanOptions> {
     let opts = run.options()?;
-    let needs_work = has_boundaries(&plan) || run.scheduler == Scheduler::Processes;
-    let mut work = if needs_work { Some(WorkDir::create(run.work_dir.as_deref())?) } else { None };
-    if let (Some(w), true) = (work.as_mut(), run.keep_work_dir) {
-        w.keep();
-        eprintln!("dsk: keeping the work directory {}", w.path().display());
-    }
-    if !has_boundaries(&plan) {
-        return Ok(Prepared { plan, temps: vec![], work, explain: String::new() });
-    }
-    let Some(w) = work.as_ref() else { return Err(crate::Error::Internal("no work dir".into())) };
-    let mut ctx = StageCtx {
-        opts,
-        scheduler: run.scheduler,
-        sink,
-        work: w,
-        split_every: run.split_every,
-        explain: if run.explain { Some(String::new()) } else { None },
-    };
-    let (plan, temps) = materialize(plan, &mut ctx)?;
-    let explain = ctx.explain.take().unwrap_or_default();
-    Ok(Prepared { plan, temps, work, explain })
-}
-
-/// Compute `plan` into the Zarr array `o.out`.
-pub fn compute_to_zarr(plan: Plan, o: &OutputOpts<'_>, run: &RunArgs, stage_name: &str) -> Result<()> {
-    let opts = run.options()?;
-    if let Some(0) = run.split_every {
+    if let Some(0 | 1) = run.split_every {
         return Err(Error::usage("--split-every", "must be at least 2"));
     }
-    if !run.explain {
-        // refuse before computing, not after
-        crate::store::output::check_dest(o.out, OutKind::ZarrDir, o.overwrite)?;
-    }
-    let sink = report::sink(run.progress, run.quiet);
-    let Prepared { plan, temps, work, explain: stages_text } = prepare(plan, run, sink.as_ref())?;
-    let root = plan.root().clone();
-    let dtype = match o.dtype {
-        Some(t) => DType::parse(t)
-            .ok_or_else(|| Error::usage("--dtype", format!("unknown dtype {t:?}; use one of {}", DType::accepted())))?,
-        None => root.dtype,
-    };
-    let codec = match o.codec {
-        Some(t) => CodecSpec::parse(t)?,
-        None => o.default_codec.clone().unwrap_or_default(),
-    };
-    let default = o.default_chunks.clone().or_else(|| Some((root.chunks.clone(), None)));
-    let (chunks, shard, _auto) = super::chunking(o.chunks, o.shard, &root.shape, dtype, default)?;
-    let grid = Grid::new(root.shape.clone(), shard.clone().unwrap_or_else(|| chunks.clone()));
-    let layout = OutputLayout {
-        grid: grid.clone(),
-        itemsize: dtype.size() as u64,
-        codec_scratch: codec.scratch_bytes(grid.chunk_len() * dtype.size() as u64),
-    };
-    let tasks = if o.band_groups {
-        lower::tasks(&plan, &layout, usize::MAX, Some(opts.memory), opts.workers)
-    } else {
-        lower::tasks(&plan, &layout, MAX_GROUP, None, 1)
-    };
-    let stage = Stage {
-        name: stage_name.to_string(),
-        tasks: tasks.groups.len() as u64,
-        task_bytes: tasks.task_bytes,
-        total_bytes: root.shape.iter().product::<u64>() * dtype.size() as u64,
-    };
-    let unit = if shard.is_some() { "shard" } else { "chunk" };
-    let parallel = exec::admissible(&stage, &opts, |mem| {
-        let fit = crate::grid::scaled_chunks(&grid.chunks, 0.9 * mem as f64 / stage.task_bytes as f64);
-        format!(
-            "a task holds the source chunks it reads and its output {unit}: try --chunks {} for the output, rechunk the inputs smaller, or raise --memory",
-            crate::grid::chunks_arg(&fit)
-        )
-    })?;
-    if run.explain {
-        let mut text = lower::explain(&plan, &layout, &tasks, parallel, opts.memory, &o.out.display().to_string());
-        if !stages_text.is_empty() {
-            // the boundary stages run first: list them before the final stage
-            let at = text.find("stage 1 compute").unwrap_or(text.len());
-            let n_before = stages_text.matches("\nstage ").count() + usize::from(stages_text.starts_with("stage "));
-            let last = text.split_off(at).replacen("stage 1 compute", &format!("stage {} compute", n_before + 1), 1);
-            text.push_str(&stages_text);
-            text.push_str(&last);
-        }
-        return crate::write_stdout(text.as_bytes());
-    }
-    let names = o.dimension_names.clone().filter(|n| n.len() == root.shape.len());
-    let spec = CreateSpec {
-        shape: root.shape.clone(),
-        chunks,
-        shard,
-        dtype,
-        fill: zero(dtype),
-        codec,
-        dimension_names: names,
-    };
-    let staged = Staged::new(o.out, OutKind::ZarrDir, o.overwrite)?;
-    drop(store::create(staged.path(), &spec)?);
-    let job = Job {
-        stage: stage_name.to_string(),
-        plan,
-        out: OutJob { path: staged.path().to_path_buf(), grid: grid.clone(), dtype },
-        tasks,
-        inner: if o.band_groups { opts.workers } else { 1 },
-    };
-    let wd = work.as_ref().map(|w| w.path().to_path_buf()).unwrap_or_default();
-    let stats = job::run(&job, &temps, run.scheduler, parallel, &opts, &wd, sink.as_ref())?;
-    staged.commit()?;
-    drop(work);
+    Ok(PlanOptions {
+        memory: opts.memory,
+        workers: opts.workers,
+        processes: run.scheduler == crate::exec::Scheduler::Processes,
+        scheduler: run.scheduler.name().to_string(),
+        split_every: run.split_every.map(|s| s as u64),
+    })
+}
 
-    let secs = stats.elapsed.as_secs_f64();
-    let logical = stage.total_bytes;
-    let projected = stage.task_bytes * stats.parallel as u64;
-    let text = format!(
-        "dsk: wrote {} — {} {dtype}, {unit}s {}, {} tasks, {} in {:.2} s ({}/s), {}",
-        o.out.display(),
-        tuple(&root.shape),
-        tuple(&grid.chunks),
-        stage.tasks,
-        human(logical),
-        secs,
-        human((logical as f64 / secs.max(1e-9)) as u64),
-        exec::describe_peak(projected),
-    );
-    report::summary(
-        run.progress,
-        run.quiet,
-        &text,
-        json!({"command": stage_name, "path": o.out, "shape": root.shape, "chunks": grid.chunks, "dtype": dtype.name(),
-               "tasks": stage.tasks, "nbytes": logical, "elapsed_s": secs, "peak_rss": exec::peak_rss(),
-               "projected_peak": projected, "scheduler": format!("{:?}", run.scheduler).to_lowercase()}),
-    );
-    Ok(())
+fn parse_dtype(t: Option<&str>) -> Result<Option<DType>> {
+    t.map(|t| {
+        DType::parse(t)
+            .ok_or_else(|| Error::usage("--dtype", format!("unknown dtype {t:?}; use one of {}", DType::accepted())))
+    })
+    .transpose()
 }
 
 fn zero(d: DType) -> Scalar {
@@ -305,4 +140,238 @@ fn zero(d: DType) -> Scalar {
     } else {
         Scalar::Int(0)
     }
+}
+
+/// The new Zarr array `o` describes for a result of `shape` and `dtype`.
+pub fn output_spec(o: &OutputOpts<'_>, shape: &[u64], dtype: DType, natural_chunks: &[u64]) -> Result<CreateSpec> {
+    let dtype = parse_dtype(o.dtype)?.unwrap_or(dtype);
+    let codec = match o.codec {
+        Some(t) => CodecSpec::parse(t)?,
+        None => o.default_codec.clone().unwrap_or_default(),
+    };
+    let default = o.default_chunks.clone().or_else(|| Some((natural_chunks.to_vec(), None)));
+    let (chunks, shard, _auto) = super::chunking(o.chunks, o.shard, shape, dtype, default)?;
+    let names = o.dimension_names.clone().filter(|n| n.len() == shape.len());
+    Ok(CreateSpec { shape: shape.to_vec(), chunks, shard, dtype, fill: zero(dtype), codec, dimension_names: names })
+}
+
+/// Compute the expression `plan` to `dest` (`None`: print a 0-d result) — or print its plan.
+pub fn compute(plan: Plan, dest: Option<Dest<'_>>, o: OutputOpts<'_>, run: &RunArgs, command: &str) -> Result<()> {
+    let root = plan.root().clone();
+    let target = match dest {
+        Some(Dest::Zarr(p)) => {
+            Target::Array { path: p.to_path_buf(), spec: output_spec(&o, &root.shape, root.dtype, &root.chunks)? }
+        }
+        Some(Dest::File(p, f)) => file_target(Some(p), f, &o, &root)?,
+        Some(Dest::Stdout(f)) => file_target(None, f, &o, &root)?,
+        None => Target::Print { dtype: parse_dtype(o.dtype)? },
+    };
+    let popts = plan_options(run)?;
+    let pplan = match planner::expression(command, plan.clone(), target.clone(), &popts) {
+        Err(Error::Budget { what, needed, budget, .. }) => {
+            let hint = suggest(command, &plan, &target, &popts, needed);
+            return Err(Error::Budget { what, needed, budget, hint });
+        }
+        r => r?,
+    };
+    if let Some(report) = execute(&pplan, run, o.overwrite)? {
+        summarize(&pplan, &report, run);
+    }
+    Ok(())
+}
+
+/// Chunk shapes suggested to fit `--memory` stop short of grids with more chunks than this.
+const MAX_SUGGESTED_CHUNKS: u64 = 1 << 16;
+
+/// What to change when a plan does not fit `--memory`, checked to fit by planning again: smaller
+/// output chunks, else smaller chunks for the largest input (rechunked first), else more memory.
+fn suggest(command: &str, plan: &Plan, target: &Target, opts: &PlanOptions, needed: u64) -> String {
+    let fits = |p: Plan, t: Target| planner::expression(command, p, t, opts).is_ok();
+    if let Target::Array { path, spec } = target {
+        let chunks = spec.shard.clone().unwrap_or_else(|| spec.chunks.clone());
+        let mut k = 0.5;
+        for _ in 0..12 {
+            let c = crate::grid::scaled_chunks(&chunks, k);
+            k *= 0.5;
+            if crate::grid::Grid::new(spec.shape.clone(), c.clone()).nchunks() > MAX_SUGGESTED_CHUNKS {
+                break;
+            }
+            let trial = Target::Array {
+                path: path.clone(),
+                spec: CreateSpec { chunks: c.clone(), shard: None, ..spec.clone() },
+            };
+            if fits(plan.clone(), trial) {
+                return format!(
+                    "try --chunks {} for the output{}, or raise --memory",
+                    crate::grid::chunks_arg(&c),
+                    if spec.shard.is_some() { " (without --shard)" } else { "" }
+                );
+            }
+        }
+    }
+    // the inputs' own chunks are too large: rechunk the largest one first
+    let largest =
+        plan.inputs.iter().enumerate().max_by_key(|(_, i)| i.chunks.iter().product::<u64>() * i.dtype.size() as u64);
+    if let Some((n, inp)) = largest {
+        let mut k = 0.5;
+        for _ in 0..12 {
+            let c = crate::grid::scaled_chunks(&inp.chunks, k);
+            k *= 0.5;
+            if crate::grid::Grid::new(inp.shape.clone(), c.clone()).nchunks() > MAX_SUGGESTED_CHUNKS {
+                break;
+            }
+            let mut inputs = plan.inputs.clone();
+            inputs[n].chunks = c.clone();
+            // the output's chunks follow the input's (as transform's do by default)
+            let t = match target {
+                Target::Array { path, spec } if spec.chunks.len() == c.len() => {
+                    let oc: Vec<u64> = spec.chunks.iter().zip(&c).map(|(&a, &b)| a.min(b)).collect();
+                    Target::Array { path: path.clone(), spec: CreateSpec { chunks: oc, shard: None, ..spec.clone() } }
+                }
+                t => t.clone(),
+            };
+            if let Ok(p) = plan::build(&plan.text, inputs) {
+                if fits(p, t) {
+                    // the rechunk itself must fit: find the memory it needs
+                    let Some(m) = rechunk_memory(inp, &c, opts) else { break };
+                    return format!(
+                        "the input {} ({}) has chunks of {}: rechunk it first, e.g. dsk rechunk {} smaller.zarr --chunks {} --memory {}, or raise --memory",
+                        inp.name,
+                        inp.path.display(),
+                        human(inp.chunks.iter().product::<u64>() * inp.dtype.size() as u64),
+                        inp.path.display(),
+                        crate::grid::chunks_arg(&c),
+                        mem_arg(m)
+                    );
+                }
+            }
+        }
+    }
+    format!("raise --memory to at least {}", human(needed))
+}
+
+/// The `--memory` a rechunk of `inp` to `chunks` needs (at least `opts.memory`), checked by
+/// planning it.
+fn rechunk_memory(inp: &Input, chunks: &[u64], opts: &PlanOptions) -> Option<u64> {
+    let spec = CreateSpec {
+        shape: inp.shape.clone(),
+        chunks: chunks.to_vec(),
+        shard: None,
+        dtype: inp.dtype,
+        fill: zero(inp.dtype),
+        codec: CodecSpec::default(),
+        dimension_names: None,
+    };
+    let mut o = opts.clone();
+    for _ in 0..8 {
+        match crate::plan::rechunk::rechunk(inp.clone(), Path::new("smaller.zarr"), spec.clone(), &o) {
+            Ok(_) => return Some(o.memory),
+            Err(Error::Budget { needed, .. }) => {
+                o.memory = (needed + needed / 8).next_multiple_of(1 << 20).max(o.memory * 2)
+            }
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// A byte size as `--memory` takes it (`64MiB`).
+fn mem_arg(bytes: u64) -> String {
+    if bytes % (1 << 30) == 0 {
+        format!("{}GiB", bytes >> 30)
+    } else {
+        format!("{}MiB", bytes.div_ceil(1 << 20))
+    }
+}
+
+fn file_target(path: Option<&Path>, format: Format, o: &OutputOpts<'_>, root: &plan::Node) -> Result<Target> {
+    let dtype = parse_dtype(o.dtype)?.unwrap_or(root.dtype);
+    let spec = output_spec(
+        &OutputOpts { dtype: None, codec: Some("none"), shard: None, ..o.clone() },
+        &root.shape,
+        dtype,
+        &root.chunks,
+    )?;
+    Ok(Target::File { path: path.map(Path::to_path_buf), format, chunks: spec.chunks, dtype })
+}
+
+/// Print the plan (`--explain`), or run it: `None` for an explained plan.
+pub fn execute(pplan: &PhysicalPlan, run: &RunArgs, overwrite: bool) -> Result<Option<RunReport>> {
+    match run.explain {
+        Some(ExplainFormat::Text) => return crate::write_stdout(pplan.explain().as_bytes()).map(|_| None),
+        Some(ExplainFormat::Json) => {
+            let text = serde_json::to_string_pretty(&pplan.to_json()).map_err(|e| Error::Internal(e.to_string()))?;
+            return crate::write_stdout(format!("{text}\n").as_bytes()).map(|_| None);
+        }
+        None => {}
+    }
+    let sink = report::sink(run.progress, run.quiet);
+    let ctx = RunCtx {
+        opts: run.options()?,
+        scheduler: run.scheduler,
+        sink: sink.as_ref(),
+        work_base: run.work_dir.clone(),
+        keep_work_dir: run.keep_work_dir,
+        overwrite,
+    };
+    crate::exec::run::run(pplan, &ctx).map(Some)
+}
+
+/// The peak memory of a run, for summaries: this process, and its worker children if any.
+pub fn describe_memory(r: &RunReport) -> String {
+    let parent = r.peak_rss.map(human).unwrap_or_else(|| "?".into());
+    match r.children_peak {
+        Some(c) => format!("peak RSS {parent} (+ {} × workers of up to {})", r.children, human(c)),
+        None => format!("peak RSS {parent}"),
+    }
+}
+
+/// The end-of-run line (or JSON `summary` event) of an expression, rechunk or reduce.
+pub fn summarize(pplan: &PhysicalPlan, r: &RunReport, run: &RunArgs) {
+    let secs = r.elapsed.as_secs_f64();
+    let out = pplan.output.map(|o| &pplan.arrays[o]);
+    let mut fields = json!({
+        "command": pplan.command, "stages": r.stages, "tasks": r.tasks, "elapsed_s": (secs * 1000.0).round() / 1000.0,
+        "peak_rss": r.peak_rss, "workers_peak_rss": r.children_peak, "scheduler": run.scheduler.name(),
+        "fingerprint": pplan.fingerprint(),
+    });
+    let text = match out {
+        Some(a) => {
+            let path = match &a.place {
+                Place::Output(p) | Place::Work(p) => p.clone(),
+            };
+            let logical = a.nbytes();
+            let unit = if a.spec.shard.is_some() { "shards" } else { "chunks" };
+            fields["path"] = json!(path);
+            fields["shape"] = json!(a.spec.shape);
+            fields["chunks"] = json!(a.spec.chunks);
+            fields["shards"] = json!(a.spec.shard);
+            fields["dtype"] = json!(a.spec.dtype.name());
+            fields["nbytes"] = json!(logical);
+            fields["nbytes_stored"] = json!(store::meta::stored_bytes(&path).ok());
+            format!(
+                "dsk: wrote {} — {} {}, {unit} {}, {} task{} in {} stage{}, {} in {:.2} s ({}/s), {}",
+                path.display(),
+                tuple(&a.spec.shape),
+                a.spec.dtype,
+                tuple(&a.grid().chunks),
+                r.tasks,
+                if r.tasks == 1 { "" } else { "s" },
+                r.stages,
+                if r.stages == 1 { "" } else { "s" },
+                human(logical),
+                secs,
+                human((logical as f64 / secs.max(1e-9)) as u64),
+                describe_memory(r)
+            )
+        }
+        None => {
+            // a printed result: a line only when the run had stages worth reporting
+            if pplan.stages.len() <= 1 && run.progress != report::ProgressMode::Json {
+                return;
+            }
+            format!("dsk: {} in {:.2} s, {} tasks, {}", pplan.text, secs, r.tasks, describe_memory(r))
+        }
+    };
+    report::summary(run.progress, run.quiet, &text, fields);
 }

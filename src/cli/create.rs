@@ -1,24 +1,22 @@
 //! `dsk create KIND OUT`: write a new Zarr v3 array chunk by chunk, in parallel, under the memory
 //! bound. KIND is a generator (ones, zeros, full, arange, linspace, random) or a file (.npy, raw).
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
+use super::compute::{describe_memory, execute, plan_options};
 use super::{parse_shape_arg, RunArgs};
 use crate::dtype::{DType, Elem, Scalar};
 use crate::error::{human, Error, Result};
-use crate::exec::{self, Stage, TaskCtx};
-use crate::grid::{Grid, Region};
 use crate::kernels::generate::{arange_len, arange_len_int, Generator};
 use crate::kernels::random::Dist;
+use crate::plan::physical::FileSource;
+use crate::plan::{planner, Node, NodeKind, Plan};
 use crate::report;
 use crate::store::npy::RawSource;
-use crate::store::output::{Kind as OutKind, Staged};
 use crate::store::{self, CodecSpec, CreateSpec};
-use crate::with_dtype;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -108,6 +106,23 @@ pub enum Kind {
     },
 }
 
+impl Kind {
+    /// The generator's name (as the expression language spells it), or the file kind.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::Ones(_) => "ones",
+            Kind::Zeros(_) => "zeros",
+            Kind::Full { .. } => "full",
+            Kind::Arange { .. } => "arange",
+            Kind::Linspace { .. } => "linspace",
+            Kind::Random { dist: DistArg::Normal, .. } => "normal",
+            Kind::Random { .. } => "random",
+            Kind::FromNpy { .. } => "from-npy",
+            Kind::FromRaw { .. } => "from-raw",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DistArg {
     Uniform,
@@ -155,19 +170,8 @@ pub struct Common {
 /// Where a new array's values come from.
 enum Source {
     Gen(Generator),
-    Raw(RawSource),
-}
-
-impl Source {
-    fn fill<T: Elem>(&self, shape: &[u64], region: &Region, out: &mut [T]) -> Result<()> {
-        match self {
-            Source::Gen(g) => {
-                g.fill(shape, region, out);
-                Ok(())
-            }
-            Source::Raw(r) => r.read_region(region, out),
-        }
-    }
+    /// A file (checked: header, size), and what the import stage needs to read it again.
+    Raw(FileSource),
 }
 
 fn parse_dtype(text: &Option<String>) -> Result<Option<DType>> {
@@ -217,8 +221,25 @@ fn num(t: &str, arg: &str) -> Result<f64> {
     Ok(v)
 }
 
+/// Standard input (`-`) spooled to a file that every worker process can read; other paths as
+/// they are. The spool lives as long as the returned handle.
+fn spooled(file: &Path, _spools: &[tempfile::NamedTempFile]) -> Result<(PathBuf, Option<tempfile::NamedTempFile>)> {
+    if file.as_os_str() != "-" {
+        return Ok((file.to_path_buf(), None));
+    }
+    let mut tmp = tempfile::Builder::new()
+        .prefix("dsk-stdin-")
+        .tempfile()
+        .map_err(|e| Error::io(std::env::temp_dir(), "create a temporary file for standard input", e))?;
+    std::io::copy(&mut std::io::stdin().lock(), tmp.as_file_mut()).map_err(|e| Error::io("<stdin>", "read", e))?;
+    Ok((tmp.path().to_path_buf(), Some(tmp)))
+}
+
 /// Resolve KIND and its options into (common options, source, shape, dtype).
-fn resolve(kind: &Kind) -> Result<(&Common, Source, Vec<u64>, DType)> {
+fn resolve<'k>(
+    kind: &'k Kind,
+    spools: &mut Vec<tempfile::NamedTempFile>,
+) -> Result<(&'k Common, Source, Vec<u64>, DType)> {
     Ok(match kind {
         Kind::Ones(c) | Kind::Zeros(c) => {
             let dtype = parse_dtype(&c.dtype)?.unwrap_or(DType::Float64);
@@ -309,7 +330,8 @@ fn resolve(kind: &Kind) -> Result<(&Common, Source, Vec<u64>, DType)> {
             (c, Source::Gen(Generator::Random { dist: d, seed: *seed }), require_shape(c, "random")?, dtype)
         }
         Kind::FromNpy { file, common: c } => {
-            let src = RawSource::open_npy(file)?;
+            let (file, spool) = spooled(file, spools)?;
+            let src = RawSource::open_npy(&file)?;
             if let Some(d) = parse_dtype(&c.dtype)? {
                 if d != src.dtype {
                     return Err(Error::usage(
@@ -335,22 +357,28 @@ fn resolve(kind: &Kind) -> Result<(&Common, Source, Vec<u64>, DType)> {
                 }
             }
             let (shape, dtype) = (src.shape.clone(), src.dtype);
-            (c, Source::Raw(src), shape, dtype)
+            let f = FileSource { path: file, dtype, shape: shape.clone(), big_endian: src.big_endian, npy: true };
+            spools.extend(spool);
+            (c, Source::Raw(f), shape, dtype)
         }
         Kind::FromRaw { file, byte_order, common: c } => {
             let dtype = parse_dtype(&c.dtype)?.ok_or_else(|| {
                 Error::usage("--dtype", "is required for from-raw (the file does not say), e.g. --dtype float64")
             })?;
             let shape = require_shape(c, "from-raw")?;
-            let src = RawSource::open_raw(file, dtype, shape.clone(), *byte_order == ByteOrder::Big)?;
-            (c, Source::Raw(src), shape, dtype)
+            let (file, spool) = spooled(file, spools)?;
+            let big = *byte_order == ByteOrder::Big;
+            let src = RawSource::open_raw(&file, dtype, shape.clone(), big)?;
+            let f = FileSource { path: file, dtype, shape: shape.clone(), big_endian: src.big_endian, npy: false };
+            spools.extend(spool);
+            (c, Source::Raw(f), shape, dtype)
         }
     })
 }
 
 pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
-    let opts = run.options()?;
-    let (c, source, shape, dtype) = resolve(&args.kind)?;
+    let mut spools = vec![];
+    let (c, source, shape, dtype) = resolve(&args.kind, &mut spools)?;
     let codec = CodecSpec::parse(&c.codec)?;
     let (chunks, shard, auto) = super::chunking(c.chunks.as_deref(), c.shard.as_deref(), &shape, dtype, None)?;
     let dimension_names = match &c.dimension_names {
@@ -372,53 +400,42 @@ pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
     };
     let fill = constant.unwrap_or(if dtype.is_bool() { Scalar::Bool(false) } else { Scalar::Int(0) });
     let spec = CreateSpec { shape: shape.clone(), chunks, shard, dtype, fill, codec: codec.clone(), dimension_names };
+    let opts = plan_options(run)?;
+    let pplan = match source {
+        Source::Gen(g) => {
+            let storage = spec.shard.clone().unwrap_or_else(|| spec.chunks.clone());
+            let label = args.kind.name().to_string();
+            let gen_plan = Plan {
+                text: format!("{label}{}", crate::grid::tuple(&shape)),
+                inputs: vec![],
+                nodes: vec![Node {
+                    kind: NodeKind::Gen { gen: g },
+                    shape: shape.clone(),
+                    dtype,
+                    chunks: storage,
+                    weak: None,
+                    label,
+                }],
+                root: 0,
+                temps: vec![],
+            };
+            planner::generate(gen_plan, &c.out, spec.clone(), c.write_empty_chunks, &opts)
+        }
+        Source::Raw(f) => planner::import(f, &c.out, spec.clone(), &opts),
+    }
+    .map_err(|e| with_chunk_hint(e, &spec))?;
+    let Some(r) = execute(&pplan, run, c.overwrite)? else { return Ok(()) };
+    drop(spools);
 
-    let grid = Grid::new(shape.clone(), spec.shard.clone().unwrap_or_else(|| spec.chunks.clone()));
+    let grid = pplan.arrays[0].grid();
     let item = dtype.size() as u64;
-    let unit_bytes = grid.chunk_len() * item;
     let logical = shape.iter().product::<u64>() * item;
-    // generated buffer + padded copy at the edges + encoded output + codec scratch
-    let stage = Stage {
-        name: "create".into(),
-        tasks: if constant.is_some() && !c.write_empty_chunks { 0 } else { grid.nchunks() },
-        task_bytes: 3 * unit_bytes + codec.scratch_bytes(unit_bytes),
-        total_bytes: logical,
-    };
-    let unit = if spec.shard.is_some() { "shard" } else { "chunk" };
-    let parallel = exec::admissible(&stage, &opts, |mem| {
-        let fit = crate::grid::scaled_chunks(&grid.chunks, 0.9 * mem as f64 / stage.task_bytes as f64);
-        format!(
-            "use smaller {unit}s, e.g. --{} {} (at most {} per {unit} for this --memory), or raise --memory",
-            if unit == "shard" { "shard" } else { "chunks" },
-            crate::grid::chunks_arg(&fit),
-            human(mem / 3)
-        )
-    })?;
-
-    let staged = Staged::new(&c.out, OutKind::ZarrDir, c.overwrite)?;
-    let mut array = store::create(staged.path(), &spec)?;
-    array.set_write_empty_chunks(c.write_empty_chunks);
-    let sink = report::sink(run.progress, run.quiet);
-    let release = Release::new(&source, &grid);
-    let stats = exec::run_stage(&stage, parallel, &opts, sink.as_ref(), |ctx: TaskCtx| {
-        let idx = grid.chunk_index(ctx.index);
-        let region = grid.chunk_region(&idx);
-        with_dtype!(dtype, T => {
-            let mut buf = vec![T::default(); region.len() as usize];
-            source.fill::<T>(&shape, &region, &mut buf)?;
-            array.write_chunk(&idx, &buf, ctx.codec_threads)?;
-        });
-        release.done(&source, &grid, &idx);
-        Ok(region.len() * item)
-    })?;
-    drop(array);
-    staged.commit()?;
-
-    let secs = stats.elapsed.as_secs_f64();
+    let secs = r.elapsed.as_secs_f64();
     let stored = store::meta::stored_bytes(&c.out).unwrap_or(0);
     let how = if auto { " (chosen automatically; set --chunks to choose)" } else { "" };
+    let unit = if spec.shard.is_some() { "shard" } else { "chunk" };
     let n = grid.nchunks();
-    let work = if stage.tasks == 0 {
+    let work = if r.tasks == 0 {
         format!("constant {}: no chunk written, readers get the fill value", fill_text(fill))
     } else {
         format!(
@@ -426,7 +443,7 @@ pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
             human(stored),
             secs,
             human((logical as f64 / secs.max(1e-9)) as u64),
-            exec::describe_peak(stage.task_bytes * parallel as u64)
+            describe_memory(&r)
         )
     };
     let text = format!(
@@ -443,9 +460,30 @@ pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
         &text,
         json!({"command": "create", "path": c.out, "shape": shape, "chunks": spec.chunks, "shards": spec.shard,
                "dtype": dtype.name(), "nchunks": grid.nchunks(), "nbytes": logical, "nbytes_stored": stored,
-               "elapsed_s": secs, "peak_rss": exec::peak_rss(), "chunks_auto": auto}),
+               "stages": r.stages, "tasks": r.tasks, "elapsed_s": secs, "peak_rss": r.peak_rss,
+               "workers_peak_rss": r.children_peak, "scheduler": run.scheduler.name(), "chunks_auto": auto,
+               "fingerprint": pplan.fingerprint()}),
     );
     Ok(())
+}
+
+/// A budget refusal for `create` names the chunk or shard shape that fits.
+fn with_chunk_hint(e: Error, spec: &CreateSpec) -> Error {
+    match e {
+        Error::Budget { what, needed, budget, .. } => {
+            let unit = if spec.shard.is_some() { "shard" } else { "chunk" };
+            let chunks = spec.shard.clone().unwrap_or_else(|| spec.chunks.clone());
+            let fit = crate::grid::scaled_chunks(&chunks, 0.9 * budget as f64 / needed.max(1) as f64);
+            let hint = format!(
+                "use smaller {unit}s, e.g. --{} {} (at most {} per {unit} for this --memory), or raise --memory",
+                if unit == "shard" { "shard" } else { "chunks" },
+                crate::grid::chunks_arg(&fit),
+                human(budget / 3)
+            );
+            Error::Budget { what, needed, budget, hint }
+        }
+        e => e,
+    }
 }
 
 fn fill_text(s: Scalar) -> String {
@@ -457,43 +495,6 @@ fn fill_text(s: Scalar) -> String {
             let mut t = String::new();
             f.write_text(&mut t);
             t
-        }
-    }
-}
-
-/// For sources read through a memory map: once every chunk of a band (the chunks sharing an index
-/// along the file's slowest axis) is written, drop the band's pages from the resident set.
-struct Release {
-    left: Vec<AtomicU64>,
-    axis: usize,
-}
-
-impl Release {
-    fn new(source: &Source, grid: &Grid) -> Release {
-        let (axis, n, per) = match source {
-            Source::Raw(r) if grid.ndim() > 0 => {
-                let axis = if r.fortran_order { grid.ndim() - 1 } else { 0 };
-                let g = grid.grid_shape();
-                (axis, g[axis], g.iter().product::<u64>() / g[axis].max(1))
-            }
-            _ => (0, 0, 0),
-        };
-        Release { left: (0..n).map(|_| AtomicU64::new(per)).collect(), axis }
-    }
-
-    fn done(&self, source: &Source, grid: &Grid, idx: &[u64]) {
-        let Source::Raw(r) = source else { return };
-        let Some(left) = idx.get(self.axis).and_then(|&i| self.left.get(i as usize)) else {
-            return;
-        };
-        if left.fetch_sub(1, Ordering::AcqRel) == 1 {
-            // the band covers elements [lo, hi) of the file's flat order
-            let band = grid.chunk_region(idx);
-            let per_index: u64 =
-                grid.shape.iter().enumerate().filter(|(a, _)| *a != self.axis).map(|(_, &s)| s).product();
-            let lo = band.start[self.axis] * per_index;
-            let hi = band.end(self.axis) * per_index;
-            r.release(lo, hi);
         }
     }
 }

@@ -1,23 +1,17 @@
 //! `dsk export PATH [--slice S] [--format npy|csv|raw] [-o FILE]`: stream an array (or a slice of
-//! it) out of Zarr in C order, block by block, in bounded memory. A reader thread decodes the next
-//! block while the current one is written.
+//! it) out of Zarr in C order, block by block, in bounded memory (the export stage of a plan, see
+//! `exec::export`).
 
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::sync_channel;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
+use super::compute::{execute, plan_options};
 use super::RunArgs;
-use crate::dtype::Elem;
 use crate::error::{Error, Result};
-use crate::exec::RunOptions;
 use crate::expr::slice::{self, AxisSel};
-use crate::grid::Region;
-use crate::store::npy::header_bytes;
-use crate::store::output::{Kind as OutKind, Staged};
-use crate::store::ZArray;
-use crate::with_dtype;
+use crate::plan::planner;
+use crate::plan::Input;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -41,15 +35,7 @@ pub struct ExportArgs {
     pub overwrite: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// NumPy .npy (little-endian, C order).
-    Npy,
-    /// Comma-separated text; 0-d, 1-D (one value per line) and 2-D arrays only.
-    Csv,
-    /// Raw little-endian bytes in C order, no header.
-    Raw,
-}
+pub use crate::store::FileFormat as Format;
 
 /// The file format an output path's extension names (`.npy`, `.csv`/`.txt`, `.raw`/`.bin`/`.dat`),
 /// or `None` (a Zarr array, for the computing commands). One rule for every command.
@@ -66,132 +52,9 @@ pub fn infer_format(out: Option<&Path>) -> Format {
     out.and_then(file_format).unwrap_or(Format::Npy)
 }
 
-/// One block of the output: in "selection space" (one axis per input axis, dropped axes of length
-/// 1), selected elements `k0[a]..k0[a] + len[a]`.
-#[derive(Clone, Debug)]
-struct Block {
-    k0: Vec<u64>,
-    len: Vec<u64>,
-}
-
-/// Split the selection into blocks of at most `budget` bytes of input bounding box each, in C order.
-fn plan_blocks(sel: &[AxisSel], chunks: &[u64], item: u64, budget: u64) -> Vec<Block> {
-    let nd = sel.len();
-    if sel.iter().any(|s| s.len == 0) {
-        return vec![];
-    }
-    if nd == 0 {
-        return vec![Block { k0: vec![], len: vec![] }];
-    }
-    // bytes of the bounding box of one index along axis k with everything after it
-    let rest = |k: usize| -> u64 {
-        sel[k + 1..].iter().map(|s| (s.len - 1) * s.step.unsigned_abs() + 1).product::<u64>() * item
-    };
-    let k = (0..nd).find(|&k| rest(k) <= budget).unwrap_or(nd - 1);
-    let step = sel[k].step.unsigned_abs();
-    let per = rest(k).max(1);
-    let mut b = ((budget / per).saturating_sub(1) / step + 1).clamp(1, sel[k].len);
-    if step == 1 && b >= chunks[k] {
-        b = b / chunks[k] * chunks[k];
-    }
-    let outer: Vec<u64> = sel[..k].iter().map(|s| s.len).collect();
-    let nouter: u64 = outer.iter().product();
-    let mut blocks = vec![];
-    for o in 0..nouter {
-        let oi = crate::grid::unravel(o, &outer);
-        // along k: cut at chunk boundaries of the input when stepping by 1, so blocks align
-        let mut kk = 0;
-        while kk < sel[k].len {
-            let mut n = b.min(sel[k].len - kk);
-            if step == 1 && b >= chunks[k] {
-                let pos = sel[k].at(kk);
-                let next_boundary = (pos / chunks[k] + 1) * chunks[k];
-                let to_boundary = next_boundary - pos;
-                if n > to_boundary {
-                    n = to_boundary + (n - to_boundary) / chunks[k] * chunks[k];
-                    n = n.min(sel[k].len - kk);
-                }
-            }
-            let mut k0 = oi.clone();
-            k0.push(kk);
-            k0.extend(std::iter::repeat_n(0, nd - k - 1));
-            let mut len = vec![1; k];
-            len.push(n);
-            len.extend(sel[k + 1..].iter().map(|s| s.len));
-            blocks.push(Block { k0, len });
-            kk += n;
-        }
-    }
-    blocks
-}
-
-/// Read one block: its input bounding box, then the selected elements in C order.
-fn read_block<T: Elem>(arr: &ZArray, sel: &[AxisSel], blk: &Block, threads: usize) -> Result<Vec<T>> {
-    let nd = sel.len();
-    let (mut start, mut shape) = (vec![0; nd], vec![0; nd]);
-    for a in 0..nd {
-        let (lo, hi) = sel[a].bbox(blk.k0[a], blk.k0[a] + blk.len[a]);
-        start[a] = lo;
-        shape[a] = hi - lo;
-    }
-    let bbox = Region::new(start, shape);
-    let data: Vec<T> = arr.read_region(&bbox, threads)?;
-    if sel.iter().all(|s| s.step == 1) {
-        return Ok(data); // the bounding box is the selection
-    }
-    let strides = crate::grid::strides(&bbox.shape);
-    let n: u64 = blk.len.iter().product();
-    let mut out = Vec::with_capacity(n as usize);
-    let sub = Region::new(vec![0; nd], blk.len.clone());
-    let row = blk.len.last().copied().unwrap_or(1);
-    crate::grid::for_each_row(&sub, |idx, _| {
-        let mut base = 0i64;
-        for a in 0..nd - 1 {
-            let pos = sel[a].at(blk.k0[a] + idx[a]) - bbox.start[a];
-            base += (pos * strides[a]) as i64;
-        }
-        let l = nd - 1;
-        let first = (sel[l].at(blk.k0[l]) - bbox.start[l]) as i64;
-        let st = sel[l].step;
-        for j in 0..row as i64 {
-            out.push(data[(base + first + j * st) as usize]);
-        }
-    });
-    if nd == 0 {
-        out = data;
-    }
-    Ok(out)
-}
-
-/// Formats elements as CSV, carrying the column position across blocks.
-struct Csv {
-    row: u64,
-    col: u64,
-    text: String,
-}
-
-impl Csv {
-    fn push<T: Elem>(&mut self, vals: &[T]) -> &[u8] {
-        self.text.clear();
-        for v in vals {
-            if self.col > 0 {
-                self.text.push(',');
-            }
-            v.write_text(&mut self.text);
-            self.col += 1;
-            if self.col == self.row {
-                self.text.push('\n');
-                self.col = 0;
-            }
-        }
-        self.text.as_bytes()
-    }
-}
-
 pub fn run(args: &ExportArgs, run: &RunArgs) -> Result<()> {
-    let opts = run.options()?;
-    let arr = ZArray::open(&args.path)?;
-    let shape = arr.shape().to_vec();
+    let m = crate::store::meta::read_meta(&args.path)?;
+    let shape = m.shape.clone();
     let sel = match &args.slice {
         None => shape.iter().map(|&n| AxisSel::full(n)).collect::<Vec<_>>(),
         Some(t) => slice::parse(t)
@@ -199,107 +62,9 @@ pub fn run(args: &ExportArgs, run: &RunArgs) -> Result<()> {
             .map_err(|m| Error::usage("--slice", format!("{m} (array shape {shape:?})")))?,
     };
     let format = args.format.unwrap_or_else(|| infer_format(args.output.as_deref()));
-    stream(&arr, &sel, format, args.output.as_deref(), args.overwrite, &opts)
-}
-
-/// Write the selection `sel` of `arr` as `format` to `output` (a staged file) or stdout.
-pub fn stream(
-    arr: &ZArray,
-    sel: &[AxisSel],
-    format: Format,
-    output: Option<&Path>,
-    overwrite: bool,
-    opts: &RunOptions,
-) -> Result<()> {
-    let out_shape: Vec<u64> = sel.iter().filter(|s| s.keep).map(|s| s.len).collect();
-    if format == Format::Csv && out_shape.len() > 2 {
-        return Err(Error::usage(
-            "--format",
-            format!("csv holds 0-d, 1-D or 2-D data but the selection has shape {out_shape:?} — use --format npy, or --slice it down to 2-D"),
-        ));
-    }
-    if output.is_none() && format != Format::Csv {
-        use std::io::IsTerminal;
-        if std::io::stdout().is_terminal() {
-            return Err(Error::usage(
-                "--format",
-                "refusing to write binary data to a terminal — use -o FILE, redirect stdout, or --format csv",
-            ));
-        }
-    }
-    let item = arr.dtype().size() as u64;
-    // a block is decoded (bounding box + gathered copy) while up to two wait to be written
-    let budget = (opts.memory / 6).max(item);
-    let blocks = plan_blocks(sel, &arr.meta().chunks, item, budget);
-
-    let staged = match output {
-        Some(p) => Some(Staged::new(p, OutKind::File, overwrite)?),
-        None => None,
-    };
-    let sink: Box<dyn Write> = match &staged {
-        Some(s) => Box::new(std::fs::File::create(s.path()).map_err(|e| Error::io(s.path(), "create", e))?),
-        None => Box::new(std::io::stdout().lock()),
-    };
-    let out_name = output.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("<stdout>"));
-    let mut w = BufWriter::with_capacity(1 << 20, sink);
-    let werr = |e: std::io::Error| Error::io(&out_name, "write", e);
-    if format == Format::Npy {
-        w.write_all(&header_bytes(arr.dtype(), &out_shape)).map_err(werr)?;
-    }
-    let row_len = if out_shape.len() == 2 { out_shape[1] } else { 1 };
-    let mut csv = Csv { row: row_len.max(1), col: 0, text: String::new() };
-
-    with_dtype!(arr.dtype(), T => {
-        std::thread::scope(|s| -> Result<()> {
-            let (tx, rx) = sync_channel::<Result<Vec<T>>>(1);
-            let blocks = &blocks;
-            let threads = opts.workers;
-            s.spawn(move || {
-                for b in blocks {
-                    let r = read_block::<T>(arr, sel, b, threads);
-                    let failed = r.is_err();
-                    if tx.send(r).is_err() || failed {
-                        break;
-                    }
-                }
-            });
-            let mut bytes = Vec::new();
-            for r in rx {
-                let vals = r?;
-                match format {
-                    Format::Csv => w.write_all(csv.push(&vals)).map_err(werr)?,
-                    _ => {
-                        bytes.clear();
-                        T::encode_le(&vals, &mut bytes);
-                        w.write_all(&bytes).map_err(werr)?;
-                    }
-                }
-            }
-            Ok(())
-        })?;
-    });
-    w.flush().map_err(werr)?;
-    drop(w);
-    if let Some(s) = staged {
-        s.commit()?;
-    }
+    let input =
+        Input { name: "x".into(), path: args.path.clone(), shape, dtype: m.dtype, chunks: m.storage_chunks().to_vec() };
+    let pplan = planner::export(input, sel, format, args.output.clone(), &plan_options(run)?);
+    execute(&pplan, run, args.overwrite)?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn blocks_cover_the_selection_once_and_align_to_chunks() {
-        let sel = vec![AxisSel::full(10), AxisSel::full(7)];
-        // budget for 3 rows of 7 f64
-        let blocks = plan_blocks(&sel, &[2, 7], 8, 3 * 7 * 8);
-        let rows: Vec<(u64, u64)> = blocks.iter().map(|b| (b.k0[0], b.len[0])).collect();
-        assert_eq!(rows, vec![(0, 2), (2, 2), (4, 2), (6, 2), (8, 2)]);
-        // a row too large: split along the last axis
-        let blocks = plan_blocks(&sel, &[2, 7], 8, 3 * 8);
-        assert_eq!(blocks.len(), 10 * 3);
-        assert_eq!(blocks.iter().map(|b| b.len.iter().product::<u64>()).sum::<u64>(), 70);
-    }
 }

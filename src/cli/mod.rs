@@ -18,8 +18,8 @@ use std::path::PathBuf;
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::exec::job::Scheduler;
 use crate::exec::RunOptions;
+use crate::exec::Scheduler;
 use crate::grid::{auto_chunks, AUTO_CHUNK_BYTES};
 use crate::report::ProgressMode;
 
@@ -99,10 +99,10 @@ pub struct RunArgs {
     /// Directory for the files a run needs while it runs (default: the system temporary directory).
     #[arg(long, global = true, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
-    /// Print the plan (stages, tasks, chunk shapes, projected memory, bytes read and written)
-    /// instead of running it.
-    #[arg(long, global = true)]
-    pub explain: bool,
+    /// Print the plan (arrays, stages, tasks, projected memory, bytes read and written) instead of
+    /// running it: as text, or as JSON with --explain json.
+    #[arg(long, global = true, value_enum, num_args = 0..=1, default_missing_value = "text", value_name = "FORMAT")]
+    pub explain: Option<ExplainFormat>,
     /// Reductions merge this many partials (or input chunks) per task (default: from --memory).
     #[arg(long, global = true, value_name = "N")]
     pub split_every: Option<usize>,
@@ -113,6 +113,13 @@ pub struct RunArgs {
     /// the file system allows it) or buffered (always through the page cache).
     #[arg(long, global = true, value_enum, default_value = "auto")]
     pub io: IoMode,
+}
+
+/// `--explain` output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExplainFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

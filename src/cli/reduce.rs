@@ -5,8 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::compute::{build_plan, compute_to, compute_to_zarr, Dest, OutputOpts};
-use super::eval::print_result;
+use super::compute::{build_plan, compute, Dest, OutputOpts};
 use super::export::Format;
 use super::RunArgs;
 use crate::error::{Error, Result};
@@ -79,7 +78,6 @@ pub fn run(a: &ReduceArgs, run: &RunArgs) -> Result<()> {
     let (plan, metas) = build_plan(&expr, "--op/--axis", &[("x".to_string(), a.input.clone())])?;
     let root = plan.root().clone();
     let o = OutputOpts {
-        out: &a.input,
         dtype: a.write.dtype.as_deref(),
         chunks: a.write.chunks.as_deref(),
         shard: a.write.shard.as_deref(),
@@ -88,12 +86,11 @@ pub fn run(a: &ReduceArgs, run: &RunArgs) -> Result<()> {
         default_chunks: None,
         default_codec: CodecSpec::from_codecs(&metas[0].codecs),
         dimension_names: None,
-        band_groups: false,
     };
     match Dest::of(a.out.as_deref(), a.format)? {
-        Some(dest) => compute_to(plan, dest, o, run, "reduce"),
-        None if root.shape.is_empty() => print_result(plan, &expr, a.write.dtype.as_deref(), run),
-        None if run.explain => compute_to_zarr(plan, &OutputOpts { out: std::path::Path::new("<result>"), ..o }, run, "reduce"),
+        Some(dest) => compute(plan, Some(dest), o, run, "reduce"),
+        None if root.shape.is_empty() => compute(plan, None, o, run, "reduce"),
+        None if run.explain.is_some() => compute(plan, Some(Dest::Stdout(Format::Npy)), o, run, "reduce"),
         None => Err(Error::usage(
             "OUT",
             format!(

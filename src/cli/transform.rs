@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::compute::{build_plan, compute_to, compute_to_zarr, parse_named, Dest, OutputOpts};
+use super::compute::{build_plan, compute, parse_named, Dest, OutputOpts};
 use super::RunArgs;
 use crate::error::Result;
 use crate::store::CodecSpec;
@@ -38,7 +38,6 @@ pub fn run(a: &TransformArgs, run: &RunArgs) -> Result<()> {
     let same_shape = plan.root().shape == first.shape;
     let names = first.dimension_names.as_ref().and_then(|n| n.iter().cloned().collect::<Option<Vec<String>>>());
     let o = OutputOpts {
-        out: &a.out,
         dtype: a.write.dtype.as_deref(),
         chunks: a.write.chunks.as_deref(),
         shard: a.write.shard.as_deref(),
@@ -47,10 +46,7 @@ pub fn run(a: &TransformArgs, run: &RunArgs) -> Result<()> {
         default_chunks: if same_shape { Some((first.chunks.clone(), first.shards.clone())) } else { None },
         default_codec: CodecSpec::from_codecs(&first.codecs),
         dimension_names: if same_shape { names } else { None },
-        band_groups: false,
     };
-    match Dest::of(Some(&a.out), None)? {
-        Some(dest) => compute_to(plan, dest, o, run, "transform"),
-        None => compute_to_zarr(plan, &o, run, "transform"),
-    }
+    let dest = Dest::of(Some(&a.out), None)?;
+    compute(plan, dest, o, run, "transform")
 }

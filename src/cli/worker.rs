@@ -1,4 +1,5 @@
-//! `dsk worker JOB --first F --count N` (hidden): a child of `--scheduler processes`.
+//! `dsk worker PLAN --stage S --first F --count N` (hidden): a child of `--scheduler processes`,
+//! running tasks F..F+N of stage S of the physical plan in the file PLAN.
 
 use std::path::PathBuf;
 
@@ -8,14 +9,16 @@ use crate::error::Result;
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// The job file written by the parent process.
-    pub job: PathBuf,
+    /// The plan file written by the parent process (in its work directory).
+    pub plan: PathBuf,
     #[arg(long)]
-    pub first: usize,
+    pub stage: usize,
     #[arg(long)]
-    pub count: usize,
+    pub first: u64,
+    #[arg(long)]
+    pub count: u64,
 }
 
 pub fn run(a: &WorkerArgs) -> Result<()> {
-    crate::exec::job::worker(&a.job, a.first, a.count)
+    crate::exec::run::worker(&a.plan, a.stage, a.first, a.count)
 }

@@ -18,17 +18,11 @@ use crate::plan::{NodeKind, Plan};
 use crate::store::ZArray;
 use crate::{with_buf, with_dtype};
 
-/// A materialised intermediate (the result of an earlier stage).
-pub enum TempData {
-    Mem(Buf),
-    Zarr(Box<ZArray>),
-}
-
 /// Evaluates regions of a plan for one task, keeping the source chunks it has decoded.
 pub struct Evaluator<'a> {
     plan: &'a Plan,
     sources: &'a [ZArray],
-    temps: &'a [TempData],
+    temps: &'a [&'a ZArray],
     codec_threads: usize,
     chunks: HashMap<(usize, u64), Buf>,
     memo: HashMap<(usize, Region), Buf>,
@@ -48,7 +42,7 @@ fn slice_buf(b: &Buf, ranges: &[(usize, usize)]) -> Result<Buf> {
 }
 
 impl<'a> Evaluator<'a> {
-    pub fn new(plan: &'a Plan, sources: &'a [ZArray], temps: &'a [TempData], codec_threads: usize) -> Evaluator<'a> {
+    pub fn new(plan: &'a Plan, sources: &'a [ZArray], temps: &'a [&'a ZArray], codec_threads: usize) -> Evaluator<'a> {
         Evaluator { plan, sources, temps, codec_threads, chunks: HashMap::new(), memo: HashMap::new() }
     }
 
@@ -56,7 +50,7 @@ impl<'a> Evaluator<'a> {
     pub fn with_chunks(
         plan: &'a Plan,
         sources: &'a [ZArray],
-        temps: &'a [TempData],
+        temps: &'a [&'a ZArray],
         codec_threads: usize,
         chunks: HashMap<(usize, u64), Buf>,
     ) -> Evaluator<'a> {
@@ -125,12 +119,7 @@ impl<'a> Evaluator<'a> {
             }
             NodeKind::Input { .. } | NodeKind::Gen { .. } => self.leaf(id, region)?,
             NodeKind::Temp { temp } => match self.temps.get(*temp) {
-                Some(TempData::Mem(b)) => {
-                    let rel: Vec<(usize, usize)> =
-                        (0..region.ndim()).map(|a| (region.start[a] as usize, region.end(a) as usize)).collect();
-                    slice_buf(b, &rel)?
-                }
-                Some(TempData::Zarr(_)) => self.leaf(id, region)?,
+                Some(_) => self.leaf(id, region)?,
                 None => return Err(Error::Internal(format!("intermediate {temp} is missing"))),
             },
             NodeKind::Reduce { .. } | NodeKind::Scan { .. } => {
@@ -269,7 +258,7 @@ impl<'a> Evaluator<'a> {
 pub fn load_chunk(
     plan: &Plan,
     sources: &[ZArray],
-    temps: &[TempData],
+    temps: &[&ZArray],
     id: usize,
     grid: &crate::grid::Grid,
     lin: u64,
@@ -285,10 +274,10 @@ pub fn load_chunk(
             with_dtype!(node.dtype, T => Buf::from_vec(&shape, arr.read_region::<T>(&region, codec_threads)?))
         }
         NodeKind::Temp { temp } => match temps.get(*temp) {
-            Some(TempData::Zarr(arr)) => {
+            Some(arr) => {
                 with_dtype!(node.dtype, T => Buf::from_vec(&shape, arr.read_region::<T>(&region, codec_threads)?))
             }
-            _ => return Err(Error::Internal("chunk of an in-memory intermediate".into())),
+            None => return Err(Error::Internal(format!("intermediate {temp} is missing"))),
         },
         NodeKind::Gen { gen } => with_dtype!(node.dtype, T => {
             let mut v = vec![T::default(); region.len() as usize];

@@ -1,15 +1,18 @@
-//! Executors: run a stage of independent chunk tasks under the memory bound, on `--workers`
-//! threads, and report what happens as [`Event`]s (the progress bars and JSON lines are drawn from
-//! them by `report`, never here).
+//! Executors: run the stages of a physical plan ([`run`]) — each a set of independent chunk tasks
+//! ([`tasks`]) — under one memory bound for the whole run, on `--workers` threads or worker
+//! processes, and report what happens as [`Event`]s (the progress bars and JSON lines are drawn
+//! from them by `report`, never here).
 //!
-//! Admission control: a task starts only when its projected bytes fit in the [`Budget`] next to
-//! the tasks already running. Each task is told how many codec threads it may use so that chunk-
-//! and codec-level parallelism together stay within the worker count.
+//! Admission control: a task starts only when its projected bytes fit in the run's [`Budget`]
+//! next to the tasks already running and what earlier stages hold. Each task is told how many
+//! codec threads it may use so that chunk- and codec-level parallelism together stay within the
+//! worker count.
 
 pub mod budget;
 pub mod evaluate;
-pub mod job;
-pub mod stages;
+pub mod export;
+pub mod run;
+pub mod tasks;
 pub mod workdir;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -36,6 +39,27 @@ pub fn install_interrupt_handler() {
 /// True once the user asked the run to stop.
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::Relaxed)
+}
+
+/// `--scheduler`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+pub enum Scheduler {
+    /// One thread, tasks in order.
+    Sync,
+    /// A pool of --workers threads (default).
+    Threads,
+    /// --workers child processes, each running a range of a stage's tasks.
+    Processes,
+}
+
+impl Scheduler {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheduler::Sync => "sync",
+            Scheduler::Threads => "threads",
+            Scheduler::Processes => "processes",
+        }
+    }
 }
 
 /// How to run: the options every computing command shares.
@@ -107,18 +131,18 @@ pub fn admissible(stage: &Stage, opts: &RunOptions, hint: impl FnOnce(u64) -> St
 }
 
 /// Run `task` for every index of `stage` with at most `parallel` tasks in flight, each holding a
-/// reservation of `stage.task_bytes` from a budget of `opts.memory`. Returns the first error; tasks
-/// not yet started are skipped once one fails. `task` returns the logical bytes it processed.
+/// reservation of `stage.task_bytes` from the run's `budget`. Returns the first error; tasks not
+/// yet started are skipped once one fails. `task` returns the logical bytes it processed.
 pub fn run_stage(
     stage: &Stage,
     parallel: usize,
     opts: &RunOptions,
     sink: &dyn EventSink,
+    budget: &Budget,
     task: impl Fn(TaskCtx) -> Result<u64> + Sync,
 ) -> Result<StageStats> {
     let start = Instant::now();
     sink.event(&Event::StageStart { stage: &stage.name, tasks: stage.tasks, bytes: stage.total_bytes });
-    let budget = Budget::new(opts.memory);
     let next = AtomicUsize::new(0);
     let done = AtomicU64::new(0);
     let bytes_done = AtomicU64::new(0);

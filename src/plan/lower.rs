@@ -84,9 +84,7 @@ pub fn leaf_grid(plan: &Plan, id: usize) -> Option<Grid> {
         NodeKind::Gen { gen } if !matches!(gen, Generator::Const(_)) => {
             Some(Grid::new(n.shape.clone(), n.chunks.clone()))
         }
-        NodeKind::Temp { temp } if plan.temps.get(*temp).is_some_and(|t| t.path.is_some()) => {
-            Some(Grid::new(n.shape.clone(), n.chunks.clone()))
-        }
+        NodeKind::Temp { temp } if *temp < plan.temps.len() => Some(Grid::new(n.shape.clone(), n.chunks.clone())),
         _ => None,
     }
 }

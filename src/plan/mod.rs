@@ -11,6 +11,9 @@
 //! pruned, so every node of a plan is computed.
 
 pub mod lower;
+pub mod physical;
+pub mod planner;
+pub mod rechunk;
 pub mod types;
 
 use std::collections::HashMap;
@@ -91,11 +94,11 @@ pub enum NodeKind {
     },
 }
 
-/// Where a materialised intermediate lives: a Zarr array in the work dir, or memory (`path: None`,
-/// the data handed to the evaluator directly).
+/// A materialised intermediate: array `array` of the physical plan (in the work directory, or the
+/// command's output).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TempInfo {
-    pub path: Option<PathBuf>,
+    pub array: usize,
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -183,7 +186,7 @@ pub fn build(text: &str, inputs: Vec<Input>) -> Result<Plan, ExprError> {
 
 /// Keep only the nodes the root depends on (a literal folded into `x ** 2` is left behind by the
 /// builder), renumbered in their order, so every node of a plan is computed by it.
-fn prune(nodes: Vec<Node>, root: usize) -> (Vec<Node>, usize) {
+pub(crate) fn prune(nodes: Vec<Node>, root: usize) -> (Vec<Node>, usize) {
     let mut live = vec![false; nodes.len()];
     let mut stack = vec![root];
     while let Some(id) = stack.pop() {
@@ -1158,11 +1161,68 @@ mod tests {
     #[test]
     fn issue8_no_input_panics_the_planner() {
         let tokens = [
-            "x", "i", "u", "(", ")", "[", "]", ",", ":", "::", "...", "+", "-", "*", "/", "//", "%", "**", "<", ">=",
-            "==", "&", "|", "^", "~", ".T", ".sum(", ".mean(axis=", ".std(ddof=", ".astype('int8')", ".rechunk(",
-            "cos(", "where(", "clip(", "minimum(", "transpose(", "ones((", "arange(", "linspace(", "full((",
-            "cumsum(", "argmax(", "axis=", "keepdims=True", "chunks=", "dtype='uint8'", "0", "1", "-1", "2", "3",
-            "0.5", "1e308", "9223372036854775807", "nan", "inf", "True", "pi", "'", " ", "é", "\u{0}",
+            "x",
+            "i",
+            "u",
+            "(",
+            ")",
+            "[",
+            "]",
+            ",",
+            ":",
+            "::",
+            "...",
+            "+",
+            "-",
+            "*",
+            "/",
+            "//",
+            "%",
+            "**",
+            "<",
+            ">=",
+            "==",
+            "&",
+            "|",
+            "^",
+            "~",
+            ".T",
+            ".sum(",
+            ".mean(axis=",
+            ".std(ddof=",
+            ".astype('int8')",
+            ".rechunk(",
+            "cos(",
+            "where(",
+            "clip(",
+            "minimum(",
+            "transpose(",
+            "ones((",
+            "arange(",
+            "linspace(",
+            "full((",
+            "cumsum(",
+            "argmax(",
+            "axis=",
+            "keepdims=True",
+            "chunks=",
+            "dtype='uint8'",
+            "0",
+            "1",
+            "-1",
+            "2",
+            "3",
+            "0.5",
+            "1e308",
+            "9223372036854775807",
+            "nan",
+            "inf",
+            "True",
+            "pi",
+            "'",
+            " ",
+            "é",
+            "\u{0}",
         ];
         let seeds = [
             "(x * x[::-1, ::-1]).mean(axis=(0, 1))",

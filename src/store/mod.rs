@@ -21,6 +21,17 @@ use crate::dtype::{DType, Elem, Scalar};
 use crate::error::{Error, Result};
 use crate::grid::{Grid, Region};
 pub use codec::CodecSpec;
+
+/// The file formats arrays are exported to (and results written as).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+pub enum FileFormat {
+    /// NumPy .npy (little-endian, C order).
+    Npy,
+    /// Comma-separated text; 0-d, 1-D (one value per line) and 2-D arrays only.
+    Csv,
+    /// Raw little-endian bytes in C order, no header.
+    Raw,
+}
 pub use meta::ArrayMeta;
 
 /// Process-wide zarrs settings: no `_zarrs` attribute in the metadata we write.
@@ -441,8 +452,8 @@ fn copy_into<T: Copy>(src: &[T], src_shape: &[u64], dst: &mut [T], dst_shape: &[
     });
 }
 
-/// What `dsk create` (and later every command that writes an array) asks of a new array.
-#[derive(Clone, Debug)]
+/// What a command that writes an array asks of it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CreateSpec {
     pub shape: Vec<u64>,
     /// Chunk shape; the inner chunk shape when `shard` is set.

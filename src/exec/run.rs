@@ -1,0 +1,399 @@
+//! Running a physical plan: the output is staged, the work directory made, every declared array
+//! created, then the stages run in order under one memory budget for the whole run — on this
+//! process's threads (`sync`, `threads`) or in `dsk worker` children that receive the plan as a
+//! file and run ranges of a stage's tasks (`processes`). At the end the output is renamed into
+//! place, a 0-d result printed, and the work directory removed (also on failure).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::tasks::{open_stage, run_task, MemPartials, Shared};
+use super::workdir::WorkDir;
+use super::{run_stage, Budget, Event, EventSink, Reservation, RunOptions, Stage as ExecStage, TaskCtx};
+use crate::error::{Error, Result};
+use crate::plan::physical::{ExportSource, PartialStore, PhysicalPlan, Place, StageOp};
+use crate::store::output::{check_dest, Kind as OutKind, Staged};
+use crate::store::{self, ZArray};
+use crate::with_buf;
+
+/// How to run a plan: the options of the command line.
+pub struct RunCtx<'a> {
+    pub opts: RunOptions,
+    pub scheduler: super::Scheduler,
+    pub sink: &'a dyn EventSink,
+    pub work_base: Option<PathBuf>,
+    pub keep_work_dir: bool,
+    /// Replace an existing output (only a Zarr array, or a file for file outputs).
+    pub overwrite: bool,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default)]
+pub struct RunReport {
+    pub elapsed: Duration,
+    pub tasks: u64,
+    pub stages: usize,
+    /// The most tasks that ran at once in any stage.
+    pub parallel: usize,
+    /// Peak resident set of this process, and the largest of any `dsk worker` child.
+    pub peak_rss: Option<u64>,
+    pub children_peak: Option<u64>,
+    /// The largest number of worker children alive at once.
+    pub children: usize,
+}
+
+/// The paths of a plan's arrays: outputs in their staging directory, the rest in the work dir.
+pub fn array_paths(plan: &PhysicalPlan, work: Option<&Path>) -> Result<Vec<PathBuf>> {
+    plan.arrays
+        .iter()
+        .map(|a| match &a.place {
+            Place::Output(p) => Ok(crate::plan::physical::staging_path(p)),
+            Place::Work(rel) => work
+                .map(|w| w.join(rel))
+                .ok_or_else(|| Error::Internal("an intermediate array without a work directory".into())),
+        })
+        .collect()
+}
+
+fn open_inputs(plan: &PhysicalPlan) -> Result<Vec<ZArray>> {
+    plan.inputs.iter().map(|i| ZArray::open(&i.path)).collect()
+}
+
+/// Run `plan`. Prints a 0-d result on stdout; returns what happened.
+pub fn run(plan: &PhysicalPlan, ctx: &RunCtx<'_>) -> Result<RunReport> {
+    let started = Instant::now();
+    // refuse before anything is created: the output and every exported file
+    for st in &plan.stages {
+        if let StageOp::Export { path: Some(p), .. } = &st.op {
+            check_dest(p, OutKind::File, ctx.overwrite)?;
+        }
+    }
+    let staged = match plan.output.map(|o| &plan.arrays[o].place) {
+        Some(Place::Output(p)) => Some(Staged::new(p, OutKind::ZarrDir, ctx.overwrite)?),
+        _ => None,
+    };
+    let processes = ctx.scheduler == super::Scheduler::Processes;
+    let work = if plan.needs_work_dir() || processes {
+        let mut w = WorkDir::create(ctx.work_base.as_deref())?;
+        if ctx.keep_work_dir {
+            w.keep();
+            eprintln!("dsk: keeping the work directory {}", w.path().display());
+        }
+        w.check_free(plan.scratch_bytes)?;
+        Some(w)
+    } else {
+        None
+    };
+    let paths = array_paths(plan, work.as_ref().map(|w| w.path()))?;
+    let mut arrays = vec![];
+    for (decl, path) in plan.arrays.iter().zip(&paths) {
+        if !matches!(decl.place, Place::Output(_)) {
+            std::fs::create_dir_all(path).map_err(|e| Error::io(path, "create an intermediate array", e))?;
+        }
+        let mut z = store::create(path, &decl.spec)?;
+        z.set_write_empty_chunks(decl.write_empty_chunks);
+        arrays.push(z);
+    }
+    let inputs = open_inputs(plan)?;
+    let plan_file = match (&work, processes) {
+        (Some(w), true) => {
+            let f = w.path().join("plan.json");
+            let text = serde_json::to_vec(plan).map_err(|e| Error::Internal(format!("serialise the plan: {e}")))?;
+            std::fs::write(&f, text).map_err(|e| Error::io(&f, "write the plan", e))?;
+            Some(f)
+        }
+        _ => None,
+    };
+
+    let budget = Budget::new(ctx.opts.memory);
+    let mut mem_partials: HashMap<usize, MemPartials> = HashMap::new();
+    let mut held: HashMap<usize, Reservation<'_>> = HashMap::new();
+    let mut report = RunReport { stages: plan.stages.len(), ..Default::default() };
+    for (s, st) in plan.stages.iter().enumerate() {
+        if super::interrupted() {
+            return Err(Error::Interrupted);
+        }
+        if let StageOp::Partials(p) = &st.op {
+            if let PartialStore::Memory { bytes } = p.store {
+                mem_partials.insert(s, MemPartials::default());
+                held.insert(s, budget.reserve(bytes));
+            }
+        }
+        let meta =
+            ExecStage { name: st.name.clone(), tasks: st.tasks, task_bytes: st.task_bytes, total_bytes: st.read_bytes };
+        let sync = ctx.scheduler == super::Scheduler::Sync;
+        let o = RunOptions { workers: if sync { 1 } else { ctx.opts.workers }, memory: ctx.opts.memory };
+        let parallel = if sync { 1 } else { st.parallel.max(1) };
+        match &st.op {
+            StageOp::Export { array, sel, format, path, block_bytes } => {
+                let arr = match array {
+                    ExportSource::Input(i) => &inputs[*i],
+                    ExportSource::Array(a) => &arrays[*a],
+                };
+                super::export::stream(
+                    arr,
+                    sel,
+                    *format,
+                    path.as_deref(),
+                    ctx.overwrite,
+                    *block_bytes,
+                    &o,
+                    ctx.sink,
+                    &st.name,
+                )?;
+                report.parallel = report.parallel.max(1);
+            }
+            _ if processes && !st.local => {
+                let f = plan_file.as_deref().ok_or_else(|| Error::Internal("no plan file".into()))?;
+                let stats = run_processes(f, s, &meta, parallel, ctx.sink)?;
+                report.children = report.children.max(stats.0);
+                report.children_peak = report.children_peak.max(stats.1);
+                report.parallel = report.parallel.max(stats.0);
+            }
+            _ => {
+                let opened = open_stage(&st.op, &arrays)?;
+                let shared = Shared { inputs: &inputs, arrays: &arrays, partials: &mem_partials };
+                let stats = run_stage(&meta, parallel, &o, ctx.sink, &budget, |tc: TaskCtx| {
+                    run_task(plan, s, tc.index, &shared, &opened, tc.codec_threads)
+                })?;
+                report.parallel = report.parallel.max(stats.parallel);
+            }
+        }
+        report.tasks += st.tasks;
+        // a merged reduction's in-memory partials are released
+        if let StageOp::Finalize(f) = &st.op {
+            mem_partials.remove(&f.partials);
+            held.remove(&f.partials);
+        }
+    }
+    drop(held);
+    let printed = match &plan.print {
+        Some(p) => Some(scalar_text(&arrays[p.array], p.dtype)?),
+        None => None,
+    };
+    drop(arrays);
+    if let Some(s) = staged {
+        s.commit()?;
+    }
+    drop(work);
+    if let Some(text) = printed {
+        crate::write_stdout(text.as_bytes())?;
+    }
+    report.elapsed = started.elapsed();
+    report.peak_rss = super::peak_rss();
+    Ok(report)
+}
+
+/// The value of a 0-d array as the text dsk prints (read back exactly), with a newline.
+fn scalar_text(arr: &ZArray, dtype: Option<crate::dtype::DType>) -> Result<String> {
+    use crate::dtype::Elem;
+    let b = crate::with_dtype!(arr.dtype(), T => {
+        let v: Vec<T> = arr.read_region::<T>(&crate::grid::Region::full(&[]), 1)?;
+        crate::kernels::buf::Buf::from_vec(&[], v)
+    });
+    let b = match dtype {
+        Some(d) => b.cast(d),
+        None => b,
+    };
+    let mut text = String::new();
+    with_buf!(&b, T, a => {
+        let v: T = a.iter().next().copied().ok_or_else(|| Error::Internal("an empty 0-d result".into()))?;
+        v.write_text(&mut text);
+    });
+    text.push('\n');
+    Ok(text)
+}
+
+/// Kills the children still running when dropped (on error paths).
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Run the tasks of stage `s` in `parallel` child processes (`dsk worker`), each a contiguous
+/// range. Returns (children started, their largest peak RSS).
+fn run_processes(
+    plan_file: &Path,
+    s: usize,
+    stage: &ExecStage,
+    parallel: usize,
+    sink: &dyn EventSink,
+) -> Result<(usize, Option<u64>)> {
+    let start = Instant::now();
+    let n = stage.tasks as usize;
+    let nproc = parallel.clamp(1, n.max(1));
+    let exe = std::env::current_exe().map_err(|e| Error::io("dsk", "find the dsk executable", e))?;
+    sink.event(&Event::StageStart { stage: &stage.name, tasks: stage.tasks, bytes: stage.total_bytes });
+    let mut ranges = vec![];
+    let per = n.div_ceil(nproc);
+    let mut first = 0;
+    while first < n {
+        ranges.push((first, per.min(n - first)));
+        first += per;
+    }
+    let mut children = Children(vec![]);
+    for &(first, count) in &ranges {
+        let child = Command::new(&exe)
+            .arg("worker")
+            .arg(plan_file)
+            .args(["--stage", &s.to_string(), "--first", &first.to_string(), "--count", &count.to_string()])
+            // the children write chunk files the way the parent was asked to (--io)
+            .args(["--io", if crate::store::fs::direct_writes() { "auto" } else { "buffered" }])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::io(&exe, "start a worker process", e))?;
+        children.0.push(child);
+    }
+    let done = AtomicU64::new(0);
+    let bytes_done = AtomicU64::new(0);
+    let peak = AtomicU64::new(0);
+    let failures: Mutex<Vec<String>> = Mutex::new(vec![]);
+    let outputs: Vec<_> = children.0.iter_mut().map(|c| (c.stdout.take(), c.stderr.take())).collect();
+    std::thread::scope(|sc| {
+        for (k, (stdout, stderr)) in outputs.into_iter().enumerate() {
+            let (first, count) = ranges[k];
+            let (done, bytes_done, failures, peak) = (&done, &bytes_done, &failures, &peak);
+            let stderr_text = sc.spawn(move || {
+                let mut text = String::new();
+                if let Some(e) = stderr {
+                    for line in BufReader::new(e).lines().map_while(|l| l.ok()) {
+                        text.push_str(&line);
+                        text.push('\n');
+                    }
+                }
+                text
+            });
+            sc.spawn(move || {
+                let mut running: Option<u64> = None;
+                let mut finished = 0;
+                if let Some(out) = stdout {
+                    for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
+                        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+                        if let Some(p) = v.get("peak_rss").and_then(|x| x.as_u64()) {
+                            peak.fetch_max(p, Ordering::Relaxed);
+                        }
+                        if let Some(t) = v.get("start").and_then(|x| x.as_u64()) {
+                            running = Some(t);
+                        }
+                        if let Some(t) = v.get("done").and_then(|x| x.as_u64()) {
+                            running = None;
+                            finished += 1;
+                            let b = v.get("bytes").and_then(|x| x.as_u64()).unwrap_or(0);
+                            let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+                            let bd = bytes_done.fetch_add(b, Ordering::Relaxed) + b;
+                            sink.event(&Event::TaskDone {
+                                stage: &stage.name,
+                                task: t,
+                                done: d,
+                                tasks: stage.tasks,
+                                bytes_done: bd,
+                                bytes: stage.total_bytes,
+                                elapsed: start.elapsed(),
+                            });
+                        }
+                    }
+                }
+                let err_text = stderr_text.join().unwrap_or_default();
+                if finished < count {
+                    let at = running.map(|t| format!(" while running task {t}")).unwrap_or_default();
+                    let why = err_text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message").to_string();
+                    let why = why.trim_start_matches("dsk: error: ").to_string();
+                    failures.lock().unwrap_or_else(|p| p.into_inner()).push(format!(
+                        "worker process {k} of stage {} (tasks {first}..{}) stopped{at}: {why}",
+                        stage.name,
+                        first + count
+                    ));
+                }
+            });
+        }
+    });
+    if super::interrupted() {
+        return Err(Error::Interrupted);
+    }
+    // collect exit statuses (a child killed by a signal has no message of its own)
+    let mut statuses = vec![];
+    for c in &mut children.0 {
+        statuses.push(c.wait().map_err(|e| Error::io("worker", "wait for a worker process", e))?);
+    }
+    children.0.clear();
+    let mut failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+    for (k, st) in statuses.iter().enumerate() {
+        let tag = format!("worker process {k} ");
+        if !st.success() && !failures.iter().any(|f| f.starts_with(&tag)) {
+            failures.push(format!("worker process {k} of stage {} exited with {st}", stage.name));
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::ExitStatusExt;
+            if let Some(sig) = st.signal() {
+                for f in failures.iter_mut().filter(|f| f.starts_with(&tag)) {
+                    f.push_str(&format!(
+                        " (killed by signal {sig}{})",
+                        if sig == 9 { ", perhaps out of memory: lower --memory or --workers" } else { "" }
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(f) = failures.first() {
+        return Err(Error::Worker { msg: f.clone() });
+    }
+    let elapsed = start.elapsed();
+    let bytes = bytes_done.load(Ordering::Relaxed);
+    sink.event(&Event::StageEnd { stage: &stage.name, tasks: stage.tasks, bytes, elapsed });
+    let p = peak.load(Ordering::Relaxed);
+    Ok((nproc, (p > 0).then_some(p)))
+}
+
+/// The body of `dsk worker PLAN --stage S --first F --count N`: run tasks F..F+N of stage S, one
+/// line of JSON per task on stdout (`{"start": t}`, then `{"done": t, "bytes": b}`), and the
+/// process's peak RSS last (`{"peak_rss": n}`).
+pub fn worker(plan_file: &Path, stage: usize, first: u64, count: u64) -> Result<()> {
+    let text = std::fs::read(plan_file).map_err(|e| Error::io(plan_file, "read the plan", e))?;
+    let plan: PhysicalPlan =
+        serde_json::from_slice(&text).map_err(|e| Error::input(plan_file, format!("not a dsk plan file: {e}")))?;
+    let st = plan.stages.get(stage).ok_or_else(|| Error::input(plan_file, format!("the plan has no stage {stage}")))?;
+    let work = plan_file.parent().unwrap_or(Path::new("."));
+    let paths = array_paths(&plan, Some(work))?;
+    let mut arrays = vec![];
+    for (decl, p) in plan.arrays.iter().zip(&paths) {
+        let mut z = ZArray::open(p)?;
+        z.set_write_empty_chunks(decl.write_empty_chunks);
+        arrays.push(z);
+    }
+    let inputs = open_inputs(&plan)?;
+    let opened = open_stage(&st.op, &arrays)?;
+    let partials = HashMap::new();
+    let shared = Shared { inputs: &inputs, arrays: &arrays, partials: &partials };
+    // test hook: make this worker die at a given task, to exercise the parent's failure report
+    let fail_at: Option<u64> = std::env::var("DSK_TEST_WORKER_ABORT_AT").ok().and_then(|v| v.parse().ok());
+    let end = (first + count).min(st.tasks);
+    for t in first..end {
+        if super::interrupted() {
+            return Err(Error::Interrupted);
+        }
+        crate::write_stdout(format!("{{\"start\": {t}}}\n").as_bytes())?;
+        if fail_at == Some(t) {
+            std::process::abort();
+        }
+        let b = run_task(&plan, stage, t, &shared, &opened, 1)?;
+        crate::write_stdout(format!("{{\"done\": {t}, \"bytes\": {b}}}\n").as_bytes())?;
+    }
+    if let Some(p) = super::peak_rss() {
+        crate::write_stdout(format!("{{\"peak_rss\": {p}}}\n").as_bytes())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,896 @@
+//! Building physical plans: an expression (with its reductions and scans) into stages and the
+//! arrays between them, generated and imported arrays (`create`), exports, and rechunking
+//! ([`super::rechunk`]). Nothing here reads data: shapes, dtypes and chunk grids are enough.
+//!
+//! Every stage is checked against `--memory` here, before the run starts: a stage whose task
+//! cannot fit is refused with a suggestion that has itself been checked to fit.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use super::lower::{self, footprint, group_by_footprint, OutputLayout};
+use super::physical::*;
+use super::{Node, NodeKind, Plan, TempInfo};
+use crate::dtype::{DType, Scalar};
+use crate::error::{human, Error, Result};
+use crate::expr::slice::AxisSel;
+use crate::grid::{tuple, Grid};
+use crate::kernels::generate::Generator;
+use crate::kernels::reduce::ReduceOp;
+use crate::store::{CodecSpec, CreateSpec, FileFormat};
+
+/// Input bytes a reduction's partial task folds by default (its chunks are evaluated one after
+/// another, so this sets the number of tasks, not their memory).
+const PARTIAL_TASK_BYTES: u64 = 64 << 20;
+/// The most chunks one partial task folds.
+const PARTIAL_TASK_CHUNKS: u64 = 1024;
+/// Fan-in of the merge tree of a reduction's partials (and of listed partial tasks).
+pub const DEFAULT_SPLIT: u64 = 8;
+/// At most this many output chunks share a compute task (enough to pair mirrors and transposes).
+const MAX_GROUP: usize = 4;
+/// Bookkeeping bytes per in-memory partial besides its values.
+const PARTIAL_OVERHEAD: u64 = 256;
+
+/// What a plan is checked against: the run options.
+#[derive(Clone, Debug)]
+pub struct PlanOptions {
+    pub memory: u64,
+    pub workers: usize,
+    /// `--scheduler processes`: partials and intermediates must live on disk.
+    pub processes: bool,
+    pub scheduler: String,
+    /// `--split-every`: chunks per partial task and fan-in of the merge tree.
+    pub split_every: Option<u64>,
+}
+
+/// Where an expression's result goes.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// A Zarr array at `path`, created with `spec`.
+    Array { path: PathBuf, spec: CreateSpec },
+    /// A file (`None`: stdout) in `format`, streamed from an uncompressed array in the work dir
+    /// with these chunks and dtype.
+    File { path: Option<PathBuf>, format: FileFormat, chunks: Vec<u64>, dtype: DType },
+    /// A 0-d result printed on stdout (`--dtype` casts it when printed).
+    Print { dtype: Option<DType> },
+}
+
+/// A plan being assembled.
+struct Builder<'a> {
+    opts: &'a PlanOptions,
+    arrays: Vec<ArrayDecl>,
+    stages: Vec<Stage>,
+    /// Bytes of in-memory partials waiting for their finalize stage.
+    held: u64,
+}
+
+fn zero(d: DType) -> Scalar {
+    if d.is_bool() {
+        Scalar::Bool(false)
+    } else {
+        Scalar::Int(0)
+    }
+}
+
+/// An uncompressed array in the work dir.
+fn work_array(what: String, file: String, shape: Vec<u64>, chunks: Vec<u64>, dtype: DType) -> ArrayDecl {
+    let chunks = chunks.iter().zip(&shape).map(|(&c, &n)| c.max(1).min(n.max(1))).collect();
+    ArrayDecl {
+        what,
+        place: Place::Work(PathBuf::from(file)),
+        spec: CreateSpec {
+            shape,
+            chunks,
+            shard: None,
+            dtype,
+            fill: zero(dtype),
+            codec: CodecSpec::None,
+            dimension_names: None,
+        },
+        write_empty_chunks: true,
+    }
+}
+
+impl Plan {
+    /// The plan of node `root`: only the nodes it needs, renumbered.
+    pub fn sub(&self, root: usize) -> Plan {
+        let (nodes, root) = super::prune(self.nodes.clone(), root);
+        Plan { text: self.text.clone(), inputs: self.inputs.clone(), nodes, root, temps: self.temps.clone() }
+    }
+}
+
+impl Builder<'_> {
+    fn add_array(&mut self, a: ArrayDecl) -> ArrayId {
+        self.arrays.push(a);
+        self.arrays.len() - 1
+    }
+
+    /// Admit a stage: how many of its tasks fit at once next to what the run already holds.
+    fn admit(
+        &self,
+        name: &str,
+        tasks: u64,
+        task_bytes: u64,
+        held: u64,
+        hint: impl FnOnce(u64) -> String,
+    ) -> Result<usize> {
+        let room = self.opts.memory.saturating_sub(held);
+        if tasks > 0 && task_bytes > room {
+            let what = if held > 0 {
+                format!("one {name} task (next to {} of reduction partials held in memory)", human(held))
+            } else {
+                format!("one {name} task")
+            };
+            return Err(Error::Budget { what, needed: task_bytes, budget: self.opts.memory, hint: hint(room) });
+        }
+        let by_memory = room / task_bytes.max(1);
+        Ok((self.opts.workers as u64).min(by_memory).min(tasks).max(1) as usize)
+    }
+
+    fn push_stage(&mut self, s: Stage) -> usize {
+        self.stages.push(s);
+        self.stages.len() - 1
+    }
+
+    /// Replace every reduction and scan of `plan` by a `Temp` leaf holding its result, adding
+    /// the stages that compute them (innermost first). `root_target`: the array the root's
+    /// result should go to when the root itself is a reduction or scan.
+    fn boundaries(&mut self, mut plan: Plan, root_target: Option<ArrayId>) -> Result<Plan> {
+        let mut order = vec![];
+        post_order(&plan, plan.root, &mut vec![false; plan.nodes.len()], &mut order);
+        let mut n_stage = 0;
+        for id in order {
+            let node = plan.nodes[id].clone();
+            let target = if id == plan.root { root_target } else { None };
+            let array = match &node.kind {
+                NodeKind::Reduce { arg, op, axes, keepdims, ddof } => {
+                    n_stage += 1;
+                    let sub = plan.sub(*arg);
+                    self.reduction(sub, &node, *op, axes, *keepdims, *ddof, id, n_stage, target)?
+                }
+                NodeKind::Scan { arg, axis, prod } => {
+                    n_stage += 1;
+                    let sub = plan.sub(*arg);
+                    self.scan(sub, &node, *axis, *prod, id, n_stage, target)?
+                }
+                _ => continue,
+            };
+            plan.temps.push(TempInfo { array });
+            plan.nodes[id].kind = NodeKind::Temp { temp: plan.temps.len() - 1 };
+        }
+        Ok(plan.sub(plan.root))
+    }
+
+    /// The array holding the result of boundary node `id`: `target` when given, else a new one in
+    /// the work dir.
+    fn result_array(&mut self, node: &Node, id: usize, target: Option<ArrayId>) -> ArrayId {
+        match target {
+            Some(t) => t,
+            None => self.add_array(work_array(
+                format!("result of #{id} {}", node.label),
+                format!("node-{id}.zarr"),
+                node.shape.clone(),
+                node.chunks.clone(),
+                node.dtype,
+            )),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn reduction(
+        &mut self,
+        sub: Plan,
+        node: &Node,
+        op: ReduceOp,
+        axes: &[usize],
+        keepdims: bool,
+        ddof: f64,
+        id: usize,
+        n_stage: usize,
+        target: Option<ArrayId>,
+    ) -> Result<ArrayId> {
+        let a = sub.root().clone();
+        let nd = a.shape.len();
+        let kept: Vec<usize> = (0..nd).filter(|x| !axes.contains(x)).collect();
+        let in_grid = Grid::new(a.shape.clone(), a.chunks.iter().map(|&c| c.max(1)).collect());
+        let out_grid =
+            Grid::new(kept.iter().map(|&k| a.shape[k]).collect(), kept.iter().map(|&k| a.chunks[k].max(1)).collect());
+        let state_bytes: u64 = op.state_dtypes(a.dtype).iter().map(|d| d.size() as u64).sum();
+        let block_bytes = out_grid.chunk_len() * state_bytes;
+        let chunk_in_bytes = in_grid.chunk_len() * a.dtype.size() as u64;
+        let per_task = match self.opts.split_every {
+            Some(s) => s,
+            None => (PARTIAL_TASK_BYTES / chunk_in_bytes.max(1)).clamp(1, PARTIAL_TASK_CHUNKS),
+        };
+        let split = self.opts.split_every.unwrap_or(DEFAULT_SPLIT).max(2);
+        let gshape = in_grid.grid_shape();
+        let n_red: u64 = axes.iter().map(|&x| gshape[x]).product();
+        let nblocks = out_grid.nchunks();
+        let mut spec = PartialsSpec {
+            expr: sub.clone(),
+            op,
+            axes: axes.to_vec(),
+            in_grid: in_grid.clone(),
+            out_grid: out_grid.clone(),
+            per_task,
+            per_block: if n_red == 0 { 0 } else { n_red.div_ceil(per_task) },
+            table: None,
+            store: PartialStore::Memory { bytes: 0 },
+        };
+        // chunks that need the same source chunks (mirrors, transposes) share a task when the
+        // grid is small enough to list its tasks
+        if in_grid.nchunks() <= TABLE_MAX && shares_sources(&sub, &in_grid) {
+            let mut table = vec![];
+            for b in 0..nblocks {
+                let chunks: Vec<u64> = (0..n_red).map(|r| spec.chunk_of(b, r)).collect();
+                let feet: Vec<Vec<(usize, u64)>> =
+                    chunks.iter().map(|&c| footprint(&sub, &in_grid.chunk_region(&in_grid.chunk_index(c)))).collect();
+                let mut merged: Vec<Vec<usize>> = vec![];
+                for g in group_by_footprint(&feet, per_task as usize, None) {
+                    match merged.last_mut() {
+                        Some(last) if (last.len() + g.len()) as u64 <= per_task => last.extend(g),
+                        _ => merged.push(g),
+                    }
+                }
+                for (g, members) in merged.into_iter().enumerate() {
+                    table.push(PartialTask {
+                        block: b,
+                        g: g as u64,
+                        chunks: members.into_iter().map(|m| chunks[m]).collect(),
+                    });
+                }
+            }
+            spec.per_block = table.iter().map(|t| t.g + 1).max().unwrap_or(0);
+            spec.table = Some(table);
+        }
+        let tasks = spec.tasks();
+        // a task holds the source chunks its remaining input chunks still need, a tile's
+        // temporaries and three block partials
+        let sample = in_grid.chunk_region(&vec![0; nd]);
+        let tile = lower::tile_peak(&sub, &sample);
+        let task_bytes = sample_tasks(tasks)
+            .into_iter()
+            .map(|t| live_bytes(&sub, &in_grid, &spec.task(t).chunks))
+            .max()
+            .unwrap_or(0)
+            + tile
+            + 3 * block_bytes;
+        let partial_bytes = tasks * (block_bytes + PARTIAL_OVERHEAD);
+        let in_memory = !self.opts.processes && partial_bytes <= self.opts.memory / 4;
+        if in_memory {
+            spec.store = PartialStore::Memory { bytes: partial_bytes };
+        } else {
+            let mut shape = vec![spec.per_block.max(1)];
+            shape.extend_from_slice(&out_grid.shape);
+            let mut chunks = vec![1];
+            chunks.extend_from_slice(&out_grid.chunks);
+            let arrays = op
+                .state_dtypes(a.dtype)
+                .into_iter()
+                .enumerate()
+                .map(|(c, d)| {
+                    self.add_array(work_array(
+                        format!("partials of #{id} {} (component {c})", node.label),
+                        format!("partials-{id}/c{c}.zarr"),
+                        shape.clone(),
+                        chunks.clone(),
+                        d,
+                    ))
+                })
+                .collect();
+            spec.store = PartialStore::Disk { arrays };
+        }
+        let held_during = if in_memory { partial_bytes } else { 0 };
+        let name = format!("reduce-{n_stage}");
+        let parallel = self.admit(&name, tasks, task_bytes, self.held + held_during, |room| {
+            format!(
+                "a task holds its input's source chunks, a tile and a block of partials ({} here): rechunk the input smaller, or raise --memory",
+                human(room)
+            )
+        })?;
+        let read_bytes = in_grid.shape.iter().product::<u64>() * a.dtype.size() as u64;
+        let what = format!(
+            "partials of #{id} {} of ({}): {} input chunks {} → {} block{} {}, {} per task{}; partials {} {}",
+            node.label,
+            sub.text_of_root(),
+            in_grid.nchunks(),
+            tuple(&in_grid.chunks),
+            nblocks,
+            if nblocks == 1 { "" } else { "s" },
+            tuple(&out_grid.chunks),
+            if spec.table.is_some() {
+                "listed groups of chunks sharing source chunks".to_string()
+            } else {
+                let k = per_task.min(n_red);
+                format!("up to {k} chunk{}", if k == 1 { "" } else { "s" })
+            },
+            if spec.table.is_some() { format!(" (up to {per_task})") } else { String::new() },
+            human(partial_bytes),
+            if in_memory { "in memory" } else { "spilled to the work dir" },
+        );
+        let partials_stage = self.push_stage(Stage {
+            name: name.clone(),
+            what,
+            op: StageOp::Partials(spec.clone()),
+            tasks,
+            task_bytes,
+            held_bytes: self.held + held_during,
+            read_bytes,
+            write_bytes: if in_memory { 0 } else { partial_bytes },
+            parallel,
+            local: false,
+        });
+        // finalize: one task per block, merging its partials in a tree of fan-in `split`
+        let out = self.result_array(node, id, target);
+        let max_count = spec.per_block;
+        let levels = if max_count <= 1 { 1 } else { (max_count as f64).log(split as f64).ceil() as u64 + 1 };
+        let out_block = out_grid.chunk_len() * node.dtype.size() as u64;
+        let fin_bytes = (split * levels + 2) * block_bytes + 2 * out_block;
+        let fin_parallel = self.admit(&format!("{name} merge"), nblocks, fin_bytes, self.held + held_during, |_| {
+            "use smaller chunks along the kept axes (a merge holds partials of one block), or raise --memory".into()
+        })?;
+        self.push_stage(Stage {
+            name: format!("{name}-merge"),
+            what: format!(
+                "merge the partials of each block (fan-in {split}) and finalize #{id} {} into a{out} {}",
+                node.label,
+                tuple(&node.shape)
+            ),
+            op: StageOp::Finalize(FinalizeSpec {
+                partials: partials_stage,
+                op,
+                input: a.dtype,
+                ddof,
+                keepdims,
+                axes: axes.to_vec(),
+                nd,
+                split,
+                out,
+            }),
+            tasks: nblocks,
+            task_bytes: fin_bytes,
+            held_bytes: self.held + held_during,
+            read_bytes: if in_memory { 0 } else { partial_bytes },
+            write_bytes: node.shape.iter().product::<u64>() * node.dtype.size() as u64,
+            parallel: if in_memory { 1 } else { fin_parallel },
+            local: in_memory,
+        });
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn scan(
+        &mut self,
+        sub: Plan,
+        node: &Node,
+        axis: usize,
+        prod: bool,
+        id: usize,
+        n_stage: usize,
+        target: Option<ArrayId>,
+    ) -> Result<ArrayId> {
+        let a = sub.root().clone();
+        let grid = Grid::new(a.shape.clone(), a.chunks.iter().map(|&c| c.max(1)).collect());
+        let gshape = grid.grid_shape();
+        let out_dtype = node.dtype;
+        let item = out_dtype.size() as u64;
+        // totals and carries: one element per chunk along the axis
+        let mut tshape = a.shape.clone();
+        tshape[axis] = gshape[axis];
+        let mut tchunks = grid.chunks.clone();
+        tchunks[axis] = 1;
+        let totals = self.add_array(work_array(
+            format!("chunk totals of #{id} {}", node.label),
+            format!("scan-{id}/totals.zarr"),
+            tshape.clone(),
+            tchunks.clone(),
+            out_dtype,
+        ));
+        let carries = self.add_array(work_array(
+            format!("carries of #{id} {}", node.label),
+            format!("scan-{id}/carries.zarr"),
+            tshape,
+            tchunks.clone(),
+            out_dtype,
+        ));
+        let out = self.result_array(node, id, target);
+        let nchunks = grid.nchunks();
+        let sample = grid.chunk_region(&vec![0; grid.ndim()]);
+        let decoded = lower::decoded_bytes(&sub, &[&footprint(&sub, &sample)]).0;
+        let chunk_out = sample.len() * item;
+        let cross: u64 = tchunks.iter().product::<u64>() * item;
+        let name = format!("scan-{n_stage}");
+        let in_bytes = grid.shape.iter().product::<u64>() * a.dtype.size() as u64;
+        let out_bytes = node.shape.iter().product::<u64>() * item;
+        let hint = |room: u64| format!("use smaller chunks for the scanned array ({} fits)", human(room));
+        let t1 = decoded + lower::tile_peak(&sub, &sample) + 3 * chunk_out + cross;
+        let p1 = self.admit(&name, nchunks, t1, self.held, hint)?;
+        let label = &node.label;
+        self.push_stage(Stage {
+            name: format!("{name}-totals"),
+            what: format!(
+                "the total along axis {axis} of each of {nchunks} chunks {} of #{id} {label}",
+                tuple(&grid.chunks)
+            ),
+            op: StageOp::ScanTotals { expr: sub.clone(), axis, prod, grid: grid.clone(), totals },
+            tasks: nchunks,
+            task_bytes: t1,
+            held_bytes: self.held,
+            read_bytes: in_bytes,
+            write_bytes: self.arrays[totals].nbytes(),
+            parallel: p1,
+            local: false,
+        });
+        let columns = nchunks / gshape[axis].max(1);
+        let t2 = 4 * cross;
+        let p2 = self.admit(&name, columns, t2, self.held, hint)?;
+        self.push_stage(Stage {
+            name: format!("{name}-carries"),
+            what: format!(
+                "running totals before each chunk, along {} column{} of chunks",
+                columns,
+                if columns == 1 { "" } else { "s" }
+            ),
+            op: StageOp::ScanCarries { axis, prod, grid: grid.clone(), totals, carries },
+            tasks: columns,
+            task_bytes: t2,
+            held_bytes: self.held,
+            read_bytes: self.arrays[totals].nbytes(),
+            write_bytes: self.arrays[carries].nbytes(),
+            parallel: p2,
+            local: false,
+        });
+        let t3 = decoded + lower::tile_peak(&sub, &sample) + 3 * chunk_out + 2 * cross;
+        let p3 = self.admit(&name, nchunks, t3, self.held, hint)?;
+        self.push_stage(Stage {
+            name,
+            what: format!("#{id} {label}: each chunk scanned from its carry into a{out} {}", tuple(&node.shape)),
+            op: StageOp::ScanApply { expr: sub, axis, prod, grid, carries, out },
+            tasks: nchunks,
+            task_bytes: t3,
+            held_bytes: self.held,
+            read_bytes: in_bytes + self.arrays[carries].nbytes(),
+            write_bytes: out_bytes,
+            parallel: p3,
+            local: false,
+        });
+        Ok(out)
+    }
+
+    /// The stage writing `plan`'s root into array `out`; with `group`, output chunks that share
+    /// source chunks share a task.
+    fn compute(&mut self, plan: Plan, out: ArrayId, name: &str, band: bool, group: bool) -> Result<()> {
+        let decl = self.arrays[out].clone();
+        let grid = decl.grid();
+        let item = decl.spec.dtype.size() as u64;
+        let layout = OutputLayout {
+            grid: grid.clone(),
+            itemsize: item,
+            codec_scratch: decl.spec.codec.scratch_bytes(grid.chunk_len() * item),
+        };
+        let skip = match &plan.root().kind {
+            NodeKind::Gen { gen: Generator::Const(c) } => {
+                !decl.write_empty_chunks && Scalar::from(*c) == decl.spec.fill && plan.root().dtype == decl.spec.dtype
+            }
+            _ => false,
+        };
+        let (groups, task_bytes, read_bytes, reads, distinct) = if skip {
+            (Groups::Each { chunks: 0 }, 0, 0, 0, 0)
+        } else if grid.nchunks() <= TABLE_MAX {
+            let t = if band {
+                lower::tasks(&plan, &layout, usize::MAX, Some(self.opts.memory), self.opts.workers)
+            } else {
+                lower::tasks(&plan, &layout, if group { MAX_GROUP } else { 1 }, None, 1)
+            };
+            let groups = if t.groups.iter().all(|g| g.len() == 1) {
+                Groups::Each { chunks: t.groups.len() as u64 }
+            } else {
+                Groups::Table(t.groups)
+            };
+            (groups, t.task_bytes, t.read_bytes, t.chunk_reads, t.distinct_chunks)
+        } else {
+            // one chunk per task, sized from a sample of tasks
+            let n = grid.nchunks();
+            let member = lower::tile_peak(&plan, &grid.chunk_region(&vec![0; grid.ndim()]))
+                + 3 * grid.chunk_len() * item
+                + layout.codec_scratch;
+            let tb = sample_tasks(n)
+                .into_iter()
+                .map(|c| {
+                    let f = footprint(&plan, &grid.chunk_region(&grid.chunk_index(c)));
+                    lower::decoded_bytes(&plan, &[&f]).0
+                })
+                .max()
+                .unwrap_or(0)
+                + member;
+            let leaves: u64 = plan
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| lower::leaf_grid(&plan, *i).is_some())
+                .map(|(_, n)| n.shape.iter().product::<u64>() * n.dtype.size() as u64)
+                .sum();
+            (Groups::Each { chunks: n }, tb, leaves, 0, 0)
+        };
+        let tasks = groups.len();
+        let inner = if band { self.opts.workers } else { 1 };
+        let unit = if decl.spec.shard.is_some() { "shard" } else { "chunk" };
+        let parallel = self.admit(name, tasks, task_bytes, self.held, |room| {
+            format!("a task holds the source chunks it reads and its output {unit}; {} fits", human(room))
+        })?;
+        let per = groups.max_group();
+        let what = format!(
+            "{} → a{out} {}: {} output {unit}s {}{}{}",
+            plan.text_of_root(),
+            tuple(&decl.spec.shape),
+            grid.nchunks(),
+            tuple(&grid.chunks),
+            if skip { ", all equal to the fill value: nothing to write".to_string() } else { String::new() },
+            if per > 1 { format!(", up to {per} per task (chunks sharing source chunks)") } else { String::new() },
+        ) + &if distinct > 0 {
+            format!("; {reads} source chunk decodes of {distinct} chunks")
+        } else {
+            String::new()
+        };
+        self.push_stage(Stage {
+            name: name.to_string(),
+            what,
+            op: StageOp::Compute { expr: plan, out, groups, inner },
+            tasks,
+            task_bytes,
+            held_bytes: self.held,
+            read_bytes,
+            write_bytes: if skip { 0 } else { decl.nbytes() },
+            parallel,
+            local: false,
+        });
+        Ok(())
+    }
+
+    fn finish(
+        self,
+        command: &str,
+        text: String,
+        inputs: Vec<super::Input>,
+        output: Option<ArrayId>,
+        print: Option<Print>,
+    ) -> PhysicalPlan {
+        let scratch_bytes = self.arrays.iter().filter(|a| matches!(a.place, Place::Work(_))).map(|a| a.nbytes()).sum();
+        PhysicalPlan {
+            command: command.to_string(),
+            text,
+            inputs,
+            arrays: self.arrays,
+            stages: self.stages,
+            output,
+            print,
+            memory: self.opts.memory,
+            workers: self.opts.workers,
+            scheduler: self.opts.scheduler.clone(),
+            scratch_bytes,
+        }
+    }
+}
+
+impl Plan {
+    /// A short description of what the root computes, for `--explain`.
+    pub fn text_of_root(&self) -> String {
+        let n = self.root();
+        match &n.kind {
+            NodeKind::Input { input } => {
+                format!("{} ({})", self.inputs[*input].name, self.inputs[*input].path.display())
+            }
+            NodeKind::Temp { temp } => format!("a{}", self.temps[*temp].array),
+            _ if self.nodes.len() <= 12 => {
+                let labels: Vec<&str> = self.nodes.iter().map(|n| n.label.as_str()).collect();
+                labels.join(" · ")
+            }
+            _ => format!("{} fused operations ending in {}", self.nodes.len(), n.label),
+        }
+    }
+}
+
+fn post_order(plan: &Plan, id: usize, seen: &mut Vec<bool>, out: &mut Vec<usize>) {
+    if seen[id] {
+        return;
+    }
+    seen[id] = true;
+    for a in plan.nodes[id].args() {
+        post_order(plan, a, seen, out);
+    }
+    out.push(id);
+}
+
+/// A few task indices to size a stage by: the first, the middle and the last.
+fn sample_tasks(n: u64) -> Vec<u64> {
+    let mut v = vec![0, n / 2, n.saturating_sub(1)];
+    v.retain(|&t| t < n);
+    v.dedup();
+    v
+}
+
+/// True when two chunks of `grid` need a common source chunk through something other than
+/// neighbours (a mirror, a transpose): then listing groups pays.
+fn shares_sources(plan: &Plan, grid: &Grid) -> bool {
+    plan.nodes.iter().any(|n| match &n.kind {
+        NodeKind::Index { sel, .. } => sel.iter().any(|s| s.step < 0),
+        NodeKind::Transpose { .. } => true,
+        _ => false,
+    }) && grid.nchunks() > 1
+}
+
+/// Peak bytes of source chunks held while folding `chunks` in order, dropping each source chunk
+/// once no later chunk of the task needs it.
+fn live_bytes(plan: &Plan, grid: &Grid, chunks: &[u64]) -> u64 {
+    let feet: Vec<Vec<(usize, u64)>> =
+        chunks.iter().map(|&c| footprint(plan, &grid.chunk_region(&grid.chunk_index(c)))).collect();
+    let mut loaded: HashSet<(usize, u64)> = HashSet::new();
+    let mut peak = 0;
+    for pos in 0..feet.len() {
+        loaded.extend(feet[pos].iter().copied());
+        let later: HashSet<(usize, u64)> = feet[pos..].iter().flatten().copied().collect();
+        loaded.retain(|k| later.contains(k));
+        let live: Vec<(usize, u64)> = loaded.iter().copied().collect();
+        peak = peak.max(lower::decoded_bytes(plan, &[&live]).0);
+    }
+    peak
+}
+
+/// The physical plan of an expression (its array plan) writing to `target`.
+pub fn expression(command: &str, plan: Plan, target: Target, opts: &PlanOptions) -> Result<PhysicalPlan> {
+    let inputs = plan.inputs.clone();
+    let text = plan.text.clone();
+    let root = plan.root().clone();
+    let mut b = Builder { opts, arrays: vec![], stages: vec![], held: 0 };
+    let (out, print, export) = match target {
+        Target::Array { path, spec } => {
+            let out = b.add_array(ArrayDecl {
+                what: "the result".into(),
+                place: Place::Output(path),
+                spec,
+                write_empty_chunks: false,
+            });
+            (out, None, None)
+        }
+        Target::File { path, format, chunks, dtype } => {
+            let out = b.add_array(work_array(
+                "the result, to export".into(),
+                "result.zarr".into(),
+                root.shape.clone(),
+                chunks,
+                dtype,
+            ));
+            (out, None, Some((path, format)))
+        }
+        Target::Print { dtype } => {
+            let out = b.add_array(work_array("the result".into(), "result.zarr".into(), vec![], vec![], root.dtype));
+            (out, Some(Print { array: out, dtype }), None)
+        }
+    };
+    // a reduction or scan at the root writes straight into the result when it has the result's
+    // chunks and dtype
+    let decl = &b.arrays[out];
+    let direct = matches!(root.kind, NodeKind::Reduce { .. } | NodeKind::Scan { .. })
+        && decl.spec.dtype == root.dtype
+        && decl.spec.shard.is_none()
+        && decl.grid()
+            == Grid::new(
+                root.shape.clone(),
+                root.chunks.iter().zip(&root.shape).map(|(&c, &n)| c.max(1).min(n.max(1))).collect(),
+            );
+    let plan = b.boundaries(plan, if direct { Some(out) } else { None })?;
+    if !direct {
+        b.compute(plan, out, command, false, true)?;
+    }
+    let output = if print.is_none() && export.is_none() { Some(out) } else { None };
+    if let Some((path, format)) = export {
+        export_stage(&mut b, out, path, format);
+    }
+    Ok(b.finish(command, text, inputs, output, print))
+}
+
+fn export_stage(b: &mut Builder<'_>, array: ArrayId, path: Option<PathBuf>, format: FileFormat) {
+    let shape = b.arrays[array].spec.shape.clone();
+    let nbytes = b.arrays[array].nbytes();
+    let block_bytes = (b.opts.memory / 6).min(nbytes).max(b.arrays[array].spec.dtype.size() as u64);
+    let blocks = nbytes.div_ceil(block_bytes).max(1);
+    let dest = path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "stdout".into());
+    b.push_stage(Stage {
+        name: "export".into(),
+        what: format!(
+            "a{array} {} as {} → {dest}, in blocks of at most {}",
+            tuple(&shape),
+            format_name(format),
+            human(block_bytes)
+        ),
+        op: StageOp::Export {
+            array: ExportSource::Array(array),
+            sel: shape.iter().map(|&n| AxisSel::full(n)).collect(),
+            format,
+            path,
+            block_bytes,
+        },
+        tasks: blocks,
+        task_bytes: 3 * block_bytes,
+        held_bytes: 0,
+        read_bytes: nbytes,
+        write_bytes: nbytes,
+        parallel: 1,
+        local: true,
+    });
+}
+
+fn format_name(f: FileFormat) -> &'static str {
+    match f {
+        FileFormat::Npy => "npy",
+        FileFormat::Csv => "csv",
+        FileFormat::Raw => "raw",
+    }
+}
+
+/// `dsk create` from a generator (`ones`, `random`, `arange`, …): one compute stage whose tasks
+/// fill and write the output's chunks (none for a constant equal to the fill value).
+pub fn generate(
+    gen_plan: Plan,
+    path: &Path,
+    spec: CreateSpec,
+    write_empty: bool,
+    opts: &PlanOptions,
+) -> Result<PhysicalPlan> {
+    let mut b = Builder { opts, arrays: vec![], stages: vec![], held: 0 };
+    let text = gen_plan.text.clone();
+    let out = b.add_array(ArrayDecl {
+        what: "the new array".into(),
+        place: Place::Output(path.to_path_buf()),
+        spec,
+        write_empty_chunks: write_empty,
+    });
+    b.compute(gen_plan, out, "create", false, false)?;
+    Ok(b.finish("create", text, vec![], Some(out), None))
+}
+
+/// `dsk create from-npy` / `from-raw`: one import stage, a chunk per task.
+pub fn import(file: FileSource, path: &Path, spec: CreateSpec, opts: &PlanOptions) -> Result<PhysicalPlan> {
+    let mut b = Builder { opts, arrays: vec![], stages: vec![], held: 0 };
+    let out = b.add_array(ArrayDecl {
+        what: "the new array".into(),
+        place: Place::Output(path.to_path_buf()),
+        spec,
+        write_empty_chunks: false,
+    });
+    let decl = b.arrays[out].clone();
+    let grid = decl.grid();
+    let item = decl.spec.dtype.size() as u64;
+    let unit = grid.chunk_len() * item;
+    let task_bytes = 3 * unit + decl.spec.codec.scratch_bytes(unit);
+    let tasks = grid.nchunks();
+    let parallel = b.admit("create", tasks, task_bytes, 0, |room| {
+        let fit = crate::grid::scaled_chunks(&grid.chunks, 0.9 * room as f64 / task_bytes.max(1) as f64);
+        format!("use smaller chunks, e.g. --chunks {}, or raise --memory", crate::grid::chunks_arg(&fit))
+    })?;
+    let text = format!("{} → {}", file.path.display(), path.display());
+    b.push_stage(Stage {
+        name: "create".into(),
+        what: format!(
+            "copy {} ({} {}) into a{out}, {} chunks {}",
+            file.path.display(),
+            tuple(&file.shape),
+            file.dtype,
+            tasks,
+            tuple(&grid.chunks)
+        ),
+        op: StageOp::Import { file, out },
+        tasks,
+        task_bytes,
+        held_bytes: 0,
+        read_bytes: decl.nbytes(),
+        write_bytes: decl.nbytes(),
+        parallel,
+        local: false,
+    });
+    Ok(b.finish("create", text, vec![], Some(out), None))
+}
+
+/// `dsk export`: one local stage streaming a selection of an input array.
+pub fn export(
+    input: super::Input,
+    sel: Vec<AxisSel>,
+    format: FileFormat,
+    path: Option<PathBuf>,
+    opts: &PlanOptions,
+) -> PhysicalPlan {
+    let item = input.dtype.size() as u64;
+    let out_shape: Vec<u64> = sel.iter().filter(|s| s.keep).map(|s| s.len).collect();
+    let nbytes = out_shape.iter().product::<u64>() * item;
+    let block_bytes = (opts.memory / 6).min(nbytes).max(item);
+    let dest = path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "stdout".into());
+    let text = format!("{} as {} → {dest}", input.path.display(), format_name(format));
+    let stage = Stage {
+        name: "export".into(),
+        what: format!(
+            "selection {} of {} as {} → {dest}, in blocks of at most {}",
+            tuple(&out_shape),
+            input.path.display(),
+            format_name(format),
+            human(block_bytes)
+        ),
+        op: StageOp::Export { array: ExportSource::Input(0), sel, format, path, block_bytes },
+        tasks: nbytes.div_ceil(block_bytes).max(1),
+        task_bytes: 3 * block_bytes,
+        held_bytes: 0,
+        read_bytes: nbytes,
+        write_bytes: nbytes,
+        parallel: 1,
+        local: true,
+    };
+    PhysicalPlan {
+        command: "export".into(),
+        text,
+        inputs: vec![input],
+        arrays: vec![],
+        stages: vec![stage],
+        output: None,
+        print: None,
+        memory: opts.memory,
+        workers: opts.workers,
+        scheduler: opts.scheduler.clone(),
+        scratch_bytes: 0,
+    }
+}
+
+/// For [`super::rechunk`]: a builder over these options.
+pub(super) fn with_builder<T>(
+    opts: &PlanOptions,
+    f: impl FnOnce(&mut RechunkBuilder<'_>) -> Result<T>,
+) -> Result<(T, Vec<ArrayDecl>, Vec<Stage>)> {
+    let mut b = RechunkBuilder(Builder { opts, arrays: vec![], stages: vec![], held: 0 });
+    let t = f(&mut b)?;
+    Ok((t, b.0.arrays, b.0.stages))
+}
+
+/// The planner's builder, as the rechunk planner uses it.
+pub(super) struct RechunkBuilder<'a>(Builder<'a>);
+
+impl RechunkBuilder<'_> {
+    pub fn add_array(&mut self, a: ArrayDecl) -> ArrayId {
+        self.0.add_array(a)
+    }
+
+    pub fn compute(&mut self, plan: Plan, out: ArrayId, name: &str, band: bool, group: bool) -> Result<()> {
+        self.0.compute(plan, out, name, band, group)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn compute_blocks(
+        &mut self,
+        plan: Plan,
+        out: ArrayId,
+        name: &str,
+        groups: Groups,
+        task_bytes: u64,
+        read_bytes: u64,
+        what: String,
+    ) -> Result<()> {
+        let b = &mut self.0;
+        let tasks = groups.len();
+        let parallel = b.admit(name, tasks, task_bytes, 0, |room| format!("{} fits", human(room)))?;
+        let write_bytes = b.arrays[out].nbytes();
+        b.push_stage(Stage {
+            name: name.to_string(),
+            what,
+            op: StageOp::Compute { expr: plan, out, groups, inner: b.opts.workers },
+            tasks,
+            task_bytes,
+            held_bytes: 0,
+            read_bytes,
+            write_bytes,
+            parallel,
+            local: false,
+        });
+        Ok(())
+    }
+
+    pub fn work_array(what: String, file: String, shape: Vec<u64>, chunks: Vec<u64>, dtype: DType) -> ArrayDecl {
+        work_array(what, file, shape, chunks, dtype)
+    }
+}
