@@ -8,7 +8,7 @@ DSK_DEBUG   := target/debug/dsk
 DSK_RELEASE := target/release/dsk
 DEMO    := target/demo
 
-.PHONY: all build release demo test test-rust test-interop lint fmt fixtures bench bench-large doc clean
+.PHONY: all build release demo test test-rust test-interop lint fmt fixtures bench bench-large doc clean fuzz-diff
 
 all: build
 
@@ -55,6 +55,13 @@ test-rust:
 
 test-interop: $(VENV)/.stamp build
 	DSK=$(abspath $(DSK_DEBUG)) $(VPY) -m pytest -q tests/interop
+
+# Differential fuzzing against NumPy, a long campaign: make fuzz-diff N=100000 SEED=7 [JOBS=4]
+# [DSK=target/release/dsk]. Failures are shrunk and printed as shell commands (tests/interop/difftest.py).
+N    ?= 100000
+SEED ?= 1
+fuzz-diff: $(VENV)/.stamp build
+	DSK=$(abspath $(or $(DSK),$(DSK_DEBUG))) $(VPY) tests/interop/difftest.py --n $(N) --seed $(SEED) $(if $(JOBS),--jobs $(JOBS))
 
 lint:
 	$(CARGO) fmt --check

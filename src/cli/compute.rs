@@ -13,7 +13,7 @@ use crate::dtype::{DType, Scalar};
 use crate::error::{human, Error, Result};
 use crate::exec::run::{RunCtx, RunReport};
 use crate::grid::tuple;
-use crate::plan::physical::{PhysicalPlan, Place};
+use crate::plan::physical::{PhysicalPlan, Place, StageOp};
 use crate::plan::planner::{self, PlanOptions, Target};
 use crate::plan::{self, Input, Plan};
 use crate::report;
@@ -366,11 +366,35 @@ pub fn summarize(pplan: &PhysicalPlan, r: &RunReport, run: &RunArgs) {
             )
         }
         None => {
-            // a printed result: a line only when the run had stages worth reporting
-            if pplan.stages.len() <= 1 && run.progress != report::ProgressMode::Json {
-                return;
+            let export = pplan.stages.iter().find_map(|s| match &s.op {
+                StageOp::Export { path, .. } => Some(path.clone()),
+                _ => None,
+            });
+            let boundaries =
+                pplan.stages.iter().any(|s| matches!(s.op, StageOp::Partials(_) | StageOp::ScanTotals { .. }));
+            match export {
+                Some(Some(path)) => {
+                    fields["path"] = json!(path);
+                    format!(
+                        "dsk: wrote {} — {} task{} in {} stage{}, {:.2} s, {}",
+                        path.display(),
+                        r.tasks,
+                        if r.tasks == 1 { "" } else { "s" },
+                        r.stages,
+                        if r.stages == 1 { "" } else { "s" },
+                        secs,
+                        describe_memory(r)
+                    )
+                }
+                // a result on stdout: a line only for runs with reductions worth reporting
+                _ if !boundaries => {
+                    if run.progress == report::ProgressMode::Json {
+                        report::summary(run.progress, run.quiet, "", fields);
+                    }
+                    return;
+                }
+                _ => format!("dsk: {} in {:.2} s, {} tasks, {}", pplan.text, secs, r.tasks, describe_memory(r)),
             }
-            format!("dsk: {} in {:.2} s, {} tasks, {}", pplan.text, secs, r.tasks, describe_memory(r))
         }
     };
     report::summary(run.progress, run.quiet, &text, fields);

@@ -47,6 +47,8 @@ pub enum MapOp {
     Floor,
     Ceil,
     Round,
+    /// `round(x, decimals)` with decimals ≠ 0.
+    RoundTo(i32),
     Square,
     Reciprocal,
     Sqrt,
@@ -80,6 +82,11 @@ impl MapOp {
         }
     }
 
+    pub fn is_comparison(self) -> bool {
+        use MapOp::*;
+        matches!(self, Lt | Le | Gt | Ge | Eq | Ne)
+    }
+
     /// Comparisons and predicates produce bool whatever they compare.
     pub fn gives_bool(self) -> bool {
         use MapOp::*;
@@ -91,20 +98,7 @@ impl MapOp {
         use MapOp::*;
         matches!(
             self,
-            Div | Sqrt
-                | Sin
-                | Cos
-                | Tan
-                | Arcsin
-                | Arccos
-                | Arctan
-                | Exp
-                | Expm1
-                | Log
-                | Log1p
-                | Log10
-                | Log2
-                | Reciprocal
+            Div | Sqrt | Sin | Cos | Tan | Arcsin | Arccos | Arctan | Exp | Expm1 | Log | Log1p | Log10 | Log2
         )
     }
 
@@ -135,7 +129,7 @@ impl MapOp {
             Sign => "sign",
             Floor => "floor",
             Ceil => "ceil",
-            Round => "round",
+            Round | RoundTo(_) => "round",
             Square => "square",
             Reciprocal => "reciprocal",
             Sqrt => "sqrt",
@@ -180,6 +174,13 @@ pub trait NumElem: BufElem {
     fn floor(a: Self) -> Self;
     fn ceil(a: Self) -> Self;
     fn round(a: Self) -> Self;
+    /// NumPy's `round(a, decimals)`: floats scale by 10^decimals (in their own precision), round
+    /// half to even and scale back; integers are unchanged for decimals ≥ 0 and rounded half to
+    /// even to a multiple of 10^-decimals otherwise.
+    fn round_to(a: Self, d: i32) -> Self;
+    /// NumPy's `reciprocal` of an integer: C's 1 / a (1 for 1, -1 for -1, else 0; 0 for 0, where
+    /// NumPy's result is undefined).
+    fn recip(a: Self) -> Self;
     fn is_nan(a: Self) -> bool;
     fn is_finite(a: Self) -> bool;
 }
@@ -310,6 +311,30 @@ macro_rules! int_num {
             fn ceil(a: Self) -> Self { a }
             #[inline(always)]
             fn round(a: Self) -> Self { a }
+            fn round_to(a: Self, d: i32) -> Self {
+                if d >= 0 {
+                    return a;
+                }
+                if d < -38 {
+                    return 0;
+                }
+                let f = 10i128.pow((-d) as u32);
+                let x = a as i128;
+                let (mut q, r) = (x.div_euclid(f), x.rem_euclid(f));
+                if 2 * r > f || (2 * r == f && q % 2 != 0) {
+                    q += 1;
+                }
+                (q * f) as $t
+            }
+            #[inline(always)]
+            fn recip(a: Self) -> Self {
+                #[allow(unused_comparisons)]
+                match a as i128 {
+                    1 => 1 as $t,
+                    -1 => (0 as $t).wrapping_sub(1),
+                    _ => 0,
+                }
+            }
             #[inline(always)]
             fn is_nan(_: Self) -> bool { false }
             #[inline(always)]
@@ -335,6 +360,38 @@ int_num!(u16, unsigned);
 int_num!(u32, unsigned);
 int_num!(u64, unsigned);
 
+/// NumPy's `npy_divmod` for floats, in the dtype's own precision: (floor_divide, remainder).
+macro_rules! divmod {
+    ($a:expr, $b:expr, $t:ty) => {{
+        let (a, b): ($t, $t) = ($a, $b);
+        let mut m = a % b;
+        if b == 0.0 {
+            (a / b, m)
+        } else {
+            let mut div = (a - m) / b;
+            if m != 0.0 {
+                if (b < 0.0) != (m < 0.0) {
+                    m += b;
+                    div -= 1.0;
+                }
+            } else {
+                m = (0.0 as $t).copysign(b);
+            }
+            let fd = if div != 0.0 {
+                let f = div.floor();
+                if div - f > 0.5 {
+                    f + 1.0
+                } else {
+                    f
+                }
+            } else {
+                (0.0 as $t).copysign(a / b)
+            };
+            (fd, m)
+        }
+    }};
+}
+
 macro_rules! float_num {
     ($t:ty) => {
         impl NumElem for $t {
@@ -356,11 +413,11 @@ macro_rules! float_num {
             }
             #[inline(always)]
             fn floordiv(a: Self, b: Self) -> Self {
-                divmod(a as f64, b as f64).0 as $t
+                divmod!(a, b, $t).0
             }
             #[inline(always)]
             fn rem(a: Self, b: Self) -> Self {
-                divmod(a as f64, b as f64).1 as $t
+                divmod!(a, b, $t).1
             }
             #[inline(always)]
             fn pow(a: Self, b: Self) -> Self {
@@ -426,6 +483,20 @@ macro_rules! float_num {
             fn round(a: Self) -> Self {
                 a.round_ties_even()
             }
+            fn round_to(a: Self, d: i32) -> Self {
+                // NumPy multiplies (or divides) by 10^|decimals| as a Python float, which NEP 50
+                // casts to this dtype
+                let f = 10f64.powi(d.abs()) as $t;
+                if d >= 0 {
+                    (a * f).round_ties_even() / f
+                } else {
+                    (a / f).round_ties_even() * f
+                }
+            }
+            #[inline(always)]
+            fn recip(a: Self) -> Self {
+                1.0 / a
+            }
             #[inline(always)]
             fn is_nan(a: Self) -> bool {
                 a.is_nan()
@@ -441,33 +512,9 @@ macro_rules! float_num {
 float_num!(f32);
 float_num!(f64);
 
-/// NumPy's `npy_divmod` for floats: (floor_divide, remainder).
-#[inline(always)]
-fn divmod(a: f64, b: f64) -> (f64, f64) {
-    let mut m = a % b;
-    if b == 0.0 {
-        return (a / b, m);
-    }
-    let mut div = (a - m) / b;
-    if m != 0.0 {
-        if (b < 0.0) != (m < 0.0) {
-            m += b;
-            div -= 1.0;
-        }
-    } else {
-        m = 0.0f64.copysign(b);
-    }
-    let fd = if div != 0.0 {
-        let f = div.floor();
-        if div - f > 0.5 {
-            f + 1.0
-        } else {
-            f
-        }
-    } else {
-        0.0f64.copysign(a / b)
-    };
-    (fd, m)
+/// NumPy's `npy_divmod` for float64: (floor_divide, remainder).
+pub fn divmod(a: f64, b: f64) -> (f64, f64) {
+    divmod!(a, b, f64)
 }
 
 impl NumElem for bool {
@@ -526,6 +573,12 @@ impl NumElem for bool {
         a
     }
     fn round(a: Self) -> Self {
+        a
+    }
+    fn round_to(a: Self, _: i32) -> Self {
+        a
+    }
+    fn recip(a: Self) -> Self {
         a
     }
     fn is_nan(_: Self) -> bool {
@@ -713,6 +766,8 @@ pub fn apply<T: NumElem>(op: MapOp, args: &[Buf], shape: &[usize]) -> Result<Buf
         Floor => Buf::from_vec(shape, unary_loop(&x, n, T::floor)),
         Ceil => Buf::from_vec(shape, unary_loop(&x, n, T::ceil)),
         Round => Buf::from_vec(shape, unary_loop(&x, n, T::round)),
+        Reciprocal => Buf::from_vec(shape, unary_loop(&x, n, T::recip)),
+        RoundTo(d) => Buf::from_vec(shape, unary_loop(&x, n, |v| T::round_to(v, d))),
         Square => Buf::from_vec(shape, unary_loop(&x, n, |v| T::mul(v, v))),
         IsNan => Buf::from_vec(shape, unary_loop(&x, n, T::is_nan)),
         IsFinite => Buf::from_vec(shape, unary_loop(&x, n, T::is_finite)),

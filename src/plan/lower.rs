@@ -163,6 +163,22 @@ fn tile_bytes(plan: &Plan, region: &Region) -> u64 {
     total
 }
 
+/// Bytes a task holds to write one output chunk of `out_bytes` besides its tile: the chunk as
+/// computed, its cast or padded copy, its encoded bytes and the aligned buffer of the write, and the
+/// codec's scratch.
+pub fn write_bytes(out_bytes: u64, codec_scratch: u64) -> u64 {
+    4 * out_bytes + codec_scratch
+}
+
+/// Bytes held for a moment while one source chunk of `plan` is decoded: its stored bytes, read
+/// whole (at most the decoded size for the codecs dsk reads).
+pub fn decode_transient(plan: &Plan) -> u64 {
+    (0..plan.nodes.len())
+        .filter_map(|id| leaf_grid(plan, id).map(|g| g.chunk_len() * plan.nodes[id].dtype.size() as u64))
+        .max()
+        .unwrap_or(0)
+}
+
 /// Rows (along the first axis) per tile for a region of `shape`.
 pub fn tile_rows(shape: &[u64]) -> u64 {
     let row: u64 = shape.iter().skip(1).product::<u64>().max(1);
@@ -287,7 +303,8 @@ pub fn tasks(plan: &Plan, out: &OutputLayout, max_group: usize, budget: Option<u
     let out_bytes = out.grid.chunk_len() * out.itemsize;
     let sample = out.grid.chunk_region(&vec![0; out.grid.ndim()]);
     // tile temporaries + the output chunk, its padded/cast copy, and its encoded form
-    let member_bytes = tile_bytes(plan, &sample) + 3 * out_bytes + out.codec_scratch;
+    let member_bytes = tile_bytes(plan, &sample) + write_bytes(out_bytes, out.codec_scratch);
+    let transient = decode_transient(plan);
     let cb = |k: &(usize, u64)| chunk_bytes(plan, k.0, k.1);
     let cap = budget.map(|b| GroupCap { chunk_bytes: &cb, member_bytes, inner, budget: b });
     let groups: Vec<Vec<u64>> = group_by_footprint(&feet, max_group, cap.as_ref())
@@ -303,7 +320,7 @@ pub fn tasks(plan: &Plan, out: &OutputLayout, max_group: usize, budget: Option<u
         let at_once = g.len().min(inner.max(1)) as u64;
         read_bytes += decoded;
         chunk_reads += count as u64;
-        task_bytes = task_bytes.max(decoded + at_once * member_bytes);
+        task_bytes = task_bytes.max(decoded + transient + at_once * member_bytes);
     }
     Tasks { groups, task_bytes, read_bytes, chunk_reads, distinct_chunks: distinct_all.len() as u64 }
 }

@@ -10,6 +10,7 @@
 //! its result). The same computation written twice is one node; nodes the root does not need are
 //! pruned, so every node of a plan is computed.
 
+pub mod literal;
 pub mod lower;
 pub mod physical;
 pub mod planner;
@@ -238,7 +239,7 @@ pub fn broadcast(a: &[u64], b: &[u64]) -> Option<Vec<u64>> {
     Some(out)
 }
 
-const FLOAT_FUNCS: [(&str, MapOp); 14] = [
+const FLOAT_FUNCS: [(&str, MapOp); 13] = [
     ("sin", MapOp::Sin),
     ("cos", MapOp::Cos),
     ("tan", MapOp::Tan),
@@ -252,7 +253,6 @@ const FLOAT_FUNCS: [(&str, MapOp); 14] = [
     ("log10", MapOp::Log10),
     ("log2", MapOp::Log2),
     ("sqrt", MapOp::Sqrt),
-    ("reciprocal", MapOp::Reciprocal),
 ];
 
 const SAME_TYPE_FUNCS: [(&str, MapOp); 5] = [
@@ -260,7 +260,7 @@ const SAME_TYPE_FUNCS: [(&str, MapOp); 5] = [
     ("sign", MapOp::Sign),
     ("floor", MapOp::Floor),
     ("ceil", MapOp::Ceil),
-    ("round", MapOp::Round),
+    ("reciprocal", MapOp::Reciprocal),
 ];
 
 impl Builder<'_> {
@@ -298,10 +298,18 @@ impl Builder<'_> {
             ExprKind::Name(name) => self.name(name, e.span),
             ExprKind::Unary { op, arg } => {
                 let a = self.expr(arg)?;
+                if let Some(v) = self.py(a) {
+                    // Python computes the operations of literals: the result is a literal again
+                    let r = literal::unary(*op, v).map_err(|m| ExprError::new(m, e.span))?;
+                    return Ok(self.literal(r));
+                }
                 let d = self.node(a).dtype;
                 match op {
+                    UnOp::Pos if d.is_bool() => {
+                        err("unary + of a bool array is not allowed (NumPy refuses it too)", e.span)
+                    }
                     UnOp::Pos => Ok(a),
-                    UnOp::Neg if d.is_bool() && self.node(a).weak.is_none() => {
+                    UnOp::Neg if d.is_bool() => {
                         err("negating a bool array is not allowed (NumPy refuses it too); use ~ to invert it", e.span)
                     }
                     UnOp::Neg => self.map(MapOp::Neg, vec![a], e.span),
@@ -312,6 +320,10 @@ impl Builder<'_> {
             ExprKind::Binary { op, lhs, rhs } => {
                 let a = self.expr(lhs)?;
                 let b = self.expr(rhs)?;
+                if let (Some(x), Some(y)) = (self.py(a), self.py(b)) {
+                    let r = literal::binary(*op, x, y).map_err(|m| ExprError::new(m, e.span))?;
+                    return Ok(self.literal(r));
+                }
                 self.binary(*op, a, b, e.span)
             }
             ExprKind::Call { func, args, kwargs } => self.call(func, args, kwargs, e.span),
@@ -331,6 +343,33 @@ impl Builder<'_> {
                 self.index(a, items, e.span)
             }
             ExprKind::Tuple(_) => err("a tuple is not an array; tuples are for shapes and axes", e.span),
+        }
+    }
+
+    /// The Python value of a literal node (weak and constant), if it is one.
+    fn py(&self, id: usize) -> Option<literal::Py> {
+        let n = &self.nodes[id];
+        match (&n.kind, n.weak) {
+            (NodeKind::Const { value: ScalarRepr::Bool(b) }, Some(_)) => Some(literal::Py::Bool(*b)),
+            (NodeKind::Const { value: ScalarRepr::Int(i) }, Some(_)) => Some(literal::Py::Int(*i)),
+            (NodeKind::Const { value: ScalarRepr::Float(f) }, Some(_)) => Some(literal::Py::Float(*f)),
+            _ => None,
+        }
+    }
+
+    /// A literal node holding the Python value `v`.
+    fn literal(&mut self, v: literal::Py) -> usize {
+        match v {
+            literal::Py::Bool(b) => self.constant(
+                ScalarRepr::Bool(b),
+                DType::Bool,
+                Some(WeakKind::Bool),
+                if b { "True" } else { "False" }.into(),
+            ),
+            literal::Py::Int(i) => self.constant(ScalarRepr::Int(i), DType::Int64, Some(WeakKind::Int), i.to_string()),
+            literal::Py::Float(f) => {
+                self.constant(ScalarRepr::Float(f), DType::Float64, Some(WeakKind::Float), value_text(f))
+            }
         }
     }
 
@@ -410,6 +449,7 @@ impl Builder<'_> {
             })?;
         }
         // the operands that are typed together (where's condition is not)
+        let mut args = args;
         let typed: Vec<usize> = if op == MapOp::Where { args[1..].to_vec() } else { args.clone() };
         let tys: Vec<Ty> = typed.iter().map(|&a| self.nodes[a].ty()).collect();
         let mut compute = result_type(&tys);
@@ -421,7 +461,7 @@ impl Builder<'_> {
             MapOp::Sub if all_bool => {
                 return err("subtracting bools is not allowed (NumPy refuses it too); use ^ for exclusive or", span)
             }
-            MapOp::FloorDiv | MapOp::Mod | MapOp::Pow if all_bool => compute = DType::Int8,
+            MapOp::FloorDiv | MapOp::Mod | MapOp::Pow | MapOp::Reciprocal if all_bool => compute = DType::Int8,
             MapOp::And | MapOp::Or | MapOp::Xor | MapOp::Not if compute.is_float() => {
                 return err(
                     format!(
@@ -432,38 +472,60 @@ impl Builder<'_> {
                 )
             }
             MapOp::Sign if compute.is_bool() => return err("sign of a bool array is not defined (NumPy refuses it too)", span),
-            MapOp::Floor | MapOp::Ceil | MapOp::Round if compute.is_bool() => compute = DType::Float32,
+            // NumPy 2: floor and ceil of bool are bool; round of bool is float16 (float32 here)
+            MapOp::Round | MapOp::RoundTo(_) if compute.is_bool() => compute = DType::Float32,
             _ => {}
         }
-        // integer literals must fit the type they take (NEP 50: uint8 + 300 is an error)
-        for &a in &typed {
+        // integer literals must fit the type they take (NEP 50: uint8 + 300 is an error), except
+        // in comparisons, where NumPy 2 compares by value (uint8 < 300 is all True), and as clip's
+        // bounds, which NumPy saturates to the type's range
+        let (lo, hi) = crate::dtype::int_range(compute);
+        for (pos, &a) in args.clone().iter().enumerate() {
             let n = &self.nodes[a];
-            if let (Some(WeakKind::Int), NodeKind::Const { value: ScalarRepr::Int(v) }) = (n.weak, &n.kind) {
-                let (lo, hi) = crate::dtype::int_range(compute);
-                if compute.is_int() && ((*v as i128) < lo || (*v as i128) > hi) {
-                    return err(
-                        format!("integer {v} is out of bounds for {compute} (the type of the other operand)"),
-                        span,
-                    );
-                }
+            let Some(literal::Py::Int(v)) = self.py(a) else { continue };
+            let v = v as i128;
+            if !compute.is_int() || (lo..=hi).contains(&v) || (op == MapOp::Where && pos == 0) {
+                continue;
             }
+            let _ = n;
+            if op.is_comparison() {
+                // every element compares the same way with a value outside the type's range
+                let lit_first = pos == 0;
+                let above = v > hi;
+                let (less, greater) = if above != lit_first { (true, false) } else { (false, true) };
+                let value = match op {
+                    MapOp::Lt => less,
+                    MapOp::Le => less,
+                    MapOp::Gt => greater,
+                    MapOp::Ge => greater,
+                    MapOp::Eq => false,
+                    _ => true,
+                };
+                let chunks = self.map_chunks(&args, &shape);
+                let label = format!("full({}, {})", tuple(&shape), if value { "True" } else { "False" });
+                return Ok(self.push(Node {
+                    kind: NodeKind::Gen { gen: Generator::Const(ScalarRepr::Bool(value)) },
+                    shape,
+                    dtype: DType::Bool,
+                    chunks,
+                    weak: None,
+                    label,
+                }));
+            }
+            if op == MapOp::Clip && pos > 0 {
+                let s = v.clamp(lo, hi) as i64;
+                args[pos] = self.literal(literal::Py::Int(s));
+                continue;
+            }
+            return err(format!("integer {v} is out of bounds for {compute} (the type of the other operand)"), span);
         }
         let dtype = if op.gives_bool() { DType::Bool } else { compute };
         if let Some(m) = crate::grid::check_size(&shape, dtype.size().max(compute.size()) as u64) {
             return err(m, span);
         }
-        let weak = if typed.iter().all(|&a| self.nodes[a].weak.is_some())
-            && args.iter().all(|&a| self.nodes[a].weak.is_some())
-        {
-            // literal op literal stays a literal (2 * 3.5 is a weak float)
-            match dtype {
-                DType::Bool => Some(WeakKind::Bool),
-                d if d.is_float() => Some(WeakKind::Float),
-                _ => Some(WeakKind::Int),
-            }
-        } else {
-            None
-        };
+        // a NumPy function of literals is a NumPy scalar, not a literal (sin(0) is float64); the
+        // operators of literals were folded by Python already
+        let weak = None;
         let chunks = self.map_chunks(&args, &shape);
         let label = op.name().to_string();
         Ok(self.push(Node { kind: NodeKind::Map { op, args, compute }, shape, dtype, chunks, weak, label }))
@@ -505,8 +567,10 @@ impl Builder<'_> {
             // the exponent literal stays a node (the builder's map of common subexpressions may
             // hand it out again); unused, it is pruned at the end
             if e == 2.0 {
-                // x ** 2 has the dtype of x ** 2: int8 ** 2 → int8, bool ** 2 → int8, x ** 2.0 → float
-                let want = if want.is_bool() { DType::Int8 } else { want };
+                // x ** 2 is NumPy's square(x): int8 ** 2 → int8, bool ** 2 → int8 (square's bool
+                // loop), x ** 2.0 → the float type
+                let int_exp = matches!(value, ScalarRepr::Int(_));
+                let want = if base.dtype.is_bool() && int_exp { DType::Int8 } else { want };
                 let base = if self.nodes[a].dtype == want { a } else { self.astype(a, want, span)? };
                 return self.map(MapOp::Square, vec![base], span);
             }
@@ -518,6 +582,18 @@ impl Builder<'_> {
             }
         }
         self.map(MapOp::Pow, vec![a, b], span)
+    }
+
+    /// NumPy's `round(x, decimals)`: half to even, at `decimals` places (0 when not given).
+    fn round(&mut self, a: usize, decimals: Option<&Expr>, span: Span) -> Result<usize, ExprError> {
+        let d = match decimals {
+            None => 0,
+            Some(e) => {
+                let v = const_int(e)?;
+                i32::try_from(v).map_err(|_| ExprError::new("decimals must be between -2³¹ and 2³¹", e.span))?
+            }
+        };
+        self.map(if d == 0 { MapOp::Round } else { MapOp::RoundTo(d) }, vec![a], span)
     }
 
     fn astype(&mut self, a: usize, dtype: DType, _span: Span) -> Result<usize, ExprError> {
@@ -623,6 +699,14 @@ impl Builder<'_> {
             return self.map(*op, a, span);
         }
         match func {
+            "round" | "around" => {
+                no_kwargs(func, kwargs, &["decimals"], span)?;
+                if args.is_empty() || args.len() > 2 {
+                    return err(format!("{func} takes an array and the number of decimals: round(x, 2)"), span);
+                }
+                let a = self.expr(&args[0])?;
+                self.round(a, args.get(1).or_else(|| kwarg(kwargs, "decimals")), span)
+            }
             "isnan" | "isfinite" => {
                 no_kwargs(func, kwargs, &[], span)?;
                 let a = self.args_exact(func, args, 1, span)?;
@@ -835,8 +919,12 @@ impl Builder<'_> {
                 self.map(MapOp::Clip, vec![a, lo, hi], span)
             }
             "round" => {
+                no_kwargs(name, kwargs, &["decimals"], span)?;
+                if args.len() > 1 {
+                    return err("round takes the number of decimals: x.round(2)", span);
+                }
                 let a = self.expr(recv)?;
-                self.map(MapOp::Round, vec![a], span)
+                self.round(a, args.first().or_else(|| kwarg(kwargs, "decimals")), span)
             }
             "rechunk" => {
                 no_kwargs(name, kwargs, &["chunks"], span)?;
@@ -883,9 +971,9 @@ impl Builder<'_> {
                         .get(1)
                         .or_else(|| kwarg(kwargs, "fill_value"))
                         .ok_or_else(|| ExprError::new("full() needs a value: full((n, m), 7.5)", span))?;
-                    match &v.kind {
-                        ExprKind::Num { int: Some(i), .. } => (ScalarRepr::Int(*i), DType::Int64),
-                        _ => (ScalarRepr::Float(num(v)?), DType::Float64),
+                    match int_lit(v) {
+                        Some(i) => (ScalarRepr::Int(i), DType::Int64),
+                        None => (ScalarRepr::Float(num(v)?), DType::Float64),
                     }
                 } else {
                     (ScalarRepr::Int(if func == "ones" { 1 } else { 0 }), DType::Float64)

@@ -254,6 +254,7 @@ impl Builder<'_> {
             .max()
             .unwrap_or(0)
             + tile
+            + lower::decode_transient(&sub)
             + 3 * block_bytes;
         let partial_bytes = tasks * (block_bytes + PARTIAL_OVERHEAD);
         let in_memory = !self.opts.processes && partial_bytes <= self.opts.memory / 4;
@@ -403,7 +404,8 @@ impl Builder<'_> {
         let in_bytes = grid.shape.iter().product::<u64>() * a.dtype.size() as u64;
         let out_bytes = node.shape.iter().product::<u64>() * item;
         let hint = |room: u64| format!("use smaller chunks for the scanned array ({} fits)", human(room));
-        let t1 = decoded + lower::tile_peak(&sub, &sample) + 3 * chunk_out + cross;
+        let transient = lower::decode_transient(&sub);
+        let t1 = decoded + transient + lower::tile_peak(&sub, &sample) + 2 * chunk_out + cross;
         let p1 = self.admit(&name, nchunks, t1, self.held, hint)?;
         let label = &node.label;
         self.push_stage(Stage {
@@ -440,7 +442,14 @@ impl Builder<'_> {
             parallel: p2,
             local: false,
         });
-        let t3 = decoded + lower::tile_peak(&sub, &sample) + 3 * chunk_out + 2 * cross;
+        // the chunk computed, its scanned copy and the values written, then the write itself
+        let scratch = self.arrays[out].spec.codec.scratch_bytes(chunk_out);
+        let t3 = decoded
+            + transient
+            + lower::tile_peak(&sub, &sample)
+            + 2 * chunk_out
+            + lower::write_bytes(chunk_out, scratch)
+            + 2 * cross;
         let p3 = self.admit(&name, nchunks, t3, self.held, hint)?;
         self.push_stage(Stage {
             name,
@@ -492,8 +501,8 @@ impl Builder<'_> {
             // one chunk per task, sized from a sample of tasks
             let n = grid.nchunks();
             let member = lower::tile_peak(&plan, &grid.chunk_region(&vec![0; grid.ndim()]))
-                + 3 * grid.chunk_len() * item
-                + layout.codec_scratch;
+                + lower::write_bytes(grid.chunk_len() * item, layout.codec_scratch)
+                + lower::decode_transient(&plan);
             let tb = sample_tasks(n)
                 .into_iter()
                 .map(|c| {
@@ -762,7 +771,7 @@ pub fn import(file: FileSource, path: &Path, spec: CreateSpec, opts: &PlanOption
     let grid = decl.grid();
     let item = decl.spec.dtype.size() as u64;
     let unit = grid.chunk_len() * item;
-    let task_bytes = 3 * unit + decl.spec.codec.scratch_bytes(unit);
+    let task_bytes = unit + lower::write_bytes(unit, decl.spec.codec.scratch_bytes(unit));
     let tasks = grid.nchunks();
     let parallel = b.admit("create", tasks, task_bytes, 0, |room| {
         let fit = crate::grid::scaled_chunks(&grid.chunks, 0.9 * room as f64 / task_bytes.max(1) as f64);

@@ -114,7 +114,7 @@ fn plan_with(input: &Input, out: &Path, spec: &CreateSpec, opts: &PlanOptions) -
     let tgrid = out_decl.grid();
     let t = tgrid.chunks.clone();
     let target_bytes = tgrid.chunk_len() * item;
-    let member = 3 * target_bytes + spec.codec.scratch_bytes(target_bytes);
+    let member = super::lower::write_bytes(target_bytes, spec.codec.scratch_bytes(target_bytes));
     let ov: Vec<Vec<(u64, u64)>> = (0..nd).map(|a| overlaps(n[a], s[a], t[a])).collect();
     let src_counts: Vec<u64> = (0..nd).map(|a| n[a].div_ceil(s[a])).collect();
     let distinct: u64 = src_counts.iter().product();
@@ -125,7 +125,8 @@ fn plan_with(input: &Input, out: &Path, spec: &CreateSpec, opts: &PlanOptions) -
         let widest: u64 = costs.iter().map(|c| c.0).product::<u64>() * item;
         let decodes: u64 = costs.iter().map(|c| c.1).product();
         let longest: u64 = costs.iter().map(|c| c.2).product();
-        (widest + longest.min(opts.workers as u64).max(1) * member, decodes, longest)
+        let transient = s.iter().product::<u64>() * item;
+        (widest + transient + longest.min(opts.workers as u64).max(1) * member, decodes, longest)
     };
     let empty = n.contains(&0);
     // 1 and 2: one pass over bands, shortening runs until a band fits
@@ -204,7 +205,7 @@ fn plan_with(input: &Input, out: &Path, spec: &CreateSpec, opts: &PlanOptions) -
             tuple(&inter)
         );
         let tile = super::lower::tile_peak(&leaf, &Grid::new(n.clone(), inter.clone()).chunk_region(&vec![0; nd]));
-        let pass1 = src_bytes + opts.workers.min(k as usize).max(1) as u64 * (tile + 3 * inter_bytes);
+        let pass1 = 2 * src_bytes + tile + super::lower::write_bytes(inter_bytes, 0);
         b.compute_blocks(leaf.clone(), mid, "rechunk-1", groups, pass1, distinct * src_bytes, what)?;
         let o = b.add_array(out_decl.clone());
         let mut second = leaf_plan(input, &text);

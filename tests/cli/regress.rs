@@ -155,3 +155,60 @@ fn issue8_type_strings_count_bytes_like_numpy() {
     assert_eq!(npy(&t, &["arange(3).astype('u1')"]).0, "|u1");
     assert_eq!(npy(&t, &["arange(3)", "--dtype", "f4"]).0, "<f4");
 }
+
+/// Bug classes the differential test found (tests/interop/difftest.py against NumPy 2.4); the
+/// expected values are NumPy's.
+#[test]
+fn issue8_differential_findings_match_numpy() {
+    let t = TestDir::new();
+    let u8s = t.path("u.npy");
+    std::fs::write(&u8s, crate::util::make_npy("|u1", &[3], false, &[0, 5, 200])).ok();
+    t.dsk(&["create", "from-npy", "u.npy", "u.zarr", "--chunks", "2"]).ok();
+    let u = ["u=u.zarr"];
+    let with = |e: &str, extra: &[&str]| {
+        let mut a = vec![e];
+        a.extend_from_slice(extra);
+        csv(&t, &a)
+    };
+    // unsigned arrays against negative or too large literals: compared by value, clip saturates
+    assert_eq!(with("u >= -1", &u), ["True", "True", "True"]);
+    assert_eq!(with("u == 300", &u), ["False", "False", "False"]);
+    assert_eq!(with("-3 < u", &u), ["True", "True", "True"]);
+    assert_eq!(with("clip(u, -1, 3)", &u), ["0", "3", "3"]);
+    t.dsk(&["eval", "u + -1", "u=u.zarr"]).fails_expr(&["out of bounds for uint8"]);
+    t.dsk(&["eval", "maximum(u, -1)", "u=u.zarr"]).fails_expr(&["out of bounds for uint8"]);
+    // round with decimals (method and function), half to even in the array's precision
+    assert_eq!(with("linspace(0.25, 2.5, 4).round(2)", &[]), ["0.25", "1.0", "1.75", "2.5"]);
+    assert_eq!(with("round(full((2,), 0.25) * arange(1, 3), 1)", &[]), ["0.2", "0.5"]);
+    assert_eq!(with("round(arange(15, 36, 10, dtype='int16'), -1)", &[]), ["20", "20", "40"]);
+    // reciprocal keeps integers integral (C's 1 / x); of bool it is int8
+    let (d, _, v) = npy(&t, &["reciprocal(arange(-2, 3, dtype='int16'))"]);
+    assert_eq!((d.as_str(), v), ("<i2", vec![0.0, -1.0, 0.0, 1.0, 0.0]));
+    assert_eq!(npy(&t, &["reciprocal(u > 0)", "u=u.zarr"]).0, "|i1");
+    // full with a negative integer is int64
+    assert_eq!(npy(&t, &["full((2,), -3)"]).0, "<i8");
+    assert_eq!(with("full((2,), -3).astype('uint32')", &[]), ["4294967293", "4294967293"]);
+    // nanvar / nanstd with ddof >= the count are NaN (var is inf)
+    assert_eq!(with("arange(2.0).nanvar(ddof=2) + arange(1)", &[]), ["nan"]);
+    assert_eq!(with("arange(2.0).var(ddof=2) + arange(1)", &[]), ["inf"]);
+    // unary + and - on bools are refused, literal or not
+    t.dsk(&["eval", "+(u > 0)", "u=u.zarr"]).fails_expr(&["bool"]);
+    t.dsk(&["eval", "-(exp(e) > e)"]).fails_expr(&["bool"]);
+    // bool ** 2 is square (int8); bool ** 3 is int64
+    assert_eq!(npy(&t, &["(u > 0) ** 2", "u=u.zarr"]).0, "|i1");
+    assert_eq!(npy(&t, &["(u > 0) ** 3", "u=u.zarr"]).0, "<i8");
+    // a NumPy function of a literal is a float64 scalar, not a weak literal
+    assert_eq!(npy(&t, &["sin(0) + arange(2, dtype='float32')"]).0, "<f8");
+    assert_eq!(npy(&t, &["u + abs(-3)", "u=u.zarr"]).0, "<i8");
+    // the operators of literals are Python's: 2 ** -1 is 0.5, 4 - 2 is the literal 2
+    assert_eq!(t.dsk(&["eval", "2 ** -1"]).ok().stdout().trim(), "0.5");
+    let (_, _, v) = npy(&t, &["full((1,), 3.7958178520202637, dtype='float32') ** (4 - 2)"]);
+    let x = 3.7958178520202637f64 as f32;
+    assert_eq!(v, [(x * x) as f64]);
+    t.dsk(&["eval", "1 // 0"]).fails_expr(&["by zero"]);
+    // float32 floor division in float32, as NumPy's npy_divmodf
+    let (_, _, v) = npy(&t, &["1 // full((2,), 5.226872e-08, dtype='float32')"]);
+    assert_eq!(v, [19131902.0, 19131902.0]);
+    // floor and ceil of bool are bool (NumPy 2)
+    assert_eq!(npy(&t, &["floor(u > 0)", "u=u.zarr"]).0, "|b1");
+}
