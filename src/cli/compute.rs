@@ -332,7 +332,9 @@ pub fn summarize(pplan: &PhysicalPlan, r: &RunReport, run: &RunArgs) {
     let out = pplan.output.map(|o| &pplan.arrays[o]);
     let mut fields = json!({
         "command": pplan.command, "stages": r.stages, "tasks": r.tasks, "elapsed_s": (secs * 1000.0).round() / 1000.0,
-        "peak_rss": r.peak_rss, "workers_peak_rss": r.children_peak, "scheduler": run.scheduler.name(),
+        "peak_rss": r.peak_rss, "workers_peak_rss": r.children_peak, "workers_peak_rss_sum": r.children_peak_sum,
+        "workers": r.children,
+        "scheduler": run.scheduler.name(),
         "fingerprint": pplan.fingerprint(),
     });
     let text = match out {

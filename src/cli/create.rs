@@ -461,7 +461,9 @@ pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
         json!({"command": "create", "path": c.out, "shape": shape, "chunks": spec.chunks, "shards": spec.shard,
                "dtype": dtype.name(), "nchunks": grid.nchunks(), "nbytes": logical, "nbytes_stored": stored,
                "stages": r.stages, "tasks": r.tasks, "elapsed_s": secs, "peak_rss": r.peak_rss,
-               "workers_peak_rss": r.children_peak, "scheduler": run.scheduler.name(), "chunks_auto": auto,
+               "workers_peak_rss": r.children_peak, "workers_peak_rss_sum": r.children_peak_sum,
+               "workers": r.children, "scheduler": run.scheduler.name(),
+               "chunks_auto": auto,
                "fingerprint": pplan.fingerprint()}),
     );
     Ok(())

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::compute::{execute, plan_options};
+use super::compute::{execute, plan_options, summarize};
 use super::RunArgs;
 use crate::error::{Error, Result};
 use crate::expr::slice::{self, AxisSel};
@@ -65,6 +65,8 @@ pub fn run(args: &ExportArgs, run: &RunArgs) -> Result<()> {
     let input =
         Input { name: "x".into(), path: args.path.clone(), shape, dtype: m.dtype, chunks: m.storage_chunks().to_vec() };
     let pplan = planner::export(input, sel, format, args.output.clone(), &plan_options(run)?);
-    execute(&pplan, run, args.overwrite)?;
+    if let Some(report) = execute(&pplan, run, args.overwrite)? {
+        summarize(&pplan, &report, run);
+    }
     Ok(())
 }

@@ -258,6 +258,9 @@ pub fn tune_allocator() {
         // 32 MiB is the largest threshold glibc accepts on 64-bit targets.
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
-        libc::mallopt(libc::M_ARENA_MAX, 4);
+        // One arena: memory a task frees on one thread is reused by the next task on any other,
+        // so the resident set follows what tasks hold at once (with an arena per thread, each
+        // grows to the largest task it ever ran and the process holds their sum).
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }

@@ -43,6 +43,8 @@ pub struct RunReport {
     /// Peak resident set of this process, and the largest of any `dsk worker` child.
     pub peak_rss: Option<u64>,
     pub children_peak: Option<u64>,
+    /// The largest sum of the peaks of the worker children of one stage (they run at once).
+    pub children_peak_sum: Option<u64>,
     /// The largest number of worker children alive at once.
     pub children: usize,
 }
@@ -153,6 +155,7 @@ pub fn run(plan: &PhysicalPlan, ctx: &RunCtx<'_>) -> Result<RunReport> {
                 let stats = run_processes(f, s, &meta, parallel, ctx.sink)?;
                 report.children = report.children.max(stats.0);
                 report.children_peak = report.children_peak.max(stats.1);
+                report.children_peak_sum = report.children_peak_sum.max(stats.2);
                 report.parallel = report.parallel.max(stats.0);
             }
             _ => {
@@ -222,14 +225,14 @@ impl Drop for Children {
 }
 
 /// Run the tasks of stage `s` in `parallel` child processes (`dsk worker`), each a contiguous
-/// range. Returns (children started, their largest peak RSS).
+/// range. Returns (children started, their largest peak RSS, the sum of their peaks).
 fn run_processes(
     plan_file: &Path,
     s: usize,
     stage: &ExecStage,
     parallel: usize,
     sink: &dyn EventSink,
-) -> Result<(usize, Option<u64>)> {
+) -> Result<(usize, Option<u64>, Option<u64>)> {
     let start = Instant::now();
     let n = stage.tasks as usize;
     let nproc = parallel.clamp(1, n.max(1));
@@ -260,12 +263,13 @@ fn run_processes(
     let done = AtomicU64::new(0);
     let bytes_done = AtomicU64::new(0);
     let peak = AtomicU64::new(0);
+    let peak_sum = AtomicU64::new(0);
     let failures: Mutex<Vec<String>> = Mutex::new(vec![]);
     let outputs: Vec<_> = children.0.iter_mut().map(|c| (c.stdout.take(), c.stderr.take())).collect();
     std::thread::scope(|sc| {
         for (k, (stdout, stderr)) in outputs.into_iter().enumerate() {
             let (first, count) = ranges[k];
-            let (done, bytes_done, failures, peak) = (&done, &bytes_done, &failures, &peak);
+            let (done, bytes_done, failures, peak, peak_sum) = (&done, &bytes_done, &failures, &peak, &peak_sum);
             let stderr_text = sc.spawn(move || {
                 let mut text = String::new();
                 if let Some(e) = stderr {
@@ -284,6 +288,7 @@ fn run_processes(
                         let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
                         if let Some(p) = v.get("peak_rss").and_then(|x| x.as_u64()) {
                             peak.fetch_max(p, Ordering::Relaxed);
+                            peak_sum.fetch_add(p, Ordering::Relaxed);
                         }
                         if let Some(t) = v.get("start").and_then(|x| x.as_u64()) {
                             running = Some(t);
@@ -355,7 +360,8 @@ fn run_processes(
     let bytes = bytes_done.load(Ordering::Relaxed);
     sink.event(&Event::StageEnd { stage: &stage.name, tasks: stage.tasks, bytes, elapsed });
     let p = peak.load(Ordering::Relaxed);
-    Ok((nproc, (p > 0).then_some(p)))
+    let ps = peak_sum.load(Ordering::Relaxed);
+    Ok((nproc, (p > 0).then_some(p), (ps > 0).then_some(ps)))
 }
 
 /// The body of `dsk worker PLAN --stage S --first F --count N`: run tasks F..F+N of stage S, one

@@ -320,7 +320,9 @@ pub fn tasks(plan: &Plan, out: &OutputLayout, max_group: usize, budget: Option<u
         let at_once = g.len().min(inner.max(1)) as u64;
         read_bytes += decoded;
         chunk_reads += count as u64;
-        task_bytes = task_bytes.max(decoded + transient + at_once * member_bytes);
+        // a group's source chunks are decoded `inner` at a time
+        let decoding = (inner.max(1) as u64).min(count as u64).max(1);
+        task_bytes = task_bytes.max(decoded + decoding * transient + at_once * member_bytes);
     }
     Tasks { groups, task_bytes, read_bytes, chunk_reads, distinct_chunks: distinct_all.len() as u64 }
 }

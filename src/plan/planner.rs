@@ -701,7 +701,8 @@ pub fn expression(command: &str, plan: Plan, target: Target, opts: &PlanOptions)
 fn export_stage(b: &mut Builder<'_>, array: ArrayId, path: Option<PathBuf>, format: FileFormat) {
     let shape = b.arrays[array].spec.shape.clone();
     let nbytes = b.arrays[array].nbytes();
-    let block_bytes = (b.opts.memory / 6).min(nbytes).max(b.arrays[array].spec.dtype.size() as u64);
+    let (block_bytes, task_bytes) =
+        export_sizing(b.opts.memory, nbytes, b.arrays[array].spec.dtype.size() as u64, format);
     let blocks = nbytes.div_ceil(block_bytes).max(1);
     let dest = path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "stdout".into());
     b.push_stage(Stage {
@@ -720,13 +721,23 @@ fn export_stage(b: &mut Builder<'_>, array: ArrayId, path: Option<PathBuf>, form
             block_bytes,
         },
         tasks: blocks,
-        task_bytes: 3 * block_bytes,
+        task_bytes,
         held_bytes: 0,
         read_bytes: nbytes,
         write_bytes: nbytes,
         parallel: 1,
         local: true,
     });
+}
+
+/// Blocks of an export and what the export holds: a block being read (its bounding box and the
+/// gathered selection), one waiting, one being written with its encoded bytes (text is up to three
+/// times the binary size), and the 1 MiB write buffer.
+fn export_sizing(memory: u64, nbytes: u64, item: u64, format: FileFormat) -> (u64, u64) {
+    const WRITE_BUFFER: u64 = 1 << 20;
+    let copies = if format == FileFormat::Csv { 7 } else { 5 };
+    let block = (memory.saturating_sub(WRITE_BUFFER) / copies).min(nbytes).max(item);
+    (block, copies * block + WRITE_BUFFER)
 }
 
 fn format_name(f: FileFormat) -> &'static str {
@@ -811,7 +822,7 @@ pub fn export(
     let item = input.dtype.size() as u64;
     let out_shape: Vec<u64> = sel.iter().filter(|s| s.keep).map(|s| s.len).collect();
     let nbytes = out_shape.iter().product::<u64>() * item;
-    let block_bytes = (opts.memory / 6).min(nbytes).max(item);
+    let (block_bytes, task_bytes) = export_sizing(opts.memory, nbytes, item, format);
     let dest = path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "stdout".into());
     let text = format!("{} as {} → {dest}", input.path.display(), format_name(format));
     let stage = Stage {
@@ -825,7 +836,7 @@ pub fn export(
         ),
         op: StageOp::Export { array: ExportSource::Input(0), sel, format, path, block_bytes },
         tasks: nbytes.div_ceil(block_bytes).max(1),
-        task_bytes: 3 * block_bytes,
+        task_bytes,
         held_bytes: 0,
         read_bytes: nbytes,
         write_bytes: nbytes,

@@ -125,7 +125,8 @@ fn plan_with(input: &Input, out: &Path, spec: &CreateSpec, opts: &PlanOptions) -
         let widest: u64 = costs.iter().map(|c| c.0).product::<u64>() * item;
         let decodes: u64 = costs.iter().map(|c| c.1).product();
         let longest: u64 = costs.iter().map(|c| c.2).product();
-        let transient = s.iter().product::<u64>() * item;
+        // a band's source chunks are decoded --workers at a time, each read whole first
+        let transient = s.iter().product::<u64>() * item * opts.workers as u64;
         (widest + transient + longest.min(opts.workers as u64).max(1) * member, decodes, longest)
     };
     let empty = n.contains(&0);
