@@ -845,13 +845,14 @@ pub fn finalize(op: ReduceOp, input: DType, p: &Partial, ddof: f64) -> Result<Bu
         Kind::Moments => {
             let (n, m2) = (vals::<f64>(&p.comps[0]).ok_or_else(bad)?, vals::<f64>(&p.comps[2]).ok_or_else(bad)?);
             let std = matches!(op, ReduceOp::Std | ReduceOp::NanStd);
-            let nan_version = op.skips_nan();
+            // (NumPy's nanvar of an integer array is its var: there is no NaN to skip)
+            let nan_version = op.skips_nan() && input.is_float();
             let v: Vec<f64> = n
                 .iter()
                 .zip(&m2)
                 .map(|(&n, &m2)| {
                     // var divides by max(n - ddof, 0) (inf, or NaN for 0/0); the nan… versions
-                    // give NaN whenever n - ddof ≤ 0, as NumPy's nanvar does
+                    // of float arrays give NaN whenever n - ddof ≤ 0, as NumPy's nanvar does
                     if nan_version && n - ddof <= 0.0 {
                         return f64::NAN;
                     }

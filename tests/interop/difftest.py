@@ -834,6 +834,14 @@ def eval_bin(op, x, y):
     if op == "%":
         q = ew(lambda p, s: p // s, [x, y], "step", pre_unstable=straddles_zero(y, x))
         uns = ~np.isfinite(q.e) if isinstance(q.e, np.ndarray) else None
+        if is_f(x.v) or is_f(y.v):
+            # a quotient beyond 2**52 leaves nothing of the dividend's digits in the remainder:
+            # any error in the dividend moves it anywhere in [0, divisor)
+            shape = np.broadcast_shapes(x.shape, y.shape)
+            with np.errstate(all="ignore"):
+                big = np.abs(np.asarray(x.v, dtype=F64) / np.asarray(y.v, dtype=F64)) > 2.0 ** 52
+            big = np.broadcast_to(big & (np.broadcast_to(np.asarray(x.e, dtype=F64), big.shape) > 0), shape)
+            uns = big if uns is None else (np.broadcast_to(uns, shape) | big)
         return ew(fn, [x, y], "lin", 0, pre_unstable=uns)
     if op == "**":
         return eval_pow(x, y)
@@ -862,6 +870,15 @@ def eval_pow(x, y):
             extra[0] = np.where(st, np.zeros((), x.v.dtype), x.v).astype(x.v.dtype)
             yneg = np.broadcast_to(np.asarray(y.v, dtype=F64) < 0, shape)
             pre = np.broadcast_to(st, shape) & yneg
+    # a negative base to an uncertain exponent: whether the exponent is an integer (a real
+    # result) or not (NaN) is itself uncertain
+    if is_f(x.v) or is_f(y.v):
+        shape = np.broadcast_shapes(x.shape, y.shape)
+        xv = np.broadcast_to(np.asarray(x.v, dtype=F64) - np.asarray(x.e, dtype=F64), shape)
+        ye = np.broadcast_to(np.asarray(y.e, dtype=F64), shape)
+        neg = (xv < 0) & (ye > 0)
+        if neg.any():
+            pre = neg if pre is None else (pre | neg)
     # NumPy's fast paths for a scalar exponent: x*x, sqrt, 1/x, x, 1 (correctly rounded: k = 0)
     fast = y.weak and not isinstance(y.v, bool) and y.v in (2, 0.5, -1, 1, 0)
     return ew(fn, [x, y], "lin", 0 if fast else 2, extra=extra or None, pre_unstable=pre, exact_fn=exact_pow_mask)
@@ -874,8 +891,6 @@ def eval_func(fn, x):
     if fn == "isfinite":
         return ew(np.isfinite, [x], "lin", 0)
     if fn in ("floor", "ceil"):
-        if not x.weak and x.v.dtype == np.bool_:
-            raise DocDiff("floor/ceil of bool: float32 in dsk's docs, bool in NumPy 2.4")
         return eval_stepfunc(getattr(np, fn), x)
     if fn == "sign":
         return ew(np.sign, [x], "step")
