@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 pub use budget::{Budget, Reservation};
 
-use crate::error::{human, Error, Result};
+use crate::error::{Error, Result};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -113,21 +113,6 @@ pub struct StageStats {
     pub bytes: u64,
     pub elapsed: Duration,
     pub parallel: usize,
-}
-
-/// How many tasks of `task_bytes` may run at once under `memory` with `workers` threads; an error
-/// naming the chunk size that would fit when not even one can.
-pub fn admissible(stage: &Stage, opts: &RunOptions, hint: impl FnOnce(u64) -> String) -> Result<usize> {
-    if stage.task_bytes > opts.memory {
-        return Err(Error::Budget {
-            what: format!("one {} task", stage.name),
-            needed: stage.task_bytes,
-            budget: opts.memory,
-            hint: hint(opts.memory),
-        });
-    }
-    let by_memory = (opts.memory / stage.task_bytes.max(1)).max(1);
-    Ok((opts.workers as u64).min(by_memory).min(stage.tasks.max(1)) as usize)
 }
 
 /// Run `task` for every index of `stage` with at most `parallel` tasks in flight, each holding a
@@ -234,14 +219,6 @@ pub fn peak_rss() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
-}
-
-/// A one-line description of a memory figure for summaries.
-pub fn describe_peak(projected: u64) -> String {
-    match peak_rss() {
-        Some(p) => format!("peak RSS {} (projected {})", human(p), human(projected)),
-        None => format!("projected peak {}", human(projected)),
-    }
 }
 
 /// Keep freed memory in the process instead of returning it to the OS after every chunk.

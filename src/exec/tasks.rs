@@ -220,6 +220,9 @@ fn compute(
         let decoded: Vec<((usize, u64), Buf)> = keys
             .par_iter()
             .map(|&(leaf, lin)| {
+                if super::interrupted() {
+                    return Err(Error::Interrupted);
+                }
                 let g = leaf_grid(plan, leaf).ok_or_else(|| Error::Internal("source chunk without a grid".into()))?;
                 Ok(((leaf, lin), load_chunk(plan, sh.inputs, &tmp, leaf, &g, lin, 1)?))
             })
@@ -228,6 +231,9 @@ fn compute(
         return group
             .par_iter()
             .map(|&c| {
+                if super::interrupted() {
+                    return Err(Error::Interrupted);
+                }
                 let mut ev = Evaluator::with_chunks(plan, sh.inputs, &tmp, 1, cache.clone());
                 one(&mut ev, c, 1)
             })
@@ -236,6 +242,9 @@ fn compute(
     let mut ev = Evaluator::new(plan, sh.inputs, &tmp, codec_threads);
     let mut bytes = 0;
     for &c in &group {
+        if super::interrupted() {
+            return Err(Error::Interrupted);
+        }
         bytes += one(&mut ev, c, codec_threads)?;
     }
     Ok(bytes)

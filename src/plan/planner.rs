@@ -485,7 +485,7 @@ impl Builder<'_> {
         };
         let (groups, task_bytes, read_bytes, reads, distinct) = if skip {
             (Groups::Each { chunks: 0 }, 0, 0, 0, 0)
-        } else if grid.nchunks() <= TABLE_MAX {
+        } else if (group || band) && grid.nchunks() <= TABLE_MAX {
             let t = if band {
                 lower::tasks(&plan, &layout, usize::MAX, Some(self.opts.memory), self.opts.workers)
             } else {

@@ -68,7 +68,7 @@ impl EventSink for Bars {
                     },
                 );
                 let style = ProgressStyle::with_template(
-                    "{prefix:>8} [{bar:30}] {pos}/{len} chunks  {msg}  {elapsed_precise} ETA {eta}",
+                    "{prefix:>8} [{bar:30}] {pos}/{len} tasks  {msg}  {elapsed_precise} ETA {eta}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> ");
