@@ -266,7 +266,24 @@ fn run_processes(
     let peak_sum = AtomicU64::new(0);
     let failures: Mutex<Vec<String>> = Mutex::new(vec![]);
     let outputs: Vec<_> = children.0.iter_mut().map(|c| (c.stdout.take(), c.stderr.take())).collect();
+    let pids: Vec<u32> = children.0.iter().map(|c| c.id()).collect();
+    let readers_done = std::sync::atomic::AtomicUsize::new(0);
+    let n_readers = outputs.len();
     std::thread::scope(|sc| {
+        // pass an interrupt on to the children: they stop before their next task
+        let (readers_done, pids) = (&readers_done, &pids);
+        sc.spawn(move || {
+            while readers_done.load(Ordering::Relaxed) < n_readers {
+                if super::interrupted() {
+                    for &p in pids {
+                        // SAFETY: kill only sends a signal to our own child process
+                        unsafe { libc::kill(p as libc::pid_t, libc::SIGTERM) };
+                    }
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
         for (k, (stdout, stderr)) in outputs.into_iter().enumerate() {
             let (first, count) = ranges[k];
             let (done, bytes_done, failures, peak, peak_sum) = (&done, &bytes_done, &failures, &peak, &peak_sum);
@@ -312,6 +329,7 @@ fn run_processes(
                     }
                 }
                 let err_text = stderr_text.join().unwrap_or_default();
+                readers_done.fetch_add(1, Ordering::Relaxed);
                 if finished < count {
                     let at = running.map(|t| format!(" while running task {t}")).unwrap_or_default();
                     let why = err_text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message").to_string();

@@ -568,6 +568,9 @@ fn scan_carries(axis: usize, prod: bool, grid: &Grid, totals: &ZArray, carries: 
     with_dtype!(dtype, T => {
         let mut running: Option<Vec<T>> = None;
         for k in 0..gshape[axis] {
+            if super::interrupted() {
+                return Err(Error::Interrupted);
+            }
             idx[axis] = k;
             let cross = cross_region(grid, &idx, axis);
             let cidx = carries.grid().chunk_index_of(&cross.start);

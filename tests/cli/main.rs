@@ -518,20 +518,34 @@ fn a_damaged_chunk_file_is_reported_with_its_chunk() {
 fn an_interrupted_run_removes_its_partial_output() {
     use std::process::{Command, Stdio};
     let t = TestDir::new();
-    let child = Command::new(env!("CARGO_BIN_EXE_dsk"))
-        .args(["create", "random", "big.zarr", "--shape", "40000,4000", "--chunks", "500,500", "--workers", "1"])
-        .current_dir(t.root())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start dsk");
-    std::thread::sleep(std::time::Duration::from_millis(400));
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let out = child.wait_with_output().expect("wait");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
-    assert!(err.contains("interrupted"), "{err}");
-    assert!(!t.path("big.zarr").exists());
-    no_partial_left(&t);
+    for (k, sched) in ["threads", "processes"].into_iter().enumerate() {
+        let out_name = format!("big{k}.zarr");
+        let child = Command::new(env!("CARGO_BIN_EXE_dsk"))
+            .args(["create", "random", &out_name, "--shape", "40000,4000", "--chunks", "500,500", "--workers", "2"])
+            .args(["--scheduler", sched, "--work-dir", "."])
+            .current_dir(t.root())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start dsk");
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        let sent = std::time::Instant::now();
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let out = child.wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "{sched}: {err}");
+        assert!(err.contains("interrupted"), "{err}");
+        // the run stops between tasks (workers included), not at the end of the stage
+        assert!(sent.elapsed() < std::time::Duration::from_secs(20), "{sched}: took {:?}", sent.elapsed());
+        assert!(!t.path(&out_name).exists());
+        no_partial_left(&t);
+        // the work directory (the plan file of the worker processes) is gone too
+        let left: Vec<_> = fs::read_dir(t.root())
+            .expect("ls")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("dsk-"))
+            .collect();
+        assert!(left.is_empty(), "{sched}: {left:?}");
+    }
 }
