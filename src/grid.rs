@@ -221,6 +221,9 @@ fn round_2sig(x: u64) -> u64 {
 }
 
 /// Parse a comma-separated list of non-negative integers, e.g. `200000,4000` (also `(200000, 4000)`).
+/// The most axes an array may have (NumPy's limit: a .npy file cannot hold more).
+pub const MAX_DIMS: usize = 64;
+
 /// Bytes of an array of `shape` with elements of `itemsize` bytes, when that number fits an `i64`
 /// (every product of extents dsk computes afterwards then fits too); `None` when it overflows.
 pub fn checked_nbytes(shape: &[u64], itemsize: u64) -> Option<u64> {
@@ -230,6 +233,9 @@ pub fn checked_nbytes(shape: &[u64], itemsize: u64) -> Option<u64> {
 
 /// An error text when an array of `shape` cannot be indexed with 64-bit sizes, else `None`.
 pub fn check_size(shape: &[u64], itemsize: u64) -> Option<String> {
+    if shape.len() > MAX_DIMS {
+        return Some(format!("an array of {} axes has more than {MAX_DIMS} (NumPy's limit)", shape.len()));
+    }
     match checked_nbytes(shape, itemsize) {
         Some(_) => None,
         None => {

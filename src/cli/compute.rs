@@ -14,7 +14,7 @@ use crate::error::{human, Error, Result};
 use crate::exec::run::{RunCtx, RunReport};
 use crate::grid::tuple;
 use crate::plan::physical::{PhysicalPlan, Place, StageOp};
-use crate::plan::planner::{self, PlanOptions, Target};
+use crate::plan::planner::{self, least_memory, mem_arg, PlanOptions, Target};
 use crate::plan::{self, Input, Plan};
 use crate::report;
 use crate::store::{self, CodecSpec, CreateSpec};
@@ -33,6 +33,9 @@ pub fn parse_named(items: &[String], arg: &str) -> Result<Vec<(String, PathBuf)>
                 || n.starts_with(|c: char| c.is_ascii_digit())
             {
                 return Err(Error::usage(arg, format!("{n:?} is not a valid name (letters, digits, _)")));
+            }
+            if matches!(n, "True" | "False" | "None" | "true" | "false") {
+                return Err(Error::usage(arg, format!("{n} is a constant of the language; name the array otherwise")));
             }
             Ok((n.to_string(), PathBuf::from(p)))
         })
@@ -78,6 +81,18 @@ impl<'a> Dest<'a> {
         Ok(match (out, format) {
             (None, None) => None,
             (None, Some(f)) => Some(Dest::Stdout(f)),
+            // `-o -`: standard output, as `create from-npy -` reads standard input
+            (Some(p), f) if p.as_os_str() == "-" => Some(Dest::Stdout(f.unwrap_or(Format::Npy))),
+            (Some(p), Some(f)) if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("zarr")) => {
+                return Err(Error::usage(
+                    "--format",
+                    format!(
+                        "{} names a Zarr array, not a {} file — drop --format, or give a file name",
+                        p.display(),
+                        format!("{f:?}").to_lowercase()
+                    ),
+                ))
+            }
             (Some(p), f) => match (super::export::file_format(p), f) {
                 (Some(e), Some(f)) if e != f => {
                     return Err(Error::usage(
@@ -247,7 +262,10 @@ fn suggest(command: &str, plan: &Plan, target: &Target, opts: &PlanOptions, need
             }
         }
     }
-    format!("raise --memory to at least {}", human(needed))
+    match least_memory(opts, needed, |o| planner::expression(command, plan.clone(), target.clone(), o)) {
+        Some(m) => format!("raise --memory to {}", mem_arg(m)),
+        None => "raise --memory".to_string(),
+    }
 }
 
 /// The `--memory` a rechunk of `inp` to `chunks` needs (at least `opts.memory`), checked by
@@ -275,16 +293,15 @@ fn rechunk_memory(inp: &Input, chunks: &[u64], opts: &PlanOptions) -> Option<u64
     None
 }
 
-/// A byte size as `--memory` takes it (`64MiB`).
-fn mem_arg(bytes: u64) -> String {
-    if bytes % (1 << 30) == 0 {
-        format!("{}GiB", bytes >> 30)
-    } else {
-        format!("{}MiB", bytes.div_ceil(1 << 20))
-    }
-}
-
 fn file_target(path: Option<&Path>, format: Format, o: &OutputOpts<'_>, root: &plan::Node) -> Result<Target> {
+    for (arg, given) in [("--shard", o.shard.is_some()), ("--codec", o.codec.is_some())] {
+        if given {
+            return Err(Error::usage(
+                arg,
+                "applies to Zarr outputs only; a .npy, .csv or .raw output has no chunks or codecs",
+            ));
+        }
+    }
     let dtype = parse_dtype(o.dtype)?.unwrap_or(root.dtype);
     let spec = output_spec(
         &OutputOpts { dtype: None, codec: Some("none"), shard: None, ..o.clone() },

@@ -85,7 +85,7 @@ pub struct RunArgs {
     #[arg(long, global = true, value_name = "N")]
     pub workers: Option<usize>,
     /// Memory bound for the data in flight, e.g. 512MiB, 2GiB, 1.5GB.
-    #[arg(long, global = true, value_name = "SIZE", default_value = "2GiB")]
+    #[arg(long, global = true, value_name = "SIZE", default_value = "2GiB", allow_hyphen_values = true)]
     pub memory: String,
     /// Progress display on stderr.
     #[arg(long, global = true, value_enum, default_value = "auto")]

@@ -39,7 +39,7 @@ pub struct ReduceArgs {
     #[arg(long)]
     pub keepdims: bool,
     /// Delta degrees of freedom for var and std.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub ddof: Option<f64>,
     #[command(flatten)]
     pub write: super::OutputArgs,

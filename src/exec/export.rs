@@ -157,7 +157,7 @@ pub fn stream(
     if format == Format::Csv && out_shape.len() > 2 {
         return Err(Error::usage(
             "--format",
-            format!("csv holds 0-d, 1-D or 2-D data but the selection has shape {out_shape:?} — use --format npy, or --slice it down to 2-D"),
+            format!("csv holds 0-d, 1-D or 2-D data but the selection has shape {out_shape:?} — use npy, or select a 2-D part (export --slice, or index it in the expression)"),
         ));
     }
     if output.is_none() && format != Format::Csv {

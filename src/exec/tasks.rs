@@ -549,8 +549,16 @@ fn scan_totals(
     let cross = cross_region(grid, &idx, axis);
     with_dtype!(dtype, T => {
         let x = T::view(&b).ok_or_else(|| Error::Internal("scan dtype".into()))?;
-        let init = if prod { T::from_i64(1) } else { T::default() };
-        let tot = x.fold_axis(ndarray::Axis(axis), init, |&acc, &v| if prod { T::mul(acc, v) } else { T::add(acc, v) });
+        // the last element of the chunk's own scan: from its first slice on, as NumPy's cumsum runs
+        // (an identity of +0.0 would turn a sum of -0.0 into +0.0)
+        let mut lanes = x.axis_iter(ndarray::Axis(axis));
+        let mut tot = match lanes.next() {
+            Some(first) => first.to_owned(),
+            None => return Err(Error::Internal("a scan chunk with no elements along its axis".into())),
+        };
+        for lane in lanes {
+            tot.zip_mut_with(&lane, |a, &v| *a = if prod { T::mul(*a, v) } else { T::add(*a, v) });
+        }
         let v: Vec<T> = tot.iter().copied().collect();
         totals.write_chunk(&totals.grid().chunk_index_of(&cross.start), &v, 1)?;
     });
@@ -575,11 +583,15 @@ fn scan_carries(axis: usize, prod: bool, grid: &Grid, totals: &ZArray, carries: 
             let cross = cross_region(grid, &idx, axis);
             let cidx = carries.grid().chunk_index_of(&cross.start);
             let n = cross.len() as usize;
+            // the first chunk has no carry (what is written is never read)
             let identity = if prod { T::from_i64(1) } else { T::default() };
             let carry = running.clone().unwrap_or_else(|| vec![identity; n]);
             carries.write_chunk(&cidx, &carry, 1)?;
             let tot: Vec<T> = totals.read_region::<T>(&cross, 1)?;
-            running = Some(carry.iter().zip(&tot).map(|(&a, &b)| if prod { T::mul(a, b) } else { T::add(a, b) }).collect());
+            running = Some(match running {
+                None => tot,
+                Some(r) => r.iter().zip(&tot).map(|(&a, &b)| if prod { T::mul(a, b) } else { T::add(a, b) }).collect(),
+            });
             bytes += cross.len() * dtype.size() as u64;
         }
     });

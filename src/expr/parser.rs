@@ -82,6 +82,15 @@ fn lex(text: &str) -> Result<Vec<(Tok, Span)>, ExprError> {
             }
             let lit = text[start..i].replace('_', "");
             let span = Span::new(start, i);
+            if is_int && lit.len() > 1 && lit.starts_with('0') && lit.bytes().any(|b| b != b'0') {
+                return Err(ExprError::new(
+                    format!(
+                        "leading zeros in an integer are not allowed (as in Python): write {}",
+                        lit.trim_start_matches('0')
+                    ),
+                    span,
+                ));
+            }
             let value: f64 = lit.parse().map_err(|_| ExprError::new(format!("{lit:?} is not a number"), span))?;
             let int = if is_int {
                 Some(lit.parse::<i64>().map_err(|_| ExprError::new(format!("integer {lit} is too large"), span))?)

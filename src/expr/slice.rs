@@ -127,14 +127,16 @@ pub fn normalize(items: &[Item], shape: &[u64]) -> Result<Vec<AxisSel>, String> 
                     };
                     let (s, e) =
                         if step > 0 { (fix(start, 0), fix(stop, n)) } else { (fix(start, n - 1), fix(stop, -1)) };
-                    let len = if step > 0 {
-                        if e > s {
-                            (e - s + step - 1) / step
+                    // in 128 bits: steps near ±2⁶³ must not overflow
+                    let (s1, e1, st) = (s as i128, e as i128, step as i128);
+                    let len = if st > 0 {
+                        if e1 > s1 {
+                            (e1 - s1 + st - 1) / st
                         } else {
                             0
                         }
-                    } else if s > e {
-                        (s - e + (-step) - 1) / (-step)
+                    } else if s1 > e1 {
+                        (s1 - e1 - st - 1) / (-st)
                     } else {
                         0
                     };
@@ -170,6 +172,10 @@ mod tests {
         assert_eq!(sel("8:2:-3", &[10]), vec![(8, 2, -3, true)]);
         assert_eq!(sel("..., 1", &[2, 3, 4]), vec![(0, 2, 1, true), (0, 3, 1, true), (1, 1, 1, false)]);
         assert_eq!(sel("::-1", &[0]), vec![(0, 0, -1, true)]);
+        // steps near ±2⁶³ take one element (issue 8: they gave an empty selection)
+        assert_eq!(sel("::-9223372036854775806", &[30]), vec![(29, 1, -9223372036854775806, true)]);
+        assert_eq!(sel("::-9223372036854775808", &[30]), vec![(29, 1, i64::MIN, true)]);
+        assert_eq!(sel("::9223372036854775807", &[30]), vec![(0, 1, i64::MAX, true)]);
     }
 
     #[test]

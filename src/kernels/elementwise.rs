@@ -315,16 +315,11 @@ macro_rules! int_num {
                 if d >= 0 {
                     return a;
                 }
-                if d < -38 {
-                    return 0;
-                }
-                let f = 10i128.pow((-d) as u32);
-                let x = a as i128;
-                let (mut q, r) = (x.div_euclid(f), x.rem_euclid(f));
-                if 2 * r > f || (2 * r == f && q % 2 != 0) {
-                    q += 1;
-                }
-                (q * f) as $t
+                // as NumPy: in float64 (a / 10^-d, rounded half to even, times 10^-d), then cast
+                // back (out of range: dsk's saturating cast)
+                let f = power_of_ten(-d);
+                let v = ((a as f64) / f).round_ties_even() * f;
+                <$t as crate::dtype::Elem>::from_f64(v)
             }
             #[inline(always)]
             fn recip(a: Self) -> Self {
@@ -341,6 +336,21 @@ macro_rules! int_num {
             fn is_finite(_: Self) -> bool { true }
         }
     };
+}
+
+/// 10^n as NumPy's `round` computes it: exact up to 10^8, then by repeated multiplication.
+fn power_of_ten(n: i32) -> f64 {
+    const P10: [f64; 9] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8];
+    if (0..9).contains(&n) {
+        return P10[n as usize];
+    }
+    let mut r: f64 = 1e9;
+    let mut k = n;
+    while k > 9 && r.is_finite() {
+        r *= 10.0;
+        k -= 1;
+    }
+    r
 }
 
 trait IntExtra: Sized {
@@ -486,7 +496,7 @@ macro_rules! float_num {
             fn round_to(a: Self, d: i32) -> Self {
                 // NumPy multiplies (or divides) by 10^|decimals| as a Python float, which NEP 50
                 // casts to this dtype
-                let f = 10f64.powi(d.abs()) as $t;
+                let f = power_of_ten(d.unsigned_abs() as i32) as $t;
                 if d >= 0 {
                     (a * f).round_ties_even() / f
                 } else {

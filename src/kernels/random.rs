@@ -79,6 +79,9 @@ impl Dist {
             Dist::Uniform { low, high } if !(low.is_finite() && high.is_finite() && low < high) => {
                 Err(format!("--low {low} --high {high}: need finite bounds with low < high"))
             }
+            Dist::Uniform { low, high } if (high - low).is_infinite() => Err(format!(
+                "--low {low:?} --high {high:?}: the range high - low overflows a float (NumPy refuses it too)"
+            )),
             Dist::Normal { mean, std } if !(mean.is_finite() && std.is_finite() && *std >= 0.0) => {
                 Err(format!("--mean {mean} --std {std}: need a finite mean and a finite std ≥ 0"))
             }

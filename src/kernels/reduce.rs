@@ -691,8 +691,15 @@ fn combine_at(
                 }
                 let t = *n + nb;
                 let delta = mb - *m;
-                *m2 = *m2 + m2b + delta * delta * (*n * nb / t);
-                *m += delta * (nb / t);
+                if delta.is_infinite() && m.is_finite() && mb.is_finite() {
+                    // finite means whose difference overflows: the deviations from the common
+                    // mean overflow too when squared (NumPy's two passes give inf as well)
+                    *m2 = f64::INFINITY;
+                    *m = *m * (*n / t) + mb * (nb / t);
+                } else {
+                    *m2 = *m2 + m2b + delta * delta * (*n * nb / t);
+                    *m += delta * (nb / t);
+                }
                 *n = t;
             });
             Ok(())
@@ -843,19 +850,31 @@ pub fn finalize(op: ReduceOp, input: DType, p: &Partial, ddof: f64) -> Result<Bu
             Buf::from_vec(&shape, s.iter().zip(&n).map(|(s, n)| s / n).collect::<Vec<f64>>())
         }
         Kind::Moments => {
-            let (n, m2) = (vals::<f64>(&p.comps[0]).ok_or_else(bad)?, vals::<f64>(&p.comps[2]).ok_or_else(bad)?);
+            let (n, mean, m2) = (
+                vals::<f64>(&p.comps[0]).ok_or_else(bad)?,
+                vals::<f64>(&p.comps[1]).ok_or_else(bad)?,
+                vals::<f64>(&p.comps[2]).ok_or_else(bad)?,
+            );
             let std = matches!(op, ReduceOp::Std | ReduceOp::NanStd);
             // (NumPy's nanvar of an integer array is its var: there is no NaN to skip)
             let nan_version = op.skips_nan() && input.is_float();
             let v: Vec<f64> = n
                 .iter()
                 .zip(&m2)
-                .map(|(&n, &m2)| {
+                .zip(&mean)
+                .map(|((&n, &m2), &mean)| {
                     // var divides by max(n - ddof, 0) (inf, or NaN for 0/0); the nan… versions
                     // of float arrays give NaN whenever n - ddof ≤ 0, as NumPy's nanvar does
                     if nan_version && n - ddof <= 0.0 {
                         return f64::NAN;
                     }
+                    if ddof.is_nan() {
+                        return f64::NAN;
+                    }
+                    // NumPy's mean is sum / n: a sum that overflows makes every deviation
+                    // infinite, so the variance of such (finite) data is inf
+                    let m2 =
+                        if mean.is_finite() && m2.is_finite() && (mean * n).is_infinite() { f64::INFINITY } else { m2 };
                     let var = m2 / (n - ddof).max(0.0);
                     if std {
                         var.sqrt()

@@ -138,7 +138,12 @@ fn float_op(op: BinOp, x: f64, y: f64) -> Result<Py, String> {
             if x < 0.0 && y.is_finite() && y.fract() != 0.0 {
                 return Err("a negative number raised to a fractional power is complex".into());
             }
-            x.powf(y)
+            let r = x.powf(y);
+            if r.is_infinite() && x.is_finite() && y.is_finite() {
+                // Python raises OverflowError where a float power overflows
+                return Err("this power of literals overflows a float (Python refuses it too)".into());
+            }
+            r
         }
         _ => return Err(format!("{} is not arithmetic", op.symbol())),
     }))
@@ -182,6 +187,33 @@ fn cmp_int_float(i: i64, f: f64) -> Option<std::cmp::Ordering> {
         std::cmp::Ordering::Equal if f > fl => std::cmp::Ordering::Less,
         o => o,
     })
+}
+
+/// The value of an expression made only of literals and operators (`4 - 2`, `-1`, `2 ** 10`,
+/// `nan`), as Python computes it; `None` when it is anything else.
+pub fn eval(e: &crate::expr::ast::Expr) -> Option<Result<Py, String>> {
+    use crate::expr::ast::ExprKind;
+    match &e.kind {
+        ExprKind::Num { value, int } => Some(Ok(match int {
+            Some(i) => Py::Int(*i),
+            None => Py::Float(*value),
+        })),
+        ExprKind::Name(n) => match n.as_str() {
+            "nan" | "NaN" => Some(Ok(Py::Float(f64::NAN))),
+            "inf" | "Infinity" => Some(Ok(Py::Float(f64::INFINITY))),
+            "pi" => Some(Ok(Py::Float(std::f64::consts::PI))),
+            "e" => Some(Ok(Py::Float(std::f64::consts::E))),
+            "True" | "true" => Some(Ok(Py::Bool(true))),
+            "False" | "false" => Some(Ok(Py::Bool(false))),
+            _ => None,
+        },
+        ExprKind::Unary { op, arg } => Some(eval(arg)?.and_then(|v| unary(*op, v))),
+        ExprKind::Binary { op, lhs, rhs } => {
+            let (a, b) = (eval(lhs)?, eval(rhs)?);
+            Some(a.and_then(|a| b.and_then(|b| binary(*op, a, b))))
+        }
+        _ => None,
+    }
 }
 
 /// `op a` as Python computes it.

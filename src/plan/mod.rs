@@ -477,8 +477,8 @@ impl Builder<'_> {
             _ => {}
         }
         // integer literals must fit the type they take (NEP 50: uint8 + 300 is an error), except
-        // in comparisons, where NumPy 2 compares by value (uint8 < 300 is all True), and as clip's
-        // bounds, which NumPy saturates to the type's range
+        // in comparisons, where NumPy 2 compares by value (uint8 < 300 is all True), and as a clip
+        // bound that cannot bind (a lower bound below the type's range, an upper one above it)
         let (lo, hi) = crate::dtype::int_range(compute);
         for (pos, &a) in args.clone().iter().enumerate() {
             let n = &self.nodes[a];
@@ -512,7 +512,8 @@ impl Builder<'_> {
                     label,
                 }));
             }
-            if op == MapOp::Clip && pos > 0 {
+            // NumPy ignores a lower bound below the type's range and an upper bound above it
+            if op == MapOp::Clip && ((pos == 1 && v < lo) || (pos == 2 && v > hi)) {
                 let s = v.clamp(lo, hi) as i64;
                 args[pos] = self.literal(literal::Py::Int(s));
                 continue;
@@ -550,7 +551,42 @@ impl Builder<'_> {
             BinOp::Or => MapOp::Or,
             BinOp::Xor => MapOp::Xor,
         };
+        if mop.is_comparison() {
+            if let Some(id) = self.mixed_sign_compare(mop, a, b, span)? {
+                return Ok(id);
+            }
+        }
         self.map(mop, vec![a, b], span)
+    }
+
+    /// A comparison of a signed integer array with a uint64 array: NumPy compares the values
+    /// exactly (their common type would be float64, which rounds above 2⁵³). A negative signed
+    /// value is below every unsigned one; otherwise both compare as uint64.
+    fn mixed_sign_compare(&mut self, op: MapOp, a: usize, b: usize, span: Span) -> Result<Option<usize>, ExprError> {
+        let (na, nb) = (&self.nodes[a], &self.nodes[b]);
+        if na.weak.is_some() || nb.weak.is_some() {
+            return Ok(None);
+        }
+        let (signed, unsigned, signed_first) = match (na.dtype, nb.dtype) {
+            (s, DType::Uint64) if s.is_signed_int() => (a, b, true),
+            (DType::Uint64, s) if s.is_signed_int() => (b, a, false),
+            _ => return Ok(None),
+        };
+        // the answer when the signed operand is negative (signed < unsigned)
+        let less = signed_first;
+        let when_negative = match op {
+            MapOp::Lt | MapOp::Le => less,
+            MapOp::Gt | MapOp::Ge => !less,
+            MapOp::Eq => false,
+            _ => true,
+        };
+        let zero = self.literal(literal::Py::Int(0));
+        let negative = self.map(MapOp::Lt, vec![signed, zero], span)?;
+        let as_unsigned = self.astype(signed, DType::Uint64, span)?;
+        let args = if signed_first { vec![as_unsigned, unsigned] } else { vec![unsigned, as_unsigned] };
+        let compared = self.map(op, args, span)?;
+        let constant = self.literal(literal::Py::Bool(when_negative));
+        self.map(MapOp::Where, vec![negative, constant, compared], span).map(Some)
     }
 
     /// `x ** c` with a literal exponent uses NumPy's fast paths (square, sqrt, reciprocal).
@@ -1052,6 +1088,12 @@ impl Builder<'_> {
         if let Some(m) = crate::grid::check_size(&shape, dtype.size() as u64) {
             return err(m, span);
         }
+        if let (Generator::Const(ScalarRepr::Int(v)), true) = (&gen, dtype.is_int()) {
+            let (lo, hi) = crate::dtype::int_range(dtype);
+            if !(lo..=hi).contains(&(*v as i128)) {
+                return err(format!("{v} does not fit {dtype} (NumPy refuses it too)"), span);
+            }
+        }
         if let Generator::Const(ScalarRepr::Float(f)) = gen {
             if dtype.is_int() && (f.fract() != 0.0 || !f.is_finite()) {
                 return err(format!("{f} cannot be stored exactly in {dtype}"), span);
@@ -1093,28 +1135,28 @@ fn no_kwargs(func: &str, kwargs: &[(String, Expr)], allowed: &[&str], span: Span
     Ok(())
 }
 
+/// An integer written with literals (`3`, `-1`, `2 * 5`), Python's arithmetic folded.
 fn int_lit(e: &Expr) -> Option<i64> {
-    match &e.kind {
-        ExprKind::Num { int: Some(i), .. } => Some(*i),
-        ExprKind::Unary { op: UnOp::Neg, arg } => int_lit(arg).map(|i| -i),
-        ExprKind::Unary { op: UnOp::Pos, arg } => int_lit(arg),
+    match literal::eval(e) {
+        Some(Ok(literal::Py::Int(i))) => Some(i),
         _ => None,
     }
 }
 
 fn const_int(e: &Expr) -> Result<i64, ExprError> {
-    int_lit(e).ok_or_else(|| ExprError::new("expected an integer here", e.span))
+    match literal::eval(e) {
+        Some(Ok(literal::Py::Int(i))) => Ok(i),
+        Some(Err(m)) => err(m, e.span),
+        Some(Ok(literal::Py::Bool(_))) => err("expected an integer here, not a bool", e.span),
+        _ => err("expected an integer here", e.span),
+    }
 }
 
 fn const_f64(e: &Expr) -> Result<f64, ExprError> {
-    match &e.kind {
-        ExprKind::Num { value, .. } => Ok(*value),
-        ExprKind::Unary { op: UnOp::Neg, arg } => const_f64(arg).map(|v| -v),
-        ExprKind::Unary { op: UnOp::Pos, arg } => const_f64(arg),
-        ExprKind::Name(n) if n == "nan" || n == "NaN" => Ok(f64::NAN),
-        ExprKind::Name(n) if n == "inf" || n == "Infinity" => Ok(f64::INFINITY),
-        ExprKind::Name(n) if n == "pi" => Ok(std::f64::consts::PI),
-        ExprKind::Name(n) if n == "e" => Ok(std::f64::consts::E),
+    match literal::eval(e) {
+        Some(Ok(literal::Py::Int(i))) => Ok(i as f64),
+        Some(Ok(literal::Py::Float(f))) => Ok(f),
+        Some(Err(m)) => err(m, e.span),
         _ => err("expected a number here", e.span),
     }
 }

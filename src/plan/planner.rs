@@ -198,13 +198,14 @@ impl Builder<'_> {
         let state_bytes: u64 = op.state_dtypes(a.dtype).iter().map(|d| d.size() as u64).sum();
         let block_bytes = out_grid.chunk_len() * state_bytes;
         let chunk_in_bytes = in_grid.chunk_len() * a.dtype.size() as u64;
-        let per_task = match self.opts.split_every {
-            Some(s) => s,
-            None => (PARTIAL_TASK_BYTES / chunk_in_bytes.max(1)).clamp(1, PARTIAL_TASK_CHUNKS),
-        };
-        let split = self.opts.split_every.unwrap_or(DEFAULT_SPLIT).max(2);
         let gshape = in_grid.grid_shape();
         let n_red: u64 = axes.iter().map(|&x| gshape[x]).product();
+        // (a --split-every beyond the chunks there are changes nothing)
+        let per_task = match self.opts.split_every {
+            Some(s) => s.min(n_red.max(1)),
+            None => (PARTIAL_TASK_BYTES / chunk_in_bytes.max(1)).clamp(1, PARTIAL_TASK_CHUNKS),
+        };
+        let split = self.opts.split_every.unwrap_or(DEFAULT_SPLIT).clamp(2, n_red.div_ceil(per_task.max(1)).max(2));
         let nblocks = out_grid.nchunks();
         let mut spec = PartialsSpec {
             expr: sub.clone(),
@@ -745,6 +746,34 @@ fn format_name(f: FileFormat) -> &'static str {
         FileFormat::Npy => "npy",
         FileFormat::Csv => "csv",
         FileFormat::Raw => "raw",
+    }
+}
+
+/// The smallest `--memory` (in steps of 64 KiB) for which `plan` succeeds, from `needed` up:
+/// checked, since what a plan needs can grow with the bound (more tasks in flight, partials kept
+/// in memory).
+pub fn least_memory<T>(opts: &PlanOptions, needed: u64, plan: impl Fn(&PlanOptions) -> Result<T>) -> Option<u64> {
+    let mut o = opts.clone();
+    let mut m = needed.max(opts.memory);
+    for _ in 0..16 {
+        o.memory = m.next_multiple_of(64 << 10);
+        match plan(&o) {
+            Ok(_) => return Some(o.memory),
+            Err(Error::Budget { needed, .. }) => m = needed.max(o.memory + (o.memory >> 3)),
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// A byte size as `--memory` takes it (`64MiB`, `384KiB`), never below `bytes`.
+pub fn mem_arg(bytes: u64) -> String {
+    if bytes % (1 << 30) == 0 {
+        format!("{}GiB", bytes >> 30)
+    } else if bytes >= 16 << 20 || bytes % (1 << 20) == 0 {
+        format!("{}MiB", bytes.div_ceil(1 << 20))
+    } else {
+        format!("{}KiB", bytes.div_ceil(1 << 10))
     }
 }
 

@@ -94,7 +94,12 @@ pub fn rechunk(input: Input, out: &Path, spec: CreateSpec, opts: &PlanOptions) -
                 }
                 k *= 0.7;
             }
-            Err(Error::Budget { what, needed, budget, hint: "raise --memory".into() })
+            let least = super::planner::least_memory(opts, needed, |o| plan_with(&input, out, &spec, o));
+            let hint = match least {
+                Some(m) => format!("raise --memory to {}", super::planner::mem_arg(m)),
+                None => "raise --memory".into(),
+            };
+            Err(Error::Budget { what, needed, budget, hint })
         }
         r => r,
     }

@@ -80,6 +80,14 @@ pub fn read_meta(path: &Path) -> Result<ArrayMeta> {
         if m.chunks.len() != m.shape.len() || m.chunks.contains(&0) {
             return Err(bad(file, "the chunk shape must have one extent ≥ 1 per axis of the shape"));
         }
+        if let Err(e) = super::parse_fill(&m.fill_value, m.dtype, m.zarr_format) {
+            return Err(bad(file, format!("fill value {}: {e}", m.fill_value)));
+        }
+        if let Some(names) = &m.dimension_names {
+            if names.len() != m.shape.len() {
+                return Err(bad(file, format!("{} dimension names for {} axes", names.len(), m.shape.len())));
+            }
+        }
         Ok(m)
     };
     if v3.is_file() {

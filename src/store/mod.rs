@@ -126,12 +126,13 @@ impl ZArray {
         let meta = meta::read_meta(path)?;
         let store = fs::Fs::new(path).map_err(|e| zarrs_err(path, "cannot open the store", e))?;
         let array = Array::open(Arc::new(store), "/").map_err(|e| {
-            Error::input(
-                path,
-                format!(
-                    "cannot open the array: {e} — dsk reads zstd, blosc, gzip, uncompressed and sharded arrays; rewrite it with one of those (e.g. with zarr-python)"
-                ),
-            )
+            let text = e.to_string();
+            let hint = if text.contains("codec") || text.contains("Codec") {
+                " — dsk reads zstd, blosc, gzip, uncompressed and sharded arrays; rewrite it with one of those (e.g. with zarr-python)"
+            } else {
+                " — the array's metadata is not valid Zarr; rewrite it (e.g. with zarr-python)"
+            };
+            Error::input(path, format!("cannot open the array: {text}{hint}"))
         })?;
         let direct = if cfg!(target_endian = "little") { direct_codec(&meta) } else { None };
         let fill = parse_fill(&meta.fill_value, meta.dtype, meta.zarr_format).map_err(|m| {

@@ -45,18 +45,21 @@ fn parent_of(p: &Path) -> PathBuf {
 /// is done for it.
 pub fn check_dest(dest: &Path, kind: Kind, overwrite: bool) -> Result<()> {
     file_name(dest)?;
+    if kind == Kind::File && dest.as_os_str().to_string_lossy().ends_with('/') {
+        return Err(Error::output(dest, "ends with '/', which names a directory — give a file name"));
+    }
     let parent = parent_of(dest);
     if fs::symlink_metadata(dest).is_ok() {
         if !overwrite {
             return Err(Error::output(dest, "already exists — pass --overwrite to replace it, or choose another path"));
         }
         let replaceable = match kind {
-            Kind::ZarrDir => is_zarr_array(dest) && !dest.is_symlink(),
+            Kind::ZarrDir => is_zarr_array(dest) && !dest.is_symlink() && zarr_entries_only(dest),
             Kind::File => dest.is_file() && !dest.is_symlink(),
         };
         if !replaceable {
             let what = match kind {
-                Kind::ZarrDir => "exists and is not a Zarr array; --overwrite only replaces Zarr arrays",
+                Kind::ZarrDir => "exists and is not a Zarr array (or holds files that are not part of one); --overwrite only replaces Zarr arrays",
                 Kind::File => "exists and is not a regular file; --overwrite only replaces files",
             };
             return Err(Error::output(dest, format!("{what} — move it away yourself or choose another path")));
@@ -72,7 +75,41 @@ pub fn check_dest(dest: &Path, kind: Kind, overwrite: bool) -> Result<()> {
             ),
         ));
     }
+    if !writable(&parent) {
+        return Err(Error::output(
+            dest,
+            format!(
+                "cannot write in {} — choose a location you can write to",
+                if parent.as_os_str().is_empty() {
+                    "the current directory".into()
+                } else {
+                    parent.display().to_string()
+                }
+            ),
+        ));
+    }
     Ok(())
+}
+
+/// Whether this process may create files in `dir` (`""`: the current directory).
+fn writable(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let d = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let Ok(c) = std::ffi::CString::new(d.as_os_str().as_bytes()) else { return false };
+    // SAFETY: a valid NUL-terminated path; access only reads it
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}
+
+/// Entries a Zarr array directory holds: metadata, chunk keys (v3 `c/…`, v2 `0.1` or `0/1`), and
+/// dsk's own marker. `--overwrite` refuses a directory with anything else in it.
+fn zarr_entries_only(dir: &Path) -> bool {
+    let Ok(rd) = fs::read_dir(dir) else { return false };
+    rd.flatten().all(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        matches!(name.as_str(), "zarr.json" | ".zarray" | ".zattrs" | "c" | MARKER)
+            || name.chars().all(|c| c.is_ascii_digit() || c == '.')
+            || (e.path().is_dir() && name.chars().all(|c| c.is_ascii_digit()))
+    })
 }
 
 impl Staged {

@@ -212,3 +212,79 @@ fn issue8_differential_findings_match_numpy() {
     // floor and ceil of bool are bool (NumPy 2)
     assert_eq!(npy(&t, &["floor(u > 0)", "u=u.zarr"]).0, "|b1");
 }
+
+/// What the hostile review of the trustworthy-results work found (expected values are NumPy's).
+#[test]
+fn issue8_hostile_review_findings() {
+    let t = TestDir::new();
+    let mut ints = vec![];
+    for v in [(1i64 << 53) + 1, i64::MAX, -5] {
+        ints.extend_from_slice(&v.to_le_bytes());
+    }
+    let mut uints = vec![];
+    for v in [1u64 << 53, 1u64 << 63, 3] {
+        uints.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(t.path("i.npy"), crate::util::make_npy("<i8", &[3], false, &ints)).ok();
+    std::fs::write(t.path("u.npy"), crate::util::make_npy("<u8", &[3], false, &uints)).ok();
+    t.dsk(&["create", "from-npy", "i.npy", "i.zarr", "--chunks", "2"]).ok();
+    t.dsk(&["create", "from-npy", "u.npy", "u.zarr", "--chunks", "2"]).ok();
+    let iu = ["i=i.zarr", "u=u.zarr"];
+    let with = |e: &str, extra: &[&str]| {
+        let mut a = vec![e];
+        a.extend_from_slice(extra);
+        csv(&t, &a)
+    };
+    // int64 against uint64 compares exactly (not through float64)
+    assert_eq!(with("i == u", &iu), ["False", "False", "False"]);
+    assert_eq!(with("i < u", &iu), ["False", "True", "True"]);
+    assert_eq!(with("u >= i", &iu), ["False", "True", "True"]);
+    assert_eq!(with("i != u", &iu), ["True", "True", "True"]);
+    // full() with a value its dtype cannot hold is refused
+    t.dsk(&["eval", "full((3,), 300, dtype='uint8')", "--format", "csv"]).fails_expr(&["does not fit uint8"]);
+    // var of finite data whose deviations overflow is inf, whatever the chunks
+    std::fs::write(
+        t.path("v.npy"),
+        crate::util::make_npy(
+            "<f8",
+            &[4],
+            false,
+            &[1e308f64, -1e308, 1e308, -1e308].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+        ),
+    )
+    .ok();
+    t.dsk(&["create", "from-npy", "v.npy", "v1.zarr", "--chunks", "1"]).ok();
+    assert_eq!(t.dsk(&["eval", "x.var()", "x=v1.zarr", "-q"]).ok().stdout().trim(), "inf");
+    assert_eq!(t.dsk(&["eval", "x[:2].var()", "x=v1.zarr", "-q"]).ok().stdout().trim(), "inf");
+    assert_eq!(t.dsk(&["eval", "x.var(ddof=nan)", "x=v1.zarr", "-q"]).ok().stdout().trim(), "nan");
+    // round builds 10^d as NumPy does
+    assert_eq!(with("round(full((1,), 6.999999999999999), 300)", &[]), ["6.999999999999999"]);
+    assert_eq!(with("round(full((1,), 1e308), -300)", &[]), ["1.0000000000000002e308"]);
+    // a cumsum of -0.0 stays -0.0 across chunks
+    assert_eq!(with("(full((7,), -0.0).rechunk((2,))).cumsum()", &[]), ["-0.0"; 7]);
+    // a step near -2^63 takes one element
+    assert_eq!(with("arange(30)[::-9223372036854775806]", &[]), ["29"]);
+    // clip: a bound that cannot bind is ignored, one that must is refused
+    assert_eq!(with("clip(arange(3, dtype='uint8'), -5, 300)", &[]), ["0", "1", "2"]);
+    t.dsk(&["eval", "clip(arange(3, dtype='uint8'), 300, 400)", "--format", "csv"]).fails_expr(&["out of bounds"]);
+    // literal arithmetic works wherever a number is expected
+    assert_eq!(with("arange(2*5)[2*3:10:1+1]", &[]), ["6", "8"]);
+    assert_eq!(with("round(arange(3.0) / 3, 1+1)", &[]), ["0.0", "0.33", "0.67"]);
+    t.dsk(&["eval", "2.0 ** 1024"]).fails_expr(&["overflows"]);
+    t.dsk(&["eval", "007 + 1"]).fails_expr(&["leading zeros"]);
+    // outputs: -o - is stdout; options that cannot apply are refused before computing
+    let r = t.dsk(&["eval", "arange(3)", "-o", "-", "--format", "csv"]).ok();
+    assert_eq!(r.stdout(), "0\n1\n2\n");
+    t.dsk(&["eval", "arange(3)", "-o", "o.npy", "--shard", "2"]).fails(2, &["--shard"]);
+    t.dsk(&["eval", "arange(3)", "-o", "o.zarr", "--format", "csv"]).fails(2, &["--format", "o.zarr"]);
+    t.dsk(&["eval", "arange(3)", "-o", "o.npy/"]).fails(1, &["o.npy/"]);
+    assert!(!t.path("o.npy").exists());
+    // --overwrite never deletes files that are not part of the Zarr array
+    t.dsk(&["create", "ones", "keep.zarr", "--shape", "4"]).ok();
+    std::fs::write(t.path("keep.zarr/NOTES.txt"), "mine").ok();
+    t.dsk(&["create", "zeros", "keep.zarr", "--shape", "4", "--overwrite"]).fails(1, &["keep.zarr", "not part"]);
+    assert!(t.path("keep.zarr/NOTES.txt").exists());
+    // a reserved name cannot name an input; negative --ddof parses
+    t.dsk(&["eval", "x + 1", "True=i.zarr"]).fails(2, &["True"]);
+    t.dsk(&["reduce", "i.zarr", "--op", "var", "--ddof", "-1"]).ok();
+}
