@@ -103,7 +103,8 @@ pub struct RunArgs {
     /// running it: as text, or as JSON with --explain json.
     #[arg(long, global = true, value_enum, num_args = 0..=1, default_missing_value = "text", value_name = "FORMAT")]
     pub explain: Option<ExplainFormat>,
-    /// Reductions merge this many partials (or input chunks) per task (default: from --memory).
+    /// Reductions fold this many input chunks per partial task and merge partials this many at a
+    /// time (default: about 64 MiB of input per task, fan-in 8).
     #[arg(long, global = true, value_name = "N")]
     pub split_every: Option<usize>,
     /// Keep the work directory after the run (to inspect spilled partials and intermediates).
