@@ -702,8 +702,13 @@ pub fn expression(command: &str, plan: Plan, target: Target, opts: &PlanOptions)
 fn export_stage(b: &mut Builder<'_>, array: ArrayId, path: Option<PathBuf>, format: FileFormat) {
     let shape = b.arrays[array].spec.shape.clone();
     let nbytes = b.arrays[array].nbytes();
-    let (block_bytes, task_bytes) =
-        export_sizing(b.opts.memory, nbytes, b.arrays[array].spec.dtype.size() as u64, format);
+    let (block_bytes, task_bytes) = export_sizing(
+        b.opts,
+        nbytes,
+        b.arrays[array].spec.dtype.size() as u64,
+        b.arrays[array].grid().chunk_len(),
+        format,
+    );
     let blocks = nbytes.div_ceil(block_bytes).max(1);
     let dest = path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "stdout".into());
     b.push_stage(Stage {
@@ -734,11 +739,14 @@ fn export_stage(b: &mut Builder<'_>, array: ArrayId, path: Option<PathBuf>, form
 /// Blocks of an export and what the export holds: a block being read (its bounding box and the
 /// gathered selection), one waiting, one being written with its encoded bytes (text is up to three
 /// times the binary size), and the 1 MiB write buffer.
-fn export_sizing(memory: u64, nbytes: u64, item: u64, format: FileFormat) -> (u64, u64) {
+/// Reading a block decodes every chunk it touches whole, `--workers` at a time, each with its
+/// stored bytes read first.
+fn export_sizing(opts: &PlanOptions, nbytes: u64, item: u64, chunk_elems: u64, format: FileFormat) -> (u64, u64) {
     const WRITE_BUFFER: u64 = 1 << 20;
     let copies = if format == FileFormat::Csv { 7 } else { 5 };
-    let block = (memory.saturating_sub(WRITE_BUFFER) / copies).min(nbytes).max(item);
-    (block, copies * block + WRITE_BUFFER)
+    let decoding = opts.workers as u64 * 2 * chunk_elems * item;
+    let block = (opts.memory.saturating_sub(WRITE_BUFFER + decoding) / copies).min(nbytes).max(item);
+    (block, copies * block + WRITE_BUFFER + decoding)
 }
 
 fn format_name(f: FileFormat) -> &'static str {
@@ -851,7 +859,8 @@ pub fn export(
     let item = input.dtype.size() as u64;
     let out_shape: Vec<u64> = sel.iter().filter(|s| s.keep).map(|s| s.len).collect();
     let nbytes = out_shape.iter().product::<u64>() * item;
-    let (block_bytes, task_bytes) = export_sizing(opts.memory, nbytes, item, format);
+    let chunk_elems = input.chunks.iter().zip(&input.shape).map(|(&c, &n)| c.min(n.max(1))).product();
+    let (block_bytes, task_bytes) = export_sizing(opts, nbytes, item, chunk_elems, format);
     let dest = path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "stdout".into());
     let text = format!("{} as {} → {dest}", input.path.display(), format_name(format));
     let stage = Stage {
