@@ -54,7 +54,7 @@ test-rust:
 	$(CARGO) test
 
 test-interop: $(VENV)/.stamp build
-	DSK=$(abspath $(DSK_DEBUG)) $(VPY) -m pytest -q tests/interop
+	DSK=$(abspath $(DSK_DEBUG)) $(VPY) -m pytest -q --durations=15 --timeout=900 tests/interop
 
 # Differential fuzzing against NumPy, a long campaign: make fuzz-diff N=100000 SEED=7 [JOBS=4]
 # [DSK=target/release/dsk]. Failures are shrunk and printed as shell commands (tests/interop/difftest.py).

@@ -64,7 +64,20 @@ pub fn run(args: &ExportArgs, run: &RunArgs) -> Result<()> {
     let format = args.format.unwrap_or_else(|| infer_format(args.output.as_deref()));
     let input =
         Input { name: "x".into(), path: args.path.clone(), shape, dtype: m.dtype, chunks: m.storage_chunks().to_vec() };
-    let pplan = planner::export(input, sel, format, args.output.clone(), &plan_options(run)?);
+    let opts = plan_options(run)?;
+    let plan = |o: &planner::PlanOptions| planner::export(input.clone(), sel.clone(), format, args.output.clone(), o);
+    let pplan = match plan(&opts) {
+        Err(Error::Budget { what, needed, budget, .. }) => {
+            let hint = match planner::least_memory(&opts, needed, plan) {
+                Some(m) => {
+                    format!("raise --memory to {}, or rechunk the array to smaller chunks first", planner::mem_arg(m))
+                }
+                None => "raise --memory, or rechunk the array to smaller chunks first".to_string(),
+            };
+            return Err(Error::Budget { what, needed, budget, hint });
+        }
+        r => r?,
+    };
     if let Some(report) = execute(&pplan, run, args.overwrite)? {
         summarize(&pplan, &report, run);
     }

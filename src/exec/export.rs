@@ -141,6 +141,11 @@ impl Csv {
 
 /// Write the selection `sel` of `arr` as `format` to `output` (a staged file) or stdout.
 /// Progress goes to `sink` as stage `stage`, one task per block.
+/// The output buffer of an export under `--memory` of `memory` bytes: 1 MiB, less under small bounds.
+pub fn write_buffer(memory: u64) -> usize {
+    (memory / 8).clamp(64, 1 << 20) as usize
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn stream(
     arr: &ZArray,
@@ -185,7 +190,7 @@ pub fn stream(
         None => Box::new(std::io::stdout().lock()),
     };
     let out_name = output.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("<stdout>"));
-    let mut w = BufWriter::with_capacity(1 << 20, dest);
+    let mut w = BufWriter::with_capacity(write_buffer(opts.memory), dest);
     let werr = |e: std::io::Error| Error::io(&out_name, "write", e);
     if format == Format::Npy {
         w.write_all(&header_bytes(arr.dtype(), &out_shape)).map_err(werr)?;

@@ -132,7 +132,7 @@ pub fn run(plan: &PhysicalPlan, ctx: &RunCtx<'_>) -> Result<RunReport> {
         let o = RunOptions { workers: if sync { 1 } else { ctx.opts.workers }, memory: ctx.opts.memory };
         let parallel = if sync { 1 } else { st.parallel.max(1) };
         match &st.op {
-            StageOp::Export { array, sel, format, path, block_bytes } => {
+            StageOp::Export { array, sel, format, path, block_bytes, decoders } => {
                 let arr = match array {
                     ExportSource::Input(i) => &inputs[*i],
                     ExportSource::Array(a) => &arrays[*a],
@@ -144,7 +144,7 @@ pub fn run(plan: &PhysicalPlan, ctx: &RunCtx<'_>) -> Result<RunReport> {
                     path.as_deref(),
                     ctx.overwrite,
                     *block_bytes,
-                    &o,
+                    &RunOptions { workers: (*decoders).clamp(1, o.workers), ..o },
                     ctx.sink,
                     &st.name,
                 )?;

@@ -295,7 +295,15 @@ pub enum StageOp {
     ScanApply { expr: Plan, axis: usize, prod: bool, grid: Grid, carries: ArrayId, out: ArrayId },
     /// Stream a selection of `array` to a file (staged, renamed when complete) or stdout, block
     /// by block in order; runs in the parent process.
-    Export { array: ExportSource, sel: Vec<AxisSel>, format: FileFormat, path: Option<PathBuf>, block_bytes: u64 },
+    Export {
+        array: ExportSource,
+        sel: Vec<AxisSel>,
+        format: FileFormat,
+        path: Option<PathBuf>,
+        block_bytes: u64,
+        /// chunks decoded at once
+        decoders: usize,
+    },
 }
 
 /// A stage: independent tasks, run after the stages before it.

@@ -694,21 +694,19 @@ pub fn expression(command: &str, plan: Plan, target: Target, opts: &PlanOptions)
     }
     let output = if print.is_none() && export.is_none() { Some(out) } else { None };
     if let Some((path, format)) = export {
-        export_stage(&mut b, out, path, format);
+        export_stage(&mut b, out, path, format)?;
     }
     Ok(b.finish(command, text, inputs, output, print))
 }
 
-fn export_stage(b: &mut Builder<'_>, array: ArrayId, path: Option<PathBuf>, format: FileFormat) {
+fn export_stage(b: &mut Builder<'_>, array: ArrayId, path: Option<PathBuf>, format: FileFormat) -> Result<()> {
     let shape = b.arrays[array].spec.shape.clone();
     let nbytes = b.arrays[array].nbytes();
-    let (block_bytes, task_bytes) = export_sizing(
-        b.opts,
-        nbytes,
-        b.arrays[array].spec.dtype.size() as u64,
-        b.arrays[array].grid().chunk_len(),
-        format,
-    );
+    let item = b.arrays[array].spec.dtype.size() as u64;
+    let grid = b.arrays[array].grid();
+    let sizing =
+        export_sizing(b.opts, nbytes, item, grid.chunk_len() * item, band_bytes(&shape, &grid.chunks, item), format)?;
+    let block_bytes = sizing.block;
     let blocks = nbytes.div_ceil(block_bytes).max(1);
     let dest = path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "stdout".into());
     b.push_stage(Stage {
@@ -725,28 +723,77 @@ fn export_stage(b: &mut Builder<'_>, array: ArrayId, path: Option<PathBuf>, form
             format,
             path,
             block_bytes,
+            decoders: sizing.decoders,
         },
         tasks: blocks,
-        task_bytes,
+        task_bytes: sizing.task,
         held_bytes: 0,
         read_bytes: nbytes,
         write_bytes: nbytes,
         parallel: 1,
         local: true,
     });
+    Ok(())
 }
+
+/// How an export reads: blocks of at most `block` bytes, `decoders` chunks decoded at once, and
+/// what it holds in all (`task`).
+#[derive(Clone, Copy, Debug)]
+struct ExportSizing {
+    block: u64,
+    task: u64,
+    decoders: usize,
+}
+
+/// A block that holds less than a band of whole chunks along the first axis decodes the band's
+/// chunks once per block; at most this many times each, else the export is refused.
+const MAX_REDECODE: u64 = 16;
 
 /// Blocks of an export and what the export holds: a block being read (its bounding box and the
 /// gathered selection), one waiting, one being written with its encoded bytes (text is up to three
-/// times the binary size), and the 1 MiB write buffer.
-/// Reading a block decodes every chunk it touches whole, `--workers` at a time, each with its
-/// stored bytes read first.
-fn export_sizing(opts: &PlanOptions, nbytes: u64, item: u64, chunk_elems: u64, format: FileFormat) -> (u64, u64) {
-    const WRITE_BUFFER: u64 = 1 << 20;
+/// times the binary size), the write buffer, and the chunks being decoded (each with its
+/// stored bytes), `decoders` at a time: as many as `--workers` allows and a quarter of the bound
+/// holds, at least one. `band` is the bytes of one band of chunks along the first axis: blocks
+/// smaller than it decode chunks more than once.
+fn export_sizing(
+    opts: &PlanOptions,
+    nbytes: u64,
+    item: u64,
+    chunk_bytes: u64,
+    band: u64,
+    format: FileFormat,
+) -> Result<ExportSizing> {
+    let write_buffer = crate::exec::export::write_buffer(opts.memory) as u64;
     let copies = if format == FileFormat::Csv { 7 } else { 5 };
-    let decoding = opts.workers as u64 * 2 * chunk_elems * item;
-    let block = (opts.memory.saturating_sub(WRITE_BUFFER + decoding) / copies).min(nbytes).max(item);
-    (block, copies * block + WRITE_BUFFER + decoding)
+    let per_decode = 2 * chunk_bytes.max(item);
+    let decoders = (opts.memory / 4 / per_decode).clamp(1, opts.workers.max(1) as u64);
+    let decoding = decoders * per_decode;
+    let block = (opts.memory.saturating_sub(write_buffer + decoding) / copies).min(nbytes);
+    // the smallest block that decodes no chunk more than MAX_REDECODE times
+    let least = band.min(nbytes).div_ceil(MAX_REDECODE).max(item);
+    if nbytes > 0 && block < least {
+        return Err(Error::Budget {
+            what: format!(
+                "an export whose chunks decode {} each and whose bands of chunks hold {}",
+                human(chunk_bytes),
+                human(band)
+            ),
+            needed: write_buffer + per_decode + copies * least,
+            budget: opts.memory,
+            hint: String::new(),
+        });
+    }
+    let block = block.max(item);
+    Ok(ExportSizing { block, task: copies * block + write_buffer + decoding, decoders: decoders as usize })
+}
+
+/// Bytes of one band of chunks along the first axis of a selection of lengths `sel_len` from an
+/// array with chunks `chunks`: the data a block must hold to decode each chunk once.
+fn band_bytes(sel_len: &[u64], chunks: &[u64], item: u64) -> u64 {
+    match sel_len.split_first() {
+        None => item,
+        Some((&n0, rest)) => n0.min(chunks[0].max(1)) * rest.iter().product::<u64>() * item,
+    }
 }
 
 fn format_name(f: FileFormat) -> &'static str {
@@ -855,12 +902,19 @@ pub fn export(
     format: FileFormat,
     path: Option<PathBuf>,
     opts: &PlanOptions,
-) -> PhysicalPlan {
+) -> Result<PhysicalPlan> {
     let item = input.dtype.size() as u64;
     let out_shape: Vec<u64> = sel.iter().filter(|s| s.keep).map(|s| s.len).collect();
     let nbytes = out_shape.iter().product::<u64>() * item;
-    let chunk_elems = input.chunks.iter().zip(&input.shape).map(|(&c, &n)| c.min(n.max(1))).product();
-    let (block_bytes, task_bytes) = export_sizing(opts, nbytes, item, chunk_elems, format);
+    let chunks: Vec<u64> = input.chunks.iter().zip(&input.shape).map(|(&c, &n)| c.min(n.max(1))).collect();
+    let chunk_bytes = chunks.iter().product::<u64>() * item;
+    // the band along the first axis of the selection, in the input's rows (steps skip rows)
+    let sel_len: Vec<u64> = sel.iter().map(|s| s.len).collect();
+    let sel_chunks: Vec<u64> =
+        sel.iter().zip(&chunks).map(|(s, &c)| c.div_ceil(s.step.unsigned_abs().max(1))).collect();
+    let band = band_bytes(&sel_len, &sel_chunks, item);
+    let sizing = export_sizing(opts, nbytes, item, chunk_bytes, band, format)?;
+    let (block_bytes, task_bytes) = (sizing.block, sizing.task);
     let dest = path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "stdout".into());
     let text = format!("{} as {} → {dest}", input.path.display(), format_name(format));
     let stage = Stage {
@@ -872,7 +926,14 @@ pub fn export(
             format_name(format),
             human(block_bytes)
         ),
-        op: StageOp::Export { array: ExportSource::Input(0), sel, format, path, block_bytes },
+        op: StageOp::Export {
+            array: ExportSource::Input(0),
+            sel,
+            format,
+            path,
+            block_bytes,
+            decoders: sizing.decoders,
+        },
         tasks: nbytes.div_ceil(block_bytes).max(1),
         task_bytes,
         held_bytes: 0,
@@ -881,7 +942,7 @@ pub fn export(
         parallel: 1,
         local: true,
     };
-    PhysicalPlan {
+    Ok(PhysicalPlan {
         command: "export".into(),
         text,
         inputs: vec![input],
@@ -893,7 +954,7 @@ pub fn export(
         workers: opts.workers,
         scheduler: opts.scheduler.clone(),
         scratch_bytes: 0,
-    }
+    })
 }
 
 /// For [`super::rechunk`]: a builder over these options.

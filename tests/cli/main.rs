@@ -246,11 +246,22 @@ fn export_slices_follow_numpy_indexing() {
 fn export_streams_in_bounded_memory_with_small_blocks() {
     let t = TestDir::new();
     t.dsk(&["create", "arange", "a.zarr", "--stop", "6000", "--shape", "60,100", "--chunks", "7,9"]).ok();
-    // 1 KiB of memory: blocks of a few elements, still the whole array in order
-    let r = t.dsk(&["export", "a.zarr", "--memory", "1KiB", "--format", "npy"]).ok();
+    // 8 KiB of memory: blocks of a fraction of a band of chunks, still the whole array in order
+    let r = t.dsk(&["export", "a.zarr", "--memory", "8KiB", "--format", "npy"]).ok();
     let (d, shape, data) = parse_npy(&r.out.stdout);
     assert_eq!(shape, vec![60, 100]);
     assert_eq!(values(&d, &data), (0..6000).map(|i| i as f64).collect::<Vec<_>>());
+    // blocks never so small that a chunk is decoded more than 16 times (the CI once spent an hour
+    // exporting 9 MB in blocks of one element); below that the export is refused with a bound
+    // that was checked to work
+    let plan = t.dsk(&["export", "a.zarr", "--memory", "8KiB", "--format", "npy", "--explain"]).ok().stdout();
+    let tasks: u64 = plan.split(" tasks,").next().and_then(|s| s.split_whitespace().last()).unwrap().parse().unwrap();
+    assert!(tasks <= 9 * 16, "{tasks} blocks:\n{plan}");
+    let err =
+        t.dsk(&["export", "a.zarr", "--memory", "1KiB", "--format", "npy"]).fails(1, &["raise --memory to"]).stderr();
+    let m = err.split("raise --memory to ").nth(1).and_then(|s| s.split(',').next()).unwrap().to_string();
+    let r = t.dsk(&["export", "a.zarr", "--memory", &m, "--format", "npy"]).ok();
+    assert_eq!(values(&d, &parse_npy(&r.out.stdout).2), (0..6000).map(|i| i as f64).collect::<Vec<_>>());
 }
 
 #[test]
