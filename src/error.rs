@@ -46,6 +46,10 @@ pub enum Error {
     #[error("interrupted — the partial output and the work directory were removed")]
     Interrupted,
 
+    /// Interrupted with `--resume`: the partial output was kept to be continued.
+    #[error("interrupted — the finished tasks are kept in {} (run the same command with --resume to continue)", .0.display())]
+    InterruptedKept(std::path::PathBuf),
+
     /// Writing to standard output failed because the reader went away (`dsk export … | head`).
     #[error("broken pipe")]
     BrokenPipe,
@@ -61,7 +65,7 @@ impl Error {
         match self {
             Error::Usage { .. } | Error::Expr { .. } => 2,
             Error::BrokenPipe => 0,
-            Error::Interrupted => 130,
+            Error::Interrupted | Error::InterruptedKept(_) => 130,
             _ => 1,
         }
     }

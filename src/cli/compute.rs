@@ -330,6 +330,7 @@ pub fn execute(pplan: &PhysicalPlan, run: &RunArgs, overwrite: bool) -> Result<O
         work_base: run.work_dir.clone(),
         keep_work_dir: run.keep_work_dir,
         overwrite,
+        resume: run.resume,
     };
     crate::exec::run::run(pplan, &ctx).map(Some)
 }

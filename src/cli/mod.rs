@@ -110,6 +110,11 @@ pub struct RunArgs {
     /// Keep the work directory after the run (to inspect spilled partials and intermediates).
     #[arg(long, global = true)]
     pub keep_work_dir: bool,
+    /// Continue the partial output (OUT.partial) that an interrupted, killed or failed run of the
+    /// same command left, without redoing its finished tasks; keep this run's partial output if
+    /// it too stops. With nothing to resume, simply run.
+    #[arg(long, global = true)]
+    pub resume: bool,
     /// How chunk files are written: auto (large chunks bypass the page cache with O_DIRECT where
     /// the file system allows it) or buffered (always through the page cache).
     #[arg(long, global = true, value_enum, default_value = "auto")]

@@ -17,8 +17,11 @@ pub struct WorkerArgs {
     pub first: u64,
     #[arg(long)]
     pub count: u64,
+    /// Skip the tasks recorded done in the output's staging directory (a resumed run).
+    #[arg(long)]
+    pub skip_done: bool,
 }
 
 pub fn run(a: &WorkerArgs) -> Result<()> {
-    crate::exec::run::worker(&a.plan, a.stage, a.first, a.count)
+    crate::exec::run::worker(&a.plan, a.stage, a.first, a.count, a.skip_done)
 }

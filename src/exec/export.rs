@@ -246,7 +246,9 @@ pub fn stream(
     w.flush().map_err(werr)?;
     drop(w);
     if let Some(s) = staged {
-        s.commit()?;
+        if let Some(w) = s.commit()? {
+            eprintln!("dsk: warning: {w}");
+        }
     }
     sink.event(&Event::StageEnd { stage, tasks: blocks.len() as u64, bytes: total, elapsed: started.elapsed() });
     Ok(total)

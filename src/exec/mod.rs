@@ -11,6 +11,7 @@
 pub mod budget;
 pub mod evaluate;
 pub mod export;
+pub mod journal;
 pub mod run;
 pub mod tasks;
 pub mod workdir;

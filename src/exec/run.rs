@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::journal::{Done, Journal};
 use super::tasks::{open_stage, run_task, MemPartials, Shared};
 use super::workdir::WorkDir;
 use super::{run_stage, Budget, Event, EventSink, Reservation, RunOptions, Stage as ExecStage, TaskCtx};
@@ -30,6 +31,9 @@ pub struct RunCtx<'a> {
     pub keep_work_dir: bool,
     /// Replace an existing output (only a Zarr array, or a file for file outputs).
     pub overwrite: bool,
+    /// Continue the partial output a run that is gone left (`--resume`), and keep this run's
+    /// partial output when it fails or is interrupted.
+    pub resume: bool,
 }
 
 /// What a run did.
@@ -68,6 +72,35 @@ fn open_inputs(plan: &PhysicalPlan) -> Result<Vec<ZArray>> {
 
 /// Run `plan`. Prints a 0-d result on stdout; returns what happened.
 pub fn run(plan: &PhysicalPlan, ctx: &RunCtx<'_>) -> Result<RunReport> {
+    let mut staged = None;
+    let mut work = None;
+    let r = run_staged(plan, ctx, &mut staged, &mut work);
+    match (r, staged.as_mut()) {
+        (Err(e), Some(s)) if ctx.resume => {
+            // keep what is done for the next --resume
+            s.keep();
+            if let Some(w) = work.as_mut() {
+                w.keep_for_resume();
+            }
+            if matches!(e, Error::Interrupted) {
+                return Err(Error::InterruptedKept(s.path().to_path_buf()));
+            }
+            eprintln!(
+                "dsk: the finished tasks are kept in {} — run the same command with --resume to continue",
+                s.path().display()
+            );
+            Err(e)
+        }
+        (r, _) => r,
+    }
+}
+
+fn run_staged(
+    plan: &PhysicalPlan,
+    ctx: &RunCtx<'_>,
+    staged: &mut Option<Staged>,
+    work: &mut Option<WorkDir>,
+) -> Result<RunReport> {
     let started = Instant::now();
     // refuse before anything is created: the output and every exported file
     for st in &plan.stages {
@@ -75,29 +108,89 @@ pub fn run(plan: &PhysicalPlan, ctx: &RunCtx<'_>) -> Result<RunReport> {
             check_dest(p, OutKind::File, ctx.overwrite)?;
         }
     }
-    let staged = match plan.output.map(|o| &plan.arrays[o].place) {
-        Some(Place::Output(p)) => Some(Staged::new(p, OutKind::ZarrDir, ctx.overwrite)?),
+    *staged = match plan.output.map(|o| &plan.arrays[o].place) {
+        Some(Place::Output(p)) => Some(Staged::open(p, OutKind::ZarrDir, ctx.overwrite, ctx.resume)?),
         _ => None,
     };
+    // --resume: the plan the partial output was being written by (the same computation, checked),
+    // run with this run's options
+    let stored;
+    let (plan, resumed) = match staged.as_ref().and_then(|s| s.resumed().map(|r| (s.path().to_path_buf(), r))) {
+        Some((partial, r)) => {
+            if r.owner.logical != plan.logical {
+                return Err(Error::output(
+                    &partial,
+                    format!(
+                        "was left by a different computation ({}) — run without --resume to start over, or run the command that made it",
+                        r.owner.command
+                    ),
+                ));
+            }
+            let f = partial.join(crate::store::output::PLAN_FILE);
+            let text = std::fs::read(&f).map_err(|e| Error::io(&f, "read the plan of the run to resume", e))?;
+            stored = serde_json::from_slice::<PhysicalPlan>(&text).map_err(|e| {
+                Error::input(&f, format!("not a dsk plan file: {e} — run without --resume to start over"))
+            })?;
+            if stored.logical != plan.logical {
+                return Err(Error::input(&f, "does not match its marker — run without --resume to start over"));
+            }
+            if stored.memory > ctx.opts.memory {
+                return Err(Error::usage(
+                    "--memory",
+                    format!(
+                        "the run being resumed was planned for --memory {}: resume with at least that much",
+                        crate::plan::planner::mem_arg(stored.memory)
+                    ),
+                ));
+            }
+            (&stored, Some(r.owner.work_dir.clone()))
+        }
+        None => (plan, None),
+    };
     let processes = ctx.scheduler == super::Scheduler::Processes;
-    let work = if plan.needs_work_dir() || processes {
-        let mut w = WorkDir::create(ctx.work_base.as_deref())?;
+    if plan.needs_work_dir() || processes {
+        let adopted = resumed.as_ref().and_then(|w| w.as_deref()).and_then(super::workdir::WorkDir::adopt);
+        let mut w = match adopted {
+            Some(w) => w,
+            None => WorkDir::create(ctx.work_base.as_deref())?,
+        };
         if ctx.keep_work_dir {
             w.keep();
             eprintln!("dsk: keeping the work directory {}", w.path().display());
         }
-        w.check_free(plan.scratch_bytes)?;
-        Some(w)
-    } else {
-        None
-    };
+        if !w.adopted() {
+            w.check_free(plan.scratch_bytes)?;
+        }
+        if let Some(s) = staged.as_ref() {
+            w.set_owner(s.path())?;
+        }
+        *work = Some(w);
+    }
+    let work_adopted = work.as_ref().is_some_and(|w| w.adopted());
+    // what a later --resume needs: the plan, the work directory, what is computed
+    if let Some(s) = staged.as_mut() {
+        if resumed.is_none() {
+            let f = s.path().join(crate::store::output::PLAN_FILE);
+            let text = serde_json::to_vec(plan).map_err(|e| Error::Internal(format!("serialise the plan: {e}")))?;
+            std::fs::write(&f, text).map_err(|e| Error::io(&f, "write the plan", e))?;
+        }
+        s.set_owner_info(work.as_ref().map(|w| w.path()), &plan.logical)?;
+    }
     let paths = array_paths(plan, work.as_ref().map(|w| w.path()))?;
     let mut arrays = vec![];
     for (decl, path) in plan.arrays.iter().zip(&paths) {
-        if !matches!(decl.place, Place::Output(_)) {
-            std::fs::create_dir_all(path).map_err(|e| Error::io(path, "create an intermediate array", e))?;
-        }
-        let mut z = store::create(path, &decl.spec)?;
+        let keep = match decl.place {
+            Place::Output(_) => resumed.is_some(),
+            Place::Work(_) => work_adopted,
+        };
+        let mut z = if keep && path.is_dir() {
+            ZArray::open(path)?
+        } else {
+            if !matches!(decl.place, Place::Output(_)) {
+                std::fs::create_dir_all(path).map_err(|e| Error::io(path, "create an intermediate array", e))?;
+            }
+            store::create(path, &decl.spec)?
+        };
         z.set_write_empty_chunks(decl.write_empty_chunks);
         arrays.push(z);
     }
@@ -111,6 +204,29 @@ pub fn run(plan: &PhysicalPlan, ctx: &RunCtx<'_>) -> Result<RunReport> {
         }
         _ => None,
     };
+    // completion records: what a resumed run may skip, and this run's own
+    let partial = staged.as_ref().map(|s| s.path().to_path_buf());
+    let journal = match &partial {
+        Some(p) => Some(Journal::open(p, "run")?),
+        None => None,
+    };
+    let skip = match (&partial, resumed.is_some()) {
+        (Some(p), true) => {
+            let done = Done::load(p, &plan.stages.iter().map(|s| s.tasks).collect::<Vec<_>>())?;
+            resume_plan(plan, done, work_adopted)
+        }
+        _ => vec![Skip::None; plan.stages.len()],
+    };
+    if resumed.is_some() {
+        let left: u64 =
+            plan.stages.iter().zip(&skip).enumerate().map(|(s, (st, k))| st.tasks - k.skipped(s, st.tasks)).sum();
+        eprintln!(
+            "dsk: resuming {}: {} of {} tasks left",
+            partial.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
+            left,
+            plan.total_tasks()
+        );
+    }
 
     let budget = Budget::new(ctx.opts.memory);
     let mut mem_partials: HashMap<usize, MemPartials> = HashMap::new();
@@ -120,6 +236,14 @@ pub fn run(plan: &PhysicalPlan, ctx: &RunCtx<'_>) -> Result<RunReport> {
         if super::interrupted() {
             return Err(Error::Interrupted);
         }
+        if matches!(skip[s], Skip::All) {
+            report.tasks += st.tasks;
+            continue;
+        }
+        let done = match &skip[s] {
+            Skip::Some(d) => Some(d),
+            _ => None,
+        };
         if let StageOp::Partials(p) = &st.op {
             if let PartialStore::Memory { bytes } = p.store {
                 mem_partials.insert(s, MemPartials::default());
@@ -152,7 +276,7 @@ pub fn run(plan: &PhysicalPlan, ctx: &RunCtx<'_>) -> Result<RunReport> {
             }
             _ if processes && !st.local => {
                 let f = plan_file.as_deref().ok_or_else(|| Error::Internal("no plan file".into()))?;
-                let stats = run_processes(f, s, &meta, parallel, ctx.sink)?;
+                let stats = run_processes(f, s, &meta, parallel, done.is_some(), ctx.sink)?;
                 report.children = report.children.max(stats.0);
                 report.children_peak = report.children_peak.max(stats.1);
                 report.children_peak_sum = report.children_peak_sum.max(stats.2);
@@ -162,7 +286,14 @@ pub fn run(plan: &PhysicalPlan, ctx: &RunCtx<'_>) -> Result<RunReport> {
                 let opened = open_stage(&st.op, &arrays)?;
                 let shared = Shared { inputs: &inputs, arrays: &arrays, partials: &mem_partials };
                 let stats = run_stage(&meta, parallel, &o, ctx.sink, &budget, |tc: TaskCtx| {
-                    run_task(plan, s, tc.index, &shared, &opened, tc.codec_threads)
+                    if done.is_some_and(|d| d.is_done(s, tc.index)) {
+                        return Ok(0);
+                    }
+                    let b = run_task(plan, s, tc.index, &shared, &opened, tc.codec_threads)?;
+                    if let Some(j) = &journal {
+                        j.record(s, tc.index)?;
+                    }
+                    Ok(b)
                 })?;
                 report.parallel = report.parallel.max(stats.parallel);
             }
@@ -180,16 +311,81 @@ pub fn run(plan: &PhysicalPlan, ctx: &RunCtx<'_>) -> Result<RunReport> {
         None => None,
     };
     drop(arrays);
-    if let Some(s) = staged {
-        s.commit()?;
+    drop(journal);
+    if let Some(s) = staged.take() {
+        if let Some(w) = s.commit()? {
+            eprintln!("dsk: warning: {w}");
+        }
     }
-    drop(work);
+    work.take();
     if let Some(text) = printed {
         crate::write_stdout(text.as_bytes())?;
     }
     report.elapsed = started.elapsed();
     report.peak_rss = super::peak_rss();
     Ok(report)
+}
+
+/// What a resumed run skips of a stage.
+#[derive(Clone, Debug)]
+enum Skip {
+    /// Run every task.
+    None,
+    /// Skip the tasks recorded done.
+    Some(Done),
+    /// Skip the stage: its results are not needed any more.
+    All,
+}
+
+impl Skip {
+    fn skipped(&self, stage: usize, tasks: u64) -> u64 {
+        match self {
+            Skip::None => 0,
+            Skip::All => tasks,
+            Skip::Some(d) => d.count(stage),
+        }
+    }
+}
+
+/// Which tasks of `plan` a resumed run skips, from the records `done`. A stage's records count
+/// when its results are on disk: in the output array, or in the work directory when it was taken
+/// over (`work_adopted`). A stage whose results are gone (in memory, or in a lost work directory)
+/// runs again in full, and only if a later stage still has tasks to run.
+fn resume_plan(plan: &PhysicalPlan, done: Done, work_adopted: bool) -> Vec<Skip> {
+    let n = plan.stages.len();
+    let durable = |st: &crate::plan::physical::Stage| -> bool {
+        let writes: Vec<usize> = match &st.op {
+            StageOp::Compute { out, .. } | StageOp::Import { out, .. } | StageOp::ScanApply { out, .. } => vec![*out],
+            StageOp::ScanTotals { totals, .. } => vec![*totals],
+            StageOp::ScanCarries { carries, .. } => vec![*carries],
+            StageOp::Finalize(f) => vec![f.out],
+            StageOp::Partials(p) => match &p.store {
+                PartialStore::Memory { .. } => return false,
+                PartialStore::Disk { arrays } => arrays.clone(),
+            },
+            StageOp::Export { .. } => return false,
+        };
+        writes.iter().all(|&a| matches!(plan.arrays[a].place, Place::Output(_)) || work_adopted)
+    };
+    let mut skip = vec![Skip::None; n];
+    let mut later_left = false;
+    for s in (0..n).rev() {
+        let st = &plan.stages[s];
+        let d = done.clone();
+        let left = if durable(st) {
+            let c = d.count(s);
+            skip[s] = if c == st.tasks { Skip::All } else { Skip::Some(d) };
+            c < st.tasks
+        } else if later_left {
+            skip[s] = Skip::None;
+            true
+        } else {
+            skip[s] = Skip::All;
+            false
+        };
+        later_left |= left;
+    }
+    skip
 }
 
 /// The value of a 0-d array as the text dsk prints (read back exactly), with a newline.
@@ -231,6 +427,7 @@ fn run_processes(
     s: usize,
     stage: &ExecStage,
     parallel: usize,
+    skip_done: bool,
     sink: &dyn EventSink,
 ) -> Result<(usize, Option<u64>, Option<u64>)> {
     let start = Instant::now();
@@ -247,12 +444,23 @@ fn run_processes(
     }
     let mut children = Children(vec![]);
     for &(first, count) in &ranges {
-        let child = Command::new(&exe)
+        let mut cmd = Command::new(&exe);
+        // a worker dies with its parent (kill -9 included): nothing writes after the run is gone
+        // SAFETY: prctl is async-signal-safe and touches only the child
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
             .arg("worker")
             .arg(plan_file)
             .args(["--stage", &s.to_string(), "--first", &first.to_string(), "--count", &count.to_string()])
             // the children write chunk files the way the parent was asked to (--io)
             .args(["--io", if crate::store::fs::direct_writes() { "auto" } else { "buffered" }])
+            .args(if skip_done { &["--skip-done"][..] } else { &[] })
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -385,7 +593,7 @@ fn run_processes(
 /// The body of `dsk worker PLAN --stage S --first F --count N`: run tasks F..F+N of stage S, one
 /// line of JSON per task on stdout (`{"start": t}`, then `{"done": t, "bytes": b}`), and the
 /// process's peak RSS last (`{"peak_rss": n}`).
-pub fn worker(plan_file: &Path, stage: usize, first: u64, count: u64) -> Result<()> {
+pub fn worker(plan_file: &Path, stage: usize, first: u64, count: u64, skip_done: bool) -> Result<()> {
     let text = std::fs::read(plan_file).map_err(|e| Error::io(plan_file, "read the plan", e))?;
     let plan: PhysicalPlan =
         serde_json::from_slice(&text).map_err(|e| Error::input(plan_file, format!("not a dsk plan file: {e}")))?;
@@ -400,6 +608,19 @@ pub fn worker(plan_file: &Path, stage: usize, first: u64, count: u64) -> Result<
     }
     let inputs = open_inputs(&plan)?;
     let opened = open_stage(&st.op, &arrays)?;
+    // completion records go into the output's staging directory
+    let partial = plan.output.and_then(|o| match &plan.arrays[o].place {
+        Place::Output(p) => Some(crate::plan::physical::staging_path(p)),
+        Place::Work(_) => None,
+    });
+    let journal = match &partial {
+        Some(p) => Some(Journal::open(p, "worker")?),
+        None => None,
+    };
+    let done = match (&partial, skip_done) {
+        (Some(p), true) => Some(Done::load(p, &plan.stages.iter().map(|s| s.tasks).collect::<Vec<_>>())?),
+        _ => None,
+    };
     let partials = HashMap::new();
     let shared = Shared { inputs: &inputs, arrays: &arrays, partials: &partials };
     // test hook: make this worker die at a given task, to exercise the parent's failure report
@@ -413,7 +634,15 @@ pub fn worker(plan_file: &Path, stage: usize, first: u64, count: u64) -> Result<
         if fail_at == Some(t) {
             std::process::abort();
         }
-        let b = run_task(&plan, stage, t, &shared, &opened, 1)?;
+        let b = if done.as_ref().is_some_and(|d| d.is_done(stage, t)) {
+            0
+        } else {
+            let b = run_task(&plan, stage, t, &shared, &opened, 1)?;
+            if let Some(j) = &journal {
+                j.record(stage, t)?;
+            }
+            b
+        };
         crate::write_stdout(format!("{{\"done\": {t}, \"bytes\": {b}}}\n").as_bytes())?;
     }
     if let Some(p) = super::peak_rss() {

@@ -1,42 +1,101 @@
 //! The work directory (`--work-dir`, default: the system temporary directory): each run makes its
-//! own subdirectory there for the files it needs while running (the job file of the processes
-//! scheduler; spilled intermediates later), removes it when done, and checks free space first.
+//! own subdirectory there, `dsk-PID-XXXXXX`, for what it needs while running (the plan file of the
+//! processes scheduler, intermediate arrays, spilled partials), removes it when done, and checks
+//! free space first.
+//!
+//! A run holds a lock (`flock`) on the directory's `.dsk-lock` for as long as it lives, so the
+//! directories of runs that are gone (killed, crashed) are recognised: the next run in the same
+//! work dir removes them, unless they belong to a partial output that `--resume` can continue
+//! (`.dsk-owner` names it, and its marker names the directory back) or were kept on purpose
+//! (`--keep-work-dir`).
 
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use crate::error::{human, Error, Result};
+
+const LOCK: &str = ".dsk-lock";
+/// The staging directory of the output the run writes (for `--resume`).
+const OWNER: &str = ".dsk-owner";
+/// Kept with `--keep-work-dir`: never reclaimed.
+const KEEP: &str = ".dsk-keep";
 
 /// A run's private directory under the work dir; removed on drop unless kept.
 #[derive(Debug)]
 pub struct WorkDir {
     path: PathBuf,
     keep: bool,
+    _lock: File,
+    /// Taken over from a run that is gone (`--resume`).
+    adopted: bool,
+}
+
+/// Where work directories go: `--work-dir`, else `$TMPDIR`, else /tmp.
+fn base_dir(base: Option<&Path>) -> Result<PathBuf> {
+    let (dir, arg) = match base {
+        Some(b) => (b.to_path_buf(), "--work-dir"),
+        None => (std::env::temp_dir(), "TMPDIR"),
+    };
+    if !dir.is_dir() {
+        let fix = if arg == "TMPDIR" {
+            "set TMPDIR to a directory that exists, or pass --work-dir"
+        } else {
+            "create it or choose another"
+        };
+        return Err(Error::usage(arg, format!("{} is not a directory — {fix}", dir.display())));
+    }
+    Ok(dir)
 }
 
 impl WorkDir {
-    /// Create `base/dsk-<pid>-<n>` (`base` defaults to the system temporary directory).
+    /// Create `base/dsk-<pid>-<n>` (`base` defaults to the system temporary directory), first
+    /// removing the directories that runs which are gone left there.
     pub fn create(base: Option<&Path>) -> Result<WorkDir> {
-        let base = base.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
-        if !base.is_dir() {
-            return Err(Error::usage(
-                "--work-dir",
-                format!("{} is not a directory — create it or choose another", base.display()),
-            ));
-        }
+        let base = base_dir(base)?;
+        reclaim(&base);
         let dir = tempfile::Builder::new()
             .prefix(&format!("dsk-{}-", std::process::id()))
             .tempdir_in(&base)
             .map_err(|e| Error::io(&base, "create a work directory", e))?;
-        Ok(WorkDir { path: dir.keep(), keep: false })
+        let path = dir.keep();
+        let lock = lock_new(&path).inspect_err(|_| {
+            let _ = fs::remove_dir_all(&path);
+        })?;
+        Ok(WorkDir { path, keep: false, _lock: lock, adopted: false })
+    }
+
+    /// Take over the work directory of a run that is gone, to resume it; `None` when it is not
+    /// there any more (or another run holds it).
+    pub fn adopt(path: &Path) -> Option<WorkDir> {
+        let f = fs::OpenOptions::new().read(true).write(true).open(path.join(LOCK)).ok()?;
+        f.try_lock().ok()?;
+        Some(WorkDir { path: path.to_path_buf(), keep: false, _lock: f, adopted: true })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Keep the directory after the run (to inspect it).
+    pub fn adopted(&self) -> bool {
+        self.adopted
+    }
+
+    /// Keep the directory after the run (to inspect it, `--keep-work-dir`): never reclaimed.
     pub fn keep(&mut self) {
         self.keep = true;
+        let _ = fs::write(self.path.join(KEEP), b"kept by --keep-work-dir\n");
+    }
+
+    /// Keep the directory for `--resume` of this run's partial output at `partial`.
+    pub fn keep_for_resume(&mut self) {
+        self.keep = true;
+    }
+
+    /// Record which partial output this directory's intermediates belong to.
+    pub fn set_owner(&self, partial: &Path) -> Result<()> {
+        let abs = std::path::absolute(partial).unwrap_or_else(|_| partial.to_path_buf());
+        let f = self.path.join(OWNER);
+        fs::write(&f, abs.as_os_str().as_encoded_bytes()).map_err(|e| Error::io(&f, "write", e))
     }
 
     /// Refuse to start when the work dir's file system has less than `needed` bytes free.
@@ -55,12 +114,103 @@ impl WorkDir {
     }
 }
 
+fn lock_new(dir: &Path) -> Result<File> {
+    let p = dir.join(LOCK);
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&p)
+        .map_err(|e| Error::io(&p, "create the work directory's lock", e))?;
+    f.lock().map_err(|e| Error::io(&p, "lock", e))?;
+    Ok(f)
+}
+
 impl Drop for WorkDir {
     fn drop(&mut self) {
         if !self.keep {
-            let _ = std::fs::remove_dir_all(&self.path);
+            let _ = fs::remove_dir_all(&self.path);
         }
     }
+}
+
+/// Whether `dir` is a work directory whose run is gone: its lock is free, or (made before locks,
+/// or killed before it took it) the pid in its name is not running.
+fn abandoned(dir: &Path) -> bool {
+    if dir.join(KEEP).exists() {
+        return false;
+    }
+    match fs::OpenOptions::new().read(true).write(true).open(dir.join(LOCK)) {
+        Ok(f) => f.try_lock().is_ok(),
+        Err(_) => {
+            let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let pid = name.strip_prefix("dsk-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<i32>().ok());
+            // a directory made this instant, before its lock: leave it for a minute
+            let young = fs::metadata(dir)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_none_or(|age| age.as_secs() < 60);
+            matches!(pid, Some(p) if !crate::store::output::pid_alive(p)) && !young
+        }
+    }
+}
+
+/// Whether the partial output named in `dir/.dsk-owner` still exists and names `dir` as its work
+/// directory: then `--resume` may need it.
+fn wanted_for_resume(dir: &Path) -> bool {
+    let Ok(owner) = fs::read(dir.join(OWNER)) else { return false };
+    let partial = PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(owner));
+    let Ok(text) = fs::read_to_string(partial.join(crate::store::output::MARKER)) else { return false };
+    let Ok(o) = serde_json::from_str::<crate::store::output::Owner>(&text) else { return false };
+    let same = |a: &Path| std::path::absolute(a).ok() == std::path::absolute(dir).ok();
+    o.work_dir.as_deref().is_some_and(same)
+}
+
+/// Remove the work directories of runs that are gone from `base` (not those a partial output
+/// may still be resumed from).
+fn reclaim(base: &Path) {
+    let Ok(rd) = fs::read_dir(base) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(n) = name.to_str() else { continue };
+        // exactly the names WorkDir::create makes: dsk-PID-XXXXXX
+        let Some(rest) = n.strip_prefix("dsk-") else { continue };
+        let Some((pid, tag)) = rest.split_once('-') else { continue };
+        if pid.is_empty()
+            || !pid.bytes().all(|b| b.is_ascii_digit())
+            || tag.len() != 6
+            || !tag.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            continue;
+        }
+        let dir = e.path();
+        if !e.file_type().is_ok_and(|t| t.is_dir()) || !abandoned(&dir) || wanted_for_resume(&dir) {
+            continue;
+        }
+        let size = dir_size(&dir);
+        if fs::remove_dir_all(&dir).is_ok() {
+            eprintln!("dsk: removed {} ({}), the work directory of a run that stopped", dir.display(), human(size));
+        }
+    }
+}
+
+/// Remove the work directory `dir` of a partial output that is being discarded, if its run is gone.
+pub fn remove_if_abandoned(dir: &Path) {
+    if dir.is_dir() && abandoned(dir) {
+        let _ = fs::remove_dir_all(dir);
+    }
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(rd) = fs::read_dir(dir) else { return 0 };
+    rd.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// Bytes available to this user on the file system holding `path`.

@@ -357,6 +357,34 @@ pub struct PhysicalPlan {
     pub scheduler: String,
     /// Bytes the work directory needs on disk.
     pub scratch_bytes: u64,
+    /// What the plan computes, whatever the run options ([`logical_id`]): `--resume` continues a
+    /// partial output only for the same computation.
+    #[serde(default)]
+    pub logical: String,
+}
+
+/// A hash of what a plan computes, independent of how it runs (`--memory`, `--workers`,
+/// `--scheduler` change the stages, not this): the command, its inputs, the output array, what
+/// is computed (`source`: the expression's DAG, the generator, the file imported) and dsk's
+/// version, as 16 hex digits.
+pub fn logical_id(
+    command: &str,
+    text: &str,
+    inputs: &[super::Input],
+    output: Option<&ArrayDecl>,
+    source: serde_json::Value,
+) -> String {
+    use sha2::Digest;
+    let v = serde_json::json!({
+        "dsk": env!("CARGO_PKG_VERSION"),
+        "command": command,
+        "text": text,
+        "inputs": inputs,
+        "output": output.map(|o| serde_json::json!({"place": o.place, "spec": o.spec})),
+        "source": source,
+    });
+    let digest = sha2::Sha256::digest(v.to_string().as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 impl PhysicalPlan {
@@ -375,7 +403,7 @@ impl PhysicalPlan {
         use sha2::Digest;
         let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
         if let Some(o) = v.as_object_mut() {
-            for k in ["memory", "workers", "scheduler", "scratch_bytes"] {
+            for k in ["memory", "workers", "scheduler", "scratch_bytes", "logical"] {
                 o.remove(k);
             }
             if let Some(stages) = o.get_mut("stages").and_then(|s| s.as_array_mut()) {
@@ -475,8 +503,7 @@ impl PhysicalPlan {
 
 /// The staging directory of an output array (`OUT.partial` next to `OUT`).
 pub fn staging_path(out: &Path) -> PathBuf {
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    out.parent().map(Path::to_path_buf).unwrap_or_default().join(format!("{name}.partial"))
+    crate::store::output::staging_path(out)
 }
 
 #[cfg(test)]

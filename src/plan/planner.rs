@@ -564,7 +564,9 @@ impl Builder<'_> {
         inputs: Vec<super::Input>,
         output: Option<ArrayId>,
         print: Option<Print>,
+        source: serde_json::Value,
     ) -> PhysicalPlan {
+        let logical = super::physical::logical_id(command, &text, &inputs, output.map(|o| &self.arrays[o]), source);
         let scratch_bytes = self.arrays.iter().filter(|a| matches!(a.place, Place::Work(_))).map(|a| a.nbytes()).sum();
         PhysicalPlan {
             command: command.to_string(),
@@ -578,6 +580,7 @@ impl Builder<'_> {
             workers: self.opts.workers,
             scheduler: self.opts.scheduler.clone(),
             scratch_bytes,
+            logical,
         }
     }
 }
@@ -648,6 +651,7 @@ fn live_bytes(plan: &Plan, grid: &Grid, chunks: &[u64]) -> u64 {
 
 /// The physical plan of an expression (its array plan) writing to `target`.
 pub fn expression(command: &str, plan: Plan, target: Target, opts: &PlanOptions) -> Result<PhysicalPlan> {
+    let source = serde_json::to_value(&plan).unwrap_or_default();
     let inputs = plan.inputs.clone();
     let text = plan.text.clone();
     let root = plan.root().clone();
@@ -696,7 +700,7 @@ pub fn expression(command: &str, plan: Plan, target: Target, opts: &PlanOptions)
     if let Some((path, format)) = export {
         export_stage(&mut b, out, path, format)?;
     }
-    Ok(b.finish(command, text, inputs, output, print))
+    Ok(b.finish(command, text, inputs, output, print, source))
 }
 
 fn export_stage(b: &mut Builder<'_>, array: ArrayId, path: Option<PathBuf>, format: FileFormat) -> Result<()> {
@@ -843,6 +847,7 @@ pub fn generate(
 ) -> Result<PhysicalPlan> {
     let mut b = Builder { opts, arrays: vec![], stages: vec![], held: 0 };
     let text = gen_plan.text.clone();
+    let source = serde_json::to_value(&gen_plan).unwrap_or_default();
     let out = b.add_array(ArrayDecl {
         what: "the new array".into(),
         place: Place::Output(path.to_path_buf()),
@@ -850,11 +855,12 @@ pub fn generate(
         write_empty_chunks: write_empty,
     });
     b.compute(gen_plan, out, "create", false, false)?;
-    Ok(b.finish("create", text, vec![], Some(out), None))
+    Ok(b.finish("create", text, vec![], Some(out), None, source))
 }
 
 /// `dsk create from-npy` / `from-raw`: one import stage, a chunk per task.
 pub fn import(file: FileSource, path: &Path, spec: CreateSpec, opts: &PlanOptions) -> Result<PhysicalPlan> {
+    let source = serde_json::to_value(&file).unwrap_or_default();
     let mut b = Builder { opts, arrays: vec![], stages: vec![], held: 0 };
     let out = b.add_array(ArrayDecl {
         what: "the new array".into(),
@@ -892,7 +898,7 @@ pub fn import(file: FileSource, path: &Path, spec: CreateSpec, opts: &PlanOption
         parallel,
         local: false,
     });
-    Ok(b.finish("create", text, vec![], Some(out), None))
+    Ok(b.finish("create", text, vec![], Some(out), None, source))
 }
 
 /// `dsk export`: one local stage streaming a selection of an input array.
@@ -954,6 +960,7 @@ pub fn export(
         workers: opts.workers,
         scheduler: opts.scheduler.clone(),
         scratch_bytes: 0,
+        logical: String::new(),
     })
 }
 

@@ -246,6 +246,13 @@ fn finish(input: &Input, text: String, arrays: Vec<ArrayDecl>, stages: Vec<Stage
     let output = arrays.iter().position(|a| matches!(a.place, Place::Output(_)));
     let scratch_bytes = arrays.iter().filter(|a| matches!(a.place, Place::Work(_))).map(|a| a.nbytes()).sum();
     let _ = human;
+    let logical = super::physical::logical_id(
+        "rechunk",
+        &text,
+        std::slice::from_ref(input),
+        output.map(|o| &arrays[o]),
+        serde_json::Value::Null,
+    );
     PhysicalPlan {
         command: "rechunk".into(),
         text,
@@ -258,6 +265,7 @@ fn finish(input: &Input, text: String, arrays: Vec<ArrayDecl>, stages: Vec<Stage
         workers: opts.workers,
         scheduler: opts.scheduler.clone(),
         scratch_bytes,
+        logical,
     }
 }
 
