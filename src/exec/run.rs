@@ -147,7 +147,19 @@ fn run_staged(
         }
         None => (plan, None),
     };
-    let processes = ctx.scheduler == super::Scheduler::Processes;
+    // a resumed plan keeps the scheduler it was made for when the other would change where its
+    // state lives (in this process or in files)
+    let mut scheduler = ctx.scheduler;
+    if resumed.is_some() && (plan.scheduler == "processes") != (scheduler == super::Scheduler::Processes) {
+        scheduler = match plan.scheduler.as_str() {
+            "processes" => super::Scheduler::Processes,
+            "sync" => super::Scheduler::Sync,
+            _ => super::Scheduler::Threads,
+        };
+        eprintln!("dsk: resuming with --scheduler {}, the scheduler the run was planned for", plan.scheduler);
+    }
+    let processes = scheduler == super::Scheduler::Processes;
+    super::workdir::reclaim_in(ctx.work_base.as_deref());
     if plan.needs_work_dir() || processes {
         let adopted = resumed.as_ref().and_then(|w| w.as_deref()).and_then(super::workdir::WorkDir::adopt);
         let mut w = match adopted {
@@ -167,6 +179,12 @@ fn run_staged(
         *work = Some(w);
     }
     let work_adopted = work.as_ref().is_some_and(|w| w.adopted());
+    // the work directory of the run being resumed, when this run does not take it over
+    if let Some(Some(old)) = &resumed {
+        if !work_adopted {
+            super::workdir::remove_if_abandoned(old);
+        }
+    }
     // what a later --resume needs: the plan, the work directory, what is computed
     if let Some(s) = staged.as_mut() {
         if resumed.is_none() {
@@ -183,7 +201,7 @@ fn run_staged(
             Place::Output(_) => resumed.is_some(),
             Place::Work(_) => work_adopted,
         };
-        let mut z = if keep && path.is_dir() {
+        let mut z = if keep && crate::store::meta::is_zarr_array(path) {
             ZArray::open(path)?
         } else {
             if !matches!(decl.place, Place::Output(_)) {
@@ -252,7 +270,7 @@ fn run_staged(
         }
         let meta =
             ExecStage { name: st.name.clone(), tasks: st.tasks, task_bytes: st.task_bytes, total_bytes: st.read_bytes };
-        let sync = ctx.scheduler == super::Scheduler::Sync;
+        let sync = scheduler == super::Scheduler::Sync;
         let o = RunOptions { workers: if sync { 1 } else { ctx.opts.workers }, memory: ctx.opts.memory };
         let parallel = if sync { 1 } else { st.parallel.max(1) };
         match &st.op {

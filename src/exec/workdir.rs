@@ -143,15 +143,10 @@ fn abandoned(dir: &Path) -> bool {
     match fs::OpenOptions::new().read(true).write(true).open(dir.join(LOCK)) {
         Ok(f) => f.try_lock().is_ok(),
         Err(_) => {
+            // made before locks, or killed between making it and locking it
             let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
             let pid = name.strip_prefix("dsk-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<i32>().ok());
-            // a directory made this instant, before its lock: leave it for a minute
-            let young = fs::metadata(dir)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_none_or(|age| age.as_secs() < 60);
-            matches!(pid, Some(p) if !crate::store::output::pid_alive(p)) && !young
+            matches!(pid, Some(p) if p != std::process::id() as i32 && !crate::store::output::pid_alive(p))
         }
     }
 }
@@ -192,6 +187,14 @@ fn reclaim(base: &Path) {
         if fs::remove_dir_all(&dir).is_ok() {
             eprintln!("dsk: removed {} ({}), the work directory of a run that stopped", dir.display(), human(size));
         }
+    }
+}
+
+/// Remove the work directories of runs that are gone from the work dir (`--work-dir`, else
+/// TMPDIR), if it exists: every run does, whether or not it needs one itself.
+pub fn reclaim_in(base: Option<&Path>) {
+    if let Ok(b) = base_dir(base) {
+        reclaim(&b);
     }
 }
 

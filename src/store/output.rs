@@ -354,6 +354,7 @@ impl Staged {
         let partial = staging_path(dest);
         let me = Owner::me();
         recover_old_copy(dest)?;
+        sweep_hidden(&parent, &named("", &name, ".partial"));
         for _ in 0..100 {
             match inspect(&partial)? {
                 Found::Busy(owner) => {
@@ -371,7 +372,9 @@ impl Staged {
                     })?;
                 }
                 Found::Stale(mut lock, owner) => {
-                    let resumable = owner.as_ref().is_some_and(|o| !o.logical.is_empty());
+                    // a run killed while committing has removed its plan first: not resumable
+                    let resumable =
+                        owner.as_ref().is_some_and(|o| !o.logical.is_empty()) && partial.join(PLAN_FILE).is_file();
                     if resume && resumable {
                         let owner = owner.unwrap_or_default();
                         let mut o = me.clone();
@@ -619,6 +622,29 @@ fn recover_old_copy(dest: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Remove what runs that are gone left while creating or removing the staging directory `name`:
+/// `.NAME.PID.new` (being built) and `.NAME.dsk-removing-PID` (being removed).
+fn sweep_hidden(parent: &Path, name: &OsStr) {
+    let dir = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    let prefix = named(".", name, ".");
+    for e in rd.flatten() {
+        let n = e.file_name();
+        let Some(rest) = n.as_bytes().strip_prefix(prefix.as_bytes()) else { continue };
+        let pid = if let Some(p) = rest.strip_suffix(b".new") {
+            p
+        } else if let Some(p) = rest.strip_prefix(b"dsk-removing-") {
+            p
+        } else {
+            continue;
+        };
+        let Some(pid) = std::str::from_utf8(pid).ok().and_then(|p| p.parse::<i32>().ok()) else { continue };
+        if pid != std::process::id() as i32 && !pid_alive(pid) && e.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = fs::remove_dir_all(parent.join(&n));
+        }
+    }
 }
 
 /// Remove `.NAME.PID.partial` files of runs that are gone (their lock is free).
