@@ -97,6 +97,7 @@ fn io_hint(e: &io::Error) -> &'static str {
         io::ErrorKind::PermissionDenied => " — choose a location you can write to, or fix its permissions",
         io::ErrorKind::StorageFull => " — free some disk space or write elsewhere",
         io::ErrorKind::ReadOnlyFilesystem => " — the file system is read-only; write elsewhere",
+        io::ErrorKind::FileTooLarge => " — the file size limit (ulimit -f) was reached; raise it or write elsewhere",
         _ => "",
     }
 }

@@ -4,6 +4,7 @@
 //! dsk would write there (a Zarr array for array outputs, a regular file for file outputs): dsk
 //! never deletes anything it did not create.
 
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -30,10 +31,18 @@ pub struct Staged {
     committed: bool,
 }
 
-fn file_name(p: &Path) -> Result<String> {
+fn file_name(p: &Path) -> Result<OsString> {
     p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
+        .map(OsStr::to_os_string)
         .ok_or_else(|| Error::output(p, "is not a file name — give the output a name, like out.zarr"))
+}
+
+/// A file name made of `parts` (names are OS strings: any bytes but `/` and NUL).
+fn named(parts: &[&OsStr]) -> OsString {
+    parts.iter().fold(OsString::new(), |mut n, p| {
+        n.push(p);
+        n
+    })
 }
 
 /// The directory holding `p` (`""` for a bare name: joined paths then stay relative and short).
@@ -120,9 +129,11 @@ impl Staged {
         let name = file_name(dest)?;
         let parent = parent_of(dest);
         let partial = match kind {
-            Kind::ZarrDir => parent.join(format!("{name}.partial")),
+            Kind::ZarrDir => parent.join(named(&[&name, OsStr::new(".partial")])),
             // a file cannot carry a marker: a per-process name never collides with anything
-            Kind::File => parent.join(format!(".{name}.{}.partial", std::process::id())),
+            Kind::File => {
+                parent.join(named(&[OsStr::new("."), &name, OsStr::new(&format!(".{}.partial", std::process::id()))]))
+            }
         };
         if fs::symlink_metadata(&partial).is_ok() {
             // Left over from an interrupted dsk run? Only then is it ours to remove.
@@ -172,7 +183,11 @@ impl Staged {
         }
         let exists = fs::symlink_metadata(&self.dest).is_ok();
         if exists {
-            let old = parent_of(&self.dest).join(format!(".{}.dsk-old-{}", file_name(&self.dest)?, std::process::id()));
+            let old = parent_of(&self.dest).join(named(&[
+                OsStr::new("."),
+                &file_name(&self.dest)?,
+                OsStr::new(&format!(".dsk-old-{}", std::process::id())),
+            ]));
             fs::rename(&self.dest, &old).map_err(|e| Error::io(&self.dest, "move the old output aside", e))?;
             if let Err(e) = fs::rename(&self.partial, &self.dest) {
                 let _ = fs::rename(&old, &self.dest);
