@@ -16,17 +16,26 @@ pub struct WorkDir {
 impl WorkDir {
     /// Create `base/dsk-<pid>-<n>` (`base` defaults to the system temporary directory).
     pub fn create(base: Option<&Path>) -> Result<WorkDir> {
-        let base = base.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+        // name where the directory came from: the option, or the environment (TMPDIR)
+        let (from, base) = match base {
+            Some(b) => ("--work-dir", b.to_path_buf()),
+            None if std::env::var_os("TMPDIR").is_some_and(|t| !t.is_empty()) => {
+                ("TMPDIR (the default --work-dir)", std::env::temp_dir())
+            }
+            None => ("the system temporary directory (the default --work-dir)", std::env::temp_dir()),
+        };
         if !base.is_dir() {
             return Err(Error::usage(
-                "--work-dir",
-                format!("{} is not a directory — create it or choose another", base.display()),
+                from,
+                format!(
+                    "{} is not a directory — create it, or pass --work-dir with a directory you can write to",
+                    base.display()
+                ),
             ));
         }
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("dsk-{}-", std::process::id()))
-            .tempdir_in(&base)
-            .map_err(|e| Error::io(&base, "create a work directory", e))?;
+        let dir = tempfile::Builder::new().prefix(&format!("dsk-{}-", std::process::id())).tempdir_in(&base).map_err(
+            |e| Error::output(&base, format!("cannot create a work directory here ({from}): {e} — pass --work-dir with a directory you can write to")),
+        )?;
         Ok(WorkDir { path: dir.keep(), keep: false })
     }
 

@@ -140,7 +140,7 @@ fn write_hint(text: &str) -> &'static str {
     if os(libc::EFBIG) {
         " — the file size limit (ulimit -f) was reached while writing it; raise the limit or write elsewhere"
     } else if os(libc::ENOSPC) {
-        " — no space left on the device; free some space or write elsewhere"
+        " — the file system is full; free some space on it or write elsewhere"
     } else if os(libc::EDQUOT) {
         " — the disk quota is exhausted; free some space or write elsewhere"
     } else if os(libc::EACCES) || os(libc::EPERM) {
@@ -150,6 +150,21 @@ fn write_hint(text: &str) -> &'static str {
     } else {
         ""
     }
+}
+
+/// A failed chunk read with its cause: a permission or I/O error of the OS, else damaged data.
+fn read_failure(text: &str) -> String {
+    let os = |n: i32| text.contains(&format!("(os error {n})"));
+    let hint = if os(libc::EACCES) || os(libc::EPERM) {
+        "dsk may not read the chunk file: make the array readable (chmod -R +r) or run dsk as a user who may"
+    } else if os(libc::EIO) {
+        "the device reported an I/O error; check the disk"
+    } else if text.contains("(os error") {
+        "the chunk file cannot be read; check the array's files"
+    } else {
+        "the chunk file may be damaged"
+    };
+    format!("{text} — {hint}")
 }
 
 /// The message of a failed write: what failed, and the fix when the OS error names one.
@@ -259,7 +274,7 @@ impl ZArray {
             Error::Chunk {
                 path: self.path.clone(),
                 chunk: first,
-                msg: format!("cannot read{which}: {e} — the chunk file may be damaged"),
+                msg: format!("cannot read{which}: {}", read_failure(&e.to_string())),
             }
         })
     }

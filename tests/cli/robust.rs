@@ -200,3 +200,120 @@ fn issue10_workers_beyond_the_tasks_start_no_more_than_the_tasks() {
     t.dsk(&["reduce", "s.zarr", "--op", "sum", "--split-every", "0"]).fails(2, &["--split-every", "at least 2"]);
     t.dsk(&["reduce", "s.zarr", "--op", "sum", "--workers", "0"]).fails(2, &["--workers", "at least 1"]);
 }
+
+#[test]
+fn issue10_errors_say_what_is_wrong_bad_fill_value_unreadable_input_missing_tmpdir() {
+    let t = TestDir::new();
+    t.dsk(&["create", "arange", "p.zarr", "--stop", "100", "--chunks", "10"]).ok();
+    // a fill value that is not one of the dtype: the metadata is wrong, not a codec
+    fs::create_dir_all(t.path("f.zarr")).expect("mkdir");
+    let meta = fs::read_to_string(t.path("p.zarr/zarr.json")).expect("read");
+    let mut j: serde_json::Value = serde_json::from_str(&meta).expect("json");
+    j["fill_value"] = serde_json::json!("abc");
+    fs::write(t.path("f.zarr/zarr.json"), j.to_string()).expect("write");
+    for args in [&["info", "f.zarr"][..], &["export", "f.zarr"], &["reduce", "f.zarr", "--op", "sum"]] {
+        let r = t.dsk(args).fails(1, &["f.zarr/zarr.json", "fill value"]);
+        assert!(!r.stderr().to_lowercase().contains("codec"), "{}", r.stderr());
+    }
+    // the work directory comes from TMPDIR: the message says so
+    let r = t.dsk_env(
+        &["transform", "p.zarr", "q.zarr", "--expr", "x", "--scheduler", "processes"],
+        None,
+        &[("TMPDIR", "/nonexistent")],
+    );
+    r.fails(2, &["TMPDIR", "/nonexistent", "--work-dir"]);
+    t.dsk(&["transform", "p.zarr", "q.zarr", "--expr", "x", "--scheduler", "processes", "--work-dir", "/nonexistent"])
+        .fails(2, &["--work-dir", "/nonexistent"]);
+    // an unreadable input is a read problem (root reads anything: drop to nobody with setpriv)
+    let root = unsafe { libc::geteuid() } == 0;
+    let setpriv = std::process::Command::new("setpriv").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !root || !setpriv {
+        eprintln!("skipped the permission checks: they need root and setpriv to run dsk as nobody");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &str, m: u32| fs::set_permissions(t.path(p), fs::Permissions::from_mode(m)).expect("chmod");
+    mode(".", 0o755);
+    let as_nobody = |args: &[&str]| {
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups", env!("CARGO_BIN_EXE_dsk")])
+            .args(args)
+            .current_dir(t.root())
+            .output()
+            .expect("run setpriv");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.starts_with("dsk: error: ") && err.trim_end().lines().count() == 1, "{err}");
+        err
+    };
+    mode("p.zarr/c/3", 0o000);
+    let err = as_nobody(&["export", "p.zarr", "--format", "csv"]);
+    assert!(err.contains("p.zarr") && err.contains("read") && err.contains("chmod"), "{err}");
+    assert!(!err.contains("write") && !err.contains("damaged"), "{err}");
+    mode("p.zarr/c/3", 0o644);
+    mode("p.zarr/zarr.json", 0o000);
+    let err = as_nobody(&["info", "p.zarr"]);
+    assert!(err.contains("p.zarr/zarr.json") && err.contains("cannot read") && err.contains("chmod"), "{err}");
+    assert!(!err.contains("write"), "{err}");
+    mode("p.zarr/zarr.json", 0o644);
+}
+
+/// A 2 MiB tmpfs mounted for one test, unmounted when dropped.
+struct SmallDisk {
+    dir: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(dir: std::path::PathBuf) -> Option<SmallDisk> {
+        fs::create_dir_all(&dir).ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+            .arg(&dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk { dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.dir).status();
+    }
+}
+
+#[test]
+fn issue10_a_full_disk_fails_cleanly_and_keeps_the_old_output() {
+    let t = TestDir::new();
+    let Some(disk) = SmallDisk::mount(t.path("full")) else {
+        eprintln!("skipped: cannot mount a tmpfs here (the test needs root)");
+        return;
+    };
+    // 8 MB of incompressible input, four times the disk
+    t.dsk(&["create", "random", "src.zarr", "--shape", "1000000", "--chunks", "100000", "--codec", "none"]).ok();
+    t.dsk(&["create", "arange", "full/keep.zarr", "--stop", "10"]).ok();
+    fs::write(t.path("full/keep.npy"), b"old").expect("write");
+    let runs: [&[&str]; 7] = [
+        &["create", "random", "full/a.zarr", "--shape", "1000000", "--chunks", "100000", "--codec", "none"],
+        &["transform", "src.zarr", "full/keep.zarr", "--expr", "x*2", "--overwrite", "--codec", "none"],
+        &["transform", "src.zarr", "full/t.zarr", "--expr", "x+1", "--scheduler", "processes", "--codec", "none"],
+        &["rechunk", "src.zarr", "full/r.zarr", "--chunks", "50000", "--codec", "none"],
+        &["export", "src.zarr", "-o", "full/keep.npy", "--overwrite"],
+        &["export", "src.zarr", "-o", "full/e.csv"],
+        &["eval", "x*2", "x=src.zarr", "-o", "full/e.npy"],
+    ];
+    for args in runs {
+        let r = t.dsk(args).fails(1, &["full/", "No space left on device"]);
+        let out = args.iter().find(|a| a.starts_with("full/")).copied().unwrap_or("full/");
+        assert!(r.stderr().contains(out), "{}", r.stderr());
+        for e in fs::read_dir(&disk.dir).expect("list") {
+            let name = e.expect("entry").file_name().to_string_lossy().into_owned();
+            assert!(!name.contains("partial") && !name.contains("dsk-old"), "left behind by {args:?}: {name}");
+            assert!(["keep.zarr", "keep.npy"].contains(&name.as_str()), "left behind by {args:?}: {name}");
+        }
+    }
+    // the outputs that existed are intact
+    assert_eq!(read(&t, "full/keep.zarr").2, (0..10).map(f64::from).collect::<Vec<_>>());
+    assert_eq!(fs::read(t.path("full/keep.npy")).expect("read"), b"old");
+    drop(disk);
+}
