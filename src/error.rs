@@ -22,7 +22,7 @@ pub enum Error {
     Output { path: PathBuf, msg: String },
 
     /// An operating-system error on a path.
-    #[error("{}: cannot {op}: {source}{}", path.display(), io_hint(source))]
+    #[error("{}: cannot {op}: {source}{}", path.display(), io_hint(op, source))]
     Io { path: PathBuf, op: &'static str, source: io::Error },
 
     /// Reading or writing one chunk of a Zarr array failed.
@@ -95,12 +95,21 @@ impl Error {
     }
 }
 
-fn io_hint(e: &io::Error) -> &'static str {
+/// Whether `op` (the `cannot …` of an [`Error::Io`]) only reads.
+fn reads(op: &str) -> bool {
+    ["read", "open", "list", "map", "inspect"].iter().any(|r| op.starts_with(r))
+}
+
+fn io_hint(op: &str, e: &io::Error) -> &'static str {
     match e.kind() {
         io::ErrorKind::NotFound => " — check the path",
+        io::ErrorKind::PermissionDenied if reads(op) => {
+            " — dsk may not read it: make it readable (chmod +r) or run dsk as a user who may"
+        }
         io::ErrorKind::PermissionDenied => " — choose a location you can write to, or fix its permissions",
         io::ErrorKind::StorageFull => " — free some disk space or write elsewhere",
         io::ErrorKind::ReadOnlyFilesystem => " — the file system is read-only; write elsewhere",
+        io::ErrorKind::FileTooLarge => " — the file size limit (ulimit -f) was reached; raise it or write elsewhere",
         _ => "",
     }
 }

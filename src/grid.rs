@@ -220,7 +220,6 @@ fn round_2sig(x: u64) -> u64 {
     x / p * p
 }
 
-/// Parse a comma-separated list of non-negative integers, e.g. `200000,4000` (also `(200000, 4000)`).
 /// The most axes an array may have (NumPy's limit: a .npy file cannot hold more).
 pub const MAX_DIMS: usize = 64;
 
@@ -244,6 +243,31 @@ pub fn check_size(shape: &[u64], itemsize: u64) -> Option<String> {
     }
 }
 
+/// The largest chunk (decoded, in bytes) dsk reads or writes: 1 TiB. A task holds whole chunks in
+/// memory, so a larger one could never run; keeping chunks (and `--workers`, see
+/// [`MAX_WORKERS`]) bounded also keeps every memory projection (chunks × workers × a few) far
+/// below 2⁶³.
+pub const MAX_CHUNK_BYTES: u64 = 1 << 40;
+
+/// The most `--workers` dsk accepts (threads actually started are also capped by the tasks).
+pub const MAX_WORKERS: usize = 1 << 16;
+
+/// An error text when a chunk of `chunks` (clipped to an array of `shape`) holds more than
+/// [`MAX_CHUNK_BYTES`], else `None`.
+pub fn check_chunk(chunks: &[u64], shape: &[u64], itemsize: u64) -> Option<String> {
+    let clipped: Vec<u64> = chunks.iter().zip(shape).map(|(&c, &n)| c.min(n.max(1))).collect();
+    let bytes = clipped.iter().try_fold(itemsize.max(1), |acc, &x| acc.checked_mul(x.max(1)));
+    match bytes {
+        Some(b) if b <= MAX_CHUNK_BYTES => None,
+        _ => Some(format!(
+            "a chunk of shape {} with {itemsize}-byte elements holds more than {} (1 TiB), the most a task may hold in memory",
+            tuple(&clipped),
+            MAX_CHUNK_BYTES
+        )),
+    }
+}
+
+/// Parse a comma-separated list of non-negative integers, e.g. `200000,4000` (also `(200000, 4000)`).
 pub fn parse_shape(text: &str) -> Result<Vec<u64>, String> {
     let t = text.trim().trim_start_matches(['(', '[']).trim_end_matches([')', ']']);
     if t.trim().is_empty() {

@@ -50,6 +50,7 @@ pub fn init() {
 pub fn run(cli: cli::Cli) -> Result<()> {
     init();
     exec::install_interrupt_handler();
+    exec::ignore_file_size_signal();
     store::fs::set_direct_writes(cli.run.io == cli::IoMode::Auto);
     cli::run(cli)
 }

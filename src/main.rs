@@ -59,7 +59,7 @@ fn usage_error_line(text: &str) -> String {
     // the (sub)commands named on the command line: their --help is the one to read
     let mut cmd = <dsk::cli::Cli as clap::CommandFactory>::command();
     let mut path = vec!["dsk".to_string()];
-    for arg in std::env::args().skip(1) {
+    for arg in std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()) {
         match cmd.find_subcommand(&arg) {
             Some(sub) => {
                 path.push(arg);

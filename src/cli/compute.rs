@@ -19,14 +19,21 @@ use crate::plan::{self, Input, Plan};
 use crate::report;
 use crate::store::{self, CodecSpec, CreateSpec};
 
-/// Parse `name=path` arguments.
-pub fn parse_named(items: &[String], arg: &str) -> Result<Vec<(String, PathBuf)>> {
+/// Parse `name=path` arguments (the path may be any name the OS accepts, UTF-8 or not).
+pub fn parse_named(items: &[std::ffi::OsString], arg: &str) -> Result<Vec<(String, PathBuf)>> {
+    use std::os::unix::ffi::OsStrExt;
     items
         .iter()
         .map(|s| {
-            let (n, p) = s
-                .split_once('=')
-                .ok_or_else(|| Error::usage(arg, format!("{s:?} is not NAME=PATH; name the array, e.g. x=big.zarr")))?;
+            let bytes = s.as_bytes();
+            let eq = bytes.iter().position(|&b| b == b'=').ok_or_else(|| {
+                Error::usage(
+                    arg,
+                    format!("{:?} is not NAME=PATH; name the array, e.g. x=big.zarr", s.to_string_lossy()),
+                )
+            })?;
+            let n = String::from_utf8_lossy(&bytes[..eq]).into_owned();
+            let p = std::ffi::OsStr::from_bytes(&bytes[eq + 1..]);
             let n = n.trim();
             if n.is_empty()
                 || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -50,7 +57,7 @@ pub fn build_plan(text: &str, arg: &str, named: &[(String, PathBuf)]) -> Result<
         if inputs.iter().any(|i: &Input| &i.name == name) {
             return Err(Error::usage(arg, format!("the name {name} is given twice")));
         }
-        let m = store::meta::read_meta(path)?;
+        let m = super::open_input(path)?;
         inputs.push(Input {
             name: name.clone(),
             path: path.clone(),
@@ -160,6 +167,9 @@ fn zero(d: DType) -> Scalar {
 /// The new Zarr array `o` describes for a result of `shape` and `dtype`.
 pub fn output_spec(o: &OutputOpts<'_>, shape: &[u64], dtype: DType, natural_chunks: &[u64]) -> Result<CreateSpec> {
     let dtype = parse_dtype(o.dtype)?.unwrap_or(dtype);
+    if let Some(m) = crate::grid::check_size(shape, dtype.size() as u64) {
+        return Err(Error::usage("--dtype", format!("{m} — choose a narrower dtype")));
+    }
     let codec = match o.codec {
         Some(t) => CodecSpec::parse(t)?,
         None => o.default_codec.clone().unwrap_or_default(),
@@ -362,7 +372,7 @@ pub fn summarize(pplan: &PhysicalPlan, r: &RunReport, run: &RunArgs) {
             };
             let logical = a.nbytes();
             let unit = if a.spec.shard.is_some() { "shards" } else { "chunks" };
-            fields["path"] = json!(path);
+            fields["path"] = json!(path.display().to_string());
             fields["shape"] = json!(a.spec.shape);
             fields["chunks"] = json!(a.spec.chunks);
             fields["shards"] = json!(a.spec.shard);
@@ -394,7 +404,7 @@ pub fn summarize(pplan: &PhysicalPlan, r: &RunReport, run: &RunArgs) {
                 pplan.stages.iter().any(|s| matches!(s.op, StageOp::Partials(_) | StageOp::ScanTotals { .. }));
             match export {
                 Some(Some(path)) => {
-                    fields["path"] = json!(path);
+                    fields["path"] = json!(path.display().to_string());
                     format!(
                         "dsk: wrote {} — {} task{} in {} stage{}, {:.2} s, {}",
                         path.display(),

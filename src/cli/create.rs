@@ -192,9 +192,14 @@ fn require_shape(c: &Common, kind: &str) -> Result<Vec<u64>> {
 }
 
 /// `--shape` for a 1-D generator of `n` elements: absent means (n,), present must hold n elements.
-fn reshape(c: &Common, n: u64, kind: &str) -> Result<Vec<u64>> {
+/// The shape of `n` generated elements: `--shape`, else 1-D (refused, naming `arg`, when `n`
+/// elements of `itemsize` bytes are more than an array may hold).
+fn reshape(c: &Common, n: u64, kind: &str, arg: &str, itemsize: u64) -> Result<Vec<u64>> {
     match &c.shape {
-        None => Ok(vec![n]),
+        None => match crate::grid::check_size(&[n], itemsize) {
+            Some(m) => Err(Error::usage(arg, format!("{kind} gives {n} elements: {m}"))),
+            None => Ok(vec![n]),
+        },
         Some(s) => {
             let shape = parse_shape_arg(s, "--shape")?;
             let m = shape.iter().try_fold(1u64, |a, &x| a.checked_mul(x));
@@ -283,7 +288,7 @@ fn resolve<'k>(
                 return Err(Error::usage("--dtype", format!("{dtype} needs whole-number --start, --stop and --step")));
             }
             let g = Generator::Arange { start: fs, step: fst, int_start: is, int_step: ist };
-            (c, Source::Gen(g), reshape(c, n, "arange")?, dtype)
+            (c, Source::Gen(g), reshape(c, n, "arange", "--stop", dtype.size() as u64)?, dtype)
         }
         Kind::Linspace { start, stop, num, common: c } => {
             let dtype = parse_dtype(&c.dtype)?.unwrap_or(DType::Float64);
@@ -291,7 +296,7 @@ fn resolve<'k>(
                 return Err(Error::usage("--start/--stop", "must be finite numbers"));
             }
             let g = Generator::Linspace { start: *start, stop: *stop, num: *num };
-            (c, Source::Gen(g), reshape(c, *num, "linspace")?, dtype)
+            (c, Source::Gen(g), reshape(c, *num, "linspace", "--num", dtype.size() as u64)?, dtype)
         }
         Kind::Random { dist, low, high, mean, std, seed, common: c } => {
             let dtype = parse_dtype(&c.dtype)?.unwrap_or(DType::Float64);
@@ -458,7 +463,7 @@ pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
         run.progress,
         run.quiet,
         &text,
-        json!({"command": "create", "path": c.out, "shape": shape, "chunks": spec.chunks, "shards": spec.shard,
+        json!({"command": "create", "path": c.out.display().to_string(), "shape": shape, "chunks": spec.chunks, "shards": spec.shard,
                "dtype": dtype.name(), "nchunks": grid.nchunks(), "nbytes": logical, "nbytes_stored": stored,
                "stages": r.stages, "tasks": r.tasks, "elapsed_s": secs, "peak_rss": r.peak_rss,
                "workers_peak_rss": r.children_peak, "workers_peak_rss_sum": r.children_peak_sum,

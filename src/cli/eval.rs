@@ -24,7 +24,7 @@ pub struct EvalArgs {
     pub expr: String,
     /// Inputs as NAME=PATH.
     #[arg(value_name = "NAME=PATH")]
-    pub inputs: Vec<String>,
+    pub inputs: Vec<std::ffi::OsString>,
     /// Write the result here: a Zarr array, or a .npy / .csv file.
     #[arg(short, long)]
     pub output: Option<PathBuf>,

@@ -53,7 +53,7 @@ pub fn infer_format(out: Option<&Path>) -> Format {
 }
 
 pub fn run(args: &ExportArgs, run: &RunArgs) -> Result<()> {
-    let m = crate::store::meta::read_meta(&args.path)?;
+    let m = super::open_input(&args.path)?;
     let shape = m.shape.clone();
     let sel = match &args.slice {
         None => shape.iter().map(|&n| AxisSel::full(n)).collect::<Vec<_>>(),

@@ -30,7 +30,7 @@ pub fn describe(path: &std::path::Path, m: &ArrayMeta) -> Result<Value> {
     let outer = Grid::new(m.shape.clone(), m.storage_chunks().to_vec());
     let ratio = if stored > 0 { Some(nbytes as f64 / stored as f64) } else { None };
     Ok(json!({
-        "path": path,
+        "path": path.display().to_string(),
         "zarr_format": m.zarr_format,
         "shape": m.shape,
         "ndim": m.shape.len(),

@@ -138,11 +138,27 @@ impl RunArgs {
     pub fn options(&self) -> Result<RunOptions> {
         let workers = match self.workers {
             Some(0) => return Err(Error::usage("--workers", "must be at least 1")),
+            Some(n) if n > crate::grid::MAX_WORKERS => {
+                return Err(Error::usage("--workers", format!("{n} is more than {}", crate::grid::MAX_WORKERS)))
+            }
             Some(n) => n,
             None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         };
         Ok(RunOptions { workers, memory: parse_size(&self.memory, "--memory")? })
     }
+}
+
+/// Read the metadata of an input array and check that dsk can read it chunk by chunk: its
+/// (storage) chunks must fit [`crate::grid::MAX_CHUNK_BYTES`].
+pub fn open_input(path: &std::path::Path) -> Result<crate::store::ArrayMeta> {
+    let m = crate::store::meta::read_meta(path)?;
+    if let Some(msg) = crate::grid::check_chunk(m.storage_chunks(), &m.shape, m.dtype.size() as u64) {
+        return Err(Error::input(
+            path,
+            format!("{msg} — dsk cannot read this array; rewrite it with smaller chunks (dsk info still describes it)"),
+        ));
+    }
+    Ok(m)
 }
 
 /// Parse a byte size: `512MiB`, `2GiB`, `1.5GB`, `1000000`.
@@ -191,7 +207,9 @@ pub fn chunking(
         if v.contains(&0) {
             return Err(Error::usage(arg, format!("{text} has a zero extent; every extent must be at least 1")));
         }
-        if let Some(m) = crate::grid::check_size(v, dtype.size() as u64) {
+        if let Some(m) = crate::grid::check_size(v, dtype.size() as u64)
+            .or_else(|| crate::grid::check_chunk(v, shape, dtype.size() as u64))
+        {
             return Err(Error::usage(arg, format!("{m} — choose smaller chunks")));
         }
         Ok(())
@@ -239,6 +257,12 @@ pub fn chunking(
             Some(s)
         }
     };
+    // chunks taken from an input (or cast to a wider dtype) must fit a task as well
+    for (arg, c) in [("--chunks", Some(&chunks)), ("--shard", shard.as_ref())] {
+        if let Some(m) = c.and_then(|c| crate::grid::check_chunk(c, shape, dtype.size() as u64)) {
+            return Err(Error::usage(arg, format!("{m} — choose smaller chunks")));
+        }
+    }
     Ok((chunks, shard, auto))
 }
 

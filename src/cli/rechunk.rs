@@ -42,7 +42,7 @@ pub fn run(a: &RechunkArgs, run: &RunArgs) -> Result<()> {
     if a.chunks.is_none() && a.shard.is_none() && a.codec.is_none() {
         return Err(Error::usage("--chunks", "nothing to change: give --chunks, --shard or --codec"));
     }
-    let m = crate::store::meta::read_meta(&a.input)?;
+    let m = super::open_input(&a.input)?;
     let codec = match &a.codec {
         Some(t) => CodecSpec::parse(t)?,
         None => CodecSpec::from_codecs(&m.codecs).unwrap_or_default(),

@@ -25,7 +25,7 @@ pub struct TransformArgs {
     pub expr: String,
     /// More inputs, as NAME=PATH (repeatable).
     #[arg(long = "in", value_name = "NAME=PATH")]
-    pub more: Vec<String>,
+    pub more: Vec<std::ffi::OsString>,
     #[command(flatten)]
     pub write: super::OutputArgs,
 }

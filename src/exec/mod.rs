@@ -37,6 +37,16 @@ pub fn install_interrupt_handler() {
     });
 }
 
+/// A write past the file size limit (`ulimit -f`) raises SIGXFSZ, which kills the process and
+/// leaves its partial output behind: ignored, the write fails with EFBIG instead and the run fails
+/// like any other, with its outputs removed. Ignored signals stay ignored in worker processes.
+pub fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
 /// True once the user asked the run to stop.
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::Relaxed)
@@ -134,9 +144,12 @@ pub fn run_stage(
     let bytes_done = AtomicU64::new(0);
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
-    let parallel = parallel.max(1);
-    // Threads the codecs of one task may use: the workers not busy with other tasks.
-    let codec_threads = (opts.workers / parallel).max(1);
+    // never more tasks in flight than the stage has (--workers 10000 for 12 chunks starts 12)
+    let parallel = parallel.clamp(1, stage.tasks.clamp(1, usize::MAX as u64) as usize);
+    // Threads the codecs of one task may use: the workers not busy with other tasks, but no more
+    // than the cores (threads beyond them only wait for one).
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let codec_threads = (opts.workers / parallel).clamp(1, cores);
 
     let worker = || loop {
         if failed.load(Ordering::Relaxed) {
@@ -188,7 +201,7 @@ pub fn run_stage(
         worker();
     } else {
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(opts.workers.max(parallel))
+            .num_threads(opts.workers.min(parallel * codec_threads).max(parallel))
             .thread_name(|i| format!("dsk-worker-{i}"))
             .build()
             .map_err(|e| Error::Internal(format!("cannot start the worker threads: {e}")))?;

@@ -70,6 +70,58 @@ fn open_inputs(plan: &PhysicalPlan) -> Result<Vec<ZArray>> {
     plan.inputs.iter().map(|i| ZArray::open(&i.path)).collect()
 }
 
+/// `p` with its symbolic links and `..` resolved, also when it does not exist yet (its parent
+/// resolved, then its name); `None` when even the parent cannot be resolved.
+fn resolved(p: &Path) -> Option<PathBuf> {
+    if let Ok(c) = std::fs::canonicalize(p) {
+        return Some(c);
+    }
+    let parent = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    Some(std::fs::canonicalize(parent).ok()?.join(p.file_name()?))
+}
+
+/// Refuse an output that is one of the inputs or lies inside one: it would be written into (or,
+/// with --overwrite, would replace) an array while it is read.
+fn check_outside_inputs(plan: &PhysicalPlan) -> Result<()> {
+    let mut outs: Vec<&Path> = vec![];
+    if let Some(Place::Output(p)) = plan.output.map(|o| &plan.arrays[o].place) {
+        outs.push(p);
+    }
+    for st in &plan.stages {
+        if let StageOp::Export { path: Some(p), .. } = &st.op {
+            outs.push(p);
+        }
+    }
+    for out in outs {
+        let Some(o) = resolved(out) else { continue };
+        for input in &plan.inputs {
+            let Some(i) = resolved(&input.path) else { continue };
+            if o == i {
+                return Err(Error::output(
+                    out,
+                    format!(
+                        "is the input {} — dsk would replace an array while reading it; write to another path",
+                        input.path.display()
+                    ),
+                ));
+            }
+            if o.starts_with(&i) {
+                return Err(Error::output(
+                    out,
+                    format!(
+                        "is inside the input {} — dsk does not write into an array it reads; write outside it",
+                        input.path.display()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Run `plan`. Prints a 0-d result on stdout; returns what happened.
 pub fn run(plan: &PhysicalPlan, ctx: &RunCtx<'_>) -> Result<RunReport> {
     let mut staged = None;
@@ -102,6 +154,7 @@ fn run_staged(
     work: &mut Option<WorkDir>,
 ) -> Result<RunReport> {
     let started = Instant::now();
+    check_outside_inputs(plan)?;
     // refuse before anything is created: the output and every exported file
     for st in &plan.stages {
         if let StageOp::Export { path: Some(p), .. } = &st.op {

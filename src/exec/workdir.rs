@@ -30,33 +30,37 @@ pub struct WorkDir {
     adopted: bool,
 }
 
-/// Where work directories go: `--work-dir`, else `$TMPDIR`, else /tmp.
-fn base_dir(base: Option<&Path>) -> Result<PathBuf> {
-    let (dir, arg) = match base {
-        Some(b) => (b.to_path_buf(), "--work-dir"),
-        None => (std::env::temp_dir(), "TMPDIR"),
+/// Where work directories go: `--work-dir`, else `$TMPDIR`, else /tmp; and where that came from,
+/// for messages.
+fn base_dir(base: Option<&Path>) -> Result<(PathBuf, &'static str)> {
+    let (from, dir) = match base {
+        Some(b) => ("--work-dir", b.to_path_buf()),
+        None if std::env::var_os("TMPDIR").is_some_and(|t| !t.is_empty()) => {
+            ("TMPDIR (the default --work-dir)", std::env::temp_dir())
+        }
+        None => ("the system temporary directory (the default --work-dir)", std::env::temp_dir()),
     };
     if !dir.is_dir() {
-        let fix = if arg == "TMPDIR" {
-            "set TMPDIR to a directory that exists, or pass --work-dir"
-        } else {
-            "create it or choose another"
-        };
-        return Err(Error::usage(arg, format!("{} is not a directory — {fix}", dir.display())));
+        return Err(Error::usage(
+            from,
+            format!(
+                "{} is not a directory — create it, or pass --work-dir with a directory you can write to",
+                dir.display()
+            ),
+        ));
     }
-    Ok(dir)
+    Ok((dir, from))
 }
 
 impl WorkDir {
     /// Create `base/dsk-<pid>-<n>` (`base` defaults to the system temporary directory), first
     /// removing the directories that runs which are gone left there.
     pub fn create(base: Option<&Path>) -> Result<WorkDir> {
-        let base = base_dir(base)?;
+        let (base, from) = base_dir(base)?;
         reclaim(&base);
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("dsk-{}-", std::process::id()))
-            .tempdir_in(&base)
-            .map_err(|e| Error::io(&base, "create a work directory", e))?;
+        let dir = tempfile::Builder::new().prefix(&format!("dsk-{}-", std::process::id())).tempdir_in(&base).map_err(
+            |e| Error::output(&base, format!("cannot create a work directory here ({from}): {e} — pass --work-dir with a directory you can write to")),
+        )?;
         let path = dir.keep();
         let lock = lock_new(&path).inspect_err(|_| {
             let _ = fs::remove_dir_all(&path);
@@ -193,7 +197,7 @@ fn reclaim(base: &Path) {
 /// Remove the work directories of runs that are gone from the work dir (`--work-dir`, else
 /// TMPDIR), if it exists: every run does, whether or not it needs one itself.
 pub fn reclaim_in(base: Option<&Path>) {
-    if let Ok(b) = base_dir(base) {
+    if let Ok((b, _)) = base_dir(base) {
         reclaim(&b);
     }
 }

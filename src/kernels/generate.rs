@@ -149,6 +149,12 @@ pub fn arange_len(start: f64, stop: f64, step: f64) -> Result<u64, String> {
         return Err("--start and --stop must be finite".into());
     }
     let n = ((stop - start) / step).ceil();
+    // no array dsk can hold has 2⁶³ elements (and `as u64` would saturate to a wrong length)
+    if n >= 2f64.powi(63) {
+        return Err(format!(
+            "arange from {start:?} to {stop:?} by {step:?} would have more than 2⁶³ elements — use a larger step or a shorter range"
+        ));
+    }
     Ok(if n > 0.0 { n as u64 } else { 0 })
 }
 

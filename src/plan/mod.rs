@@ -35,6 +35,7 @@ use types::{float_of, result_type, Ty};
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Input {
     pub name: String,
+    #[serde(with = "crate::serial::os_path")]
     pub path: PathBuf,
     pub shape: Vec<u64>,
     pub dtype: DType,
@@ -275,6 +276,15 @@ impl Builder<'_> {
         let id = self.nodes.len() - 1;
         self.seen.insert(key, id);
         id
+    }
+
+    /// [`Self::push`] a node whose dtype may be wider than its arguments' (a cast, a scan, a
+    /// reduction): refused when its size no longer fits 64-bit arithmetic.
+    fn push_sized(&mut self, node: Node, span: Span) -> Result<usize, ExprError> {
+        if let Some(m) = crate::grid::check_size(&node.shape, node.dtype.size() as u64) {
+            return err(m, span);
+        }
+        Ok(self.push(node))
     }
 
     fn node(&self, id: usize) -> &Node {
@@ -632,17 +642,20 @@ impl Builder<'_> {
         self.map(if d == 0 { MapOp::Round } else { MapOp::RoundTo(d) }, vec![a], span)
     }
 
-    fn astype(&mut self, a: usize, dtype: DType, _span: Span) -> Result<usize, ExprError> {
+    fn astype(&mut self, a: usize, dtype: DType, span: Span) -> Result<usize, ExprError> {
         let n = &self.nodes[a];
         let (shape, chunks) = (n.shape.clone(), n.chunks.clone());
-        Ok(self.push(Node {
-            kind: NodeKind::Astype { arg: a },
-            shape,
-            dtype,
-            chunks,
-            weak: None,
-            label: format!("astype({dtype})"),
-        }))
+        self.push_sized(
+            Node {
+                kind: NodeKind::Astype { arg: a },
+                shape,
+                dtype,
+                chunks,
+                weak: None,
+                label: format!("astype({dtype})"),
+            },
+            span,
+        )
     }
 
     /// `x.rechunk((a, b))`; -1 takes a whole axis.
@@ -846,14 +859,17 @@ impl Builder<'_> {
                 return err(format!("{name} of a 0-d array: nothing to scan"), span);
             }
             let dtype = crate::kernels::reduce::acc_dtype(n.dtype);
-            return Ok(self.push(Node {
-                kind: NodeKind::Scan { arg: a, axis, prod: name == "cumprod" },
-                shape: n.shape.clone(),
-                dtype,
-                chunks: n.chunks.clone(),
-                weak: None,
-                label: format!("{name}(axis={axis})"),
-            }));
+            return self.push_sized(
+                Node {
+                    kind: NodeKind::Scan { arg: a, axis, prod: name == "cumprod" },
+                    shape: n.shape.clone(),
+                    dtype,
+                    chunks: n.chunks.clone(),
+                    weak: None,
+                    label: format!("{name}(axis={axis})"),
+                },
+                span,
+            );
         }
         let op = ReduceOp::parse(name).ok_or_else(|| ExprError::new(format!("unknown reduction {name}"), span))?;
         let mut axes = axes.unwrap_or_else(|| (0..nd).collect());
@@ -899,14 +915,17 @@ impl Builder<'_> {
             if keepdims { ", keepdims" } else { "" },
             if ddof != 0.0 { format!(", ddof={ddof}") } else { String::new() }
         );
-        Ok(self.push(Node {
-            kind: NodeKind::Reduce { arg: a, op, axes, keepdims, ddof },
-            shape,
-            dtype: op.result_dtype(n.dtype),
-            chunks,
-            weak: None,
-            label,
-        }))
+        self.push_sized(
+            Node {
+                kind: NodeKind::Reduce { arg: a, op, axes, keepdims, ddof },
+                shape,
+                dtype: op.result_dtype(n.dtype),
+                chunks,
+                weak: None,
+                label,
+            },
+            span,
+        )
     }
 
     fn args_exact(&mut self, func: &str, args: &[Expr], n: usize, span: Span) -> Result<Vec<usize>, ExprError> {

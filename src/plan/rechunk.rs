@@ -30,6 +30,9 @@ use crate::error::{human, Error, Result};
 use crate::grid::{tuple, Grid};
 use crate::store::CreateSpec;
 
+/// The most target chunks along one axis a rechunk plans (its plan holds a few words for each).
+pub const MAX_AXIS_CHUNKS: u64 = 1 << 24;
+
 /// Per axis: for each target chunk, the range of source chunks it overlaps.
 fn overlaps(n: u64, s: u64, t: u64) -> Vec<(u64, u64)> {
     let count = n.div_ceil(t);
@@ -74,6 +77,20 @@ fn axis_cost(ov: &[(u64, u64)], cuts: &[u64], n: u64, s: u64) -> (u64, u64, u64)
 
 /// The plan of `dsk rechunk`: `input` (`codec_scratch` for the target) into `spec` at `out`.
 pub fn rechunk(input: Input, out: &Path, spec: CreateSpec, opts: &PlanOptions) -> Result<PhysicalPlan> {
+    // the plan holds a few words per target chunk along each axis: bound them
+    let target = spec.shard.as_ref().unwrap_or(&spec.chunks);
+    for (a, (&n, &t)) in spec.shape.iter().zip(target).enumerate() {
+        let count = n.div_ceil(t.max(1));
+        if count > MAX_AXIS_CHUNKS {
+            return Err(Error::usage(
+                if spec.shard.is_some() { "--shard" } else { "--chunks" },
+                format!(
+                    "{} has {count} chunks along axis {a}, more than the {MAX_AXIS_CHUNKS} a rechunk plans per axis — choose larger chunks",
+                    tuple(target)
+                ),
+            ));
+        }
+    }
     match plan_with(&input, out, &spec, opts) {
         Err(Error::Budget { what, needed, budget, hint: _ }) => {
             // find a target chunk shape that fits, and say so

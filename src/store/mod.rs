@@ -57,6 +57,8 @@ pub struct ZArray {
     /// the codec chain: read by [`ZArray::read_chunk_direct`], which decompresses straight into the
     /// result (no intermediate copy), instead of through zarrs' codec chain.
     direct: Option<DirectCodec>,
+    /// The open directory a store on a non-UTF-8 path reaches it through (see [`open_store`]).
+    _dir: Option<std::fs::File>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +118,61 @@ impl std::fmt::Debug for ZArray {
     }
 }
 
+/// The store of the array directory `path`. zarrs takes only UTF-8 base paths: any other path the
+/// OS accepts is opened and reached through `/proc/self/fd/N` (a UTF-8 name for the same
+/// directory), whose descriptor is returned to be kept open as long as the store is used.
+fn open_store(path: &Path) -> std::result::Result<(fs::Fs, Option<std::fs::File>), String> {
+    if path.to_str().is_some() {
+        return fs::Fs::new(path).map(|f| (f, None));
+    }
+    let dir = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let alias = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&dir)));
+    if !alias.is_dir() {
+        return Err("the name is not valid UTF-8 and /proc is not mounted to reach it otherwise — rename it".into());
+    }
+    fs::Fs::new(&alias).map(|f| (f, Some(dir)))
+}
+
+/// What to do about a failed write, from the OS error zarrs reports in its text (its errors wrap
+/// the `io::Error` in layers that hide its kind): `""` when there is nothing to add.
+fn write_hint(text: &str) -> &'static str {
+    let os = |n: i32| text.contains(&format!("(os error {n})"));
+    if os(libc::EFBIG) {
+        " — the file size limit (ulimit -f) was reached while writing it; raise the limit or write elsewhere"
+    } else if os(libc::ENOSPC) {
+        " — the file system is full; free some space on it or write elsewhere"
+    } else if os(libc::EDQUOT) {
+        " — the disk quota is exhausted; free some space or write elsewhere"
+    } else if os(libc::EACCES) || os(libc::EPERM) {
+        " — permission denied; choose a location you can write to, or fix its permissions"
+    } else if os(libc::EROFS) {
+        " — the file system is read-only; write elsewhere"
+    } else {
+        ""
+    }
+}
+
+/// A failed chunk read with its cause: a permission or I/O error of the OS, else damaged data.
+fn read_failure(text: &str) -> String {
+    let os = |n: i32| text.contains(&format!("(os error {n})"));
+    let hint = if os(libc::EACCES) || os(libc::EPERM) {
+        "dsk may not read the chunk file: make the array readable (chmod -R +r) or run dsk as a user who may"
+    } else if os(libc::EIO) {
+        "the device reported an I/O error; check the disk"
+    } else if text.contains("(os error") {
+        "the chunk file cannot be read; check the array's files"
+    } else {
+        "the chunk file may be damaged"
+    };
+    format!("{text} — {hint}")
+}
+
+/// The message of a failed write: what failed, and the fix when the OS error names one.
+fn write_failure(what: &str, e: impl std::fmt::Display) -> String {
+    let text = e.to_string();
+    format!("{what}: {text}{}", write_hint(&text))
+}
+
 fn zarrs_err(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
     Error::input(path, format!("{what}: {e}"))
 }
@@ -124,7 +181,7 @@ impl ZArray {
     /// Open the array at `path`, checking its metadata first so that errors name the problem.
     pub fn open(path: &Path) -> Result<ZArray> {
         let meta = meta::read_meta(path)?;
-        let store = fs::Fs::new(path).map_err(|e| zarrs_err(path, "cannot open the store", e))?;
+        let (store, dir) = open_store(path).map_err(|e| zarrs_err(path, "cannot open the store", e))?;
         let array = Array::open(Arc::new(store), "/").map_err(|e| {
             let text = e.to_string();
             let hint = if text.contains("codec") || text.contains("Codec") {
@@ -138,7 +195,7 @@ impl ZArray {
         let fill = parse_fill(&meta.fill_value, meta.dtype, meta.zarr_format).map_err(|m| {
             Error::input(path, format!("fill value {}: {m} — fix the array's metadata", meta.fill_value))
         })?;
-        Ok(ZArray { path: path.to_path_buf(), array, meta, write_empty_chunks: false, fill, direct })
+        Ok(ZArray { path: path.to_path_buf(), array, meta, write_empty_chunks: false, fill, direct, _dir: dir })
     }
 
     pub fn path(&self) -> &Path {
@@ -217,7 +274,7 @@ impl ZArray {
             Error::Chunk {
                 path: self.path.clone(),
                 chunk: first,
-                msg: format!("cannot read{which}: {e} — the chunk file may be damaged"),
+                msg: format!("cannot read{which}: {}", read_failure(&e.to_string())),
             }
         })
     }
@@ -309,7 +366,7 @@ impl ZArray {
         res.map_err(|e| Error::Chunk {
             path: self.path.clone(),
             chunk: idx.to_vec(),
-            msg: format!("cannot write: {e}"),
+            msg: write_failure("cannot write", e),
         })
     }
 
@@ -336,7 +393,8 @@ impl ZArray {
         };
         // SAFETY: the bytes are exactly what the array's codec chain produces: the elements in
         // little-endian order (the `bytes` codec), then one zstd frame when zstd is configured.
-        unsafe { self.array.store_encoded_chunk(idx, encoded.into()) }.map_err(|e| err(format!("cannot write: {e}")))
+        unsafe { self.array.store_encoded_chunk(idx, encoded.into()) }
+            .map_err(|e| err(write_failure("cannot write", e)))
     }
 
     /// The fill value (what chunks never written hold).
@@ -468,7 +526,7 @@ pub struct CreateSpec {
 
 /// Create a new Zarr v3 array in the (empty, existing) directory `dir` and write its metadata.
 pub fn create(dir: &Path, spec: &CreateSpec) -> Result<ZArray> {
-    let store = fs::Fs::new(dir).map_err(|e| Error::output(dir, format!("cannot create the store: {e}")))?;
+    let (store, _dir_fd) = open_store(dir).map_err(|e| Error::output(dir, format!("cannot create the store: {e}")))?;
     let storage_chunks = spec.shard.clone().unwrap_or_else(|| spec.chunks.clone());
     let fill_bytes = crate::with_dtype!(spec.dtype, T => {
         let mut b = Vec::new();
@@ -488,9 +546,10 @@ pub fn create(dir: &Path, spec: &CreateSpec) -> Result<ZArray> {
     if let Some(names) = &spec.dimension_names {
         builder.dimension_names(Some(names.clone()));
     }
-    let array =
-        builder.build(Arc::new(store), "/").map_err(|e| Error::output(dir, format!("cannot create the array: {e}")))?;
-    array.store_metadata().map_err(|e| Error::output(dir, format!("cannot write zarr.json: {e}")))?;
+    let array = builder
+        .build(Arc::new(store), "/")
+        .map_err(|e| Error::output(dir, write_failure("cannot create the array", e)))?;
+    array.store_metadata().map_err(|e| Error::output(dir, write_failure("cannot write zarr.json", e)))?;
     ZArray::open(dir)
 }
 

@@ -3,6 +3,7 @@
 
 mod compute;
 mod regress;
+mod robust;
 mod util;
 
 use std::fs;

@@ -46,6 +46,20 @@ impl TestDir {
     }
 }
 
+impl TestDir {
+    /// Run dsk with arguments that need not be UTF-8 (paths are bytes on Unix).
+    pub fn dsk_os(&self, args: &[&std::ffi::OsStr]) -> Run {
+        let out = Command::new(env!("CARGO_BIN_EXE_dsk"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run dsk");
+        Run { args: args.iter().map(|s| s.to_string_lossy().into_owned()).collect(), out }
+    }
+}
+
 pub struct Run {
     args: Vec<String>,
     pub out: Output,
