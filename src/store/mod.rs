@@ -8,9 +8,11 @@
 
 pub mod codec;
 pub mod fs;
+pub mod limits;
 pub mod meta;
 pub mod npy;
 pub mod output;
+mod panics;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -124,8 +126,11 @@ impl ZArray {
     /// Open the array at `path`, checking its metadata first so that errors name the problem.
     pub fn open(path: &Path) -> Result<ZArray> {
         let meta = meta::read_meta(path)?;
-        let store = fs::Fs::new(path).map_err(|e| zarrs_err(path, "cannot open the store", e))?;
-        let array = Array::open(Arc::new(store), "/").map_err(|e| {
+        let store = fs::Fs::with_limits(path, limits::ReadLimits::of(&meta))
+            .map_err(|e| zarrs_err(path, "cannot open the store", e))?;
+        let opened = panics::guarded(|| Array::open(Arc::new(store), "/"))
+            .map_err(|p| Error::input(path, format!("cannot open the array: zarrs failed ({p}) — the array's metadata is not valid Zarr; rewrite it (e.g. with zarr-python)")))?;
+        let array = opened.map_err(|e| {
             let text = e.to_string();
             let hint = if text.contains("codec") || text.contains("Codec") {
                 " — dsk reads zstd, blosc, gzip, uncompressed and sharded arrays; rewrite it with one of those (e.g. with zarr-python)"
@@ -204,38 +209,47 @@ impl ZArray {
             }
         }
         let subset = ArraySubset::new_with_ranges(&region.ranges());
-        self.array.retrieve_array_subset_opt::<Vec<T>>(&subset, &codec_options(concurrency)).map_err(|e| {
+        let opts = codec_options(concurrency);
+        let chunk_err = |msg: String| {
             let grid = self.grid();
             let first = grid.chunk_index_of(&region.start);
             let last_point: Vec<u64> = (0..region.ndim()).map(|a| region.end(a) - 1).collect();
             let last = grid.chunk_index_of(&last_point);
+            let unit = if self.meta.shards.is_some() { "shards" } else { "chunks" };
             let which = if first == last {
                 String::new()
             } else {
-                format!(" (one of the chunks from ({}) to ({}))", join(&first), join(&last))
+                format!(" (one of the {unit} from ({}) to ({}))", join(&first), join(&last))
             };
-            Error::Chunk {
-                path: self.path.clone(),
-                chunk: first,
-                msg: format!("cannot read{which}: {e} — the chunk file may be damaged"),
+            Error::Chunk { path: self.path.clone(), chunk: first, msg: format!("cannot read{which}: {msg}") }
+        };
+        match panics::guarded(|| self.array.retrieve_array_subset_opt::<Vec<T>>(&subset, &opts)) {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                let text = one_line(&e.to_string());
+                // dsk's own store errors already say what to do
+                let hint = if text.contains(" — ") { "" } else { " — the chunk file may be damaged" };
+                Err(chunk_err(format!("{text}{hint}")))
             }
-        })
+            Err(p) => Err(chunk_err(format!(
+                "zarrs failed on it ({p}) — the chunk file is damaged; restore it or rewrite the array"
+            ))),
+        }
     }
 
     /// Read a whole (interior) chunk by decompressing its file straight into the result.
     fn read_chunk_direct<T: Elem>(&self, idx: &[u64], region: &Region) -> Result<Vec<T>> {
         let n = region.len() as usize;
         let key = self.array.chunk_key(idx);
-        let file = self.array.storage().path_of(&key);
         let err = |msg: String| Error::Chunk { path: self.path.clone(), chunk: idx.to_vec(), msg };
-        let encoded = match std::fs::read(&file) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let encoded = match self.array.storage().read_checked(&key) {
+            Ok(Some(b)) => b,
+            Ok(None) => {
                 // never written: the fill value
                 let fill = T::from_scalar(self.fill);
                 return Ok(vec![fill; n]);
             }
-            Err(e) => return Err(Error::io(&file, "read a chunk", e)),
+            Err(m) => return Err(err(format!("cannot read: {m}"))),
         };
         let nbytes = n * T::DTYPE.size();
         let mut out: Vec<T>;
@@ -343,6 +357,11 @@ impl ZArray {
     pub fn fill(&self) -> Scalar {
         self.fill
     }
+}
+
+/// `text` on one line (zarrs errors sometimes span several).
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn join(v: &[u64]) -> String {
