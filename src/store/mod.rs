@@ -131,7 +131,8 @@ impl ZArray {
         let opened = panics::guarded(|| Array::open(Arc::new(store), "/"))
             .map_err(|p| Error::input(path, format!("cannot open the array: zarrs failed ({p}) — the array's metadata is not valid Zarr; rewrite it (e.g. with zarr-python)")))?;
         let array = opened.map_err(|e| {
-            let text = e.to_string();
+            // zarrs quotes the metadata (e.g. a codec name): one line, no control characters
+            let text = meta::printable(&one_line(&e.to_string()));
             let hint = if text.contains("codec") || text.contains("Codec") {
                 " — dsk reads zstd, blosc, gzip, uncompressed and sharded arrays; rewrite it with one of those (e.g. with zarr-python)"
             } else {
@@ -226,7 +227,7 @@ impl ZArray {
         match panics::guarded(|| self.array.retrieve_array_subset_opt::<Vec<T>>(&subset, &opts)) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
-                let text = one_line(&e.to_string());
+                let text = meta::printable(&one_line(&e.to_string()));
                 // dsk's own store errors already say what to do
                 let hint = if text.contains(" — ") { "" } else { " — the chunk file may be damaged" };
                 Err(chunk_err(format!("{text}{hint}")))

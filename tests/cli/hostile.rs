@@ -197,3 +197,56 @@ fn issue10_a_panic_inside_zarrs_is_an_error_naming_the_chunk() {
     t.dsk(&["export", "s.zarr", "--format", "npy"]).fails(1, &["s.zarr", "chunk (0, 0)", "zarrs failed", "rewrite"]);
     t.dsk(&["export", "s.zarr", "--slice", "0:3, 4:8", "--format", "npy"]).fails(1, &["s.zarr", "(0, 0)", "c/0/0"]);
 }
+
+/// Edit the zarr.json of `array` with `f`.
+fn edit_meta(t: &TestDir, array: &str, f: impl Fn(&mut serde_json::Value)) {
+    let p = t.path(array).join("zarr.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&p).expect("read")).expect("json");
+    f(&mut v);
+    fs::write(&p, serde_json::to_vec(&v).expect("json")).expect("write");
+}
+
+#[test]
+fn issue10_control_characters_in_metadata_are_shown_escaped() {
+    let t = TestDir::new();
+    t.dsk(&["create", "zeros", "a.zarr", "--shape", "2,3", "--codec", "zstd"]).ok();
+    edit_meta(&t, "a.zarr", |v| v["dimension_names"] = serde_json::json!(["\u{1b}[31mred", "line\nbreak"]));
+    // the names do not stop the array from being read
+    t.dsk(&["export", "a.zarr", "--format", "csv"]).ok();
+    // (zarrs refuses unknown codec fields, dsk info shows them)
+    edit_meta(&t, "a.zarr", |v| v["codecs"][1]["configuration"]["note"] = serde_json::json!("\u{1b}[2J\u{202e}"));
+    let out = t.dsk(&["info", "a.zarr"]).ok().stdout();
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{202e}'), "raw control characters printed:\n{out}");
+    assert!(out.contains("\\u{1b}[31mred, line\\u{a}break"), "{out}");
+    assert!(out.contains("note=\\u{1b}[2J\\u{202e}"), "{out}");
+    // JSON keeps the names exactly (escaped by JSON itself)
+    let j = crate::info_json(&t, "a.zarr");
+    assert_eq!(j["dimension_names"], serde_json::json!(["\u{1b}[31mred", "line\nbreak"]));
+    // null names are allowed by the spec and shown as '-'
+    edit_meta(&t, "a.zarr", |v| v["dimension_names"] = serde_json::json!([null, "x"]));
+    assert!(t.dsk(&["info", "a.zarr"]).ok().stdout().contains("-, x"));
+}
+
+#[test]
+fn issue10_dimension_names_that_are_not_strings_are_errors_naming_the_file() {
+    let t = TestDir::new();
+    t.dsk(&["create", "zeros", "a.zarr", "--shape", "2,3"]).ok();
+    for bad in [serde_json::json!([1, "x"]), serde_json::json!(["y", {"a": 1}]), serde_json::json!("yx")] {
+        edit_meta(&t, "a.zarr", |v| v["dimension_names"] = bad.clone());
+        t.dsk(&["info", "a.zarr"]).fails(1, &["a.zarr/zarr.json", "dimension_names", "strings or nulls", "rewrite"]);
+        t.dsk(&["export", "a.zarr", "--format", "csv"]).fails(1, &["a.zarr/zarr.json", "dimension_names"]);
+    }
+    // Zarr v2: the names live in .zattrs
+    let v2 = t.path("v2.zarr");
+    fs::create_dir(&v2).expect("mkdir");
+    fs::write(
+        v2.join(".zarray"),
+        r#"{"zarr_format": 2, "shape": [2], "chunks": [2], "dtype": "<f8",
+        "compressor": null, "fill_value": 0, "order": "C", "filters": null}"#,
+    )
+    .expect("write");
+    fs::write(v2.join(".zattrs"), r#"{"_ARRAY_DIMENSIONS": [7]}"#).expect("write");
+    t.dsk(&["info", "v2.zarr"]).fails(1, &["v2.zarr/.zattrs", "_ARRAY_DIMENSIONS"]);
+    fs::write(v2.join(".zattrs"), r#"{"_ARRAY_DIMENSIONS": ["t\u0007"]}"#).expect("write");
+    assert!(t.dsk(&["info", "v2.zarr"]).ok().stdout().contains("t\\u{7}"));
+}
