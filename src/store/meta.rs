@@ -80,6 +80,33 @@ pub fn read_meta(path: &Path) -> Result<ArrayMeta> {
         if m.chunks.len() != m.shape.len() || m.chunks.contains(&0) {
             return Err(bad(file, "the chunk shape must have one extent ≥ 1 per axis of the shape"));
         }
+        if let Some(shard) = &m.shards {
+            if shard.len() != m.chunks.len() || shard.iter().zip(&m.chunks).any(|(s, c)| s % c != 0) {
+                return Err(bad(
+                    file,
+                    format!(
+                        "the shard shape {} is not a whole number of inner chunks {}",
+                        crate::grid::tuple(shard),
+                        crate::grid::tuple(&m.chunks)
+                    ),
+                ));
+            }
+            // zarrs bounds a shard's encoded size by (inner chunks) × (shard bytes) in u64
+            let inner: u64 = shard.iter().zip(&m.chunks).map(|(s, c)| s / c).product();
+            let fits = crate::grid::checked_nbytes(shard, item)
+                .and_then(|b| b.checked_mul(inner))
+                .and_then(|b| b.checked_mul(4))
+                .is_some();
+            if !fits {
+                return Err(Error::input(
+                    file,
+                    format!(
+                        "shards of shape {} holding {inner} inner chunks are too large to read — rewrite the array with smaller shards",
+                        crate::grid::tuple(shard)
+                    ),
+                ));
+            }
+        }
         if let Err(e) = super::parse_fill(&m.fill_value, m.dtype, m.zarr_format) {
             return Err(bad(file, format!("fill value {}: {e}", m.fill_value)));
         }

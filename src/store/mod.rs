@@ -8,6 +8,8 @@
 
 pub mod codec;
 pub mod fs;
+#[cfg(test)]
+mod fuzz;
 pub mod limits;
 pub mod meta;
 pub mod npy;
@@ -128,8 +130,10 @@ impl ZArray {
         let meta = meta::read_meta(path)?;
         let store = fs::Fs::with_limits(path, limits::ReadLimits::of(&meta))
             .map_err(|e| zarrs_err(path, "cannot open the store", e))?;
+        // zarrs' complaints are about the metadata document: name it
+        let doc = path.join(if meta.zarr_format == 3 { "zarr.json" } else { ".zarray" });
         let opened = panics::guarded(|| Array::open(Arc::new(store), "/"))
-            .map_err(|p| Error::input(path, format!("cannot open the array: zarrs failed ({p}) — the array's metadata is not valid Zarr; rewrite it (e.g. with zarr-python)")))?;
+            .map_err(|p| Error::input(&doc, format!("cannot open the array: zarrs failed ({p}) — the array's metadata is not valid Zarr; rewrite it (e.g. with zarr-python)")))?;
         let array = opened.map_err(|e| {
             // zarrs quotes the metadata (e.g. a codec name): one line, no control characters
             let text = meta::printable(&one_line(&e.to_string()));
@@ -138,11 +142,11 @@ impl ZArray {
             } else {
                 " — the array's metadata is not valid Zarr; rewrite it (e.g. with zarr-python)"
             };
-            Error::input(path, format!("cannot open the array: {text}{hint}"))
+            Error::input(&doc, format!("cannot open the array: {text}{hint}"))
         })?;
         let direct = if cfg!(target_endian = "little") { direct_codec(&meta) } else { None };
         let fill = parse_fill(&meta.fill_value, meta.dtype, meta.zarr_format).map_err(|m| {
-            Error::input(path, format!("fill value {}: {m} — fix the array's metadata", meta.fill_value))
+            Error::input(&doc, format!("fill value {}: {m} — fix the array's metadata", meta.fill_value))
         })?;
         Ok(ZArray { path: path.to_path_buf(), array, meta, write_empty_chunks: false, fill, direct })
     }

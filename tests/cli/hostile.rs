@@ -250,3 +250,17 @@ fn issue10_dimension_names_that_are_not_strings_are_errors_naming_the_file() {
     fs::write(v2.join(".zattrs"), r#"{"_ARRAY_DIMENSIONS": ["t\u0007"]}"#).expect("write");
     assert!(t.dsk(&["info", "v2.zarr"]).ok().stdout().contains("t\\u{7}"));
 }
+
+#[test]
+fn issue10_fuzz_shards_too_large_to_index_are_refused_naming_zarr_json() {
+    // found by the metadata fuzz loop (store::fuzz): a shard shape of (6, 2³²) over 3×4 inner chunks
+    // overflowed zarrs' bound on the shard's size (inner chunks × shard bytes) while reading
+    let t = TestDir::new();
+    sharded(&t, "s.zarr", "zstd");
+    edit_meta(&t, "s.zarr", |v| v["chunk_grid"]["configuration"]["chunk_shape"] = serde_json::json!([6, 1u64 << 32]));
+    t.dsk(&["export", "s.zarr", "--format", "csv"]).fails(1, &["s.zarr/zarr.json", "too large", "smaller shards"]);
+    t.dsk(&["info", "s.zarr"]).fails(1, &["s.zarr/zarr.json", "too large"]);
+    // a shard must be a whole number of inner chunks (the spec's rule)
+    edit_meta(&t, "s.zarr", |v| v["chunk_grid"]["configuration"]["chunk_shape"] = serde_json::json!([6, 6]));
+    t.dsk(&["export", "s.zarr", "--format", "csv"]).fails(1, &["s.zarr/zarr.json", "whole number of inner chunks"]);
+}
