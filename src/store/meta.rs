@@ -134,7 +134,17 @@ pub fn read_meta(path: &Path) -> Result<ArrayMeta> {
 }
 
 fn load_json(file: &Path) -> Result<Value> {
-    let bytes = fs::read(file).map_err(|e| Error::io(file, "read", e))?;
+    use std::io::Read;
+    let max = super::limits::MAX_METADATA_BYTES;
+    let f = fs::File::open(file).map_err(|e| Error::io(file, "read", e))?;
+    let mut bytes = vec![];
+    f.take(max + 1).read_to_end(&mut bytes).map_err(|e| Error::io(file, "read", e))?;
+    if bytes.len() as u64 > max {
+        return Err(Error::input(
+            file,
+            format!("is larger than {} — not array metadata; restore or rewrite it", crate::error::human(max)),
+        ));
+    }
     serde_json::from_slice(&bytes).map_err(|e| {
         Error::input(file, format!("malformed JSON ({e}) — the array metadata is damaged; restore or rewrite it"))
     })

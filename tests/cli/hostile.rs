@@ -264,3 +264,14 @@ fn issue10_fuzz_shards_too_large_to_index_are_refused_naming_zarr_json() {
     edit_meta(&t, "s.zarr", |v| v["chunk_grid"]["configuration"]["chunk_shape"] = serde_json::json!([6, 6]));
     t.dsk(&["export", "s.zarr", "--format", "csv"]).fails(1, &["s.zarr/zarr.json", "whole number of inner chunks"]);
 }
+
+#[test]
+fn issue10_oversized_metadata_is_not_read_whole() {
+    let t = TestDir::new();
+    t.dsk(&["create", "zeros", "a.zarr", "--shape", "2,3"]).ok();
+    let p = t.path("a.zarr").join("zarr.json");
+    let mut text = fs::read(&p).expect("read");
+    text.resize(text.len() + (65 << 20), b' ');
+    fs::write(&p, text).expect("write");
+    t.dsk(&["info", "a.zarr"]).fails(1, &["a.zarr/zarr.json", "larger than 64.00 MiB"]);
+}
