@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::error::{human, Error, Result};
 use crate::grid::{tuple, Grid};
-use crate::store::meta::{read_meta, stored_bytes, ArrayMeta};
+use crate::store::meta::{printable, read_meta, stored_bytes, ArrayMeta};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -54,7 +54,7 @@ pub fn describe(path: &std::path::Path, m: &ArrayMeta) -> Result<Value> {
 }
 
 fn codec_text(c: &Value) -> String {
-    let name = c.get("name").and_then(Value::as_str).unwrap_or("?");
+    let name = printable(c.get("name").and_then(Value::as_str).unwrap_or("?"));
     let conf = c.get("configuration").and_then(Value::as_object);
     let mut parts = vec![];
     if let Some(conf) = conf {
@@ -63,13 +63,13 @@ fn codec_text(c: &Value) -> String {
                 continue;
             }
             let v = match v {
-                Value::String(s) => s.clone(),
+                Value::String(s) => printable(s),
                 other => other.to_string(),
             };
-            parts.push(format!("{k}={v}"));
+            parts.push(format!("{}={v}", printable(k)));
         }
     }
-    let mut t = if parts.is_empty() { name.to_string() } else { format!("{name}({})", parts.join(", ")) };
+    let mut t = if parts.is_empty() { name } else { format!("{name}({})", parts.join(", ")) };
     if let Some(inner) = c.pointer("/configuration/codecs").and_then(Value::as_array) {
         let inner: Vec<String> = inner.iter().map(codec_text).collect();
         t = format!("{t}[{}]", inner.join(" → "));
@@ -127,7 +127,8 @@ pub fn run(args: &InfoArgs) -> Result<()> {
             line(&mut out, "byte order", "big-endian".into());
         }
         if let Some(names) = &m.dimension_names {
-            let n: Vec<String> = names.iter().map(|x| x.clone().unwrap_or_else(|| "-".into())).collect();
+            let n: Vec<String> =
+                names.iter().map(|x| x.as_deref().map(printable).unwrap_or_else(|| "-".into())).collect();
             line(&mut out, "dimensions", n.join(", "));
         }
     }

@@ -1,5 +1,13 @@
 //! The file-system store dsk reads and writes Zarr through: zarrs' `FilesystemStore`, except that a
-//! chunk write does not `fsync`.
+//! chunk write does not `fsync`, and reads are dsk's own, checked ones.
+//!
+//! Reads trust nothing in the store. Only regular files are read (a symlink to a regular file is
+//! followed, as zarr-python does; a FIFO, a device such as /dev/zero, a directory or a dangling
+//! symlink where a chunk should be is an error naming the file), never more bytes than a chunk or
+//! shard of the array can have ([`super::limits::ReadLimits`]), and a shard's index is checked
+//! before zarrs sees it, so that zarrs never computes with an absurd offset or length. A missing
+//! file is a chunk never written (the fill value); a file that exists but cannot be read is always
+//! an error, never the fill value.
 //!
 //! `FilesystemStore::set` calls `sync_all` after every chunk, which on this class of machine turns
 //! a 1.6 GB write into seconds of synchronous disk I/O (measured: 200 fsyncs of 8 MB dominated
@@ -13,10 +21,12 @@
 //! written through an aligned buffer and truncated to their length; a file system that refuses
 //! O_DIRECT (tmpfs) gets a buffered write instead.
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::limits::{ReadLimits, ShardLayout, MAX_METADATA_BYTES};
 use zarrs::filesystem::FilesystemStore;
 use zarrs::storage::byte_range::{ByteRange, ByteRangeIterator};
 use zarrs::storage::{
@@ -27,21 +37,176 @@ use zarrs::storage::{
 #[derive(Debug)]
 pub struct Fs {
     inner: FilesystemStore,
+    /// What chunk files of the array may be; without limits (a store being created), any regular
+    /// file up to [`UNLIMITED`] bytes is read.
+    limits: Option<ReadLimits>,
 }
 
+/// Largest file read from a store opened without limits.
+const UNLIMITED: u64 = 1 << 40;
+
 impl Fs {
-    pub fn new(path: &std::path::Path) -> Result<Fs, String> {
-        FilesystemStore::new(path).map(|inner| Fs { inner }).map_err(|e| e.to_string())
+    pub fn new(path: &Path) -> Result<Fs, String> {
+        FilesystemStore::new(path).map(|inner| Fs { inner, limits: None }).map_err(|e| e.to_string())
+    }
+
+    /// A store whose chunk reads are checked against `limits`.
+    pub fn with_limits(path: &Path, limits: ReadLimits) -> Result<Fs, String> {
+        FilesystemStore::new(path).map(|inner| Fs { inner, limits: Some(limits) }).map_err(|e| e.to_string())
     }
 
     pub fn path_of(&self, key: &StoreKey) -> PathBuf {
         self.inner.key_to_fspath(key)
     }
+
+    /// Largest file `key` may be, and the shard layout to check it against (chunk keys of a
+    /// sharded array).
+    fn limits_of(&self, key: &StoreKey) -> (u64, Option<&ShardLayout>) {
+        let name = key.as_str().rsplit('/').next().unwrap_or("");
+        if METADATA_KEYS.contains(&name) {
+            return (MAX_METADATA_BYTES, None);
+        }
+        match &self.limits {
+            Some(l) => (l.object, l.shard.as_ref()),
+            None => (UNLIMITED, None),
+        }
+    }
+
+    /// Read the whole file of `key`, checked: `None` when it does not exist.
+    pub fn read_checked(&self, key: &StoreKey) -> Result<Option<Vec<u8>>, String> {
+        let path = self.path_of(key);
+        let (max, shard) = self.limits_of(key);
+        let Some((mut file, len)) = open_checked(&path, max)? else {
+            return Ok(None);
+        };
+        let mut buf = Vec::with_capacity(len as usize);
+        (&mut file)
+            .take(max.saturating_add(1))
+            .read_to_end(&mut buf)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        if buf.len() as u64 > max {
+            return Err(too_large(&path, buf.len() as u64, max));
+        }
+        if let Some(layout) = shard {
+            let file_len = buf.len() as u64;
+            if let Some((start, n)) = layout.index_range(file_len) {
+                let index = &buf[start as usize..(start + n) as usize];
+                layout.check_index(index, file_len).map_err(|m| bad_shard(&path, &m))?;
+            } else {
+                return Err(bad_shard(&path, &format!("it holds {file_len} bytes, less than its index")));
+            }
+        }
+        Ok(Some(buf))
+    }
+
+    fn read_ranges(&self, key: &StoreKey, ranges: Vec<ByteRange>) -> Result<Option<Vec<Bytes>>, String> {
+        let path = self.path_of(key);
+        let (max, shard) = self.limits_of(key);
+        let Some((file, len)) = open_checked(&path, max)? else {
+            return Ok(None);
+        };
+        let index = shard.and_then(|l| l.index_range(len).map(|r| (l, r)));
+        if shard.is_some() && index.is_none() {
+            return Err(bad_shard(&path, &format!("it holds {len} bytes, less than its index")));
+        }
+        let mut out = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            let (start, n) = match r {
+                ByteRange::FromStart(o, Some(n)) => (o, n),
+                ByteRange::FromStart(o, None) => (o, len.saturating_sub(o)),
+                ByteRange::Suffix(n) => (len.saturating_sub(n), n),
+            };
+            if start.checked_add(n).is_none_or(|end| end > len) {
+                return Err(format!(
+                    "{}: bytes {start}+{n} were asked of a {len}-byte file — the file is damaged or its index is wrong; restore it or rewrite the array",
+                    path.display()
+                ));
+            }
+            let mut buf = vec![0u8; n as usize];
+            file.read_exact_at(&mut buf, start).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+            if let Some((layout, (istart, ilen))) = index {
+                if start == istart && n == ilen {
+                    layout.check_index(&buf, len).map_err(|m| bad_shard(&path, &m))?;
+                }
+            }
+            out.push(Bytes::from(buf));
+        }
+        Ok(Some(out))
+    }
+}
+
+/// Metadata documents, read whatever the array's limits (up to [`MAX_METADATA_BYTES`]).
+const METADATA_KEYS: [&str; 5] = ["zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"];
+
+fn too_large(path: &Path, len: u64, max: u64) -> String {
+    format!(
+        "{}: holds {len} bytes, more than a chunk of this array can take ({max}) — the file is damaged or not part of the array; restore or remove it",
+        path.display()
+    )
+}
+
+fn bad_shard(path: &Path, msg: &str) -> String {
+    format!("{}: damaged shard: {msg} — restore the shard or rewrite the array", path.display())
+}
+
+/// Open `path` for reading if it is a regular file (or a symlink to one) of at most `max` bytes:
+/// `None` when nothing is there. The type is checked before opening (devices are never opened)
+/// and again on the open file (it may have been replaced); O_NONBLOCK keeps a FIFO that slipped in
+/// between from blocking the open.
+fn open_checked(path: &Path, max: u64) -> Result<Option<(std::fs::File, u64)>, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let not_regular = |kind: &str| {
+        format!(
+            "{}: is {kind}, not a regular file — a Zarr store holds chunks in regular files; replace it with the chunk file or remove it",
+            path.display()
+        )
+    };
+    let kind = |ft: std::fs::FileType| {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_dir() {
+            "a directory"
+        } else if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_char_device() || ft.is_block_device() {
+            "a device"
+        } else if ft.is_socket() {
+            "a socket"
+        } else {
+            "not a file"
+        }
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => {}
+        Ok(m) => return Err(not_regular(kind(m.file_type()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return match std::fs::symlink_metadata(path) {
+                Ok(_) => Err(format!(
+                    "{}: is a symlink to nothing — restore the file it points to or remove the link",
+                    path.display()
+                )),
+                Err(_) => Ok(None),
+            };
+        }
+        Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
+    }
+    let file = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
+    };
+    let m = file.metadata().map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    if !m.is_file() {
+        return Err(not_regular(kind(m.file_type())));
+    }
+    if m.len() > max {
+        return Err(too_large(path, m.len(), max));
+    }
+    Ok(Some((file, m.len())))
 }
 
 impl ReadableStorageTraits for Fs {
     fn get(&self, key: &StoreKey) -> Result<MaybeBytes, StorageError> {
-        self.inner.get(key)
+        Ok(self.read_checked(key).map_err(StorageError::Other)?.map(Bytes::from))
     }
 
     fn get_partial_many<'a>(
@@ -49,19 +214,24 @@ impl ReadableStorageTraits for Fs {
         key: &StoreKey,
         byte_ranges: ByteRangeIterator<'a>,
     ) -> Result<MaybeBytesIterator<'a>, StorageError> {
-        self.inner.get_partial_many(key, byte_ranges)
+        let ranges: Vec<ByteRange> = byte_ranges.collect();
+        match self.read_ranges(key, ranges).map_err(StorageError::Other)? {
+            Some(parts) => Ok(Some(Box::new(parts.into_iter().map(Ok)))),
+            None => Ok(None),
+        }
     }
 
     fn get_partial(&self, key: &StoreKey, byte_range: ByteRange) -> Result<MaybeBytes, StorageError> {
-        self.inner.get_partial(key, byte_range)
+        Ok(self.read_ranges(key, vec![byte_range]).map_err(StorageError::Other)?.and_then(|v| v.into_iter().next()))
     }
 
     fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {
-        self.inner.size_key(key)
+        let (max, _) = self.limits_of(key);
+        Ok(open_checked(&self.path_of(key), max).map_err(StorageError::Other)?.map(|(_, len)| len))
     }
 
     fn supports_get_partial(&self) -> bool {
-        self.inner.supports_get_partial()
+        true
     }
 }
 

@@ -80,6 +80,33 @@ pub fn read_meta(path: &Path) -> Result<ArrayMeta> {
         if m.chunks.len() != m.shape.len() || m.chunks.contains(&0) {
             return Err(bad(file, "the chunk shape must have one extent ≥ 1 per axis of the shape"));
         }
+        if let Some(shard) = &m.shards {
+            if shard.len() != m.chunks.len() || shard.iter().zip(&m.chunks).any(|(s, c)| s % c != 0) {
+                return Err(bad(
+                    file,
+                    format!(
+                        "the shard shape {} is not a whole number of inner chunks {}",
+                        crate::grid::tuple(shard),
+                        crate::grid::tuple(&m.chunks)
+                    ),
+                ));
+            }
+            // zarrs bounds a shard's encoded size by (inner chunks) × (shard bytes) in u64
+            let inner: u64 = shard.iter().zip(&m.chunks).map(|(s, c)| s / c).product();
+            let fits = crate::grid::checked_nbytes(shard, item)
+                .and_then(|b| b.checked_mul(inner))
+                .and_then(|b| b.checked_mul(4))
+                .is_some();
+            if !fits {
+                return Err(Error::input(
+                    file,
+                    format!(
+                        "shards of shape {} holding {inner} inner chunks are too large to read — rewrite the array with smaller shards",
+                        crate::grid::tuple(shard)
+                    ),
+                ));
+            }
+        }
         if let Err(e) = super::parse_fill(&m.fill_value, m.dtype, m.zarr_format) {
             return Err(bad(file, format!("fill value {}: {e}", m.fill_value)));
         }
@@ -107,7 +134,17 @@ pub fn read_meta(path: &Path) -> Result<ArrayMeta> {
 }
 
 fn load_json(file: &Path) -> Result<Value> {
-    let bytes = fs::read(file).map_err(|e| Error::io(file, "read", e))?;
+    use std::io::Read;
+    let max = super::limits::MAX_METADATA_BYTES;
+    let f = fs::File::open(file).map_err(|e| Error::io(file, "read", e))?;
+    let mut bytes = vec![];
+    f.take(max + 1).read_to_end(&mut bytes).map_err(|e| Error::io(file, "read", e))?;
+    if bytes.len() as u64 > max {
+        return Err(Error::input(
+            file,
+            format!("is larger than {} — not array metadata; restore or rewrite it", crate::error::human(max)),
+        ));
+    }
     serde_json::from_slice(&bytes).map_err(|e| {
         Error::input(file, format!("malformed JSON ({e}) — the array metadata is damaged; restore or rewrite it"))
     })
@@ -131,10 +168,57 @@ fn unsupported_dtype(file: &Path, name: &str) -> Error {
     Error::input(
         file,
         format!(
-            "data type {name} is not supported by dsk (supported: {}) — convert the array first",
+            "data type {} is not supported by dsk (supported: {}) — convert the array first",
+            printable(name),
             DType::accepted()
         ),
     )
+}
+
+/// Dimension names as the spec has them: absent or `null` (no names), else a list with one string
+/// or `null` per axis. Anything else is an error naming `file`: a name silently dropped would
+/// label the wrong axis later.
+fn dimension_names(file: &Path, v: Option<&Value>, key: &str) -> Result<Option<Vec<Option<String>>>> {
+    let names = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(a)) => a,
+        Some(other) => {
+            return Err(bad(file, format!("'{key}' must be a list of strings or nulls, found {}", short(other))))
+        }
+    };
+    names
+        .iter()
+        .map(|n| match n {
+            Value::String(s) => Ok(Some(s.clone())),
+            Value::Null => Ok(None),
+            other => Err(bad(file, format!("'{key}' must hold strings or nulls, found {}", short(other)))),
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
+/// A JSON value in an error message: compact, at most 60 characters.
+fn short(v: &Value) -> String {
+    let t = v.to_string();
+    match t.char_indices().nth(60) {
+        Some((i, _)) => format!("{}…", &t[..i]),
+        None => t,
+    }
+}
+
+/// `text` safe to print on a terminal and on one line: control characters (newlines, escape
+/// sequences) and the bidirectional overrides that reorder what is shown are written as `\u{…}`;
+/// everything else, non-ASCII letters included, is kept.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn parse_v3(file: &Path, j: &Value) -> Result<ArrayMeta> {
@@ -193,10 +277,7 @@ fn parse_v3(file: &Path, j: &Value) -> Result<ArrayMeta> {
             _ => {}
         }
     }
-    let dimension_names = j
-        .get("dimension_names")
-        .and_then(Value::as_array)
-        .map(|names| names.iter().map(|n| n.as_str().map(str::to_string)).collect::<Vec<_>>());
+    let dimension_names = dimension_names(file, j.get("dimension_names"), "dimension_names")?;
     Ok(ArrayMeta {
         zarr_format: 3,
         shape,
@@ -243,10 +324,9 @@ fn parse_v2(file: &Path, j: &Value, attrs: Option<&Value>) -> Result<ArrayMeta> 
     if let Some(comp) = j.get("compressor").filter(|c| !c.is_null()) {
         codecs.push(numcodecs_to_codec(comp));
     }
-    let dimension_names = attrs
-        .and_then(|a| a.get("_ARRAY_DIMENSIONS"))
-        .and_then(Value::as_array)
-        .map(|names| names.iter().map(|n| n.as_str().map(str::to_string)).collect::<Vec<_>>());
+    let attrs_file = file.with_file_name(".zattrs");
+    let dimension_names =
+        dimension_names(&attrs_file, attrs.and_then(|a| a.get("_ARRAY_DIMENSIONS")), "_ARRAY_DIMENSIONS")?;
     Ok(ArrayMeta {
         zarr_format: 2,
         shape,

@@ -8,9 +8,13 @@
 
 pub mod codec;
 pub mod fs;
+#[cfg(test)]
+mod fuzz;
+pub mod limits;
 pub mod meta;
 pub mod npy;
 pub mod output;
+mod panics;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -121,16 +125,23 @@ impl std::fmt::Debug for ZArray {
 /// The store of the array directory `path`. zarrs takes only UTF-8 base paths: any other path the
 /// OS accepts is opened and reached through `/proc/self/fd/N` (a UTF-8 name for the same
 /// directory), whose descriptor is returned to be kept open as long as the store is used.
-fn open_store(path: &Path) -> std::result::Result<(fs::Fs, Option<std::fs::File>), String> {
+fn open_store(
+    path: &Path,
+    limits: Option<limits::ReadLimits>,
+) -> std::result::Result<(fs::Fs, Option<std::fs::File>), String> {
+    let make = |p: &Path| match limits {
+        Some(l) => fs::Fs::with_limits(p, l),
+        None => fs::Fs::new(p),
+    };
     if path.to_str().is_some() {
-        return fs::Fs::new(path).map(|f| (f, None));
+        return make(path).map(|f| (f, None));
     }
     let dir = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let alias = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&dir)));
     if !alias.is_dir() {
         return Err("the name is not valid UTF-8 and /proc is not mounted to reach it otherwise — rename it".into());
     }
-    fs::Fs::new(&alias).map(|f| (f, Some(dir)))
+    make(&alias).map(|f| (f, Some(dir)))
 }
 
 /// What to do about a failed write, from the OS error zarrs reports in its text (its errors wrap
@@ -181,19 +192,25 @@ impl ZArray {
     /// Open the array at `path`, checking its metadata first so that errors name the problem.
     pub fn open(path: &Path) -> Result<ZArray> {
         let meta = meta::read_meta(path)?;
-        let (store, dir) = open_store(path).map_err(|e| zarrs_err(path, "cannot open the store", e))?;
-        let array = Array::open(Arc::new(store), "/").map_err(|e| {
-            let text = e.to_string();
+        let (store, dir) = open_store(path, Some(limits::ReadLimits::of(&meta)))
+            .map_err(|e| zarrs_err(path, "cannot open the store", e))?;
+        // zarrs' complaints are about the metadata document: name it
+        let doc = path.join(if meta.zarr_format == 3 { "zarr.json" } else { ".zarray" });
+        let opened = panics::guarded(|| Array::open(Arc::new(store), "/"))
+            .map_err(|p| Error::input(&doc, format!("cannot open the array: zarrs failed ({p}) — the array's metadata is not valid Zarr; rewrite it (e.g. with zarr-python)")))?;
+        let array = opened.map_err(|e| {
+            // zarrs quotes the metadata (e.g. a codec name): one line, no control characters
+            let text = meta::printable(&one_line(&e.to_string()));
             let hint = if text.contains("codec") || text.contains("Codec") {
                 " — dsk reads zstd, blosc, gzip, uncompressed and sharded arrays; rewrite it with one of those (e.g. with zarr-python)"
             } else {
                 " — the array's metadata is not valid Zarr; rewrite it (e.g. with zarr-python)"
             };
-            Error::input(path, format!("cannot open the array: {text}{hint}"))
+            Error::input(&doc, format!("cannot open the array: {text}{hint}"))
         })?;
         let direct = if cfg!(target_endian = "little") { direct_codec(&meta) } else { None };
         let fill = parse_fill(&meta.fill_value, meta.dtype, meta.zarr_format).map_err(|m| {
-            Error::input(path, format!("fill value {}: {m} — fix the array's metadata", meta.fill_value))
+            Error::input(&doc, format!("fill value {}: {m} — fix the array's metadata", meta.fill_value))
         })?;
         Ok(ZArray { path: path.to_path_buf(), array, meta, write_empty_chunks: false, fill, direct, _dir: dir })
     }
@@ -261,38 +278,50 @@ impl ZArray {
             }
         }
         let subset = ArraySubset::new_with_ranges(&region.ranges());
-        self.array.retrieve_array_subset_opt::<Vec<T>>(&subset, &codec_options(concurrency)).map_err(|e| {
+        let opts = codec_options(concurrency);
+        let chunk_err = |msg: String| {
             let grid = self.grid();
             let first = grid.chunk_index_of(&region.start);
             let last_point: Vec<u64> = (0..region.ndim()).map(|a| region.end(a) - 1).collect();
             let last = grid.chunk_index_of(&last_point);
+            let unit = if self.meta.shards.is_some() { "shards" } else { "chunks" };
             let which = if first == last {
                 String::new()
             } else {
-                format!(" (one of the chunks from ({}) to ({}))", join(&first), join(&last))
+                format!(" (one of the {unit} from ({}) to ({}))", join(&first), join(&last))
             };
-            Error::Chunk {
-                path: self.path.clone(),
-                chunk: first,
-                msg: format!("cannot read{which}: {}", read_failure(&e.to_string())),
+            Error::Chunk { path: self.path.clone(), chunk: first, msg: format!("cannot read{which}: {msg}") }
+        };
+        match panics::guarded(|| self.array.retrieve_array_subset_opt::<Vec<T>>(&subset, &opts)) {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                let text = meta::printable(&one_line(&e.to_string()));
+                // dsk's own store errors already say what to do
+                if text.contains(" — ") {
+                    Err(chunk_err(text))
+                } else {
+                    Err(chunk_err(read_failure(&text)))
+                }
             }
-        })
+            Err(p) => Err(chunk_err(format!(
+                "zarrs failed on it ({p}) — the chunk file is damaged; restore it or rewrite the array"
+            ))),
+        }
     }
 
     /// Read a whole (interior) chunk by decompressing its file straight into the result.
     fn read_chunk_direct<T: Elem>(&self, idx: &[u64], region: &Region) -> Result<Vec<T>> {
         let n = region.len() as usize;
         let key = self.array.chunk_key(idx);
-        let file = self.array.storage().path_of(&key);
         let err = |msg: String| Error::Chunk { path: self.path.clone(), chunk: idx.to_vec(), msg };
-        let encoded = match std::fs::read(&file) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let encoded = match self.array.storage().read_checked(&key) {
+            Ok(Some(b)) => b,
+            Ok(None) => {
                 // never written: the fill value
                 let fill = T::from_scalar(self.fill);
                 return Ok(vec![fill; n]);
             }
-            Err(e) => return Err(Error::io(&file, "read a chunk", e)),
+            Err(m) => return Err(err(format!("cannot read: {m}"))),
         };
         let nbytes = n * T::DTYPE.size();
         let mut out: Vec<T>;
@@ -401,6 +430,11 @@ impl ZArray {
     pub fn fill(&self) -> Scalar {
         self.fill
     }
+}
+
+/// `text` on one line (zarrs errors sometimes span several).
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn join(v: &[u64]) -> String {
@@ -526,7 +560,8 @@ pub struct CreateSpec {
 
 /// Create a new Zarr v3 array in the (empty, existing) directory `dir` and write its metadata.
 pub fn create(dir: &Path, spec: &CreateSpec) -> Result<ZArray> {
-    let (store, _dir_fd) = open_store(dir).map_err(|e| Error::output(dir, format!("cannot create the store: {e}")))?;
+    let (store, _dir_fd) =
+        open_store(dir, None).map_err(|e| Error::output(dir, format!("cannot create the store: {e}")))?;
     let storage_chunks = spec.shard.clone().unwrap_or_else(|| spec.chunks.clone());
     let fill_bytes = crate::with_dtype!(spec.dtype, T => {
         let mut b = Vec::new();

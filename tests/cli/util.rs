@@ -58,6 +58,31 @@ impl TestDir {
             .expect("run dsk");
         Run { args: args.iter().map(|s| s.to_string_lossy().into_owned()).collect(), out }
     }
+
+    /// Run dsk with `args`, killing it after `secs` seconds (a hang is then a test failure with
+    /// the output so far, not a stuck test run).
+    pub fn dsk_within(&self, args: &[&str], secs: u64) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dsk"));
+        cmd.args(args).current_dir(self.dir.path()).env("NO_COLOR", "1");
+        cmd.stdin(std::process::Stdio::null());
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("start dsk");
+        let start = std::time::Instant::now();
+        while child.try_wait().expect("poll dsk").is_none() {
+            if start.elapsed().as_secs() >= secs {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("wait for dsk");
+                panic!(
+                    "dsk {} did not finish within {secs} s\n{}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().expect("wait for dsk");
+        Run { args: args.iter().map(|s| s.to_string()).collect(), out }
+    }
 }
 
 pub struct Run {
