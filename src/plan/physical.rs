@@ -38,9 +38,9 @@ pub type ArrayId = usize;
 pub enum Place {
     /// The command's result: written into its staging directory (`OUT.partial`) and renamed into
     /// place when the run succeeds.
-    Output(PathBuf),
+    Output(#[serde(with = "crate::serial::os_path")] PathBuf),
     /// In the run's work directory, at this relative path; removed with the work directory.
-    Work(PathBuf),
+    Work(#[serde(with = "crate::serial::os_path")] PathBuf),
 }
 
 /// An array the plan writes.
@@ -257,6 +257,7 @@ pub struct FinalizeSpec {
 /// A file read by `create from-npy` / `from-raw`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FileSource {
+    #[serde(with = "crate::serial::os_path")]
     pub path: PathBuf,
     pub dtype: DType,
     pub shape: Vec<u64>,
@@ -299,6 +300,7 @@ pub enum StageOp {
         array: ExportSource,
         sel: Vec<AxisSel>,
         format: FileFormat,
+        #[serde(with = "crate::serial::os_path::option")]
         path: Option<PathBuf>,
         block_bytes: u64,
         /// chunks decoded at once

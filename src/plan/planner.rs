@@ -827,9 +827,9 @@ pub fn least_memory<T>(opts: &PlanOptions, needed: u64, plan: impl Fn(&PlanOptio
 
 /// A byte size as `--memory` takes it (`64MiB`, `384KiB`), never below `bytes`.
 pub fn mem_arg(bytes: u64) -> String {
-    if bytes % (1 << 30) == 0 {
+    if bytes.is_multiple_of(1 << 30) {
         format!("{}GiB", bytes >> 30)
-    } else if bytes >= 16 << 20 || bytes % (1 << 20) == 0 {
+    } else if bytes >= 16 << 20 || bytes.is_multiple_of(1 << 20) {
         format!("{}MiB", bytes.div_ceil(1 << 20))
     } else {
         format!("{}KiB", bytes.div_ceil(1 << 10))

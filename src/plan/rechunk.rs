@@ -204,7 +204,7 @@ fn plan_with(input: &Input, out: &Path, spec: &CreateSpec, opts: &PlanOptions) -
             if t[a] >= s[a] {
                 return s[a];
             }
-            (1..=t[a]).rev().find(|&d| s[a] % d == 0 && 2 * d >= t[a]).unwrap_or(s[a])
+            (1..=t[a]).rev().find(|&d| s[a].is_multiple_of(d) && 2 * d >= t[a]).unwrap_or(s[a])
         })
         .collect();
     let inter_grid = Grid::new(n.clone(), inter.clone());

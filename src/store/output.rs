@@ -50,7 +50,7 @@ pub struct Owner {
     pub started: u64,
     pub command: String,
     /// The run's work directory (its intermediates, kept for `--resume`).
-    #[serde(default)]
+    #[serde(default, with = "crate::serial::os_path::option")]
     pub work_dir: Option<PathBuf>,
     /// What the run computes ([`crate::plan::physical::PhysicalPlan::logical`]).
     #[serde(default)]
@@ -65,7 +65,7 @@ impl Owner {
             pid: std::process::id(),
             host: hostname(),
             started,
-            command: std::env::args().collect::<Vec<_>>().join(" "),
+            command: std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" "),
             work_dir: None,
             logical: String::new(),
         }
