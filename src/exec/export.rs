@@ -25,15 +25,10 @@ struct Block {
     len: Vec<u64>,
 }
 
-/// Split the selection into blocks of at most `budget` bytes of input bounding box each, in C order.
-fn plan_blocks(sel: &[AxisSel], chunks: &[u64], item: u64, budget: u64) -> Vec<Block> {
+/// How blocks are cut: along axis `k`, runs of at most `b` selected indices (cut at the input's
+/// chunk boundaries when stepping by 1), one index at a time along the axes before `k`.
+fn cut(sel: &[AxisSel], chunks: &[u64], item: u64, budget: u64) -> (usize, u64) {
     let nd = sel.len();
-    if sel.iter().any(|s| s.len == 0) {
-        return vec![];
-    }
-    if nd == 0 {
-        return vec![Block { k0: vec![], len: vec![] }];
-    }
     // bytes of the bounding box of one index along axis k with everything after it
     let rest = |k: usize| -> u64 {
         sel[k + 1..].iter().map(|s| (s.len - 1) * s.step.unsigned_abs() + 1).product::<u64>() * item
@@ -45,24 +40,60 @@ fn plan_blocks(sel: &[AxisSel], chunks: &[u64], item: u64, budget: u64) -> Vec<B
     if step == 1 && b >= chunks[k] {
         b = b / chunks[k] * chunks[k];
     }
+    (k, b)
+}
+
+/// The lengths of the runs along axis `k` (see [`cut`]), in order.
+fn runs(sel: &AxisSel, chunk: u64, b: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
+    let step = sel.step.unsigned_abs();
+    let mut kk = 0;
+    std::iter::from_fn(move || {
+        if kk >= sel.len {
+            return None;
+        }
+        let mut n = b.min(sel.len - kk);
+        if step == 1 && b >= chunk {
+            let pos = sel.at(kk);
+            let to_boundary = (pos / chunk + 1) * chunk - pos;
+            if n > to_boundary {
+                n = (to_boundary + (n - to_boundary) / chunk * chunk).min(sel.len - kk);
+            }
+        }
+        let r = (kk, n);
+        kk += n;
+        Some(r)
+    })
+}
+
+/// How many blocks [`plan_blocks`] cuts (what `--explain` shows), without listing them.
+pub fn count_blocks(sel: &[AxisSel], chunks: &[u64], item: u64, budget: u64) -> u64 {
+    if sel.iter().any(|s| s.len == 0) {
+        return 0;
+    }
+    if sel.is_empty() {
+        return 1;
+    }
+    let (k, b) = cut(sel, chunks, item, budget.max(item));
+    let outer: u64 = sel[..k].iter().map(|s| s.len).product();
+    outer * runs(&sel[k], chunks[k], b).count() as u64
+}
+
+/// Split the selection into blocks of at most `budget` bytes of input bounding box each, in C order.
+fn plan_blocks(sel: &[AxisSel], chunks: &[u64], item: u64, budget: u64) -> Vec<Block> {
+    let nd = sel.len();
+    if sel.iter().any(|s| s.len == 0) {
+        return vec![];
+    }
+    if nd == 0 {
+        return vec![Block { k0: vec![], len: vec![] }];
+    }
+    let (k, b) = cut(sel, chunks, item, budget);
     let outer: Vec<u64> = sel[..k].iter().map(|s| s.len).collect();
     let nouter: u64 = outer.iter().product();
     let mut blocks = vec![];
     for o in 0..nouter {
         let oi = crate::grid::unravel(o, &outer);
-        // along k: cut at chunk boundaries of the input when stepping by 1, so blocks align
-        let mut kk = 0;
-        while kk < sel[k].len {
-            let mut n = b.min(sel[k].len - kk);
-            if step == 1 && b >= chunks[k] {
-                let pos = sel[k].at(kk);
-                let next_boundary = (pos / chunks[k] + 1) * chunks[k];
-                let to_boundary = next_boundary - pos;
-                if n > to_boundary {
-                    n = to_boundary + (n - to_boundary) / chunks[k] * chunks[k];
-                    n = n.min(sel[k].len - kk);
-                }
-            }
+        for (kk, n) in runs(&sel[k], chunks[k], b) {
             let mut k0 = oi.clone();
             k0.push(kk);
             k0.extend(std::iter::repeat_n(0, nd - k - 1));
@@ -70,10 +101,51 @@ fn plan_blocks(sel: &[AxisSel], chunks: &[u64], item: u64, budget: u64) -> Vec<B
             len.push(n);
             len.extend(sel[k + 1..].iter().map(|s| s.len));
             blocks.push(Block { k0, len });
-            kk += n;
         }
     }
     blocks
+}
+
+/// Read `bbox` one chunk at a time (each decoded once, `threads` codec threads), so that no more
+/// than one chunk is held decoded besides the result, however many chunks the box crosses.
+fn read_by_chunk<T: Elem>(arr: &ZArray, bbox: &Region, threads: usize) -> Result<Vec<T>> {
+    let nd = bbox.ndim();
+    let grid = arr.grid();
+    if nd == 0 || bbox.is_empty() {
+        return arr.read_region(bbox, threads);
+    }
+    let first = grid.chunk_index_of(&bbox.start);
+    let last_point: Vec<u64> = (0..nd).map(|a| bbox.end(a) - 1).collect();
+    let last = grid.chunk_index_of(&last_point);
+    if first == last {
+        return arr.read_region(bbox, threads);
+    }
+    let span: Vec<u64> = (0..nd).map(|a| last[a] - first[a] + 1).collect();
+    let n: u64 = span.iter().product();
+    let total = crate::grid::checked_nbytes(&bbox.shape, 1)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| Error::Internal(format!("an export block of shape {:?} is too large", bbox.shape)))?;
+    // every element is overwritten below: the chunks tile the box
+    let mut out: Vec<T> = vec![T::from_scalar(arr.fill()); total];
+    let bstrides = crate::grid::strides(&bbox.shape);
+    for k in 0..n {
+        let off = crate::grid::unravel(k, &span);
+        let idx: Vec<u64> = (0..nd).map(|a| first[a] + off[a]).collect();
+        let c = grid.chunk_region(&idx);
+        let (mut s, mut sh) = (vec![0; nd], vec![0; nd]);
+        for a in 0..nd {
+            s[a] = c.start[a].max(bbox.start[a]);
+            sh[a] = c.end(a).min(bbox.end(a)) - s[a];
+        }
+        let part = Region::new(s, sh);
+        let vals: Vec<T> = arr.read_region(&part, threads)?;
+        let row = part.shape[nd - 1] as usize;
+        crate::grid::for_each_row(&part, |pos, at| {
+            let dst: u64 = (0..nd).map(|a| (pos[a] - bbox.start[a]) * bstrides[a]).sum();
+            out[dst as usize..dst as usize + row].copy_from_slice(&vals[at..at + row]);
+        });
+    }
+    Ok(out)
 }
 
 /// Read one block: its input bounding box, then the selected elements in C order.
@@ -86,7 +158,7 @@ fn read_block<T: Elem>(arr: &ZArray, sel: &[AxisSel], blk: &Block, threads: usiz
         shape[a] = hi - lo;
     }
     let bbox = Region::new(start, shape);
-    let data: Vec<T> = arr.read_region(&bbox, threads)?;
+    let data: Vec<T> = read_by_chunk(arr, &bbox, threads)?;
     if sel.iter().all(|s| s.step == 1) {
         return Ok(data); // the bounding box is the selection
     }

@@ -548,12 +548,14 @@ fn run_processes(
     let pids: Vec<u32> = children.0.iter().map(|c| c.id()).collect();
     let readers_done = std::sync::atomic::AtomicUsize::new(0);
     let n_readers = outputs.len();
+    // one worker failing stops the others: their work would be thrown away
+    let one_failed = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|sc| {
         // pass an interrupt on to the children: they stop before their next task
-        let (readers_done, pids) = (&readers_done, &pids);
+        let (readers_done, pids, one_failed) = (&readers_done, &pids, &one_failed);
         sc.spawn(move || {
             while readers_done.load(Ordering::Relaxed) < n_readers {
-                if super::interrupted() {
+                if super::interrupted() || one_failed.load(Ordering::Relaxed) {
                     for &p in pids {
                         // SAFETY: kill only sends a signal to our own child process
                         unsafe { libc::kill(p as libc::pid_t, libc::SIGTERM) };
@@ -608,6 +610,9 @@ fn run_processes(
                     }
                 }
                 let err_text = stderr_text.join().unwrap_or_default();
+                if finished < count {
+                    one_failed.store(true, Ordering::Relaxed);
+                }
                 readers_done.fetch_add(1, Ordering::Relaxed);
                 if finished < count {
                     let at = running.map(|t| format!(" while running task {t}")).unwrap_or_default();
@@ -650,7 +655,8 @@ fn run_processes(
             }
         }
     }
-    if let Some(f) = failures.first() {
+    // the worker that failed first, not the ones stopped because of it
+    if let Some(f) = failures.iter().find(|f| !f.contains("interrupted")).or(failures.first()) {
         return Err(Error::Worker { msg: f.clone() });
     }
     let elapsed = start.elapsed();

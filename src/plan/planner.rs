@@ -99,6 +99,10 @@ impl Plan {
     }
 }
 
+/// What a `dsk worker` process holds besides its task (the binary's pages, the allocator, codec
+/// contexts): the processes scheduler counts it for every child in flight.
+pub const PROCESS_BYTES: u64 = 16 << 20;
+
 impl Builder<'_> {
     fn add_array(&mut self, a: ArrayDecl) -> ArrayId {
         self.arrays.push(a);
@@ -123,7 +127,9 @@ impl Builder<'_> {
             };
             return Err(Error::Budget { what, needed: task_bytes, budget: self.opts.memory, hint: hint(room) });
         }
-        let by_memory = room / task_bytes.max(1);
+        // under the processes scheduler each task in flight is a process of its own
+        let each = if self.opts.scheduler == "processes" { task_bytes + PROCESS_BYTES } else { task_bytes };
+        let by_memory = room / each.max(1);
         Ok((self.opts.workers as u64).min(by_memory).min(tasks).max(1) as usize)
     }
 
@@ -711,7 +717,8 @@ fn export_stage(b: &mut Builder<'_>, array: ArrayId, path: Option<PathBuf>, form
     let sizing =
         export_sizing(b.opts, nbytes, item, grid.chunk_len() * item, band_bytes(&shape, &grid.chunks, item), format)?;
     let block_bytes = sizing.block;
-    let blocks = nbytes.div_ceil(block_bytes).max(1);
+    let sel: Vec<AxisSel> = shape.iter().map(|&n| AxisSel::full(n)).collect();
+    let blocks = crate::exec::export::count_blocks(&sel, &grid.chunks, item, block_bytes);
     let dest = path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "stdout".into());
     b.push_stage(Stage {
         name: "export".into(),
@@ -723,7 +730,7 @@ fn export_stage(b: &mut Builder<'_>, array: ArrayId, path: Option<PathBuf>, form
         ),
         op: StageOp::Export {
             array: ExportSource::Array(array),
-            sel: shape.iter().map(|&n| AxisSel::full(n)).collect(),
+            sel,
             format,
             path,
             block_bytes,
@@ -769,7 +776,8 @@ fn export_sizing(
 ) -> Result<ExportSizing> {
     let write_buffer = crate::exec::export::write_buffer(opts.memory) as u64;
     let copies = if format == FileFormat::Csv { 7 } else { 5 };
-    let per_decode = 2 * chunk_bytes.max(item);
+    // zarrs holds the stored bytes, the decoded chunk and a copy of the part read
+    let per_decode = 3 * chunk_bytes.max(item);
     let decoders = (opts.memory / 4 / per_decode).clamp(1, opts.workers.max(1) as u64);
     let decoding = decoders * per_decode;
     let block = (opts.memory.saturating_sub(write_buffer + decoding) / copies).min(nbytes);
@@ -921,6 +929,7 @@ pub fn export(
     let band = band_bytes(&sel_len, &sel_chunks, item);
     let sizing = export_sizing(opts, nbytes, item, chunk_bytes, band, format)?;
     let (block_bytes, task_bytes) = (sizing.block, sizing.task);
+    let ntasks = crate::exec::export::count_blocks(&sel, &chunks, item, block_bytes);
     let dest = path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "stdout".into());
     let text = format!("{} as {} → {dest}", input.path.display(), format_name(format));
     let stage = Stage {
@@ -940,7 +949,7 @@ pub fn export(
             block_bytes,
             decoders: sizing.decoders,
         },
-        tasks: nbytes.div_ceil(block_bytes).max(1),
+        tasks: ntasks,
         task_bytes,
         held_bytes: 0,
         read_bytes: nbytes,

@@ -142,21 +142,25 @@ fn plan_with(input: &Input, out: &Path, spec: &CreateSpec, opts: &PlanOptions) -
     let distinct: u64 = src_counts.iter().product();
     let text = format!("{} {} → {}", input.path.display(), tuple(&s), tuple(&t));
     let leaf = leaf_plan(input, &text);
-    let band_bytes = |cuts: &[Vec<u64>]| -> (u64, u64, u64) {
+    let band_bytes = |cuts: &[Vec<u64>], w: u64| -> (u64, u64, u64) {
         let costs: Vec<(u64, u64, u64)> = (0..nd).map(|a| axis_cost(&ov[a], &cuts[a], n[a], s[a])).collect();
         let widest: u64 = costs.iter().map(|c| c.0).product::<u64>() * item;
         let decodes: u64 = costs.iter().map(|c| c.1).product();
         let longest: u64 = costs.iter().map(|c| c.2).product();
         // a band's source chunks are decoded --workers at a time, each read whole first
-        let transient = s.iter().product::<u64>() * item * opts.workers as u64;
-        (widest + transient + longest.min(opts.workers as u64).max(1) * member, decodes, longest)
+        let transient = s.iter().product::<u64>() * item * w;
+        (widest + transient + longest.min(w).max(1) * member, decodes, longest)
     };
     let empty = n.contains(&0);
-    // 1 and 2: one pass over bands, shortening runs until a band fits
+    // 1 and 2: one pass over bands, shortening runs until a band fits; with fewer chunks decoded
+    // at once (fewer --workers) rather than two passes, which write and read everything twice
+    let mut w = opts.workers.max(1) as u64;
     let mut max_len: Vec<u64> = ov.iter().map(|o| o.len() as u64).collect();
     loop {
+        let o = PlanOptions { workers: w as usize, ..opts.clone() };
+        let opts = &o;
         let cuts: Vec<Vec<u64>> = (0..nd).map(|a| runs(&ov[a], max_len[a])).collect();
-        let (bytes, decodes, _) = band_bytes(&cuts);
+        let (bytes, decodes, _) = band_bytes(&cuts, w);
         let bytes = if empty { 0 } else { bytes };
         if empty || (bytes <= opts.memory && decodes <= 2 * distinct) {
             let groups = Groups::Blocks { grid_shape: tgrid.grid_shape(), cuts };
@@ -194,6 +198,10 @@ fn plan_with(input: &Input, out: &Path, spec: &CreateSpec, opts: &PlanOptions) -
             Some(a) => {
                 max_len[a] =
                     (max_len[a] / 2).max(1).min(axis_cost(&ov[a], &runs(&ov[a], max_len[a]), n[a], s[a]).2 / 2).max(1)
+            }
+            None if w > 1 => {
+                w /= 2;
+                max_len = ov.iter().map(|o| o.len() as u64).collect();
             }
             None => break,
         }
