@@ -321,7 +321,8 @@ impl ZArray {
                 let fill = T::from_scalar(self.fill);
                 return Ok(vec![fill; n]);
             }
-            Err(m) => return Err(err(format!("cannot read: {m}"))),
+            Err(m) if m.contains(" — ") => return Err(err(format!("cannot read: {m}"))),
+            Err(m) => return Err(err(format!("cannot read: {}", read_failure(&m)))),
         };
         let nbytes = n * T::DTYPE.size();
         let mut out: Vec<T>;

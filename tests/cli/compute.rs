@@ -359,9 +359,10 @@ fn rechunk_is_bit_exact_in_one_pass_and_through_an_intermediate() {
         .ok();
     t.dsk(&["rechunk", "x.zarr", "a.zarr", "--chunks", "37,3,5"]).ok();
     let e =
-        t.dsk(&["rechunk", "x.zarr", "b.zarr", "--chunks", "37,3,5", "--memory", "120KiB", "--explain"]).ok().stdout();
-    assert!(e.contains("pass 1") && e.contains("rechunk-2"), "{e}");
-    t.dsk(&["rechunk", "x.zarr", "b.zarr", "--chunks", "37,3,5", "--memory", "120KiB"]).ok();
+        t.dsk(&["rechunk", "x.zarr", "b.zarr", "--chunks", "37,3,5", "--memory", "112KiB", "--explain"]).ok().stdout();
+    // too tight for whole bands: cut bands (chunks on a cut decoded twice) or two passes
+    assert!(e.contains("decoded by both sides") || (e.contains("pass 1") && e.contains("rechunk-2")), "{e}");
+    t.dsk(&["rechunk", "x.zarr", "b.zarr", "--chunks", "37,3,5", "--memory", "112KiB"]).ok();
     assert_eq!(export_bytes(&t, "a.zarr"), raw);
     assert_eq!(export_bytes(&t, "b.zarr"), raw);
     assert_eq!(info_json(&t, "b.zarr")["chunks"], serde_json::json!([37, 3, 5]));
