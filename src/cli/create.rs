@@ -168,6 +168,7 @@ pub struct Common {
 }
 
 /// Where a new array's values come from.
+#[derive(Clone)]
 enum Source {
     Gen(Generator),
     /// A file (checked: header, size), and what the import stage needs to read it again.
@@ -406,29 +407,31 @@ pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
     let fill = constant.unwrap_or(if dtype.is_bool() { Scalar::Bool(false) } else { Scalar::Int(0) });
     let spec = CreateSpec { shape: shape.clone(), chunks, shard, dtype, fill, codec: codec.clone(), dimension_names };
     let opts = plan_options(run)?;
-    let pplan = match source {
-        Source::Gen(g) => {
-            let storage = spec.shard.clone().unwrap_or_else(|| spec.chunks.clone());
-            let label = args.kind.name().to_string();
-            let gen_plan = Plan {
-                text: format!("{label}{}", crate::grid::tuple(&shape)),
-                inputs: vec![],
-                nodes: vec![Node {
-                    kind: NodeKind::Gen { gen: g },
-                    shape: shape.clone(),
-                    dtype,
-                    chunks: storage,
-                    weak: None,
-                    label,
-                }],
-                root: 0,
-                temps: vec![],
-            };
-            planner::generate(gen_plan, &c.out, spec.clone(), c.write_empty_chunks, &opts)
+    let plan_for = |spec: &CreateSpec| -> Result<crate::plan::physical::PhysicalPlan> {
+        match source.clone() {
+            Source::Gen(g) => {
+                let storage = spec.shard.clone().unwrap_or_else(|| spec.chunks.clone());
+                let label = args.kind.name().to_string();
+                let gen_plan = Plan {
+                    text: format!("{label}{}", crate::grid::tuple(&shape)),
+                    inputs: vec![],
+                    nodes: vec![Node {
+                        kind: NodeKind::Gen { gen: g },
+                        shape: shape.clone(),
+                        dtype,
+                        chunks: storage,
+                        weak: None,
+                        label,
+                    }],
+                    root: 0,
+                    temps: vec![],
+                };
+                planner::generate(gen_plan, &c.out, spec.clone(), c.write_empty_chunks, &opts)
+            }
+            Source::Raw(f) => planner::import(f, &c.out, spec.clone(), &opts),
         }
-        Source::Raw(f) => planner::import(f, &c.out, spec.clone(), &opts),
-    }
-    .map_err(|e| with_chunk_hint(e, &spec))?;
+    };
+    let pplan = plan_for(&spec).map_err(|e| with_chunk_hint(e, &spec, &plan_for))?;
     let Some(r) = execute(&pplan, run, c.overwrite)? else { return Ok(()) };
     drop(spools);
 
@@ -474,13 +477,31 @@ pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// A budget refusal for `create` names the chunk or shard shape that fits.
-fn with_chunk_hint(e: Error, spec: &CreateSpec) -> Error {
+/// A budget refusal for `create` names the chunk or shard shape that fits, checked by planning it
+/// (without shards; with shards, the shard shape scaled to the bound).
+fn with_chunk_hint(
+    e: Error,
+    spec: &CreateSpec,
+    plan_for: &dyn Fn(&CreateSpec) -> Result<crate::plan::physical::PhysicalPlan>,
+) -> Error {
     match e {
         Error::Budget { what, needed, budget, .. } => {
             let unit = if spec.shard.is_some() { "shard" } else { "chunk" };
             let chunks = spec.shard.clone().unwrap_or_else(|| spec.chunks.clone());
-            let fit = crate::grid::scaled_chunks(&chunks, 0.9 * budget as f64 / needed.max(1) as f64);
+            let mut k = 0.9 * budget as f64 / needed.max(1) as f64;
+            let mut fit = crate::grid::scaled_chunks(&chunks, k);
+            if spec.shard.is_none() {
+                for _ in 0..20 {
+                    let trial = CreateSpec { chunks: fit.clone(), ..spec.clone() };
+                    match plan_for(&trial) {
+                        Err(Error::Budget { .. }) => {
+                            k *= 0.8;
+                            fit = crate::grid::scaled_chunks(&chunks, k);
+                        }
+                        _ => break,
+                    }
+                }
+            }
             let hint = format!(
                 "use smaller {unit}s, e.g. --{} {} (at most {} per {unit} for this --memory), or raise --memory",
                 if unit == "shard" { "shard" } else { "chunks" },
