@@ -355,9 +355,18 @@ impl Staged {
         let me = Owner::me();
         recover_old_copy(dest)?;
         sweep_hidden(&parent, &named("", &name, ".partial"));
-        for _ in 0..100 {
+        let mut waited = 0;
+        for _ in 0..200 {
             match inspect(&partial)? {
                 Found::Busy(owner) => {
+                    // the owner is gone but a process it was starting still holds the lock for
+                    // an instant (between fork and exec): wait for it
+                    let gone = owner.as_ref().is_some_and(|o| o.host == me.host && !pid_alive(o.pid as i32));
+                    if gone && waited < 50 {
+                        waited += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                        continue;
+                    }
                     let who = owner.map(|o| o.describe()).unwrap_or_else(|| "another dsk process".into());
                     return Err(Error::output(
                         dest,

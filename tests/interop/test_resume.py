@@ -69,6 +69,14 @@ def kill_group(p):
     except ProcessLookupError:
         pass
     p.wait()
+    # and every process of the group is gone (worker children included)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.killpg(p.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.01)
 
 
 def test_kill_and_resume_campaign(refs, tmp_path):
