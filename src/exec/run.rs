@@ -126,8 +126,15 @@ fn check_outside_inputs(plan: &PhysicalPlan) -> Result<()> {
 pub fn run(plan: &PhysicalPlan, ctx: &RunCtx<'_>) -> Result<RunReport> {
     let mut staged = None;
     let mut work = None;
-    let r = run_staged(plan, ctx, &mut staged, &mut work);
+    let mut started = false;
+    let r = run_staged(plan, ctx, &mut staged, &mut work, &mut started);
+    // a refusal before any task ran (another computation's partial, too little memory) leaves the
+    // partial output as it was, without a word
     match (r, staged.as_mut()) {
+        (Err(e), Some(s)) if ctx.resume && s.resumed().is_some() && !started => {
+            s.keep();
+            Err(e)
+        }
         (Err(e), Some(s)) if ctx.resume => {
             // keep what is done for the next --resume
             s.keep();
@@ -152,6 +159,7 @@ fn run_staged(
     ctx: &RunCtx<'_>,
     staged: &mut Option<Staged>,
     work: &mut Option<WorkDir>,
+    began: &mut bool,
 ) -> Result<RunReport> {
     let started = Instant::now();
     check_outside_inputs(plan)?;
@@ -275,6 +283,7 @@ fn run_staged(
         }
         _ => None,
     };
+    *began = true;
     // completion records: what a resumed run may skip, and this run's own
     let partial = staged.as_ref().map(|s| s.path().to_path_buf());
     let journal = match &partial {

@@ -147,10 +147,12 @@ fn abandoned(dir: &Path) -> bool {
     match fs::OpenOptions::new().read(true).write(true).open(dir.join(LOCK)) {
         Ok(f) => f.try_lock().is_ok(),
         Err(_) => {
-            // made before locks, or killed between making it and locking it
+            // killed between making it and locking it: only an empty directory (nothing in it
+            // can be anybody's), and only when the pid in its name is not running
             let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
             let pid = name.strip_prefix("dsk-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<i32>().ok());
-            matches!(pid, Some(p) if p != std::process::id() as i32 && !crate::store::output::pid_alive(p))
+            let empty = fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none());
+            empty && matches!(pid, Some(p) if p != std::process::id() as i32 && !crate::store::output::pid_alive(p))
         }
     }
 }

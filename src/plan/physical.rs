@@ -377,7 +377,13 @@ pub fn logical_id(
     source: serde_json::Value,
 ) -> String {
     use sha2::Digest;
-    let v = serde_json::json!({
+    // a rechunk's or an import's text only repeats its paths, which are below
+    let text = if command == "rechunk" || (command == "create" && inputs.is_empty() && text.contains(" → ")) {
+        ""
+    } else {
+        text
+    };
+    let mut v = serde_json::json!({
         "dsk": env!("CARGO_PKG_VERSION"),
         "command": command,
         "text": text,
@@ -385,8 +391,38 @@ pub fn logical_id(
         "output": output.map(|o| serde_json::json!({"place": o.place, "spec": o.spec})),
         "source": source,
     });
+    canonical_paths(&mut v);
     let digest = sha2::Sha256::digest(v.to_string().as_bytes());
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Paths in a plan's JSON (`"path"` fields, `{"Output": path}`) as the files they name, so that
+/// `a.zarr`, `./a.zarr` and `/home/me/a.zarr` are the same computation.
+fn canonical_paths(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    let canon = |s: &str, output: bool| -> String {
+        let p = Path::new(s);
+        let c = if output {
+            let parent = p.parent().filter(|q| !q.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            std::fs::canonicalize(parent).map(|d| d.join(p.file_name().unwrap_or_default()))
+        } else {
+            std::fs::canonicalize(p)
+        };
+        c.or_else(|_| std::path::absolute(p)).map(|c| c.display().to_string()).unwrap_or_else(|_| s.to_string())
+    };
+    match v {
+        Value::Object(o) => {
+            for (k, x) in o.iter_mut() {
+                match (k.as_str(), &*x) {
+                    ("path", Value::String(s)) => *x = Value::String(canon(s, false)),
+                    ("Output", Value::String(s)) => *x = Value::String(canon(s, true)),
+                    _ => canonical_paths(x),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(canonical_paths),
+        _ => {}
+    }
 }
 
 impl PhysicalPlan {

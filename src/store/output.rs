@@ -305,8 +305,15 @@ enum Found {
 }
 
 fn inspect(partial: &Path) -> Result<Found> {
-    if fs::symlink_metadata(partial).is_err() {
-        return Ok(Found::Free);
+    match fs::symlink_metadata(partial) {
+        Err(_) => return Ok(Found::Free),
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(Error::output(
+                partial,
+                "is a symbolic link — dsk stages an output in a directory of its own under this name; remove the link",
+            ))
+        }
+        Ok(_) => {}
     }
     let marker = partial.join(MARKER);
     let mut f = match fs::OpenOptions::new().read(true).write(true).open(&marker) {
@@ -545,22 +552,24 @@ impl Staged {
             let r = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
             r.or_else(ignore_missing).map_err(|e| Error::io(&p, "remove", e))?;
         }
-        let marker = self.partial.join(MARKER);
+        // the marker goes last, from the committed array: until the swap, the staging directory
+        // stays recognisably dsk's
+        let marker_in_dest = self.dest.join(MARKER);
         if fs::symlink_metadata(&self.dest).is_err() {
-            fs::remove_file(&marker).map_err(|e| Error::io(&marker, "remove", e))?;
             rename_noreplace(&self.partial, &self.dest)
                 .map_err(|e| Error::io(&self.dest, "move the output into place", e))?;
             self.committed = true;
+            let _ = fs::remove_file(&marker_in_dest);
             return Ok(None);
         }
         // replace: mark the old array as ours to remove, then swap the two atomically
         let mark = self.dest.join(REPLACED);
         fs::write(&mark, b"replaced by dsk; being removed\n")
             .map_err(|e| Error::io(&self.dest, "mark the old output for removal", e))?;
-        fs::remove_file(&marker).map_err(|e| Error::io(&marker, "remove", e))?;
         match renameat2(&self.partial, &self.dest, libc::RENAME_EXCHANGE) {
             Ok(()) => {
                 self.committed = true;
+                let _ = fs::remove_file(&marker_in_dest);
                 // the old array is now at the partial's name
                 let removed = remove_owned_dir(&self.partial);
                 Ok(removed.err().map(|e| {
@@ -581,13 +590,13 @@ impl Staged {
                     return Err(Error::io(&self.dest, "move the new output into place", e));
                 }
                 self.committed = true;
+                let _ = fs::remove_file(&marker_in_dest);
                 Ok(fs::remove_dir_all(&old).err().map(|e| {
                     format!("the new output is in place but the old one, now at {}, could not be removed: {e} — remove it yourself", old.display())
                 }))
             }
             Err(e) => {
                 let _ = fs::remove_file(&mark);
-                let _ = fs::write(&marker, b"{}\n");
                 Err(Error::io(&self.dest, "swap the new output into place", e))
             }
         }

@@ -219,3 +219,31 @@ def test_work_directories_of_killed_runs_are_reclaimed(refs, tmp_path):
     dsk(*args, cwd=tmp_path)
     assert sorted(os.listdir(work)) == ["dsk-notes"]
     assert leftovers(tmp_path) == []
+
+
+def test_resume_accepts_another_spelling_of_the_same_paths_and_refuses_a_linked_partial(refs, tmp_path):
+    args = ["--shape", "600,500", "--chunks", "50,50", "--seed", "1", "--codec", "gzip:9", "--workers", "1", "-q"]
+    p = start(["create", "random", "out.zarr", *args], tmp_path)
+    time.sleep(0.4)
+    kill_group(p)
+    assert (tmp_path / "out.zarr.partial").exists()
+    r = dsk("create", "random", str(tmp_path / "out.zarr"), *args, "--resume", cwd=tmp_path)
+    assert "different computation" not in r.stderr.decode()
+    dsk("create", "random", "ref.zarr", *args, cwd=tmp_path)
+    a = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+    assert same(a, zarr.open_array(str(tmp_path / "ref.zarr"), mode="r")[...])
+    # a staging directory that is a link is refused, and neither the link nor its target removed
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "l.zarr.partial")
+    r = dsk("create", "random", "l.zarr", *args, cwd=tmp_path, ok=False)
+    assert r.returncode == 1 and "symbolic link" in r.stderr.decode(), r.stderr.decode()
+    assert (tmp_path / "l.zarr.partial").is_symlink() and (tmp_path / "elsewhere").is_dir()
+
+
+def test_foreign_directories_named_like_work_dirs_are_never_removed(tmp_path):
+    work = tmp_path / "work"
+    (work / "dsk-999999-abcdef" / "sub").mkdir(parents=True)
+    (work / "dsk-999999-abcdef" / "sub" / "data.txt").write_text("precious")
+    dsk("create", "zeros", "z.zarr", "--shape", "10", "--chunks", "5", "--work-dir", str(work), "--scheduler",
+        "processes", cwd=tmp_path)
+    assert (work / "dsk-999999-abcdef" / "sub" / "data.txt").read_text() == "precious"
