@@ -398,6 +398,8 @@ fn run_staged(
         }
     }
     work.take();
+    // the work dirs of killed runs of this output are not wanted any more
+    super::workdir::reclaim_in(ctx.work_base.as_deref());
     if let Some(text) = printed {
         crate::write_stdout(text.as_bytes())?;
     }
