@@ -413,8 +413,8 @@ fn run_staged(
 enum Skip {
     /// Run every task.
     None,
-    /// Skip the tasks recorded done.
-    Some(Done),
+    /// Skip the tasks recorded done (the records of the whole plan, shared by its stages).
+    Some(std::sync::Arc<Done>),
     /// Skip the stage: its results are not needed any more.
     All,
 }
@@ -449,14 +449,14 @@ fn resume_plan(plan: &PhysicalPlan, done: Done, work_adopted: bool) -> Vec<Skip>
         };
         writes.iter().all(|&a| matches!(plan.arrays[a].place, Place::Output(_)) || work_adopted)
     };
+    let done = std::sync::Arc::new(done);
     let mut skip = vec![Skip::None; n];
     let mut later_left = false;
     for s in (0..n).rev() {
         let st = &plan.stages[s];
-        let d = done.clone();
         let left = if durable(st) {
-            let c = d.count(s);
-            skip[s] = if c == st.tasks { Skip::All } else { Skip::Some(d) };
+            let c = done.count(s);
+            skip[s] = if c == st.tasks { Skip::All } else { Skip::Some(done.clone()) };
             c < st.tasks
         } else if later_left {
             skip[s] = Skip::None;

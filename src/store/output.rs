@@ -397,16 +397,7 @@ impl Staged {
                         o.work_dir = owner.work_dir.clone();
                         o.logical = owner.logical.clone();
                         write_owner(&mut lock, &o).map_err(|e| Error::io(&partial, "write into", e))?;
-                        return Ok(Staged {
-                            kind: Kind::ZarrDir,
-                            dest: dest.to_path_buf(),
-                            partial,
-                            committed: false,
-                            kept: false,
-                            lock: Some(lock),
-                            owner: o,
-                            resumed: Some(Resumed { owner }),
-                        });
+                        return Ok(Staged::locked(Kind::ZarrDir, dest, partial, lock, o, Some(Resumed { owner })));
                     }
                     let who = owner.as_ref().map(|o| format!(" ({})", o.describe())).unwrap_or_default();
                     if resume {
@@ -449,18 +440,7 @@ impl Staged {
                         }
                     };
                     match rename_noreplace(&tmp, &partial) {
-                        Ok(()) => {
-                            return Ok(Staged {
-                                kind: Kind::ZarrDir,
-                                dest: dest.to_path_buf(),
-                                partial,
-                                committed: false,
-                                kept: false,
-                                lock: Some(lock),
-                                owner: me,
-                                resumed: None,
-                            })
-                        }
+                        Ok(()) => return Ok(Staged::locked(Kind::ZarrDir, dest, partial, lock, me, None)),
                         Err(e) if matches!(e.raw_os_error(), Some(libc::EEXIST) | Some(libc::ENOTEMPTY)) => {
                             // another run got there first: look again
                             let _ = fs::remove_dir_all(&tmp);
@@ -488,16 +468,21 @@ impl Staged {
             .open(&partial)
             .map_err(|e| Error::io(&partial, "create the output file", e))?;
         f.lock().map_err(|e| Error::io(&partial, "lock", e))?;
-        Ok(Staged {
-            kind: Kind::File,
+        Ok(Staged::locked(Kind::File, dest, partial, f, Owner::me(), None))
+    }
+
+    /// A staged output whose lock this process holds.
+    fn locked(kind: Kind, dest: &Path, partial: PathBuf, lock: File, owner: Owner, resumed: Option<Resumed>) -> Staged {
+        Staged {
+            kind,
             dest: dest.to_path_buf(),
             partial,
             committed: false,
             kept: false,
-            lock: Some(f),
-            owner: Owner::me(),
-            resumed: None,
-        })
+            lock: Some(lock),
+            owner,
+            resumed,
+        }
     }
 
     /// Where to write: the staging directory or file.
