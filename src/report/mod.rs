@@ -2,6 +2,8 @@
 //! `--progress json` event lines, and the summary line. The only module that imports indicatif.
 //! Executors emit [`Event`]s; the sinks here draw them.
 
+pub mod draw;
+
 use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
