@@ -332,17 +332,103 @@ pub fn execute(pplan: &PhysicalPlan, run: &RunArgs, overwrite: bool) -> Result<O
         }
         None => {}
     }
+    let observed = Observed::start(pplan, run)?;
     let sink = report::sink(run.progress, run.quiet);
+    let rec = observed.as_ref().map(|o| &o.recorder);
     let ctx = RunCtx {
         opts: run.options()?,
         scheduler: run.scheduler,
-        sink: sink.as_ref(),
+        sink: match rec {
+            Some(r) => r.as_ref(),
+            None => sink.as_ref(),
+        },
         work_base: run.work_dir.clone(),
         keep_work_dir: run.keep_work_dir,
         overwrite,
         resume: run.resume,
     };
-    crate::exec::run::run(pplan, &ctx).map(Some)
+    let r = crate::exec::run::run(pplan, &ctx);
+    if let Some(o) = observed {
+        o.finish(&r, run)?;
+    }
+    r.map(Some)
+}
+
+/// The dashboard and the report of a run (`--dashboard`, `--report`).
+struct Observed {
+    recorder: std::sync::Arc<report::timeline::Recorder>,
+    dashboard: Option<report::dashboard::Dashboard>,
+    title: String,
+}
+
+impl Observed {
+    fn start(pplan: &PhysicalPlan, run: &RunArgs) -> Result<Option<Observed>> {
+        use report::dashboard::{parse_addr, Dashboard, DEFAULT_ADDR};
+        if run.dashboard.is_none() && run.report.is_none() {
+            return Ok(None);
+        }
+        if let Some(p) = &run.report {
+            report::draw::PictureFormat::of(p, "--report", &[report::draw::PictureFormat::Html])?;
+            let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if !dir.is_dir() {
+                return Err(Error::usage(
+                    "--report",
+                    format!("{}: the directory {} does not exist — create it first", p.display(), dir.display()),
+                ));
+            }
+            if p.is_dir() {
+                return Err(Error::usage("--report", format!("{} is a directory — name a .html file", p.display())));
+            }
+        }
+        if !run.dashboard_linger.is_finite() || run.dashboard_linger < 0.0 || run.dashboard_linger > 86_400.0 {
+            return Err(Error::usage("--dashboard-linger", "give a number of seconds between 0 and 86400"));
+        }
+        let argv: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+        let recorder = report::timeline::Recorder::new(
+            pplan,
+            report::sink(run.progress, run.quiet),
+            &argv,
+            None, // MERGE: Some(report::graph::stage_svg(pplan))
+        );
+        let title = format!("{}: {}", pplan.command, pplan.text);
+        let dashboard = match &run.dashboard {
+            Some(a) => {
+                let d = Dashboard::start(parse_addr(a)?, a == DEFAULT_ADDR, recorder.clone(), title.clone())?;
+                eprintln!("dsk: dashboard at http://{}/", d.addr());
+                Some(d)
+            }
+            None => None,
+        };
+        recorder.start_sampling(std::time::Duration::from_millis(100));
+        Ok(Some(Observed { recorder, dashboard, title }))
+    }
+
+    /// The run ended: save the report, keep the dashboard up for --dashboard-linger, stop it.
+    fn finish(self, r: &Result<RunReport>, run: &RunArgs) -> Result<()> {
+        let summary = r.as_ref().ok().map(|rep| {
+            json!({
+                "elapsed_s": rep.elapsed.as_secs_f64(), "tasks": rep.tasks, "stages": rep.stages,
+                "peak_rss": rep.peak_rss, "workers_peak_rss": rep.children_peak, "workers": rep.children,
+            })
+        });
+        self.recorder.finish(r.as_ref().err().map(|e| e.to_string()), summary);
+        let saved = match &run.report {
+            Some(p) => report::dashboard::save_report(p, &self.title, &self.recorder).map(|_| {
+                if !run.quiet && run.progress != report::ProgressMode::Json {
+                    eprintln!("dsk: report saved to {}", p.display());
+                }
+            }),
+            None => Ok(()),
+        };
+        if let Some(d) = self.dashboard {
+            d.stop(std::time::Duration::from_secs_f64(run.dashboard_linger));
+        }
+        // the run's own error comes first
+        match (r, saved) {
+            (Ok(_), Err(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The peak memory of a run, for summaries: this process, and its worker children if any.

@@ -119,6 +119,18 @@ pub struct RunArgs {
     /// the file system allows it) or buffered (always through the page cache).
     #[arg(long, global = true, value_enum, default_value = "auto")]
     pub io: IoMode,
+    /// Serve a live page of the run (task stream, progress per stage, memory, bytes, throughput)
+    /// at http://ADDR/ while it runs (default 127.0.0.1:8787, another port if taken). Give the
+    /// address as --dashboard=HOST:PORT, or put --dashboard after the arrays.
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = crate::report::dashboard::DEFAULT_ADDR, value_name = "ADDR")]
+    pub dashboard: Option<String>,
+    /// Keep the dashboard up this many seconds after the run ends.
+    #[arg(long, global = true, value_name = "SECONDS", default_value = "0")]
+    pub dashboard_linger: f64,
+    /// Save the run's page (command line, summary, task stream, memory over time, stages, stage
+    /// graph, machine) as one self-contained HTML file when the run ends — also when it fails.
+    #[arg(long, global = true, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
 }
 
 /// `--explain` output.

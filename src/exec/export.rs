@@ -276,7 +276,9 @@ pub fn stream(
             let blocks = &blocks;
             let threads = opts.workers;
             s.spawn(move || {
-                for b in blocks {
+                for (k, b) in blocks.iter().enumerate() {
+                    // a block is read while the one before it is written: two slots
+                    sink.event(&Event::TaskStart { stage, task: k as u64, lane: k % 2 });
                     let r = read_block::<T>(arr, sel, b, threads);
                     let failed = r.is_err();
                     if tx.send(r).is_err() || failed {
@@ -305,6 +307,7 @@ pub fn stream(
                 sink.event(&Event::TaskDone {
                     stage,
                     task: done - 1,
+                    lane: ((done - 1) % 2) as usize,
                     done,
                     tasks: blocks.len() as u64,
                     bytes_done,

@@ -83,9 +83,33 @@ pub struct RunOptions {
 /// What the executor reports while it runs.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event<'a> {
-    StageStart { stage: &'a str, tasks: u64, bytes: u64 },
-    TaskDone { stage: &'a str, task: u64, done: u64, tasks: u64, bytes_done: u64, bytes: u64, elapsed: Duration },
-    StageEnd { stage: &'a str, tasks: u64, bytes: u64, elapsed: Duration },
+    StageStart {
+        stage: &'a str,
+        tasks: u64,
+        bytes: u64,
+    },
+    /// Task `task` started on `lane` (a worker thread, or a worker process under `processes`).
+    TaskStart {
+        stage: &'a str,
+        task: u64,
+        lane: usize,
+    },
+    TaskDone {
+        stage: &'a str,
+        task: u64,
+        lane: usize,
+        done: u64,
+        tasks: u64,
+        bytes_done: u64,
+        bytes: u64,
+        elapsed: Duration,
+    },
+    StageEnd {
+        stage: &'a str,
+        tasks: u64,
+        bytes: u64,
+        elapsed: Duration,
+    },
 }
 
 /// Receives executor events (progress bars, JSON lines, reports).
@@ -150,8 +174,11 @@ pub fn run_stage(
     // than the cores (threads beyond them only wait for one).
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let codec_threads = (opts.workers / parallel).clamp(1, cores);
+    // tests of the dashboard slow tasks down to watch a run while it goes on
+    let delay =
+        std::env::var("DSK_TEST_TASK_DELAY_MS").ok().and_then(|v| v.parse::<u64>().ok()).map(Duration::from_millis);
 
-    let worker = || loop {
+    let worker = |lane: usize| loop {
         if failed.load(Ordering::Relaxed) {
             break;
         }
@@ -169,6 +196,10 @@ pub fn run_stage(
         }
         let _held = budget.reserve(stage.task_bytes);
         let ctx = TaskCtx { index: i, codec_threads };
+        sink.event(&Event::TaskStart { stage: &stage.name, task: i, lane });
+        if let Some(d) = delay {
+            std::thread::sleep(d);
+        }
         let result = catch_unwind(AssertUnwindSafe(|| task(ctx))).unwrap_or_else(|p| {
             Err(Error::Internal(format!("task {i} of {} panicked: {}", stage.name, panic_text(&p))))
         });
@@ -179,6 +210,7 @@ pub fn run_stage(
                 sink.event(&Event::TaskDone {
                     stage: &stage.name,
                     task: i,
+                    lane,
                     done: d,
                     tasks: stage.tasks,
                     bytes_done: bd,
@@ -198,7 +230,7 @@ pub fn run_stage(
     };
 
     if parallel == 1 {
-        worker();
+        worker(0);
     } else {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(opts.workers.min(parallel * codec_threads).max(parallel))
@@ -206,8 +238,9 @@ pub fn run_stage(
             .build()
             .map_err(|e| Error::Internal(format!("cannot start the worker threads: {e}")))?;
         pool.scope(|s| {
-            for _ in 0..parallel {
-                s.spawn(|_| worker());
+            for lane in 0..parallel {
+                let worker = &worker;
+                s.spawn(move |_| worker(lane));
             }
         });
     }

@@ -601,6 +601,7 @@ fn run_processes(
                         }
                         if let Some(t) = v.get("start").and_then(|x| x.as_u64()) {
                             running = Some(t);
+                            sink.event(&Event::TaskStart { stage: &stage.name, task: t, lane: k });
                         }
                         if let Some(t) = v.get("done").and_then(|x| x.as_u64()) {
                             running = None;
@@ -611,6 +612,7 @@ fn run_processes(
                             sink.event(&Event::TaskDone {
                                 stage: &stage.name,
                                 task: t,
+                                lane: k,
                                 done: d,
                                 tasks: stage.tasks,
                                 bytes_done: bd,

@@ -2,7 +2,9 @@
 //! `--progress json` event lines, and the summary line. The only module that imports indicatif.
 //! Executors emit [`Event`]s; the sinks here draw them.
 
+pub mod dashboard;
 pub mod draw;
+pub mod timeline;
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -27,7 +29,7 @@ pub enum ProgressMode {
 }
 
 /// Build the sink for `mode`; `quiet` silences bars (but not JSON, which a program asked for).
-pub fn sink(mode: ProgressMode, quiet: bool) -> Box<dyn EventSink> {
+pub fn sink(mode: ProgressMode, quiet: bool) -> Box<dyn EventSink + Send> {
     use std::io::IsTerminal;
     match mode {
         ProgressMode::Json => Box::new(JsonEvents::new()),
@@ -90,6 +92,7 @@ impl EventSink for Bars {
                     pb.finish_and_clear();
                 }
             }
+            Event::TaskStart { .. } => {}
         }
     }
 }
@@ -192,6 +195,7 @@ impl EventSink for JsonEvents {
                     }))
                 }
             }
+            Event::TaskStart { .. } => {}
             Event::StageEnd { stage, tasks, bytes, elapsed } => emit(json!({
                 "event": "stage_end", "stage": stage, "tasks": tasks, "bytes": bytes,
                 "elapsed_s": round3(elapsed.as_secs_f64()),

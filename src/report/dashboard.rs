@@ -1,0 +1,226 @@
+//! `--dashboard [ADDR]` and `--report FILE.html`: the run's page, live or saved.
+//!
+//! One page ([`page`]) serves both: live, it is served by a small HTTP server (tiny_http) on
+//! loopback and follows the run over server-sent events (`/events`: the full state first, then
+//! what changed every 250 ms, then an `end` event); saved, the same page carries the final state
+//! inline and needs no network. Routes: `/` the page, `/events` the stream, `/state` the state as
+//! JSON, `/report.html` the page as `--report` would save it.
+
+use std::io::Write;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::timeline::Recorder;
+use crate::error::{Error, Result};
+
+/// Dask's dashboard port, which users know.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8787";
+
+const PAGE: &str = include_str!("page.html");
+
+/// The page with `data` inline (a report), or with none (the live dashboard reads `/events`).
+pub fn page(title: &str, data: Option<&serde_json::Value>) -> String {
+    let json = match data {
+        // `<` never appears raw inside the script element (it could close it)
+        Some(v) => v.to_string().replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026"),
+        None => "null".to_string(),
+    };
+    PAGE.replacen("__TITLE__", &super::draw::xml_escape(title), 1).replacen("__DATA__", &json, 1)
+}
+
+/// Parse `--dashboard`'s address: `HOST:PORT`, `:PORT` or `PORT` (on loopback).
+pub fn parse_addr(text: &str) -> Result<SocketAddr> {
+    let t = text.trim();
+    let full = if t.chars().all(|c| c.is_ascii_digit()) && !t.is_empty() {
+        format!("127.0.0.1:{t}")
+    } else if let Some(p) = t.strip_prefix(':') {
+        format!("127.0.0.1:{p}")
+    } else {
+        t.to_string()
+    };
+    full.to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or_else(|| {
+        Error::usage(
+            "--dashboard",
+            format!(
+                "{t:?} is not an address — give HOST:PORT, :PORT or PORT (e.g. --dashboard=127.0.0.1:8787), and put --dashboard after the command's arrays"
+            ),
+        )
+    })
+}
+
+/// A running dashboard server.
+pub struct Dashboard {
+    server: Arc<tiny_http::Server>,
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Dashboard {
+    /// Serve `rec` on `addr`. When `addr` is the default and its port is taken, another port is
+    /// chosen (as Dask does) and said on stderr.
+    pub fn start(addr: SocketAddr, default: bool, rec: Arc<Recorder>, title: String) -> Result<Dashboard> {
+        let server = match tiny_http::Server::http(addr) {
+            Ok(s) => s,
+            Err(e) if default => {
+                let any = SocketAddr::new(addr.ip(), 0);
+                let s = tiny_http::Server::http(any).map_err(|e2| {
+                    Error::Internal(format!("cannot serve the dashboard on {addr} ({e}) nor on another port ({e2})"))
+                })?;
+                eprintln!("dsk: port {} is in use; the dashboard takes another", addr.port());
+                s
+            }
+            Err(e) => {
+                return Err(Error::usage(
+                    "--dashboard",
+                    format!("cannot serve on {addr}: {e} — choose another port, e.g. --dashboard=127.0.0.1:0"),
+                ))
+            }
+        };
+        let bound = server.server_addr().to_ip().unwrap_or(addr);
+        let server = Arc::new(server);
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (server, stop) = (Arc::clone(&server), Arc::clone(&stop));
+            std::thread::Builder::new()
+                .name("dsk-dashboard".into())
+                .spawn(move || serve(&server, &stop, &rec, &title))
+                .map_err(|e| Error::Internal(format!("cannot start the dashboard thread: {e}")))?
+        };
+        Ok(Dashboard { server, addr: bound, stop, thread: Some(thread) })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stop serving, after `linger` (the page stays up that long after the run).
+    pub fn stop(mut self, linger: Duration) {
+        if !linger.is_zero() {
+            eprintln!(
+                "dsk: the dashboard stays up at http://{}/ for {} s (Ctrl-C to stop)",
+                self.addr,
+                linger.as_secs_f64()
+            );
+            let until = Instant::now() + linger;
+            while Instant::now() < until && !crate::exec::interrupted() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Dashboard {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn serve(server: &tiny_http::Server, stop: &Arc<AtomicBool>, rec: &Arc<Recorder>, title: &str) {
+    let mut streams = vec![];
+    while !stop.load(Ordering::Relaxed) {
+        let req = match server.recv_timeout(Duration::from_millis(100)) {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(_) => break,
+        };
+        let path = req.url().split('?').next().unwrap_or("/").to_string();
+        let html = |body: String| {
+            tiny_http::Response::from_string(body).with_header(header("Content-Type", "text/html; charset=utf-8"))
+        };
+        let _ = match (req.method(), path.as_str()) {
+            (tiny_http::Method::Get, "/" | "/index.html") => req.respond(html(page(title, None))),
+            (tiny_http::Method::Get, "/report.html") => req.respond(html(page(title, Some(&rec.snapshot())))),
+            (tiny_http::Method::Get, "/state") => req.respond(
+                tiny_http::Response::from_string(rec.snapshot().to_string())
+                    .with_header(header("Content-Type", "application/json")),
+            ),
+            (tiny_http::Method::Get, "/events") => {
+                let (rec, stop) = (Arc::clone(rec), Arc::clone(stop));
+                if let Ok(t) =
+                    std::thread::Builder::new().name("dsk-sse".into()).spawn(move || events(req, &rec, &stop))
+                {
+                    streams.push(t);
+                }
+                Ok(())
+            }
+            _ => req.respond(tiny_http::Response::from_string("not found\n").with_status_code(404)),
+        };
+        streams.retain(|t| !t.is_finished());
+    }
+    for t in streams {
+        let _ = t.join();
+    }
+}
+
+fn header(k: &str, v: &str) -> tiny_http::Header {
+    tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).expect("static header")
+}
+
+/// One server-sent event stream: the whole state, then every 250 ms what changed, until the run
+/// ends (then an `end` event) or the dashboard stops.
+fn events(req: tiny_http::Request, rec: &Recorder, stop: &AtomicBool) {
+    let mut w = req.into_writer();
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\nX-Accel-Buffering: no\r\n\r\n";
+    if w.write_all(head.as_bytes()).and_then(|_| w.flush()).is_err() {
+        return;
+    }
+    let (mut rev, mut mem) = (0u64, 0usize);
+    loop {
+        let finished = rec.finished();
+        let (d, m) = rec.delta(rev, mem);
+        let new_rev = d["rev"].as_u64().unwrap_or(rev);
+        if (rev == 0 || new_rev != rev)
+            && w.write_all(format!("data: {d}\n\n").as_bytes()).and_then(|_| w.flush()).is_err()
+        {
+            return;
+        }
+        rev = new_rev;
+        mem = m;
+        if finished {
+            let _ = w.write_all(b"event: end\ndata: {}\n\n").and_then(|_| w.flush());
+            return;
+        }
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Save the report page of `rec` at `path` (written whole under a temporary name, then renamed).
+pub fn save_report(path: &Path, title: &str, rec: &Recorder) -> Result<()> {
+    super::draw::write_file(path, page(title, Some(&rec.snapshot())).as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(parse_addr("8790").unwrap().to_string(), "127.0.0.1:8790");
+        assert_eq!(parse_addr(":0").unwrap().port(), 0);
+        assert_eq!(parse_addr("0.0.0.0:9000").unwrap().to_string(), "0.0.0.0:9000");
+        assert!(parse_addr("in.zarr").is_err());
+    }
+
+    #[test]
+    fn inline_data_cannot_close_the_script() {
+        let p = page("t", Some(&serde_json::json!({"x": "</script><b>"})));
+        assert!(!p.contains("</script><b>"));
+        assert!(p.contains("\\u003c/script\\u003e"));
+    }
+}

@@ -1,0 +1,217 @@
+"""The dashboard and the HTML report in a real browser (Debian's chromium, driven by Playwright).
+
+Each page must load without a console error or an uncaught exception, must not be blank, and its
+task stream must show the run's tasks: while a run goes on (the live dashboard on loopback, fed
+by server-sent events) and days later (the saved report, opened from a file with no server).
+Screenshots are kept in the test's temporary directory (and, with DSK_SCREENSHOTS=DIR, there).
+
+Without chromium the tests are skipped — unless DSK_REQUIRE_BROWSER=1 (set by .ci/run, which
+installs it), where a missing browser fails them.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from helpers import DSK, dsk
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM:
+        if os.environ.get("DSK_REQUIRE_BROWSER") == "1":
+            pytest.fail("chromium is not installed (apt-get install chromium)")
+        pytest.skip("chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS, timeout=60_000)
+        yield b
+        b.close()
+
+
+class Page:
+    """A browser page that records console errors and uncaught exceptions."""
+
+    def __init__(self, browser, width=1280, height=1500):
+        self.page = browser.new_page(viewport={"width": width, "height": height})
+        self.errors = []
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(f"console: {m.text}"))
+        self.page.on("pageerror", lambda e: self.errors.append(f"exception: {e}"))
+
+    def __enter__(self):
+        return self.page
+
+    def __exit__(self, *exc):
+        self.page.close()
+
+
+def screenshot(page, tmp_path, name):
+    out = tmp_path / name
+    page.screenshot(path=str(out), full_page=True)
+    keep = os.environ.get("DSK_SCREENSHOTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(out, Path(keep) / name)
+    return out
+
+
+def check_page(page, tasks):
+    """Not blank, and the task stream has a bar per task (small runs: no merging)."""
+    body = page.inner_text("body")
+    assert len(body) > 200, body
+    assert page.locator("#title").inner_text().startswith("dsk ")
+    bars = page.locator("#stream rect.task").count()
+    assert bars == tasks, f"{bars} task bars for {tasks} tasks"
+    # every stage in the table, with its tasks done
+    rows = page.locator("#stages tr").count() - 1
+    assert rows >= 1
+
+
+def summary_of(stderr):
+    for line in stderr.decode().splitlines():
+        if line.startswith("{") and '"summary"' in line:
+            return json.loads(line)
+    raise AssertionError(f"no summary in:\n{stderr.decode()}")
+
+
+def test_report_opens_days_later(browser, tmp_path):
+    dsk("create", "random", tmp_path / "x.zarr", "--shape", "1200,900", "--chunks", "200,200", "--seed", "3", "-q")
+    report = tmp_path / "run.html"
+    r = dsk("reduce", tmp_path / "x.zarr", "--op", "std", "--axis", "1", tmp_path / "s.zarr",
+            "--report", report, "--progress", "json", "--workers", "2")
+    tasks = summary_of(r.stderr)["tasks"]
+    text = report.read_text()
+    assert "<script" in text and "http://" not in text.replace("http://www.w3.org", ""), "the report must not load anything"
+    p = Page(browser)
+    with p as page:
+        page.goto(report.as_uri())
+        page.wait_for_selector("#stream rect.task")
+        check_page(page, tasks)
+        assert page.locator("#status").inner_text() == "done"
+        # the stage graph is drawn from the plan
+        assert page.locator("#graph svg").count() == 1
+        screenshot(page, tmp_path, "report.png")
+    assert p.errors == []
+
+
+def test_report_of_a_failed_run_says_why(browser, tmp_path):
+    dsk("create", "ones", tmp_path / "x.zarr", "--shape", "100,100", "--chunks", "50,50", "-q")
+    (tmp_path / "taken.zarr").mkdir()
+    (tmp_path / "taken.zarr" / "mine.txt").write_text("not dsk's")
+    report = tmp_path / "failed.html"
+    r = dsk("transform", tmp_path / "x.zarr", tmp_path / "taken.zarr", "--expr", "x + 1", "--report", report, ok=False)
+    assert r.returncode != 0
+    if not report.exists():
+        # refused before planning: nothing ran, no report
+        return
+    p = Page(browser)
+    with p as page:
+        page.goto(report.as_uri())
+        page.wait_for_selector("#status")
+        assert page.locator("#status").inner_text() == "failed"
+        assert "failed" in page.locator("#error").inner_text()
+    assert p.errors == []
+
+
+def start_with_dashboard(tmp_path, *args, delay_ms=40):
+    env = dict(os.environ, DSK_TEST_TASK_DELAY_MS=str(delay_ms))
+    proc = subprocess.Popen([DSK, *map(str, args), "--dashboard=127.0.0.1:0", "--progress", "json"],
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True)
+    url = None
+    deadline = time.time() + 60
+    lines = []
+    while time.time() < deadline:
+        line = proc.stderr.readline().decode()
+        if not line:
+            break
+        lines.append(line)
+        m = re.search(r"dashboard at (http://\S+)", line)
+        if m:
+            url = m.group(1)
+            break
+    if url is None:
+        proc.kill()
+        raise AssertionError("no dashboard address on stderr:\n" + "".join(lines))
+    return proc, url
+
+
+def finish(proc, timeout=120):
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    return err
+
+
+def test_live_dashboard_follows_the_run(browser, tmp_path):
+    # 64 tasks of 40 ms on 2 workers: about 1.5 s, long enough to watch
+    proc, url = start_with_dashboard(tmp_path, "create", "random", tmp_path / "r.zarr", "--shape", "800,800",
+                                     "--chunks", "100,100", "--workers", "2")
+    p = Page(browser)
+    try:
+        with p as page:
+            page.goto(url)
+            page.wait_for_selector("#stream rect", timeout=30_000)
+            seen_running = page.locator("#status").inner_text()
+            # the state is also served as JSON
+            state = json.loads(urllib.request.urlopen(url + "state", timeout=10).read())
+            assert state["meta"]["command"] == "create"
+            screenshot(page, tmp_path, "dashboard-live.png")
+            page.wait_for_function("document.getElementById('status').textContent === 'done'", timeout=60_000)
+            check_page(page, 64)
+            screenshot(page, tmp_path, "dashboard-done.png")
+    finally:
+        err = finish(proc)
+    assert proc.returncode == 0, err.decode()
+    assert seen_running == "running", "the page loaded only after the run"
+    assert p.errors == [], p.errors
+
+
+def test_dashboard_processes_scheduler_lanes_are_workers(browser, tmp_path):
+    dsk("create", "random", tmp_path / "x.zarr", "--shape", "600,600", "--chunks", "100,100", "-q")
+    proc, url = start_with_dashboard(tmp_path, "transform", tmp_path / "x.zarr", tmp_path / "y.zarr",
+                                     "--expr", "cos(x)**2", "--scheduler", "processes", "--workers", "2",
+                                     "--dashboard-linger", "20")
+    p = Page(browser)
+    try:
+        with p as page:
+            page.goto(url)
+            page.wait_for_function("document.getElementById('status').textContent === 'done'", timeout=60_000)
+            check_page(page, 36)
+            lanes = page.locator("#stream text", has_text="worker").count()
+            assert lanes == 2
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        finish(proc)
+    assert p.errors == [], p.errors
+
+
+def test_dashboard_address_errors(tmp_path):
+    dsk("create", "ones", tmp_path / "x.zarr", "--shape", "10", "--chunks", "5", "-q")
+    r = dsk("transform", tmp_path / "x.zarr", tmp_path / "y.zarr", "--expr", "x", "--dashboard=not-an-address", ok=False)
+    assert r.returncode == 2
+    assert "--dashboard" in r.stderr.decode() and len(r.stderr.decode().strip().splitlines()) == 1
+    assert not (tmp_path / "y.zarr").exists()
+    r = dsk("transform", tmp_path / "x.zarr", tmp_path / "y.zarr", "--expr", "x", "--report", tmp_path / "r.txt", ok=False)
+    assert r.returncode == 2 and "--report" in r.stderr.decode()
+    assert not (tmp_path / "y.zarr").exists()
