@@ -242,6 +242,28 @@ def w_w2(args, data):
     return "W2", "W2 `(cos(x)**2).mean(axis=1)`, x generated as in W1", runs
 
 
+def w_chunks(args, data):
+    """The lesson's chunk-size exercise: W1 and W2 with (1000, 1000) chunks (8 MB) and with ~100 MB
+    chunks (3125, 4000), and what recording a --report costs."""
+    runs = []
+    for chunks in ("1000, 1000", "3125, 4000"):
+        gen = f"(200000, 4000), chunks=({chunks})"
+        tag = chunks.replace(" ", "")
+        name = chunks.replace(", ", "×") + " chunks"
+        w1 = f"(ones({gen}) * ones({gen})[::-1, ::-1]).mean()"
+        runs.append(("dsk", f"W1 ones {name}", None, [DSK, "eval", w1, "-q"]))
+        runs.append(("dsk", f"W1 ones {name}, with --report", None,
+                     [DSK, "eval", w1, "-q", "--report", os.path.join(data, f"report-w1-{tag}.html")]))
+        runs.append(("dask", f"W1 ones {name}", None,
+                     [PY, os.path.join(HERE, "peers", "lesson_gen.py"), "W1", "ones", tag]))
+        w2 = f"(cos(random({gen}))**2).mean(axis=1)"
+        out = os.path.join(data, "chunks_w2.zarr")
+        runs.append(("dsk", f"W2 random {name}", out, [DSK, "eval", w2, "-o", out, "-q"]))
+        runs.append(("dask", f"W2 random {name}", None,
+                     [PY, os.path.join(HERE, "peers", "lesson_gen.py"), "W2", "random", tag]))
+    return "chunks", "The lesson's chunk-size exercise: (1000, 1000) chunks (8 MB) against (3125, 4000) (100 MB)", runs
+
+
 def w_w3(args, data):
     """W3: the two lesson computations on the on-disk zstd array, --memory 512MiB; Dask and Cubed."""
     x = ensure_input(data)
@@ -290,7 +312,7 @@ def w_w4(args, data):
     return "W4", "W4 rechunk (1000, 1000) → (50000, 10) of the on-disk array", runs
 
 
-WORKLOADS = {"create": w_create, "transform": w_transform, "flip": w_flip, "W1": w_w1, "W2": w_w2, "W3": w_w3,
+WORKLOADS = {"create": w_create, "transform": w_transform, "flip": w_flip, "W1": w_w1, "W2": w_w2, "chunks": w_chunks, "W3": w_w3,
              "W4": w_w4, "W5": w_w5}
 
 

@@ -3,6 +3,7 @@ chunks (1000, 1000) (6.4 GB logical, never stored).
 
   python lesson_gen.py W1 ones      # (x * x[::-1, ::-1]).mean()
   python lesson_gen.py W2 random    # (cos(x)**2).mean(axis=1)
+  python lesson_gen.py W1 ones 3125,4000   # other chunks (the lesson's chunk-size exercise)
 """
 
 import sys
@@ -18,6 +19,8 @@ def main():
     dask.config.set(scheduler="threads")
     t0 = time.perf_counter()
     shape, chunks = (200000, 4000), (1000, 1000)
+    if len(sys.argv) > 3:
+        chunks = tuple(int(c) for c in sys.argv[3].split(","))
     x = da.ones(shape, chunks=chunks) if kind == "ones" else da.random.random(shape, chunks=chunks)
     if w == "W1":
         v = float((x * x[::-1, ::-1]).mean().compute())

@@ -283,7 +283,8 @@ fn writes_work(plan: &PhysicalPlan, op: &StageOp) -> bool {
     match op {
         StageOp::Compute { out, .. } | StageOp::Import { out, .. } => work(*out),
         StageOp::Partials(p) => matches!(p.store, crate::plan::physical::PartialStore::Disk { .. }),
-        StageOp::Finalize(f) => work(f.out),
+        // a reduction's result is the run's output (or a scalar printed from the work dir)
+        StageOp::Finalize(_) => false,
         StageOp::ScanTotals { totals, .. } => work(*totals),
         StageOp::ScanCarries { carries, .. } => work(*carries),
         StageOp::ScanApply { out, .. } => work(*out),
