@@ -376,9 +376,7 @@ impl Observed {
                     format!("{}: the directory {} does not exist — create it first", p.display(), dir.display()),
                 ));
             }
-            if p.is_dir() {
-                return Err(Error::usage("--report", format!("{} is a directory — name a .html file", p.display())));
-            }
+            report::draw::check_replaceable(p, "--report")?;
         }
         if !run.dashboard_linger.is_finite() || run.dashboard_linger < 0.0 || run.dashboard_linger > 86_400.0 {
             return Err(Error::usage("--dashboard-linger", "give a number of seconds between 0 and 86400"));

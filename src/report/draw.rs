@@ -133,16 +133,103 @@ impl PictureFormat {
     }
 }
 
+/// What marks a picture, page or DOT file as written by dsk (so a later run may replace it).
+const MARK_TEXT: &str = "generator: dsk";
+const MARK_HTML: &str = "<meta name=\"generator\" content=\"dsk\">";
+const MARK_PNG: &[u8] = b"tEXtSoftware\0dsk";
+
+/// `bytes` with dsk's mark added as the format allows: an XML comment in SVG, a comment line in
+/// DOT, a `tEXt` chunk in PNG; HTML pages carry a generator `<meta>` of their own.
+fn marked(path: &Path, bytes: &[u8]) -> Vec<u8> {
+    let ext = path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("svg") => {
+            let comment = format!("<!-- {MARK_TEXT} {} -->\n", env!("CARGO_PKG_VERSION"));
+            // after an XML declaration, which must come first
+            let at = if bytes.starts_with(b"<?xml") {
+                bytes.windows(2).position(|w| w == b"?>").map(|i| i + 2).unwrap_or(0)
+            } else {
+                0
+            };
+            let mut v = bytes[..at].to_vec();
+            if at > 0 {
+                v.push(b'\n');
+            }
+            v.extend_from_slice(comment.as_bytes());
+            v.extend_from_slice(&bytes[at..]);
+            v
+        }
+        Some("dot" | "gv") => {
+            let mut v = format!("// {MARK_TEXT} {}\n", env!("CARGO_PKG_VERSION")).into_bytes();
+            v.extend_from_slice(bytes);
+            v
+        }
+        Some("png") if bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 33 => {
+            // a tEXt chunk right after IHDR (8 signature + 25 IHDR bytes)
+            let data = &MARK_PNG[..];
+            let mut chunk = ((data.len() - 4) as u32).to_be_bytes().to_vec();
+            chunk.extend_from_slice(data);
+            chunk.extend_from_slice(&crc32(data).to_be_bytes());
+            let mut v = bytes[..33].to_vec();
+            v.extend_from_slice(&chunk);
+            v.extend_from_slice(&bytes[33..]);
+            v
+        }
+        _ => bytes.to_vec(),
+    }
+}
+
+/// CRC-32 (IEEE), as PNG chunks carry it.
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = 0xFFFF_FFFFu32;
+    for &b in data {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+        }
+    }
+    !c
+}
+
+/// True when the file at `path` carries dsk's mark (in its first 64 KiB).
+fn made_by_dsk(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = vec![0u8; 64 << 10];
+    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
+    let head = &head[..n];
+    let has = |m: &[u8]| head.windows(m.len()).any(|w| w == m);
+    has(MARK_TEXT.as_bytes()) || has(MARK_HTML.as_bytes()) || has(MARK_PNG)
+}
+
+/// Refuse to replace `path` unless it is missing or a file dsk wrote (`arg` names the option).
+pub fn check_replaceable(path: &Path, arg: &str) -> Result<()> {
+    if path.as_os_str() == "-" {
+        return Ok(());
+    }
+    match std::fs::symlink_metadata(path) {
+        Err(_) => Ok(()),
+        Ok(m) if m.is_dir() => Err(Error::usage(arg, format!("{} is a directory — name a file", path.display()))),
+        Ok(m) if m.is_file() && made_by_dsk(path) => Ok(()),
+        Ok(_) => Err(Error::usage(
+            arg,
+            format!(
+                "{} exists and was not written by dsk — dsk replaces only its own pictures and reports; choose another name or remove it",
+                path.display()
+            ),
+        )),
+    }
+}
+
 /// Write `bytes` to `path` (or stdout for `-`): under a temporary name in the same directory,
-/// renamed over `path` when complete, so a reader never sees half a picture. A picture is a
-/// regular file dsk made: it is replaced without `--overwrite`, but never a directory.
+/// renamed over `path` when complete, so a reader never sees half a picture. The file carries
+/// dsk's mark, and an existing file is replaced only when it carries it too (see
+/// [`check_replaceable`]; commands call that before they run, so a long run is not lost to it).
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     if path.as_os_str() == "-" {
         return crate::write_stdout(bytes);
     }
-    if path.is_dir() {
-        return Err(Error::output(path, "is a directory — name a file"));
-    }
+    check_replaceable(path, "-o")?;
+    let bytes = &marked(path, bytes)[..];
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -174,6 +261,31 @@ mod tests {
         // the text drew dark pixels
         let tree = resvg::tiny_skia::Pixmap::decode_png(&png).unwrap();
         assert!(tree.pixels().iter().any(|p| p.red() < 100));
+    }
+
+    #[test]
+    fn marks_and_replaces_only_its_own_files() {
+        let d = tempfile::tempdir().unwrap();
+        let png = d.path().join("p.png");
+        let svg = r##"<svg xmlns="http://www.w3.org/2000/svg" width="20" height="20"><rect width="9" height="9"/></svg>"##;
+        write_file(&png, &svg_to_png(svg, 1.0).unwrap()).unwrap();
+        // still a PNG that decodes, with the mark
+        let bytes = std::fs::read(&png).unwrap();
+        assert!(resvg::tiny_skia::Pixmap::decode_png(&bytes).is_ok());
+        write_file(&png, &svg_to_png(svg, 1.0).unwrap()).unwrap();
+        let s = d.path().join("x.svg");
+        write_file(&s, format!("<?xml version=\"1.0\"?>{svg}").as_bytes()).unwrap();
+        assert!(resvg::usvg::Tree::from_data(&std::fs::read(&s).unwrap(), &Default::default()).is_ok());
+        write_file(&s, svg.as_bytes()).unwrap();
+        let mine = d.path().join("mine.svg");
+        std::fs::write(&mine, svg).unwrap();
+        assert!(write_file(&mine, svg.as_bytes()).is_err());
+        assert_eq!(std::fs::read_to_string(&mine).unwrap(), svg);
+    }
+
+    #[test]
+    fn crc_of_iend() {
+        assert_eq!(crc32(b"IEND"), 0xAE42_6082);
     }
 
     #[test]

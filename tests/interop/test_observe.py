@@ -215,3 +215,18 @@ def test_dashboard_address_errors(tmp_path):
     r = dsk("transform", tmp_path / "x.zarr", tmp_path / "y.zarr", "--expr", "x", "--report", tmp_path / "r.txt", ok=False)
     assert r.returncode == 2 and "--report" in r.stderr.decode()
     assert not (tmp_path / "y.zarr").exists()
+
+
+def test_report_replaces_only_its_own_file(tmp_path):
+    dsk("create", "ones", tmp_path / "x.zarr", "--shape", "10", "--chunks", "5", "-q")
+    notes = tmp_path / "notes.html"
+    notes.write_text("<p>my notes</p>")
+    r = dsk("reduce", tmp_path / "x.zarr", "--op", "sum", "--report", notes, ok=False)
+    assert r.returncode == 2 and "not written by dsk" in r.stderr.decode()
+    assert notes.read_text() == "<p>my notes</p>"
+    # a report dsk wrote is replaced by the next run
+    rep = tmp_path / "r.html"
+    dsk("reduce", tmp_path / "x.zarr", "--op", "sum", "--report", rep)
+    first = rep.read_text()
+    dsk("reduce", tmp_path / "x.zarr", "--op", "max", "--report", rep)
+    assert rep.read_text() != first and "max" in rep.read_text()
