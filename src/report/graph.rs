@@ -425,8 +425,11 @@ impl Tasks<'_> {
         let tip = |t: u64, what: &str| format!("stage {} {}, task {t}: {what}", s + 1, st.name);
         match &st.op {
             StageOp::Compute { expr, out, groups, .. } => {
-                let chain = op_chain(expr);
-                let chain = if chain.is_empty() { "copy".to_string() } else { chain };
+                let chain = match op_chain(expr) {
+                    c if !c.is_empty() => c,
+                    _ if plan.command == "rechunk" => "rechunk".to_string(),
+                    _ => "copy".to_string(),
+                };
                 let Some(decl) = plan.arrays.get(*out) else { return Ok(()) };
                 let grid = decl.grid();
                 for t in 0..groups.len() {
