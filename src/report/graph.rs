@@ -131,8 +131,8 @@ pub fn write(plan: &PhysicalPlan, path: &Path, level: Option<Level>, arg: &str, 
         PictureFormat::Dot => to_dot(&g).into_bytes(),
         PictureFormat::Png => {
             let (svg, w, h) = render::svg(&g);
-            // sharp on screens, but never more than about 40 M pixels
-            let scale = (40e6 / (w * h).max(1.0)).sqrt().min(2.0) as f32;
+            // sharp on screens, but never more than about 16 M pixels
+            let scale = (16e6 / (w * h).max(1.0)).sqrt().min(2.0) as f32;
             draw::svg_to_png(&svg, scale)?
         }
         _ => to_svg(&g).into_bytes(),
@@ -167,7 +167,7 @@ pub fn choose(plan: &PhysicalPlan, level: Option<Level>, level_arg: &str) -> Res
 }
 
 fn title(plan: &PhysicalPlan) -> String {
-    format!("dsk {}: {}", plan.command, plan.text)
+    cut(&format!("dsk {}: {}", plan.command, plan.text), 160)
 }
 
 fn subtitle(plan: &PhysicalPlan, level: &str) -> String {
@@ -574,7 +574,8 @@ impl Tasks<'_> {
                         tip(col, &format!("carries along axis {axis}")),
                     )?;
                     for k in 0..gshape.get(*axis).copied().unwrap_or(0) {
-                        idx[*axis] = k;
+                        let Some(at) = idx.get_mut(*axis) else { break };
+                        *at = k;
                         let start = cross_region(grid, &idx, *axis).start;
                         let a = self.data(Key::Array(*totals, lin_of(&tgrid, &start)))?;
                         self.edge(a, n)?;
