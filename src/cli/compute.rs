@@ -1,7 +1,8 @@
 //! What the computing commands share: resolving named inputs, building the array plan
 //! (expression errors shown with a caret), choosing where the result goes, planning it
-//! ([`crate::plan::planner`]), and then either printing the plan (`--explain`) or running it
-//! ([`crate::exec::run`]) and printing the summary.
+//! ([`crate::plan::planner`]), and then either printing the plan (`--explain`), drawing it
+//! (`--graph`, [`crate::report::graph`]) or running it ([`crate::exec::run`]) and printing the
+//! summary.
 
 use std::path::{Path, PathBuf};
 
@@ -182,6 +183,23 @@ pub fn output_spec(o: &OutputOpts<'_>, shape: &[u64], dtype: DType, natural_chun
 
 /// Compute the expression `plan` to `dest` (`None`: print a 0-d result) — or print its plan.
 pub fn compute(plan: Plan, dest: Option<Dest<'_>>, o: OutputOpts<'_>, run: &RunArgs, command: &str) -> Result<()> {
+    let overwrite = o.overwrite;
+    let pplan = plan_expression(plan, dest, o, run, command)?;
+    if let Some(report) = execute(&pplan, run, overwrite)? {
+        summarize(&pplan, &report, run);
+    }
+    Ok(())
+}
+
+/// The physical plan of computing `plan` to `dest` (`None`: print a 0-d result); a plan that
+/// does not fit `--memory` is refused with a change that fits.
+pub fn plan_expression(
+    plan: Plan,
+    dest: Option<Dest<'_>>,
+    o: OutputOpts<'_>,
+    run: &RunArgs,
+    command: &str,
+) -> Result<PhysicalPlan> {
     let root = plan.root().clone();
     let target = match dest {
         Some(Dest::Zarr(p)) => {
@@ -199,10 +217,7 @@ pub fn compute(plan: Plan, dest: Option<Dest<'_>>, o: OutputOpts<'_>, run: &RunA
         }
         r => r?,
     };
-    if let Some(report) = execute(&pplan, run, o.overwrite)? {
-        summarize(&pplan, &report, run);
-    }
-    Ok(())
+    Ok(pplan)
 }
 
 /// Chunk shapes suggested to fit `--memory` stop short of grids with more chunks than this.
@@ -322,8 +337,15 @@ fn file_target(path: Option<&Path>, format: Format, o: &OutputOpts<'_>, root: &p
     Ok(Target::File { path: path.map(Path::to_path_buf), format, chunks: spec.chunks, dtype })
 }
 
-/// Print the plan (`--explain`), or run it: `None` for an explained plan.
+/// Draw the plan (`--graph`) and/or print it (`--explain`), or run it: `None` for a plan drawn or
+/// explained.
 pub fn execute(pplan: &PhysicalPlan, run: &RunArgs, overwrite: bool) -> Result<Option<RunReport>> {
+    if let Some(path) = &run.graph {
+        report::graph::write(pplan, path, run.graph_level, "--graph", "--graph-level")?;
+        if run.explain.is_none() {
+            return Ok(None);
+        }
+    }
     match run.explain {
         Some(ExplainFormat::Text) => return crate::write_stdout(pplan.explain().as_bytes()).map(|_| None),
         Some(ExplainFormat::Json) => {
@@ -386,7 +408,7 @@ impl Observed {
             pplan,
             report::sink(run.progress, run.quiet),
             &argv,
-            None, // MERGE: Some(report::graph::stage_svg(pplan))
+            Some(report::graph::stage_svg(pplan)),
         );
         let title = format!("{}: {}", pplan.command, pplan.text);
         let dashboard = match &run.dashboard {

@@ -53,7 +53,7 @@ pub fn run(a: &EvalArgs, run: &RunArgs) -> Result<()> {
         Some(dest) => compute(plan, Some(dest), opts, run, "eval"),
         None if root.shape.is_empty() => compute(plan, None, opts, run, "eval"),
         // the plan of an array result, as if printed
-        None if run.explain.is_some() => compute(plan, Some(Dest::Stdout(Format::Npy)), opts, run, "eval"),
+        None if run.explain.is_some() || run.graph.is_some() => compute(plan, Some(Dest::Stdout(Format::Npy)), opts, run, "eval"),
         None => Err(Error::usage(
             "-o",
             format!(

@@ -6,6 +6,7 @@ pub mod compute;
 pub mod create;
 pub mod eval;
 pub mod export;
+pub mod graph;
 pub mod info;
 pub mod rechunk;
 pub mod reduce;
@@ -52,6 +53,8 @@ pub enum Command {
     Reduce(reduce::ReduceArgs),
     /// Change an array's chunks (and/or its compression or sharding) under the memory bound.
     Rechunk(rechunk::RechunkArgs),
+    /// Draw the plan of an expression (tasks or stages) as SVG, PNG or DOT, without running it.
+    Graph(graph::GraphArgs),
     /// Run a range of tasks of a job file (used by --scheduler processes).
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
@@ -103,6 +106,15 @@ pub struct RunArgs {
     /// running it: as text, or as JSON with --explain json.
     #[arg(long, global = true, value_enum, num_args = 0..=1, default_missing_value = "text", value_name = "FORMAT")]
     pub explain: Option<ExplainFormat>,
+    /// Draw the plan into FILE (.svg, .png or .dot) instead of running it: every task and the
+    /// chunks it reads and writes, or every stage (see --graph-level); dsk graph draws an
+    /// expression the same way.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub graph: Option<PathBuf>,
+    /// What --graph draws: tasks, or stages (default: tasks when the task graph is small, else
+    /// stages, with a note on stderr).
+    #[arg(long, global = true, value_enum, value_name = "LEVEL")]
+    pub graph_level: Option<crate::report::graph::Level>,
     /// Reductions fold this many input chunks per partial task and merge partials this many at a
     /// time (default: about 64 MiB of input per task, fan-in 8).
     #[arg(long, global = true, value_name = "N")]
@@ -288,6 +300,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => eval::run(a, &cli.run),
         Command::Reduce(a) => reduce::run(a, &cli.run),
         Command::Rechunk(a) => rechunk::run(a, &cli.run),
+        Command::Graph(a) => graph::run(a, &cli.run),
         Command::Worker(a) => worker::run(a),
     }
 }

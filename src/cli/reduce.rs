@@ -90,7 +90,7 @@ pub fn run(a: &ReduceArgs, run: &RunArgs) -> Result<()> {
     match Dest::of(a.out.as_deref(), a.format)? {
         Some(dest) => compute(plan, Some(dest), o, run, "reduce"),
         None if root.shape.is_empty() => compute(plan, None, o, run, "reduce"),
-        None if run.explain.is_some() => compute(plan, Some(Dest::Stdout(Format::Npy)), o, run, "reduce"),
+        None if run.explain.is_some() || run.graph.is_some() => compute(plan, Some(Dest::Stdout(Format::Npy)), o, run, "reduce"),
         None => Err(Error::usage(
             "OUT",
             format!(

@@ -1,9 +1,13 @@
 //! Everything a person sees while and after dsk runs: progress bars (indicatif, on stderr),
-//! `--progress json` event lines, and the summary line. The only module that imports indicatif.
-//! Executors emit [`Event`]s; the sinks here draw them.
+//! `--progress json` event lines and the summary line (here), the plan's picture ([`graph`]),
+//! plots of arrays, the live dashboard and the saved report ([`dashboard`], fed by a
+//! [`timeline::Recorder`]), all drawn as SVG and rendered to PNG by [`draw`]. The only module
+//! that imports indicatif, resvg, plotters and tiny_http. Executors emit [`Event`]s; the sinks
+//! here draw them.
 
 pub mod dashboard;
 pub mod draw;
+pub mod graph;
 pub mod timeline;
 
 use std::io::Write;

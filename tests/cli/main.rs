@@ -2,6 +2,7 @@
 //! parsed here independently) or on the exact error a user sees.
 
 mod compute;
+mod graph;
 mod hostile;
 mod regress;
 mod robust;
