@@ -21,11 +21,12 @@ shape, projected memory and bytes read and written. Every other computing comman
 plan with --graph FILE (and --graph-level).
 
 Examples:
+  dsk create random small.zarr --shape 400,400 --chunks 100,100
   dsk graph '(x * x[::-1, ::-1]).mean()' x=small.zarr -o graph.svg
-  dsk graph '(ones((200000, 4000), chunks=(1000, 1000)) * ones((200000, 4000), chunks=(1000, 1000))[::-1, ::-1]).mean()' -o big.svg
+  dsk graph 'ones((200000, 4000), chunks=(1000, 1000)).sum(axis=1)' -o big.svg
   dsk graph 'cumsum(x, axis=0)' x=small.zarr --level tasks -o scan.png
-  dsk graph 'x.sum(axis=0)' x=small.zarr | dot -Tsvg > sum.svg
-  dsk rechunk big.zarr tall.zarr --chunks 50000,10 --graph rechunk.svg")]
+  dsk graph 'x.sum(axis=0)' x=small.zarr -o sum.dot
+  dsk rechunk small.zarr tall.zarr --chunks 400,10 --graph rechunk.svg")]
 pub struct GraphArgs {
     /// The expression (see docs/expressions.md).
     #[arg(allow_hyphen_values = true)]

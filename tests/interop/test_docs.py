@@ -109,7 +109,7 @@ def test_doc_examples_run(doc, tmp_path):
 def test_help_examples_run(tmp_path):
     fixtures(tmp_path)
     examples = []
-    for cmd in ["create", "info", "export", "transform", "eval", "reduce", "rechunk"]:
+    for cmd in ["create", "info", "export", "transform", "eval", "reduce", "rechunk", "graph"]:
         ex = help_examples(cmd)
         assert ex, f"dsk {cmd} --help has no examples"
         examples += [(f"dsk {cmd} --help", l) for l in ex]
