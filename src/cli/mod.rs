@@ -7,6 +7,7 @@ pub mod create;
 pub mod eval;
 pub mod export;
 pub mod info;
+pub mod plot;
 pub mod rechunk;
 pub mod reduce;
 pub mod transform;
@@ -52,6 +53,8 @@ pub enum Command {
     Reduce(reduce::ReduceArgs),
     /// Change an array's chunks (and/or its compression or sharding) under the memory bound.
     Rechunk(rechunk::RechunkArgs),
+    /// Draw an array (or a 1-D or 2-D slice of it) as a line plot or a heatmap, PNG or SVG.
+    Plot(plot::PlotArgs),
     /// Run a range of tasks of a job file (used by --scheduler processes).
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
@@ -276,6 +279,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => eval::run(a, &cli.run),
         Command::Reduce(a) => reduce::run(a, &cli.run),
         Command::Rechunk(a) => rechunk::run(a, &cli.run),
+        Command::Plot(a) => plot::run(a, &cli.run),
         Command::Worker(a) => worker::run(a),
     }
 }

@@ -3,6 +3,7 @@
 //! Executors emit [`Event`]s; the sinks here draw them.
 
 pub mod draw;
+pub mod plot;
 
 use std::io::Write;
 use std::sync::Mutex;
