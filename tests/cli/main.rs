@@ -3,6 +3,7 @@
 
 mod compute;
 mod hostile;
+mod plot;
 mod regress;
 mod robust;
 mod util;
