@@ -113,30 +113,22 @@ pub fn fmt_num(v: f64) -> String {
     }
 }
 
-/// Integer ticks in `lo..=hi` (array indices), about `max` of them, at 1, 2 or 5 × 10ⁿ apart.
-fn index_ticks(lo: f64, hi: f64, max: usize) -> Vec<f64> {
-    let span = (hi - lo).max(1.0);
-    let raw = span / max.max(1) as f64;
-    let mut step = 1.0;
-    while step < raw {
-        if step * 2.0 >= raw {
-            step *= 2.0;
-        } else if step * 5.0 >= raw {
-            step *= 5.0;
-        } else {
-            step *= 10.0;
-            continue;
-        }
-        break;
+/// The smallest of 1, 2 or 5 × 10ⁿ that is at least `raw` and at least `min`.
+fn nice_step(raw: f64, min: f64) -> f64 {
+    let raw = raw.max(min);
+    if !raw.is_finite() || raw <= 0.0 {
+        return 1.0;
     }
-    let first = (lo / step).ceil() * step;
-    let mut t = vec![];
-    let mut x = first;
-    while x <= hi + 1e-9 && t.len() < 1000 {
-        t.push(x);
-        x += step;
-    }
-    t
+    let p = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0].into_iter().map(|m| p * m).find(|&s| s >= raw * (1.0 - 1e-12)).unwrap_or(p * 10.0)
+}
+
+/// Ticks in `lo..=hi`, about `max` of them: multiples `i × step` of a nice step of at least
+/// `min_step` (1 for array indices), so that a tick at zero is exactly zero.
+fn ticks(lo: f64, hi: f64, max: usize, min_step: f64) -> Vec<f64> {
+    let step = nice_step((hi - lo) / max.max(1) as f64, min_step);
+    let (i0, i1) = ((lo / step - 1e-9).ceil() as i64, (hi / step + 1e-9).floor() as i64);
+    (i0..=i1).take(1000).map(|i| i as f64 * step).collect()
 }
 
 /// Key points (in axis coordinates) for an axis showing elements `k0..=k1` (fractional).
@@ -144,7 +136,7 @@ fn axis_ticks(ax: &PlotAxis, k0: f64, k1: f64, max: usize) -> Vec<f64> {
     let (a, b) = (ax.coord(k0), ax.coord(k1));
     let s = ax.sign();
     let (ilo, ihi) = ((s * a).min(s * b), (s * a).max(s * b));
-    let mut t: Vec<f64> = index_ticks(ilo, ihi, max).into_iter().map(|i| s * i).collect();
+    let mut t: Vec<f64> = ticks(ilo, ihi, max, 1.0).into_iter().map(|i| s * i).collect();
     t.sort_by(|x, y| x.total_cmp(y));
     t
 }
@@ -272,6 +264,10 @@ fn line_svg(bins: &Bins, spec: &PlotSpec) -> Result<String> {
     let pad = if hi > lo { (hi - lo) * 0.05 } else { (lo.abs() * 0.1).max(0.5) };
     lo -= pad;
     hi += pad;
+    if !exact {
+        // room for the legend above the data
+        hi += (hi - lo) * 0.15;
+    }
     // x of each bin: the coordinate of its middle element
     let xs: Vec<f64> = (0..bax.bins)
         .map(|b| {
@@ -299,7 +295,7 @@ fn line_svg(bins: &Bins, spec: &PlotSpec) -> Result<String> {
             .margin(MARGIN)
             .x_label_area_size(X_LABELS)
             .y_label_area_size(Y_LABELS)
-            .build_cartesian_2d(Ticked::new(x0, x1, xticks), lo..hi)
+            .build_cartesian_2d(Ticked::new(x0, x1, xticks), Ticked::new(lo, hi, ticks(lo, hi, 8, 0.0)))
             .map_err(plot_err)?;
         chart
             .configure_mesh()
@@ -516,7 +512,7 @@ fn heatmap_svg(bins: &Bins, spec: &PlotSpec) -> Result<String> {
             .margin_left(10)
             .margin_right(8)
             .right_y_label_area_size(CBAR_W - 10 - 8 - 22)
-            .build_cartesian_2d(0f64..1f64, lo..hi)
+            .build_cartesian_2d(0f64..1f64, Ticked::new(lo, hi, ticks(lo, hi, 10, 0.0)))
             .map_err(plot_err)?;
         cbar.plotting_area().fill(&MARK_BAR).map_err(plot_err)?;
         bar_px = cbar.plotting_area().get_pixel_range();
@@ -595,9 +591,13 @@ mod tests {
 
     #[test]
     fn index_ticks_are_round_integers() {
-        assert_eq!(index_ticks(0.0, 10.0, 5), vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
-        assert_eq!(index_ticks(-0.5, 2.5, 8), vec![0.0, 1.0, 2.0]);
-        assert_eq!(index_ticks(0.0, 20000.0, 8), vec![0.0, 5000.0, 10000.0, 15000.0, 20000.0]);
+        assert_eq!(ticks(0.0, 10.0, 5, 1.0), vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
+        assert_eq!(ticks(-0.5, 2.5, 8, 1.0), vec![0.0, 1.0, 2.0]);
+        assert_eq!(ticks(0.0, 20000.0, 8, 1.0), vec![0.0, 5000.0, 10000.0, 15000.0, 20000.0]);
+        // values: a tick at zero is zero, not a rounding error
+        let v = ticks(-1.10376, 1.10563, 10, 0.0);
+        assert!(v.contains(&0.0) && v.len() >= 5, "{v:?}");
+        assert_eq!(v, vec![-1.0, -0.5, 0.0, 0.5, 1.0]);
         let ax = PlotAxis { label: "x".into(), start: 9, step: -1, len: 10 };
         // reversed: coordinates −9 … 0 stand for indices 9 … 0
         let t = axis_ticks(&ax, 0.0, 9.0, 5);
