@@ -28,7 +28,7 @@ its extension). An existing PNG or SVG file is replaced; any other existing file
 
 Examples:
   dsk plot row_means.zarr -o row_means.png
-  dsk plot field.zarr --slice '::-1, 1000:2000' -o field.svg
+  dsk plot x.zarr --slice '::-1, 100:300' -o x_part.svg
   dsk plot cube.zarr --slice '0, :, :' --size 1200x800 -o first_plane.png")]
 pub struct PlotArgs {
     /// A Zarr array directory (v2 or v3).
@@ -136,7 +136,16 @@ pub fn run(args: &PlotArgs, run: &RunArgs) -> Result<()> {
     let out = args.output.clone().unwrap_or_else(|| default_output(&args.path));
     let format = PictureFormat::of(&out, "-o", &[PictureFormat::Png, PictureFormat::Svg])?;
     let (width, height) = parse_size(&args.size)?;
-    let opts = run.options()?;
+    if run.explain.is_some() {
+        return Err(Error::usage(
+            "--explain",
+            "dsk plot reads and draws in one pass and has no plan to explain — run it without --explain",
+        ));
+    }
+    let mut opts = run.options()?;
+    if run.scheduler == crate::exec::Scheduler::Sync {
+        opts.workers = 1;
+    }
     let m = super::open_input(&args.path)?;
     let shape = m.shape.clone();
     let sel = match &args.slice {

@@ -250,6 +250,51 @@ mod tests {
         }
     }
 
+    /// A ramp 0, 1, 2, … binned: each bin's minimum and maximum are the ends of its run of
+    /// elements, its mean their midpoint, whatever the chunks and the threads.
+    #[test]
+    fn a_ramp_bins_to_the_ends_of_its_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ramp.zarr");
+        std::fs::create_dir(&path).unwrap();
+        let n = 1000u64;
+        let spec = crate::store::CreateSpec {
+            shape: vec![n],
+            chunks: vec![37],
+            shard: None,
+            dtype: crate::dtype::DType::Int32,
+            fill: crate::dtype::Scalar::Int(0),
+            codec: crate::store::CodecSpec::default(),
+            dimension_names: None,
+        };
+        let arr = crate::store::create(&path, &spec).unwrap();
+        let grid = arr.grid();
+        for t in 0..grid.nchunks() {
+            let idx = grid.chunk_index(t);
+            let r = grid.chunk_region(&idx);
+            let v: Vec<i32> = (r.start[0]..r.end(0)).map(|i| i as i32).collect();
+            arr.write_chunk(&idx, &v, 1).unwrap();
+        }
+        let arr = ZArray::open(&path).unwrap();
+        for workers in [1, 4] {
+            let opts = RunOptions { workers, memory: 1 << 20 };
+            let b = reduce(&arr, &sel(":", &[n]), &[7], &opts, &super::super::NoEvents, "plot").unwrap();
+            assert_eq!(b.axes[0].bins, 7);
+            for (i, c) in b.cells.iter().enumerate() {
+                let (k0, k1) = b.axes[0].elements(i as u64);
+                assert_eq!((c.min, c.max, c.finite), (k0 as f64, (k1 - 1) as f64, k1 - k0));
+                assert_eq!(c.mean(), Some((k0 + k1 - 1) as f64 / 2.0));
+            }
+            // reversed with a step: bins follow the selection, not the array
+            let b = reduce(&arr, &sel("::-3", &[n]), &[5], &opts, &super::super::NoEvents, "plot").unwrap();
+            let s = sel("::-3", &[n])[0];
+            for (i, c) in b.cells.iter().enumerate() {
+                let (k0, k1) = b.axes[0].elements(i as u64);
+                assert_eq!((c.max, c.min), (s.at(k0) as f64, s.at(k1 - 1) as f64));
+            }
+        }
+    }
+
     /// The reducer against a direct computation: an arange-like ramp in a temporary array, read
     /// with ragged chunks, steps and negative steps, on several threads and under a small bound.
     #[test]

@@ -262,6 +262,7 @@ fn plot_refuses_what_it_cannot_draw_with_the_fix() {
     t.dsk(&["plot", "z.zarr", "--slice", "0", "-o", "z.png", "--size", "10x10"]).fails(2, &["--size"]);
     t.dsk(&["plot", "z.zarr", "--slice", "7", "-o", "z.png"]).fails(2, &["--slice", "out of bounds"]);
     t.dsk(&["plot", "missing.zarr", "-o", "m.png"]).fails(1, &["missing.zarr"]);
+    t.dsk(&["plot", "z.zarr", "--slice", "0", "-o", "z.png", "--explain"]).fails(2, &["--explain", "no plan"]);
     // a bound below one chunk names the bound that fits
     t.dsk(&["create", "random", "big.zarr", "--shape", "400,400", "--chunks", "400,400"]).ok();
     t.dsk(&["plot", "big.zarr", "-o", "b.png", "--memory", "1MiB"]).fails(1, &["--memory", "raise --memory to"]);
