@@ -124,11 +124,75 @@ fn nice_step(raw: f64, min: f64) -> f64 {
 }
 
 /// Ticks in `lo..=hi`, about `max` of them: multiples `i × step` of a nice step of at least
-/// `min_step` (1 for array indices), so that a tick at zero is exactly zero.
+/// `min_step` (1 for array indices), so that a tick at zero is exactly zero. Returns the step too.
+fn ticks_step(lo: f64, hi: f64, max: usize, min_step: f64) -> (Vec<f64>, f64) {
+    let n = max.max(1) as f64;
+    // (divided first: the span of ±1e308 overflows)
+    let step = nice_step(hi / n - lo / n, min_step);
+    let (i0, i1) = ((lo / step - 1e-9).ceil(), (hi / step + 1e-9).floor());
+    if !(i0.is_finite() && i1.is_finite()) || i1 - i0 > 1000.0 {
+        return (vec![], step);
+    }
+    ((i0 as i64..=i1 as i64).map(|i| i as f64 * step).collect(), step)
+}
+
 fn ticks(lo: f64, hi: f64, max: usize, min_step: f64) -> Vec<f64> {
-    let step = nice_step((hi - lo) / max.max(1) as f64, min_step);
-    let (i0, i1) = ((lo / step - 1e-9).ceil() as i64, (hi / step + 1e-9).floor() as i64);
-    (i0..=i1).take(1000).map(|i| i as f64 * step).collect()
+    ticks_step(lo, hi, max, min_step).0
+}
+
+/// `(v − lo) / (hi − lo)` without overflowing for values near ±f64::MAX.
+fn fraction(v: f64, lo: f64, hi: f64) -> f64 {
+    (v / 2.0 - lo / 2.0) / (hi / 2.0 - lo / 2.0)
+}
+
+/// A value axis: ticks at multiples of a nice step, labelled relative to `offset` when the values
+/// are much larger than their spread (1e15 + 0.1, 1e15 + 0.2, … read as 0.1, 0.2 with "− 1e15").
+struct ValueTicks {
+    ticks: Vec<f64>,
+    step: f64,
+    offset: f64,
+}
+
+impl ValueTicks {
+    fn new(lo: f64, hi: f64, max: usize) -> ValueTicks {
+        let (ticks, step) = ticks_step(lo, hi, max, 0.0);
+        let mag = lo.abs().max(hi.abs());
+        let offset = if mag > 1e5 * (hi / 2.0 - lo / 2.0) * 2.0 { (lo / 2.0 + hi / 2.0) / step } else { 0.0 };
+        let offset = offset.round() * step;
+        ValueTicks { ticks, step, offset: if offset.is_finite() { offset } else { 0.0 } }
+    }
+
+    fn label(&self, v: f64) -> String {
+        tick_label(v - self.offset, self.step)
+    }
+
+    /// What the axis shows: `value` or `value − OFFSET`.
+    fn desc(&self, what: &str) -> String {
+        if self.offset == 0.0 {
+            what.to_string()
+        } else if (1e-4..1e15).contains(&self.offset.abs()) {
+            format!("{what} − {}", self.offset)
+        } else {
+            format!("{what} − {:e}", self.offset)
+        }
+    }
+}
+
+/// A tick at `v` on an axis with ticks `step` apart: as many digits as the step needs.
+fn tick_label(v: f64, step: f64) -> String {
+    if v.abs() < step * 1e-6 {
+        return "0".into();
+    }
+    let decimals = (-step.log10().floor()).max(0.0) as usize;
+    if v.abs() < 1e6 && decimals <= 6 {
+        return format!("{v:.decimals$}");
+    }
+    let digits = ((v.abs().log10().floor() - step.log10().floor()).max(0.0) as usize + 1).min(17);
+    let s = format!("{:.*e}", digits - 1, v);
+    match s.split_once('e') {
+        Some((m, e)) if m.contains('.') => format!("{}e{e}", m.trim_end_matches('0').trim_end_matches('.')),
+        _ => s,
+    }
 }
 
 /// Key points (in axis coordinates) for an axis showing elements `k0..=k1` (fractional).
@@ -164,7 +228,7 @@ impl Ranged for Ticked {
         if self.hi == self.lo {
             return (limit.0 + limit.1) / 2;
         }
-        let t = ((v - self.lo) / (self.hi - self.lo)).clamp(-1e6, 1e6);
+        let t = fraction(*v, self.lo, self.hi).clamp(-1e6, 1e6);
         limit.0 + ((limit.1 - limit.0) as f64 * t + 1e-3).floor() as i32
     }
 
@@ -261,13 +325,13 @@ fn line_svg(bins: &Bins, spec: &PlotSpec) -> Result<String> {
     let total = bins.total();
     // the value range: finite values only, padded
     let (mut lo, mut hi) = if total.finite > 0 { (total.min, total.max) } else { (-1.0, 1.0) };
-    let pad = if hi > lo { (hi - lo) * 0.05 } else { (lo.abs() * 0.1).max(0.5) };
-    lo -= pad;
-    hi += pad;
-    if !exact {
-        // room for the legend above the data
-        hi += (hi - lo) * 0.15;
-    }
+    let widen = |lo: f64, hi: f64, below: f64, above: f64| {
+        let span = if hi > lo { hi / 2.0 - lo / 2.0 } else { (lo.abs() * 0.05).max(0.25) };
+        ((lo - 2.0 * below * span).max(f64::MIN), (hi + 2.0 * above * span).min(f64::MAX))
+    };
+    // 5% padding, and room for the legend above a band
+    (lo, hi) = widen(lo, hi, 0.05, if exact { 0.05 } else { 0.2 });
+    let yt = ValueTicks::new(lo, hi, 8);
     // x of each bin: the coordinate of its middle element
     let xs: Vec<f64> = (0..bax.bins)
         .map(|b| {
@@ -295,18 +359,18 @@ fn line_svg(bins: &Bins, spec: &PlotSpec) -> Result<String> {
             .margin(MARGIN)
             .x_label_area_size(X_LABELS)
             .y_label_area_size(Y_LABELS)
-            .build_cartesian_2d(Ticked::new(x0, x1, xticks), Ticked::new(lo, hi, ticks(lo, hi, 8, 0.0)))
+            .build_cartesian_2d(Ticked::new(x0, x1, xticks), Ticked::new(lo, hi, yt.ticks.clone()))
             .map_err(plot_err)?;
         chart
             .configure_mesh()
             .x_desc(ax.label.clone())
-            .y_desc("value")
+            .y_desc(yt.desc("value"))
             .label_style(font(13))
             .axis_desc_style(font(15))
             .bold_line_style(RGBColor(225, 225, 225))
             .light_line_style(TRANSPARENT)
             .x_label_formatter(&|u| index_label(ax, *u))
-            .y_label_formatter(&|v| fmt_num(*v))
+            .y_label_formatter(&|v| yt.label(*v))
             .draw()
             .map_err(plot_err)?;
         let top_edge = hi;
@@ -435,7 +499,10 @@ fn heatmap_svg(bins: &Bins, spec: &PlotSpec) -> Result<String> {
     let any_finite = vmin <= vmax;
     let (lo, hi) = match (any_finite, vmin < vmax) {
         (true, true) => (vmin, vmax),
-        (true, false) => (vmin - 0.5, vmax + 0.5),
+        (true, false) => {
+            let d = (vmin.abs() * 0.05).max(0.5);
+            (vmin - d, vmax + d)
+        }
         (false, _) => (0.0, 1.0),
     };
     let lut: Vec<RGBColor> = (0..256).map(|i| ViridisRGB.get_color(i as f32 / 255.0)).collect();
@@ -448,7 +515,7 @@ fn heatmap_svg(bins: &Bins, spec: &PlotSpec) -> Result<String> {
         } else if v == f64::NEG_INFINITY {
             0.0
         } else {
-            ((v - lo) / (hi - lo)).clamp(0.0, 1.0)
+            fraction(v, lo, hi).clamp(0.0, 1.0)
         };
         lut[(t * 255.0).round() as usize]
     };
@@ -506,13 +573,14 @@ fn heatmap_svg(bins: &Bins, spec: &PlotSpec) -> Result<String> {
             .y_label_formatter(&|v| index_label(rows, -*v))
             .draw()
             .map_err(plot_err)?;
+        let bt = ValueTicks::new(lo, hi, 10);
         let mut cbar = ChartBuilder::on(&side)
             .margin_top(MARGIN)
             .margin_bottom(MARGIN + X_LABELS)
             .margin_left(10)
             .margin_right(8)
             .right_y_label_area_size(CBAR_W - 10 - 8 - 22)
-            .build_cartesian_2d(0f64..1f64, Ticked::new(lo, hi, ticks(lo, hi, 10, 0.0)))
+            .build_cartesian_2d(0f64..1f64, Ticked::new(lo, hi, bt.ticks.clone()))
             .map_err(plot_err)?;
         cbar.plotting_area().fill(&MARK_BAR).map_err(plot_err)?;
         bar_px = cbar.plotting_area().get_pixel_range();
@@ -520,10 +588,13 @@ fn heatmap_svg(bins: &Bins, spec: &PlotSpec) -> Result<String> {
             .disable_mesh()
             .disable_x_axis()
             .label_style(font(13))
-            .y_label_formatter(&|v| fmt_num(*v))
+            .y_label_formatter(&|v| bt.label(*v))
             .draw()
             .map_err(plot_err)?;
         let mut lines = vec![spec.about.clone()];
+        if bt.offset != 0.0 {
+            lines[0].push_str(&format!("; colour bar: {}", bt.desc("value")));
+        }
         lines.push(if brow.exact() && bcol.exact() {
             "each cell: one element".to_string()
         } else {
@@ -597,6 +668,17 @@ mod tests {
         // values: a tick at zero is zero, not a rounding error
         let v = ticks(-1.10376, 1.10563, 10, 0.0);
         assert!(v.contains(&0.0) && v.len() >= 5, "{v:?}");
+        // far from zero: labels relative to an offset, with the digits the step needs
+        let t = ValueTicks::new(1e15 - 2.0, 1e15 + 2.0, 8);
+        assert_eq!(t.offset, 1e15);
+        assert_eq!(t.desc("value"), "value − 1e15");
+        assert_eq!(t.label(1e15 + 1.0), "1.0");
+        assert_eq!(tick_label(2.5e6, 5e5), "2.5e6");
+        assert_eq!(tick_label(0.4, 0.2), "0.4");
+        assert_eq!(tick_label(4e-7, 2e-7), "4e-7");
+        // spans beyond f64::MAX still give ticks
+        let t = ValueTicks::new(-1.7e308, 1.7e308, 8);
+        assert!(t.ticks.len() >= 3 && t.ticks.iter().all(|v| v.is_finite()), "{:?}", t.ticks);
         assert_eq!(v, vec![-1.0, -0.5, 0.0, 0.5, 1.0]);
         let ax = PlotAxis { label: "x".into(), start: 9, step: -1, len: 10 };
         // reversed: coordinates −9 … 0 stand for indices 9 … 0
