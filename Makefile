@@ -43,7 +43,12 @@ demo: release
 	@echo "--- the lesson: (cos(x)**2).mean(axis=1), first rows"
 	$(DSK_RELEASE) eval '(cos(ones((200000, 4000), chunks=(1000, 1000)))**2).mean(axis=1)[0:3]' --memory 1GiB --format csv
 	$(DSK_RELEASE) reduce $(DEMO)/x.zarr --op mean
-	$(DSK_RELEASE) reduce $(DEMO)/cos2.zarr $(DEMO)/row_means.zarr --op mean --axis 1
+	@echo "--- see the work: the plan's picture, the run's report, the result's plot"
+	$(DSK_RELEASE) graph '(x * x[::-1, ::-1]).mean()' x=$(DEMO)/x.zarr -o $(DEMO)/graph.svg
+	$(DSK_RELEASE) reduce $(DEMO)/cos2.zarr $(DEMO)/row_means.zarr --op mean --axis 1 --report $(DEMO)/report.html
+	$(DSK_RELEASE) plot $(DEMO)/row_means.zarr -o $(DEMO)/row_means.png
+	$(DSK_RELEASE) plot $(DEMO)/x.zarr -o $(DEMO)/x.png
+	@echo "open $(DEMO)/graph.svg, $(DEMO)/report.html, $(DEMO)/row_means.png and $(DEMO)/x.png"
 	$(DSK_RELEASE) rechunk $(DEMO)/x.zarr $(DEMO)/tall.zarr --chunks 5000,10 --memory 256MiB --explain
 	$(DSK_RELEASE) rechunk $(DEMO)/x.zarr $(DEMO)/tall.zarr --chunks 5000,10 --memory 256MiB
 

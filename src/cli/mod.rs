@@ -8,6 +8,7 @@ pub mod eval;
 pub mod export;
 pub mod graph;
 pub mod info;
+pub mod plot;
 pub mod rechunk;
 pub mod reduce;
 pub mod transform;
@@ -55,6 +56,8 @@ pub enum Command {
     Rechunk(rechunk::RechunkArgs),
     /// Draw the plan of an expression (tasks or stages) as SVG, PNG or DOT, without running it.
     Graph(graph::GraphArgs),
+    /// Draw an array (or a 1-D or 2-D slice of it) as a line plot or a heatmap, PNG or SVG.
+    Plot(plot::PlotArgs),
     /// Run a range of tasks of a job file (used by --scheduler processes).
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
@@ -290,8 +293,34 @@ pub fn chunking(
     Ok((chunks, shard, auto))
 }
 
+/// Refuse the options of a planned run (`--graph`, `--dashboard`, `--report`) for a command
+/// that has no plan (`info`, `plot`, `graph`'s own `-o`): silently ignored, they would look like
+/// they worked.
+fn refuse_run_views(command: &str, run: &RunArgs) -> Result<()> {
+    let given = [
+        ("--graph", run.graph.is_some()),
+        ("--dashboard", run.dashboard.is_some()),
+        ("--report", run.report.is_some()),
+    ];
+    match given.iter().find(|(_, g)| *g) {
+        Some((arg, _)) => Err(Error::usage(
+            *arg,
+            format!("dsk {command} has no planned run to draw or watch — use it with create, transform, eval, reduce, rechunk or export"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Command::Info(_) => refuse_run_views("info", &cli.run)?,
+        Command::Plot(_) => refuse_run_views("plot", &cli.run)?,
+        Command::Graph(_) if cli.run.dashboard.is_some() || cli.run.report.is_some() => {
+            refuse_run_views("graph", &cli.run)?
+        }
+        _ => {}
+    }
     match &cli.command {
         Command::Create(a) => create::run(a, &cli.run),
         Command::Info(a) => info::run(a),
@@ -301,6 +330,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Reduce(a) => reduce::run(a, &cli.run),
         Command::Rechunk(a) => rechunk::run(a, &cli.run),
         Command::Graph(a) => graph::run(a, &cli.run),
+        Command::Plot(a) => plot::run(a, &cli.run),
         Command::Worker(a) => worker::run(a),
     }
 }

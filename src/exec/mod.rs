@@ -12,6 +12,7 @@ pub mod budget;
 pub mod evaluate;
 pub mod export;
 pub mod journal;
+pub mod plot;
 pub mod run;
 pub mod tasks;
 pub mod workdir;

@@ -210,11 +210,10 @@ pub fn check_replaceable(path: &Path, arg: &str) -> Result<()> {
         Err(_) => Ok(()),
         Ok(m) if m.is_dir() => Err(Error::usage(arg, format!("{} is a directory — name a file", path.display()))),
         Ok(m) if m.is_file() && made_by_dsk(path) => Ok(()),
-        Ok(_) => Err(Error::usage(
-            arg,
+        Ok(_) => Err(Error::output(
+            path,
             format!(
-                "{} exists and was not written by dsk — dsk replaces only its own pictures and reports; choose another name or remove it",
-                path.display()
+                "already exists and was not written by dsk — dsk replaces only its own pictures and reports; choose another name for {arg}, or remove it"
             ),
         )),
     }
@@ -225,10 +224,21 @@ pub fn check_replaceable(path: &Path, arg: &str) -> Result<()> {
 /// dsk's mark, and an existing file is replaced only when it carries it too (see
 /// [`check_replaceable`]; commands call that before they run, so a long run is not lost to it).
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_file_over(path, bytes, false)
+}
+
+/// [`write_file`], replacing any existing file (not a directory) when `overwrite` (the user said
+/// `--overwrite`).
+pub fn write_file_over(path: &Path, bytes: &[u8], overwrite: bool) -> Result<()> {
     if path.as_os_str() == "-" {
         return crate::write_stdout(bytes);
     }
-    check_replaceable(path, "-o")?;
+    if path.is_dir() {
+        return Err(Error::output(path, "is a directory — name a file"));
+    }
+    if !overwrite {
+        check_replaceable(path, "-o")?;
+    }
     let bytes = &marked(path, bytes)[..];
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -267,7 +277,8 @@ mod tests {
     fn marks_and_replaces_only_its_own_files() {
         let d = tempfile::tempdir().unwrap();
         let png = d.path().join("p.png");
-        let svg = r##"<svg xmlns="http://www.w3.org/2000/svg" width="20" height="20"><rect width="9" height="9"/></svg>"##;
+        let svg =
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="20" height="20"><rect width="9" height="9"/></svg>"##;
         write_file(&png, &svg_to_png(svg, 1.0).unwrap()).unwrap();
         // still a PNG that decodes, with the mark
         let bytes = std::fs::read(&png).unwrap();

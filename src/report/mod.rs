@@ -8,6 +8,7 @@
 pub mod dashboard;
 pub mod draw;
 pub mod graph;
+pub mod plot;
 pub mod timeline;
 
 use std::io::Write;

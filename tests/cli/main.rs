@@ -4,6 +4,7 @@
 mod compute;
 mod graph;
 mod hostile;
+mod plot;
 mod regress;
 mod robust;
 mod util;

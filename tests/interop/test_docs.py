@@ -4,7 +4,7 @@ Each document (README.md, docs/*.md) is one session: its shell examples (the lin
 code blocks that call dsk) run in order in a fresh directory, as a reader following along would run
 them, with a few input files a reader is assumed to have (data.npy, measurements.npy, a.zarr, ...).
 The `--help` examples of the subcommands form one session too (create, info, export, transform,
-eval, reduce, rechunk, in that order), and the top-level `dsk --help` examples another.
+eval, reduce, rechunk, plot, in that order), and the top-level `dsk --help` examples another.
 
 The examples use the lesson's sizes (a 6.4 GB array of ones, 1.6 GB of random numbers); the test
 runs them on arrays 100x smaller by rewriting the sizes through SCALE (shapes, chunk shapes and
@@ -109,7 +109,7 @@ def test_doc_examples_run(doc, tmp_path):
 def test_help_examples_run(tmp_path):
     fixtures(tmp_path)
     examples = []
-    for cmd in ["create", "info", "export", "transform", "eval", "reduce", "rechunk", "graph"]:
+    for cmd in ["create", "info", "export", "transform", "eval", "reduce", "rechunk", "graph", "plot"]:
         ex = help_examples(cmd)
         assert ex, f"dsk {cmd} --help has no examples"
         examples += [(f"dsk {cmd} --help", l) for l in ex]
