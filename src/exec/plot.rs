@@ -123,7 +123,7 @@ pub fn reduce(
                     sink.event(&Event::TaskStart { stage, task: t, lane });
                     let off = unravel(t, span);
                     let idx: Vec<u64> = (0..nd).map(|a| first[a] + off[a]).collect();
-                    with_dtype!(dtype, T => fold_chunk::<T>(arr, sel, &kept, &axes, &grid.chunk_region(&idx), codec_threads, &out))
+                    with_dtype!(dtype, T => fold_chunk::<T>(arr, sel, kept, axes, &grid.chunk_region(&idx), codec_threads, out))
                 };
                 match r {
                     Ok(read) => {
