@@ -63,7 +63,7 @@ impl WorkDir {
         )?;
         let path = dir.keep();
         let lock = lock_new(&path).inspect_err(|_| {
-            let _ = fs::remove_dir_all(&path);
+            remove(&path);
         })?;
         Ok(WorkDir { path, keep: false, _lock: lock, adopted: false })
     }
@@ -133,9 +133,26 @@ fn lock_new(dir: &Path) -> Result<File> {
 impl Drop for WorkDir {
     fn drop(&mut self) {
         if !self.keep {
-            let _ = fs::remove_dir_all(&self.path);
+            remove(&self.path);
         }
     }
+}
+
+/// Remove a work directory with its lock file last: a run killed while removing it leaves a
+/// directory that still has its lock (free once the run is gone), which the next run reclaims —
+/// never a directory without a lock but with files, which nobody could tell from another's.
+fn remove(dir: &Path) -> bool {
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_name() == LOCK {
+                continue;
+            }
+            let p = e.path();
+            let _ = if e.file_type().is_ok_and(|t| t.is_dir()) { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
+        }
+    }
+    let _ = fs::remove_file(dir.join(LOCK));
+    fs::remove_dir(dir).is_ok()
 }
 
 /// Whether `dir` is a work directory whose run is gone: its lock is free, or (made before locks,
@@ -190,7 +207,7 @@ fn reclaim(base: &Path) {
             continue;
         }
         let size = dir_size(&dir);
-        if fs::remove_dir_all(&dir).is_ok() {
+        if remove(&dir) {
             eprintln!("dsk: removed {} ({}), the work directory of a run that stopped", dir.display(), human(size));
         }
     }
@@ -207,7 +224,7 @@ pub fn reclaim_in(base: Option<&Path>) {
 /// Remove the work directory `dir` of a partial output that is being discarded, if its run is gone.
 pub fn remove_if_abandoned(dir: &Path) {
     if dir.is_dir() && abandoned(dir) {
-        let _ = fs::remove_dir_all(dir);
+        remove(dir);
     }
 }
 
