@@ -8,7 +8,7 @@ DSK_DEBUG   := target/debug/dsk
 DSK_RELEASE := target/release/dsk
 DEMO    := target/demo
 
-.PHONY: all build release demo test test-rust test-interop lint fmt fixtures bench bench-large doc clean fuzz-diff
+.PHONY: all build release demo test test-rust test-interop lint fmt fixtures bench bench-large doc clean fuzz-diff pictures
 
 all: build
 
@@ -67,6 +67,10 @@ N    ?= 100000
 SEED ?= 1
 fuzz-diff: $(VENV)/.stamp build
 	DSK=$(abspath $(or $(DSK),$(DSK_DEBUG))) $(VPY) tests/interop/difftest.py --n $(N) --seed $(SEED) $(if $(JOBS),--jobs $(JOBS))
+
+# The screenshots of docs/observe.md, from real runs of the lesson in headless chromium.
+pictures: release $(VENV)/.stamp
+	$(VPY) scripts/observe_pictures.py
 
 lint:
 	$(CARGO) fmt --check
