@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,11 +51,20 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr> {
     })
 }
 
+/// Requests answered at once (pages, states, event streams); more are left unanswered.
+const MAX_CLIENTS: usize = 128;
+
+/// How long the end of the process waits for the answers under way (a page being sent, a stream
+/// sending its `end` event); a client that does not read is then left behind, not waited for.
+const DRAIN: Duration = Duration::from_secs(1);
+
 /// A running dashboard server.
 pub struct Dashboard {
     server: Arc<tiny_http::Server>,
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
+    /// Requests being answered, each on its own thread.
+    active: Arc<AtomicUsize>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -83,14 +92,15 @@ impl Dashboard {
         let bound = server.server_addr().to_ip().unwrap_or(addr);
         let server = Arc::new(server);
         let stop = Arc::new(AtomicBool::new(false));
+        let active = Arc::new(AtomicUsize::new(0));
         let thread = {
-            let (server, stop) = (Arc::clone(&server), Arc::clone(&stop));
+            let (server, stop, active) = (Arc::clone(&server), Arc::clone(&stop), Arc::clone(&active));
             std::thread::Builder::new()
                 .name("dsk-dashboard".into())
-                .spawn(move || serve(&server, &stop, &rec, &title))
+                .spawn(move || serve(&server, &stop, &active, &rec, &title))
                 .map_err(|e| Error::Internal(format!("cannot start the dashboard thread: {e}")))?
         };
-        Ok(Dashboard { server, addr: bound, stop, thread: Some(thread) })
+        Ok(Dashboard { server, addr: bound, stop, active, thread: Some(thread) })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -119,6 +129,21 @@ impl Dashboard {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        // answers under way get a moment to finish; one stuck on a client that does not read
+        // is left behind (the process ends without it)
+        let until = Instant::now() + DRAIN;
+        while self.active.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Counts a request as being answered until dropped.
+struct Active(Arc<AtomicUsize>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -128,41 +153,55 @@ impl Drop for Dashboard {
     }
 }
 
-fn serve(server: &tiny_http::Server, stop: &Arc<AtomicBool>, rec: &Arc<Recorder>, title: &str) {
-    let mut streams = vec![];
+fn serve(
+    server: &tiny_http::Server,
+    stop: &Arc<AtomicBool>,
+    active: &Arc<AtomicUsize>,
+    rec: &Arc<Recorder>,
+    title: &str,
+) {
+    let title: Arc<str> = Arc::from(title);
     while !stop.load(Ordering::Relaxed) {
         let req = match server.recv_timeout(Duration::from_millis(100)) {
             Ok(Some(r)) => r,
             Ok(None) => continue,
             Err(_) => break,
         };
-        let path = req.url().split('?').next().unwrap_or("/").to_string();
-        let html = |body: String| {
-            tiny_http::Response::from_string(body).with_header(header("Content-Type", "text/html; charset=utf-8"))
-        };
-        let _ = match (req.method(), path.as_str()) {
-            (tiny_http::Method::Get, "/" | "/index.html") => req.respond(html(page(title, None))),
-            (tiny_http::Method::Get, "/report.html") => req.respond(html(page(title, Some(&rec.snapshot())))),
-            (tiny_http::Method::Get, "/state") => req.respond(
-                tiny_http::Response::from_string(rec.snapshot().to_string())
-                    .with_header(header("Content-Type", "application/json")),
-            ),
-            (tiny_http::Method::Get, "/events") => {
-                let (rec, stop) = (Arc::clone(rec), Arc::clone(stop));
-                if let Ok(t) =
-                    std::thread::Builder::new().name("dsk-sse".into()).spawn(move || events(req, &rec, &stop))
-                {
-                    streams.push(t);
-                }
-                Ok(())
-            }
-            _ => req.respond(tiny_http::Response::from_string("not found\n").with_status_code(404)),
-        };
-        streams.retain(|t| !t.is_finished());
+        // Every answer is written on a thread of its own: writing blocks while the client does
+        // not read, and must block neither the other clients nor the end of the process.
+        if active.load(Ordering::SeqCst) >= MAX_CLIENTS {
+            // answering (even dropping a request answers it) could block: left unanswered
+            std::mem::forget(req);
+            continue;
+        }
+        active.fetch_add(1, Ordering::SeqCst);
+        let guard = Active(Arc::clone(active));
+        let (rec, stop, title) = (Arc::clone(rec), Arc::clone(stop), Arc::clone(&title));
+        let _ = std::thread::Builder::new().name("dsk-http".into()).spawn(move || {
+            let _guard = guard;
+            answer(req, &rec, &stop, &title)
+        });
     }
-    for t in streams {
-        let _ = t.join();
-    }
+}
+
+fn answer(req: tiny_http::Request, rec: &Recorder, stop: &AtomicBool, title: &str) {
+    let path = req.url().split('?').next().unwrap_or("/").to_string();
+    let html = |body: String| {
+        tiny_http::Response::from_string(body).with_header(header("Content-Type", "text/html; charset=utf-8"))
+    };
+    let _ = match (req.method(), path.as_str()) {
+        (tiny_http::Method::Get, "/" | "/index.html") => req.respond(html(page(title, None))),
+        (tiny_http::Method::Get, "/report.html") => req.respond(html(page(title, Some(&rec.snapshot())))),
+        (tiny_http::Method::Get, "/state") => req.respond(
+            tiny_http::Response::from_string(rec.snapshot().to_string())
+                .with_header(header("Content-Type", "application/json")),
+        ),
+        (tiny_http::Method::Get, "/events") => {
+            events(req, rec, stop);
+            Ok(())
+        }
+        _ => req.respond(tiny_http::Response::from_string("not found\n").with_status_code(404)),
+    };
 }
 
 fn header(k: &str, v: &str) -> tiny_http::Header {

@@ -267,7 +267,8 @@ mod tests {
     fn marks_and_replaces_only_its_own_files() {
         let d = tempfile::tempdir().unwrap();
         let png = d.path().join("p.png");
-        let svg = r##"<svg xmlns="http://www.w3.org/2000/svg" width="20" height="20"><rect width="9" height="9"/></svg>"##;
+        let svg =
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="20" height="20"><rect width="9" height="9"/></svg>"##;
         write_file(&png, &svg_to_png(svg, 1.0).unwrap()).unwrap();
         // still a PNG that decodes, with the mark
         let bytes = std::fs::read(&png).unwrap();

@@ -230,3 +230,29 @@ def test_report_replaces_only_its_own_file(tmp_path):
     first = rep.read_text()
     dsk("reduce", tmp_path / "x.zarr", "--op", "max", "--report", rep)
     assert rep.read_text() != first and "max" in rep.read_text()
+
+
+def test_a_client_that_never_reads_does_not_hold_up_the_end(tmp_path):
+    import socket
+
+    # 10,000 tasks: a report page of about a megabyte, asked for 50 times on one connection whose
+    # client never reads, plus event streams that are never read
+    dsk("create", "random", tmp_path / "x.zarr", "--shape", "1000,1000", "--chunks", "10,10", "-q")
+    proc, url = start_with_dashboard(tmp_path, "transform", tmp_path / "x.zarr", tmp_path / "y.zarr",
+                                     "--expr", "x + 1", delay_ms=0)
+    port = int(re.search(r":(\d+)/$", url).group(1))
+    socks = []
+    for path in ["/report.html", "/events", "/state"]:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", port))
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode() * 50)
+        socks.append(s)
+    try:
+        t0 = time.time()
+        err = finish(proc, timeout=60)
+        assert proc.returncode == 0, err.decode()
+        assert time.time() - t0 < 30
+    finally:
+        for s in socks:
+            s.close()
