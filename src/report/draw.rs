@@ -166,7 +166,7 @@ fn marked(path: &Path, bytes: &[u8]) -> Vec<u8> {
         }
         Some("png") if bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 33 => {
             // a tEXt chunk right after IHDR (8 signature + 25 IHDR bytes)
-            let data = &MARK_PNG[..];
+            let data = MARK_PNG;
             let mut chunk = ((data.len() - 4) as u32).to_be_bytes().to_vec();
             chunk.extend_from_slice(data);
             chunk.extend_from_slice(&crc32(data).to_be_bytes());
