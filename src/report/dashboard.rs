@@ -241,7 +241,7 @@ fn events(req: tiny_http::Request, rec: &Recorder, stop: &AtomicBool) {
 
 /// Save the report page of `rec` at `path` (written whole under a temporary name, then renamed).
 pub fn save_report(path: &Path, title: &str, rec: &Recorder) -> Result<()> {
-    super::draw::write_file(path, page(title, Some(&rec.snapshot())).as_bytes())
+    super::draw::write_file(path, "--report", page(title, Some(&rec.snapshot())).as_bytes())
 }
 
 #[cfg(test)]
