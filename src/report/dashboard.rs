@@ -22,10 +22,10 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:8787";
 const PAGE: &str = include_str!("page.html");
 
 /// The page with `data` inline (a report), or with none (the live dashboard reads `/events`).
-pub fn page(title: &str, data: Option<&serde_json::Value>) -> String {
+pub fn page(title: &str, data: Option<&str>) -> String {
     let json = match data {
         // `<` never appears raw inside the script element (it could close it)
-        Some(v) => v.to_string().replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026"),
+        Some(v) => v.replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026"),
         None => "null".to_string(),
     };
     PAGE.replacen("__TITLE__", &super::draw::xml_escape(title), 1).replacen("__DATA__", &json, 1)
@@ -193,8 +193,7 @@ fn answer(req: tiny_http::Request, rec: &Recorder, stop: &AtomicBool, title: &st
         (tiny_http::Method::Get, "/" | "/index.html") => req.respond(html(page(title, None))),
         (tiny_http::Method::Get, "/report.html") => req.respond(html(page(title, Some(&rec.snapshot())))),
         (tiny_http::Method::Get, "/state") => req.respond(
-            tiny_http::Response::from_string(rec.snapshot().to_string())
-                .with_header(header("Content-Type", "application/json")),
+            tiny_http::Response::from_string(rec.snapshot()).with_header(header("Content-Type", "application/json")),
         ),
         (tiny_http::Method::Get, "/events") => {
             events(req, rec, stop);
@@ -218,21 +217,24 @@ fn events(req: tiny_http::Request, rec: &Recorder, stop: &AtomicBool) {
     }
     let (mut rev, mut mem) = (0u64, 0usize);
     loop {
+        // read before `finished`: the dashboard stops only after the run has finished, so a
+        // stream told to stop still sends the final state and `end` (without them the page said
+        // "disconnected" after a run that went well)
+        let stopping = stop.load(Ordering::SeqCst);
         let finished = rec.finished();
-        let (d, m) = rec.delta(rev, mem);
-        let new_rev = d["rev"].as_u64().unwrap_or(rev);
-        if (rev == 0 || new_rev != rev)
-            && w.write_all(format!("data: {d}\n\n").as_bytes()).and_then(|_| w.flush()).is_err()
+        let d = rec.delta(rev, mem);
+        if (rev == 0 || d.rev != rev)
+            && w.write_all(format!("data: {}\n\n", d.text).as_bytes()).and_then(|_| w.flush()).is_err()
         {
             return;
         }
-        rev = new_rev;
-        mem = m;
+        rev = d.rev;
+        mem = d.mem_len;
         if finished {
             let _ = w.write_all(b"event: end\ndata: {}\n\n").and_then(|_| w.flush());
             return;
         }
-        if stop.load(Ordering::Relaxed) {
+        if stopping {
             return;
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -258,7 +260,7 @@ mod tests {
 
     #[test]
     fn inline_data_cannot_close_the_script() {
-        let p = page("t", Some(&serde_json::json!({"x": "</script><b>"})));
+        let p = page("t", Some(&serde_json::json!({"x": "</script><b>"}).to_string()));
         assert!(!p.contains("</script><b>"));
         assert!(p.contains("\\u003c/script\\u003e"));
     }

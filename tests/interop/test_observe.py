@@ -256,3 +256,33 @@ def test_a_client_that_never_reads_does_not_hold_up_the_end(tmp_path):
     finally:
         for s in socks:
             s.close()
+
+
+def test_many_event_streams_stay_small(tmp_path):
+    import threading
+
+    # 40 pages following a run of 10,000 tasks: each stream's full state is written as text
+    # (it was built as a tree of JSON values first, some 5 MB a client: 170 MB for 50 clients)
+    dsk("create", "random", tmp_path / "x.zarr", "--shape", "1000,1000", "--chunks", "10,10", "-q")
+    proc, url = start_with_dashboard(tmp_path, "transform", tmp_path / "x.zarr", tmp_path / "y.zarr",
+                                     "--expr", "x + 1", delay_ms=0)
+    got = []
+
+    def follow():
+        with urllib.request.urlopen(url + "events", timeout=60) as r:
+            body = r.read().decode()
+        got.append(body)
+
+    threads = [threading.Thread(target=follow, daemon=True) for _ in range(40)]
+    for t in threads:
+        t.start()
+    err = finish(proc, timeout=120)
+    for t in threads:
+        t.join(timeout=30)
+    assert proc.returncode == 0, err.decode()
+    assert len(got) == 40 and all("event: end" in b for b in got)
+    # every stream's first event is the whole state, as JSON
+    first = json.loads(got[0].split("\n\n")[0].removeprefix("data: "))
+    assert first["meta"]["command"] == "transform"
+    peak = summary_of(err)["peak_rss"]
+    assert peak < 100 << 20, f"peak RSS {peak / 2**20:.0f} MiB with 40 clients"
