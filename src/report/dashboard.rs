@@ -107,18 +107,27 @@ impl Dashboard {
         self.addr
     }
 
-    /// Stop serving, after `linger` (the page stays up that long after the run).
+    /// Stop serving, after `linger` (the page stays up that long after the run). A dashboard
+    /// that lingers is kept until [`linger`], which the binary calls once the run's summary or
+    /// error is printed — so the user sees how the run went right away, not after the linger.
     pub fn stop(mut self, linger: Duration) {
-        if !linger.is_zero() {
-            eprintln!(
-                "dsk: the dashboard stays up at http://{}/ for {} s (Ctrl-C to stop)",
-                self.addr,
-                linger.as_secs_f64()
-            );
-            let until = Instant::now() + linger;
-            while Instant::now() < until && !crate::exec::interrupted() {
-                std::thread::sleep(Duration::from_millis(100));
-            }
+        if linger.is_zero() {
+            self.shutdown();
+        } else {
+            // the page shows the end of the run at once; it just stays up
+            *LINGERING.lock().unwrap_or_else(|p| p.into_inner()) = Some((self, linger));
+        }
+    }
+
+    fn linger_then_stop(mut self, linger: Duration) {
+        eprintln!(
+            "dsk: the dashboard stays up at http://{}/ for {} s (Ctrl-C to stop)",
+            self.addr,
+            linger.as_secs_f64()
+        );
+        let until = Instant::now() + linger;
+        while Instant::now() < until && !crate::exec::interrupted() {
+            std::thread::sleep(Duration::from_millis(100));
         }
         self.shutdown();
     }
@@ -135,6 +144,17 @@ impl Dashboard {
         while self.active.load(Ordering::SeqCst) > 0 && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+}
+
+static LINGERING: std::sync::Mutex<Option<(Dashboard, Duration)>> = std::sync::Mutex::new(None);
+
+/// Keep the dashboard of the run that just ended up for its `--dashboard-linger` (Ctrl-C ends it
+/// sooner), then stop it; nothing when no dashboard lingers. Call after the run's summary.
+pub fn linger() {
+    let parked = LINGERING.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some((d, t)) = parked {
+        d.linger_then_stop(t);
     }
 }
 

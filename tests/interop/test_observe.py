@@ -286,3 +286,30 @@ def test_many_event_streams_stay_small(tmp_path):
     assert first["meta"]["command"] == "transform"
     peak = summary_of(err)["peak_rss"]
     assert peak < 100 << 20, f"peak RSS {peak / 2**20:.0f} MiB with 40 clients"
+
+
+def test_linger_comes_after_the_summary_and_ctrl_c_ends_it(tmp_path):
+    dsk("create", "ones", tmp_path / "x.zarr", "--shape", "100,100", "--chunks", "50,50", "-q")
+    proc = subprocess.Popen([DSK, "transform", tmp_path / "x.zarr", tmp_path / "y.zarr", "--expr", "x + 1",
+                             "--dashboard=127.0.0.1:0", "--dashboard-linger", "60"],
+                            stderr=subprocess.PIPE, start_new_session=True)
+    lines = []
+    try:
+        while True:
+            line = proc.stderr.readline().decode()
+            assert line, "".join(lines)
+            lines.append(line)
+            if "stays up" in line:
+                break
+        # the run's summary is shown at once, not after the linger
+        assert any(l.startswith("dsk: wrote") for l in lines), "".join(lines)
+        url = re.search(r"(http://\S+/)", lines[-1]).group(1)
+        assert json.loads(urllib.request.urlopen(url + "state", timeout=10).read())["status"] == "done"
+        t0 = time.time()
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=10)
+        assert time.time() - t0 < 5
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
