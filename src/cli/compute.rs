@@ -427,8 +427,19 @@ impl Observed {
         let title = format!("{}: {}", pplan.command, pplan.text);
         let dashboard = match &run.dashboard {
             Some(a) => {
-                let d = Dashboard::start(parse_addr(a)?, a == DEFAULT_ADDR, recorder.clone(), title.clone())?;
-                eprintln!("dsk: dashboard at http://{}/", d.addr());
+                let mut d = Dashboard::start(parse_addr(a)?, a == DEFAULT_ADDR, recorder.clone(), title.clone())?;
+                // --progress json promises one JSON object per line on stderr
+                d.json = run.progress == report::ProgressMode::Json;
+                if d.json {
+                    report::emit(
+                        json!({"event": "dashboard", "url": format!("http://{}/", d.addr()), "port_taken": d.taken}),
+                    );
+                } else {
+                    if let Some(p) = d.taken {
+                        eprintln!("dsk: port {p} is in use; the dashboard takes another");
+                    }
+                    eprintln!("dsk: dashboard at http://{}/", d.addr());
+                }
                 Some(d)
             }
             None => None,

@@ -65,6 +65,10 @@ pub struct Dashboard {
     stop: Arc<AtomicBool>,
     /// Requests being answered, each on its own thread.
     active: Arc<AtomicUsize>,
+    /// The default port, when it was taken and another was chosen.
+    pub taken: Option<u16>,
+    /// `--progress json`: say so as JSON events on stderr, not as text lines.
+    pub json: bool,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -72,6 +76,7 @@ impl Dashboard {
     /// Serve `rec` on `addr`. When `addr` is the default and its port is taken, another port is
     /// chosen (as Dask does) and said on stderr.
     pub fn start(addr: SocketAddr, default: bool, rec: Arc<Recorder>, title: String) -> Result<Dashboard> {
+        let mut taken = None;
         let server = match tiny_http::Server::http(addr) {
             Ok(s) => s,
             Err(e) if default => {
@@ -79,7 +84,7 @@ impl Dashboard {
                 let s = tiny_http::Server::http(any).map_err(|e2| {
                     Error::Internal(format!("cannot serve the dashboard on {addr} ({e}) nor on another port ({e2})"))
                 })?;
-                eprintln!("dsk: port {} is in use; the dashboard takes another", addr.port());
+                taken = Some(addr.port());
                 s
             }
             Err(e) => {
@@ -100,7 +105,7 @@ impl Dashboard {
                 .spawn(move || serve(&server, &stop, &active, &rec, &title))
                 .map_err(|e| Error::Internal(format!("cannot start the dashboard thread: {e}")))?
         };
-        Ok(Dashboard { server, addr: bound, stop, active, thread: Some(thread) })
+        Ok(Dashboard { server, addr: bound, stop, active, taken, json: false, thread: Some(thread) })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -120,11 +125,17 @@ impl Dashboard {
     }
 
     fn linger_then_stop(mut self, linger: Duration) {
-        eprintln!(
-            "dsk: the dashboard stays up at http://{}/ for {} s (Ctrl-C to stop)",
-            self.addr,
-            linger.as_secs_f64()
-        );
+        if self.json {
+            super::emit(serde_json::json!({
+                "event": "dashboard_linger", "url": format!("http://{}/", self.addr), "seconds": linger.as_secs_f64(),
+            }));
+        } else {
+            eprintln!(
+                "dsk: the dashboard stays up at http://{}/ for {} s (Ctrl-C to stop)",
+                self.addr,
+                linger.as_secs_f64()
+            );
+        }
         let until = Instant::now() + linger;
         while Instant::now() < until && !crate::exec::interrupted() {
             std::thread::sleep(Duration::from_millis(100));

@@ -144,9 +144,10 @@ def start_with_dashboard(tmp_path, *args, delay_ms=40):
         if not line:
             break
         lines.append(line)
-        m = re.search(r"dashboard at (http://\S+)", line)
-        if m:
-            url = m.group(1)
+        # --progress json: every line on stderr is a JSON object, the address too
+        event = json.loads(line)
+        if event["event"] == "dashboard":
+            url = event["url"]
             break
     if url is None:
         proc.kill()
@@ -284,6 +285,9 @@ def test_many_event_streams_stay_small(tmp_path):
     # every stream's first event is the whole state, as JSON
     first = json.loads(got[0].split("\n\n")[0].removeprefix("data: "))
     assert first["meta"]["command"] == "transform"
+    # --progress json: every line on stderr is a JSON object (the dashboard's address too)
+    for line in err.decode().splitlines():
+        json.loads(line)
     peak = summary_of(err)["peak_rss"]
     assert peak < 100 << 20, f"peak RSS {peak / 2**20:.0f} MiB with 40 clients"
 
