@@ -37,6 +37,8 @@ fn main() {
             e.exit_code()
         }
     };
+    // --dashboard-linger: after the summary or the error, not before
+    dsk::report::dashboard::linger();
     std::process::exit(code);
 }
 

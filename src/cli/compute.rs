@@ -399,6 +399,20 @@ impl Observed {
                 ));
             }
             report::draw::check_replaceable(p, "--report")?;
+            if let Some(clash) = run_paths(pplan).into_iter().find(|q| same_or_inside(p, q)) {
+                return Err(Error::usage(
+                    "--report",
+                    format!(
+                        "{} is {} of this run — name the report elsewhere, e.g. --report run.html",
+                        p.display(),
+                        if same_or_inside(&clash, p) {
+                            format!("the array or file {}", clash.display())
+                        } else {
+                            format!("inside {}", clash.display())
+                        }
+                    ),
+                ));
+            }
         }
         if !run.dashboard_linger.is_finite() || run.dashboard_linger < 0.0 || run.dashboard_linger > 86_400.0 {
             return Err(Error::usage("--dashboard-linger", "give a number of seconds between 0 and 86400"));
@@ -413,8 +427,19 @@ impl Observed {
         let title = format!("{}: {}", pplan.command, pplan.text);
         let dashboard = match &run.dashboard {
             Some(a) => {
-                let d = Dashboard::start(parse_addr(a)?, a == DEFAULT_ADDR, recorder.clone(), title.clone())?;
-                eprintln!("dsk: dashboard at http://{}/", d.addr());
+                let mut d = Dashboard::start(parse_addr(a)?, a == DEFAULT_ADDR, recorder.clone(), title.clone())?;
+                // --progress json promises one JSON object per line on stderr
+                d.json = run.progress == report::ProgressMode::Json;
+                if d.json {
+                    report::emit(
+                        json!({"event": "dashboard", "url": format!("http://{}/", d.addr()), "port_taken": d.taken}),
+                    );
+                } else {
+                    if let Some(p) = d.taken {
+                        eprintln!("dsk: port {p} is in use; the dashboard takes another");
+                    }
+                    eprintln!("dsk: dashboard at http://{}/", d.addr());
+                }
                 Some(d)
             }
             None => None,
@@ -449,6 +474,44 @@ impl Observed {
             _ => Ok(()),
         }
     }
+}
+
+/// The arrays and files a run reads or writes.
+fn run_paths(pplan: &PhysicalPlan) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = pplan.inputs.iter().map(|i| i.path.clone()).collect();
+    if let Some(o) = pplan.output {
+        match &pplan.arrays[o].place {
+            Place::Output(p) | Place::Work(p) => v.push(p.clone()),
+        }
+    }
+    for s in &pplan.stages {
+        match &s.op {
+            StageOp::Export { path: Some(p), .. } => v.push(p.clone()),
+            StageOp::Import { file, .. } => v.push(file.path.clone()),
+            _ => {}
+        }
+    }
+    v
+}
+
+/// True when `a` is `b` or a path inside it (both made absolute, `.` and `..` resolved as
+/// written).
+fn same_or_inside(a: &Path, b: &Path) -> bool {
+    fn norm(p: &Path) -> PathBuf {
+        let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let mut out = PathBuf::new();
+        for c in abs.components() {
+            match c {
+                std::path::Component::CurDir => {}
+                std::path::Component::ParentDir => {
+                    out.pop();
+                }
+                c => out.push(c),
+            }
+        }
+        out
+    }
+    norm(a).starts_with(norm(b))
 }
 
 /// The peak memory of a run, for summaries: this process, and its worker children if any.

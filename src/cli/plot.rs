@@ -80,7 +80,7 @@ fn default_output(path: &Path) -> PathBuf {
 /// picture with dsk's mark), or with `--overwrite`.
 fn check_output(out: &Path, overwrite: bool) -> Result<()> {
     if out.is_dir() {
-        return Err(Error::output(out, "is a directory — name a .png or .svg file"));
+        return Err(Error::usage("-o", format!("{} is a directory — name a .png or .svg file", out.display())));
     }
     if overwrite {
         return Ok(());
@@ -213,7 +213,7 @@ pub fn run(args: &PlotArgs, run: &RunArgs) -> Result<()> {
         PictureFormat::Png => draw::svg_to_png(&svg, 1.0)?,
         _ => svg.into_bytes(),
     };
-    draw::write_file_over(&out, &bytes, args.overwrite)?;
+    draw::write_file_over(&out, "-o", &bytes, args.overwrite)?;
 
     let kind = if kept.len() == 1 { "line plot" } else { "heatmap" };
     let pixels: Vec<u64> = bins.axes.iter().map(|a| a.bins).collect();

@@ -219,25 +219,26 @@ pub fn check_replaceable(path: &Path, arg: &str) -> Result<()> {
     }
 }
 
-/// Write `bytes` to `path` (or stdout for `-`): under a temporary name in the same directory,
-/// renamed over `path` when complete, so a reader never sees half a picture. The file carries
+/// Write `bytes` to `path` (or stdout for `-`; `arg` is the option that named it): under a
+/// temporary name in the same directory, renamed over `path` when complete, so a reader never
+/// sees half a picture. The file carries
 /// dsk's mark, and an existing file is replaced only when it carries it too (see
 /// [`check_replaceable`]; commands call that before they run, so a long run is not lost to it).
-pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_file_over(path, bytes, false)
+pub fn write_file(path: &Path, arg: &str, bytes: &[u8]) -> Result<()> {
+    write_file_over(path, arg, bytes, false)
 }
 
 /// [`write_file`], replacing any existing file (not a directory) when `overwrite` (the user said
 /// `--overwrite`).
-pub fn write_file_over(path: &Path, bytes: &[u8], overwrite: bool) -> Result<()> {
+pub fn write_file_over(path: &Path, arg: &str, bytes: &[u8], overwrite: bool) -> Result<()> {
     if path.as_os_str() == "-" {
         return crate::write_stdout(bytes);
     }
     if path.is_dir() {
-        return Err(Error::output(path, "is a directory — name a file"));
+        return Err(Error::usage(arg, format!("{} is a directory — name a file", path.display())));
     }
     if !overwrite {
-        check_replaceable(path, "-o")?;
+        check_replaceable(path, arg)?;
     }
     let bytes = &marked(path, bytes)[..];
     let dir = match path.parent() {
@@ -279,18 +280,18 @@ mod tests {
         let png = d.path().join("p.png");
         let svg =
             r##"<svg xmlns="http://www.w3.org/2000/svg" width="20" height="20"><rect width="9" height="9"/></svg>"##;
-        write_file(&png, &svg_to_png(svg, 1.0).unwrap()).unwrap();
+        write_file(&png, "-o", &svg_to_png(svg, 1.0).unwrap()).unwrap();
         // still a PNG that decodes, with the mark
         let bytes = std::fs::read(&png).unwrap();
         assert!(resvg::tiny_skia::Pixmap::decode_png(&bytes).is_ok());
-        write_file(&png, &svg_to_png(svg, 1.0).unwrap()).unwrap();
+        write_file(&png, "-o", &svg_to_png(svg, 1.0).unwrap()).unwrap();
         let s = d.path().join("x.svg");
-        write_file(&s, format!("<?xml version=\"1.0\"?>{svg}").as_bytes()).unwrap();
+        write_file(&s, "-o", format!("<?xml version=\"1.0\"?>{svg}").as_bytes()).unwrap();
         assert!(resvg::usvg::Tree::from_data(&std::fs::read(&s).unwrap(), &Default::default()).is_ok());
-        write_file(&s, svg.as_bytes()).unwrap();
+        write_file(&s, "-o", svg.as_bytes()).unwrap();
         let mine = d.path().join("mine.svg");
         std::fs::write(&mine, svg).unwrap();
-        assert!(write_file(&mine, svg.as_bytes()).is_err());
+        assert!(write_file(&mine, "-o", svg.as_bytes()).is_err());
         assert_eq!(std::fs::read_to_string(&mine).unwrap(), svg);
     }
 

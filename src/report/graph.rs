@@ -137,7 +137,7 @@ pub fn write(plan: &PhysicalPlan, path: &Path, level: Option<Level>, arg: &str, 
         }
         _ => to_svg(&g).into_bytes(),
     };
-    draw::write_file(path, &bytes)
+    draw::write_file(path, arg, &bytes)
 }
 
 /// The graph of `plan` at `level` (or the level chosen for it).

@@ -175,7 +175,7 @@ impl Default for JsonEvents {
     }
 }
 
-fn emit(v: serde_json::Value) {
+pub(crate) fn emit(v: serde_json::Value) {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{v}");
 }

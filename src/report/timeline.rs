@@ -202,49 +202,134 @@ impl Recorder {
         self.lock().status != "running"
     }
 
-    /// Everything, as one JSON object (what the report embeds).
-    pub fn snapshot(&self) -> Value {
-        self.delta(0, 0).0
+    /// Everything, as the text of one JSON object (what the report embeds).
+    pub fn snapshot(&self) -> String {
+        self.delta(0, 0).text
     }
 
     /// What changed after revision `since` (0: everything) and the memory samples from index
-    /// `mem_from` on; returns it with the sample index the client has reached. `"rev"` is the
-    /// revision the client is then at; `"mem_reset"` tells it to drop its samples (they were
-    /// thinned since).
-    pub fn delta(&self, since: u64, mem_from: usize) -> (Value, usize) {
+    /// `mem_from` on, as the text of one JSON object. `"rev"` is the revision the client is then
+    /// at; `"mem_reset"` tells it to drop its samples (they were thinned since).
+    ///
+    /// Every client of the dashboard asks for this four times a second while the run's threads
+    /// wait on the same lock: the lock is held only to copy the changes out (plain numbers), and
+    /// the text is written straight from them, not through a tree of JSON values (which took
+    /// some 5 MB per client for a full state).
+    pub fn delta(&self, since: u64, mem_from: usize) -> Delta {
         let s = self.lock();
         let now = s.end.unwrap_or_else(|| self.now());
-        let bars: Vec<Value> = s
+        let bars: Vec<BarOut> = s
             .bars
             .iter()
             .enumerate()
             .filter(|(_, b)| b.rev > since)
-            .map(|(i, b)| json!([i, b.stage, b.lane, b.task, ms(b.t0), ms(b.t1), b.count]))
+            .map(|(i, b)| (i, b.stage, b.lane, b.task, b.t0, b.t1, b.count))
             .collect();
         let reset = mem_from > s.mem.len() || (since > 0 && s.mem_rev > since);
         let from = if reset { 0 } else { mem_from };
-        let mut v = json!({
-            "rev": s.rev,
-            "now": ms(now),
-            "status": s.status,
-            "error": s.error,
-            "lanes": s.lanes,
-            "merged": s.merged,
-            "bars": bars,
-            "running": s.running.iter().map(|(&(st, task), &(lane, t0))| json!([st, lane, task, ms(t0)])).collect::<Vec<_>>(),
-            "stages": s.stages.iter().map(stage_json).collect::<Vec<_>>(),
-            "mem": s.mem[from..].iter().map(|&(t, f, r)| json!([ms(t), f, r])).collect::<Vec<_>>(),
-            "mem_reset": reset,
-            "peak_rss": s.peak_rss,
-            "peak_in_flight": s.peak_in_flight,
-            "summary": s.summary,
-        });
-        if since == 0 {
-            v["meta"] = self.meta.clone();
-            v["meta"]["started_unix"] = json!(self.started_unix);
-        }
-        (v, s.mem.len())
+        let out = DeltaOut {
+            rev: s.rev,
+            now,
+            status: s.status,
+            error: s.error.clone(),
+            lanes: s.lanes,
+            merged: s.merged,
+            bars,
+            running: s.running.iter().map(|(&(st, task), &(lane, t0))| (st, lane, task, t0)).collect(),
+            stages: s.stages.iter().map(stage_json).collect(),
+            mem: s.mem[from..].to_vec(),
+            mem_reset: reset,
+            peak_rss: s.peak_rss,
+            peak_in_flight: s.peak_in_flight,
+            summary: s.summary.clone(),
+        };
+        let (rev, mem_len) = (s.rev, s.mem.len());
+        drop(s);
+        let mut text = String::with_capacity(256 + out.bars.len() * 48 + out.mem.len() * 40);
+        write_delta(&mut text, &out, (since == 0).then_some((&self.meta, self.started_unix)));
+        Delta { text, rev, mem_len }
     }
+}
+
+/// A delta as JSON text, with the revision and the memory sample index the client reaches.
+pub struct Delta {
+    pub text: String,
+    pub rev: u64,
+    pub mem_len: usize,
+}
+
+/// (index, stage, lane, task, start s, end s, tasks merged into the bar).
+type BarOut = (usize, usize, usize, u64, f64, f64, u64);
+
+struct DeltaOut {
+    rev: u64,
+    now: f64,
+    status: &'static str,
+    error: Option<String>,
+    lanes: usize,
+    merged: bool,
+    bars: Vec<BarOut>,
+    /// (stage, lane, task, start s).
+    running: Vec<(usize, usize, u64, f64)>,
+    stages: Vec<Value>,
+    mem: Vec<(f64, u64, u64)>,
+    mem_reset: bool,
+    peak_rss: u64,
+    peak_in_flight: u64,
+    summary: Option<Value>,
+}
+
+/// Write `d` (and `meta`, for a full state) as one JSON object; times in milliseconds.
+fn write_delta(o: &mut String, d: &DeltaOut, meta: Option<(&Value, f64)>) {
+    use std::fmt::Write as _;
+    let _ = write!(
+        o,
+        "{{\"rev\":{},\"now\":{},\"status\":{},\"error\":{},\"lanes\":{},\"merged\":{},\"bars\":[",
+        d.rev,
+        num(ms(d.now)),
+        js(&d.status),
+        js(&d.error),
+        d.lanes,
+        d.merged
+    );
+    for (k, &(i, st, lane, task, t0, t1, n)) in d.bars.iter().enumerate() {
+        let sep = if k == 0 { "" } else { "," };
+        let _ = write!(o, "{sep}[{i},{st},{lane},{task},{},{},{n}]", num(ms(t0)), num(ms(t1)));
+    }
+    o.push_str("],\"running\":[");
+    for (k, &(st, lane, task, t0)) in d.running.iter().enumerate() {
+        let sep = if k == 0 { "" } else { "," };
+        let _ = write!(o, "{sep}[{st},{lane},{task},{}]", num(ms(t0)));
+    }
+    let _ = write!(o, "],\"stages\":{},\"mem\":[", js(&d.stages));
+    for (k, &(t, f, r)) in d.mem.iter().enumerate() {
+        let sep = if k == 0 { "" } else { "," };
+        let _ = write!(o, "{sep}[{},{f},{r}]", num(ms(t)));
+    }
+    let _ = write!(
+        o,
+        "],\"mem_reset\":{},\"peak_rss\":{},\"peak_in_flight\":{},\"summary\":{}",
+        d.mem_reset,
+        d.peak_rss,
+        d.peak_in_flight,
+        js(&d.summary)
+    );
+    if let Some((meta, started)) = meta {
+        let mut m = meta.clone();
+        m["started_unix"] = json!(started);
+        let _ = write!(o, ",\"meta\":{m}");
+    }
+    o.push('}');
+}
+
+/// A number as JSON writes it (`null` for NaN and infinities, which JSON cannot hold).
+fn num(x: f64) -> String {
+    json!(x).to_string()
+}
+
+/// Anything serde can write, as JSON text.
+fn js<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
 fn stage_json(r: &StageRec) -> Value {
@@ -452,6 +537,41 @@ mod tests {
     fn quotes_like_a_shell() {
         let a: Vec<String> = ["dsk", "eval", "x * 2", "it's"].iter().map(|s| s.to_string()).collect();
         assert_eq!(shell_line(&a), "dsk eval 'x * 2' 'it'\\''s'");
+    }
+
+    #[test]
+    fn deltas_are_json_written_straight() {
+        let d = DeltaOut {
+            rev: 7,
+            now: 1.5,
+            status: "failed",
+            error: Some("a \"quoted\" </script> error".into()),
+            lanes: 2,
+            merged: false,
+            bars: vec![(0, 0, 1, 3, 0.0001, 0.25, 1), (1, 0, 0, 4, 0.1, f64::NAN, 2)],
+            running: vec![(0, 1, 5, 0.2)],
+            stages: vec![json!({"name": "s"})],
+            mem: vec![(0.1, 10, 20)],
+            mem_reset: true,
+            peak_rss: 20,
+            peak_in_flight: 10,
+            summary: None,
+        };
+        let mut text = String::new();
+        write_delta(&mut text, &d, Some((&json!({"command": "eval"}), 2.0)));
+        let v: Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(v["rev"], 7);
+        assert_eq!(v["now"], 1500.0);
+        assert_eq!(v["error"], "a \"quoted\" </script> error");
+        assert_eq!(v["bars"], json!([[0, 0, 1, 3, 0.1, 250.0, 1], [1, 0, 0, 4, 100.0, null, 2]]));
+        assert_eq!(v["running"], json!([[0, 1, 5, 200.0]]));
+        assert_eq!(v["mem"], json!([[100.0, 10, 20]]));
+        assert_eq!(v["meta"], json!({"command": "eval", "started_unix": 2.0}));
+        assert_eq!(v["summary"], Value::Null);
+        let mut text = String::new();
+        write_delta(&mut text, &DeltaOut { bars: vec![], running: vec![], mem: vec![], ..d }, None);
+        let v: Value = serde_json::from_str(&text).expect("valid JSON");
+        assert!(v.get("meta").is_none() && v["bars"] == json!([]));
     }
 
     #[test]

@@ -148,3 +148,30 @@ fn graph_level_tasks_refuses_a_huge_plan_at_once() {
     let svg = std::fs::read_to_string(t.path("huge.svg")).expect("huge.svg written");
     assert!(nodes(&svg, "stage") >= 2);
 }
+
+// --report and --graph name files of their own: never the run's arrays (found in review)
+
+#[test]
+fn report_never_names_an_array_or_file_of_the_run() {
+    let t = TestDir::new();
+    small(&t);
+    // the output: refused before running, not after (the run wrote y.html, then the report
+    // failed with "-o: y.html is a directory" and exit 2)
+    t.dsk(&["transform", "x.zarr", "y.html", "--expr", "x + 1", "--report", "y.html"])
+        .fails(2, &["--report", "y.html", "elsewhere"]);
+    assert!(!t.path("y.html").exists(), "nothing ran");
+    t.dsk(&["transform", "x.zarr", "y.zarr", "--expr", "x + 1", "--report", "x.zarr/r.html"])
+        .fails(2, &["--report", "inside x.zarr"]);
+    assert!(!t.path("x.zarr/r.html").exists() && !t.path("y.zarr").exists());
+    // a file in the way is named by the option that named it
+    std::fs::create_dir(t.path("d.svg")).unwrap();
+    t.dsk(&["transform", "x.zarr", "y.zarr", "--expr", "x + 1", "--graph", "d.svg"])
+        .fails(2, &["--graph", "directory"]);
+    std::fs::write(t.path("mine.svg"), "<svg/>").unwrap();
+    t.dsk(&["graph", "x.sum()", "x=x.zarr", "-o", "mine.svg"]).fails(1, &["-o", "not written by dsk"]);
+    t.dsk(&["transform", "x.zarr", "y.zarr", "--expr", "x + 1", "--graph", "mine.svg"])
+        .fails(1, &["--graph", "not written by dsk"]);
+    // a report elsewhere is written
+    t.dsk(&["transform", "x.zarr", "y.html", "--expr", "x + 1", "--report", "run.html"]).ok();
+    assert!(std::fs::read_to_string(t.path("run.html")).unwrap().contains("<meta name=\"generator\" content=\"dsk\">"));
+}

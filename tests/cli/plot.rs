@@ -106,7 +106,7 @@ fn plot_without_output_writes_name_png_and_replaces_only_pictures() {
     t.dsk(&["plot", "ramp.zarr", "-o", "notes.png", "--overwrite"]).ok();
     png(&t, "notes.png");
     fs::create_dir(t.path("dir.png")).expect("mkdir");
-    t.dsk(&["plot", "ramp.zarr", "-o", "dir.png", "--overwrite"]).fails(1, &["dir.png", "directory"]);
+    t.dsk(&["plot", "ramp.zarr", "-o", "dir.png", "--overwrite"]).fails(2, &["dir.png", "directory"]);
     t.dsk(&["plot", "ramp.zarr", "-o", "ramp.svg"]).ok();
     fs::write(t.path("text.svg"), "hello").expect("write");
     t.dsk(&["plot", "ramp.zarr", "-o", "text.svg"]).fails(1, &["text.svg", "not written by dsk"]);

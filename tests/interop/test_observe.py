@@ -144,9 +144,10 @@ def start_with_dashboard(tmp_path, *args, delay_ms=40):
         if not line:
             break
         lines.append(line)
-        m = re.search(r"dashboard at (http://\S+)", line)
-        if m:
-            url = m.group(1)
+        # --progress json: every line on stderr is a JSON object, the address too
+        event = json.loads(line)
+        if event["event"] == "dashboard":
+            url = event["url"]
             break
     if url is None:
         proc.kill()
@@ -230,3 +231,89 @@ def test_report_replaces_only_its_own_file(tmp_path):
     first = rep.read_text()
     dsk("reduce", tmp_path / "x.zarr", "--op", "max", "--report", rep)
     assert rep.read_text() != first and "max" in rep.read_text()
+
+
+def test_a_client_that_never_reads_does_not_hold_up_the_end(tmp_path):
+    import socket
+
+    # 10,000 tasks: a report page of about a megabyte, asked for 50 times on one connection whose
+    # client never reads, plus event streams that are never read
+    dsk("create", "random", tmp_path / "x.zarr", "--shape", "1000,1000", "--chunks", "10,10", "-q")
+    proc, url = start_with_dashboard(tmp_path, "transform", tmp_path / "x.zarr", tmp_path / "y.zarr",
+                                     "--expr", "x + 1", delay_ms=0)
+    port = int(re.search(r":(\d+)/$", url).group(1))
+    socks = []
+    for path in ["/report.html", "/events", "/state"]:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", port))
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode() * 50)
+        socks.append(s)
+    try:
+        t0 = time.time()
+        err = finish(proc, timeout=60)
+        assert proc.returncode == 0, err.decode()
+        assert time.time() - t0 < 30
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_many_event_streams_stay_small(tmp_path):
+    import threading
+
+    # 40 pages following a run of 10,000 tasks: each stream's full state is written as text
+    # (it was built as a tree of JSON values first, some 5 MB a client: 170 MB for 50 clients)
+    dsk("create", "random", tmp_path / "x.zarr", "--shape", "1000,1000", "--chunks", "10,10", "-q")
+    proc, url = start_with_dashboard(tmp_path, "transform", tmp_path / "x.zarr", tmp_path / "y.zarr",
+                                     "--expr", "x + 1", delay_ms=0)
+    got = []
+
+    def follow():
+        with urllib.request.urlopen(url + "events", timeout=60) as r:
+            body = r.read().decode()
+        got.append(body)
+
+    threads = [threading.Thread(target=follow, daemon=True) for _ in range(40)]
+    for t in threads:
+        t.start()
+    err = finish(proc, timeout=120)
+    for t in threads:
+        t.join(timeout=30)
+    assert proc.returncode == 0, err.decode()
+    assert len(got) == 40 and all("event: end" in b for b in got)
+    # every stream's first event is the whole state, as JSON
+    first = json.loads(got[0].split("\n\n")[0].removeprefix("data: "))
+    assert first["meta"]["command"] == "transform"
+    # --progress json: every line on stderr is a JSON object (the dashboard's address too)
+    for line in err.decode().splitlines():
+        json.loads(line)
+    peak = summary_of(err)["peak_rss"]
+    assert peak < 100 << 20, f"peak RSS {peak / 2**20:.0f} MiB with 40 clients"
+
+
+def test_linger_comes_after_the_summary_and_ctrl_c_ends_it(tmp_path):
+    dsk("create", "ones", tmp_path / "x.zarr", "--shape", "100,100", "--chunks", "50,50", "-q")
+    proc = subprocess.Popen([DSK, "transform", tmp_path / "x.zarr", tmp_path / "y.zarr", "--expr", "x + 1",
+                             "--dashboard=127.0.0.1:0", "--dashboard-linger", "60"],
+                            stderr=subprocess.PIPE, start_new_session=True)
+    lines = []
+    try:
+        while True:
+            line = proc.stderr.readline().decode()
+            assert line, "".join(lines)
+            lines.append(line)
+            if "stays up" in line:
+                break
+        # the run's summary is shown at once, not after the linger
+        assert any(l.startswith("dsk: wrote") for l in lines), "".join(lines)
+        url = re.search(r"(http://\S+/)", lines[-1]).group(1)
+        assert json.loads(urllib.request.urlopen(url + "state", timeout=10).read())["status"] == "done"
+        t0 = time.time()
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=10)
+        assert time.time() - t0 < 5
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
