@@ -386,6 +386,8 @@ struct Observed {
 impl Observed {
     fn start(pplan: &PhysicalPlan, run: &RunArgs) -> Result<Option<Observed>> {
         use report::dashboard::{parse_addr, Dashboard, DEFAULT_ADDR};
+        // `--dashboard` alone: Dask's port, or another one when it is taken; an address given is
+        // used or refused
         if run.dashboard.is_none() && run.report.is_none() {
             return Ok(None);
         }
@@ -427,7 +429,9 @@ impl Observed {
         let title = format!("{}: {}", pplan.command, pplan.text);
         let dashboard = match &run.dashboard {
             Some(a) => {
-                let mut d = Dashboard::start(parse_addr(a)?, a == DEFAULT_ADDR, recorder.clone(), title.clone())?;
+                let default = a.is_empty();
+                let addr = parse_addr(if default { DEFAULT_ADDR } else { a })?;
+                let mut d = Dashboard::start(addr, default, recorder.clone(), title.clone())?;
                 // --progress json promises one JSON object per line on stderr
                 d.json = run.progress == report::ProgressMode::Json;
                 if d.json {

@@ -137,7 +137,7 @@ pub struct RunArgs {
     /// Serve a live page of the run (task stream, progress per stage, memory, bytes, throughput)
     /// at http://ADDR/ while it runs (default 127.0.0.1:8787, another port if taken). Give the
     /// address as --dashboard=HOST:PORT, or put --dashboard after the arrays.
-    #[arg(long, global = true, num_args = 0..=1, default_missing_value = crate::report::dashboard::DEFAULT_ADDR, value_name = "ADDR")]
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "", value_name = "ADDR")]
     pub dashboard: Option<String>,
     /// Keep the dashboard up this many seconds after the run ends.
     #[arg(long, global = true, value_name = "SECONDS", default_value = "0")]
@@ -313,6 +313,9 @@ fn refuse_run_views(command: &str, run: &RunArgs) -> Result<()> {
 
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
+    if cli.run.dashboard_linger != 0.0 && cli.run.dashboard.is_none() {
+        return Err(Error::usage("--dashboard-linger", "applies to a dashboard — add --dashboard, or drop it"));
+    }
     match &cli.command {
         Command::Info(_) => refuse_run_views("info", &cli.run)?,
         Command::Plot(_) => refuse_run_views("plot", &cli.run)?,

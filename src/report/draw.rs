@@ -209,6 +209,10 @@ pub fn check_replaceable(path: &Path, arg: &str) -> Result<()> {
     match std::fs::symlink_metadata(path) {
         Err(_) => Ok(()),
         Ok(m) if m.is_dir() => Err(Error::usage(arg, format!("{} is a directory — name a file", path.display()))),
+        Ok(m) if m.file_type().is_symlink() => Err(Error::usage(
+            arg,
+            format!("{} is a symbolic link — dsk does not write through links; name the file itself", path.display()),
+        )),
         Ok(m) if m.is_file() && made_by_dsk(path) => Ok(()),
         Ok(_) => Err(Error::output(
             path,

@@ -317,3 +317,17 @@ def test_linger_comes_after_the_summary_and_ctrl_c_ends_it(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_an_address_given_is_used_or_refused(tmp_path):
+    import socket
+
+    dsk("create", "ones", tmp_path / "x.zarr", "--shape", "10", "--chunks", "5", "-q")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = dsk("reduce", tmp_path / "x.zarr", "--op", "sum", f"--dashboard=127.0.0.1:{port}", ok=False)
+        assert r.returncode == 2 and "--dashboard" in r.stderr.decode(), r.stderr.decode()
+    r = dsk("reduce", tmp_path / "x.zarr", "--op", "sum", "--dashboard-linger", "5", ok=False)
+    assert r.returncode == 2 and "--dashboard-linger" in r.stderr.decode()
