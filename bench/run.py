@@ -252,8 +252,8 @@ def w_chunks(args, data):
         name = chunks.replace(", ", "×") + " chunks"
         w1 = f"(ones({gen}) * ones({gen})[::-1, ::-1]).mean()"
         runs.append(("dsk", f"W1 ones {name}", None, [DSK, "eval", w1, "-q"]))
-        runs.append(("dsk", f"W1 ones {name}, with --report", None,
-                     [DSK, "eval", w1, "-q", "--report", os.path.join(data, f"report-w1-{tag}.html")]))
+        report = os.path.join(data, f"report-w1-{tag}.html")
+        runs.append(("dsk", f"W1 ones {name}, with --report", report, [DSK, "eval", w1, "-q", "--report", report]))
         runs.append(("dask", f"W1 ones {name}", None,
                      [PY, os.path.join(HERE, "peers", "lesson_gen.py"), "W1", "ones", tag]))
         w2 = f"(cos(random({gen}))**2).mean(axis=1)"
