@@ -155,21 +155,27 @@ fn remove(dir: &Path) -> bool {
     fs::remove_dir(dir).is_ok()
 }
 
-/// Whether `dir` is a work directory whose run is gone: its lock is free, or (made before locks,
-/// or killed before it took it) the pid in its name is not running.
+/// Whether `dir` is a work directory whose run is gone: the process named in it (`dsk-PID-…`) is
+/// not running, and its lock is free (or, killed before it took it, the directory is empty). A
+/// run that is alive is never judged gone, also in the instant between making its directory and
+/// locking it (another run's reclaim once removed a directory there).
 fn abandoned(dir: &Path) -> bool {
     if dir.join(KEEP).exists() {
+        return false;
+    }
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let pid = name.strip_prefix("dsk-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<i32>().ok());
+    let own = std::process::id() as i32;
+    if matches!(pid, Some(p) if p != own && crate::store::output::pid_alive(p)) {
         return false;
     }
     match fs::OpenOptions::new().read(true).write(true).open(dir.join(LOCK)) {
         Ok(f) => f.try_lock().is_ok(),
         Err(_) => {
             // killed between making it and locking it: only an empty directory (nothing in it
-            // can be anybody's), and only when the pid in its name is not running
-            let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            let pid = name.strip_prefix("dsk-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<i32>().ok());
+            // can be anybody's)
             let empty = fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none());
-            empty && matches!(pid, Some(p) if p != std::process::id() as i32 && !crate::store::output::pid_alive(p))
+            empty && pid.is_some_and(|p| p != own)
         }
     }
 }
@@ -250,4 +256,27 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
         return None;
     }
     Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory whose run is alive is kept even when its lock is not taken yet (the instant
+    /// between making the directory and locking it); once that process is gone it is reclaimed.
+    #[test]
+    fn a_live_run_between_mkdir_and_lock_is_not_reclaimed() {
+        let base = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let dir = base.path().join(format!("dsk-{}-abcdef", child.id()));
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join(LOCK), b"").unwrap();
+        fs::write(dir.join("plan.json"), b"{}").unwrap();
+        reclaim(base.path());
+        assert!(dir.join("plan.json").exists(), "the live run's directory was removed");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        reclaim(base.path());
+        assert!(!dir.exists(), "the directory of a run that is gone stays");
+    }
 }
