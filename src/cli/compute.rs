@@ -354,15 +354,15 @@ pub fn execute(pplan: &PhysicalPlan, run: &RunArgs, overwrite: bool) -> Result<O
         }
         None => {}
     }
-    let observed = Observed::start(pplan, run)?;
-    let sink = report::sink(run.progress, run.quiet);
-    let rec = observed.as_ref().map(|o| &o.recorder);
+    // the display sink, behind the recorder when the run is watched or reported
+    let (observed, sink) = Observed::start(pplan, run, report::sink(run.progress, run.quiet))?;
     let ctx = RunCtx {
         opts: run.options()?,
         scheduler: run.scheduler,
-        sink: match rec {
-            Some(r) => r.as_ref(),
-            None => sink.as_ref(),
+        sink: match (&observed, &sink) {
+            (Some(o), _) => o.recorder.as_ref(),
+            (None, Some(s)) => s.as_ref(),
+            (None, None) => &crate::exec::NoEvents,
         },
         work_base: run.work_dir.clone(),
         keep_work_dir: run.keep_work_dir,
@@ -376,6 +376,9 @@ pub fn execute(pplan: &PhysicalPlan, run: &RunArgs, overwrite: bool) -> Result<O
     r.map(Some)
 }
 
+/// Where a run's events go for display (progress bars, JSON lines).
+type Sink = Box<dyn crate::exec::EventSink + Send>;
+
 /// The dashboard and the report of a run (`--dashboard`, `--report`).
 struct Observed {
     recorder: std::sync::Arc<report::timeline::Recorder>,
@@ -384,12 +387,13 @@ struct Observed {
 }
 
 impl Observed {
-    fn start(pplan: &PhysicalPlan, run: &RunArgs) -> Result<Option<Observed>> {
+    /// The recorder takes `sink` over when the run is watched or reported; else it is handed back.
+    fn start(pplan: &PhysicalPlan, run: &RunArgs, sink: Sink) -> Result<(Option<Observed>, Option<Sink>)> {
         use report::dashboard::{parse_addr, Dashboard, DEFAULT_ADDR};
         // `--dashboard` alone: Dask's port, or another one when it is taken; an address given is
         // used or refused
         if run.dashboard.is_none() && run.report.is_none() {
-            return Ok(None);
+            return Ok((None, Some(sink)));
         }
         if let Some(p) = &run.report {
             report::draw::PictureFormat::of(p, "--report", &[report::draw::PictureFormat::Html])?;
@@ -420,12 +424,7 @@ impl Observed {
             return Err(Error::usage("--dashboard-linger", "give a number of seconds between 0 and 86400"));
         }
         let argv: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
-        let recorder = report::timeline::Recorder::new(
-            pplan,
-            report::sink(run.progress, run.quiet),
-            &argv,
-            Some(report::graph::stage_svg(pplan)),
-        );
+        let recorder = report::timeline::Recorder::new(pplan, sink, &argv, Some(report::graph::stage_svg(pplan)));
         let title = format!("{}: {}", pplan.command, pplan.text);
         let dashboard = match &run.dashboard {
             Some(a) => {
@@ -449,7 +448,7 @@ impl Observed {
             None => None,
         };
         recorder.start_sampling(std::time::Duration::from_millis(100));
-        Ok(Some(Observed { recorder, dashboard, title }))
+        Ok((Some(Observed { recorder, dashboard, title }), None))
     }
 
     /// The run ended: save the report, keep the dashboard up for --dashboard-linger, stop it.

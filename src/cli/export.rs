@@ -9,7 +9,6 @@ use clap::Args;
 use super::compute::{execute, plan_options, summarize};
 use super::RunArgs;
 use crate::error::{Error, Result};
-use crate::expr::slice::{self, AxisSel};
 use crate::plan::planner;
 use crate::plan::Input;
 
@@ -55,12 +54,7 @@ pub fn infer_format(out: Option<&Path>) -> Format {
 pub fn run(args: &ExportArgs, run: &RunArgs) -> Result<()> {
     let m = super::open_input(&args.path)?;
     let shape = m.shape.clone();
-    let sel = match &args.slice {
-        None => shape.iter().map(|&n| AxisSel::full(n)).collect::<Vec<_>>(),
-        Some(t) => slice::parse(t)
-            .and_then(|items| slice::normalize(&items, &shape))
-            .map_err(|m| Error::usage("--slice", format!("{m} (array shape {shape:?})")))?,
-    };
+    let sel = super::selection(args.slice.as_deref(), &shape)?;
     let format = args.format.unwrap_or_else(|| infer_format(args.output.as_deref()));
     let input =
         Input { name: "x".into(), path: args.path.clone(), shape, dtype: m.dtype, chunks: m.storage_chunks().to_vec() };

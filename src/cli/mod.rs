@@ -188,6 +188,17 @@ pub fn open_input(path: &std::path::Path) -> Result<crate::store::ArrayMeta> {
     Ok(m)
 }
 
+/// The selection `--slice` names in an array of `shape` (all of it without `--slice`).
+pub fn selection(slice: Option<&str>, shape: &[u64]) -> Result<Vec<crate::expr::slice::AxisSel>> {
+    use crate::expr::slice;
+    match slice {
+        None => Ok(shape.iter().map(|&n| slice::AxisSel::full(n)).collect()),
+        Some(t) => slice::parse(t)
+            .and_then(|items| slice::normalize(&items, shape))
+            .map_err(|m| Error::usage("--slice", format!("{m} (array shape {shape:?})"))),
+    }
+}
+
 /// Parse a byte size: `512MiB`, `2GiB`, `1.5GB`, `1000000`.
 pub fn parse_size(text: &str, arg: &str) -> Result<u64> {
     let t = text.trim();

@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::RunArgs;
 use crate::error::{Error, Result};
-use crate::expr::slice::{self, AxisSel};
+use crate::expr::slice::AxisSel;
 use crate::report::draw::{self, PictureFormat};
 use crate::report::plot::{self as picture, PlotAxis, PlotSpec};
 
@@ -125,12 +125,7 @@ pub fn run(args: &PlotArgs, run: &RunArgs) -> Result<()> {
     }
     let m = super::open_input(&args.path)?;
     let shape = m.shape.clone();
-    let sel = match &args.slice {
-        None => shape.iter().map(|&n| AxisSel::full(n)).collect::<Vec<_>>(),
-        Some(t) => slice::parse(t)
-            .and_then(|items| slice::normalize(&items, &shape))
-            .map_err(|m| Error::usage("--slice", format!("{m} (array shape {shape:?})")))?,
-    };
+    let sel = super::selection(args.slice.as_deref(), &shape)?;
     let name = args
         .path
         .file_name()

@@ -4,11 +4,9 @@
 //! cells — on up to `--workers` threads, with as many chunks in flight as `--memory` allows next to
 //! the cells themselves. Nothing is written; a 10⁹-element array costs one pass over its chunks.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
 
-use super::{Budget, Event, EventSink, RunOptions};
+use super::{Budget, EventSink, RunOptions};
 use crate::dtype::Elem;
 use crate::error::{Error, Result};
 use crate::expr::slice::AxisSel;
@@ -93,69 +91,22 @@ pub fn reduce(
     }
     let tasks: u64 = span.iter().product();
     let in_flight = (opts.workers as u64).min((opts.memory - cells_bytes) / per_task).min(tasks).max(1);
-    let codec_threads = (opts.workers / in_flight as usize).max(1);
     let total_bytes: u64 = sel.iter().map(|s| s.len).product::<u64>() * item;
 
+    // the picture's cells are held for the whole pass; run_stage reserves each task's bytes next
+    // to them, emits the events and stops at the first error or an interrupt
     let budget = Budget::new(opts.memory);
     let _cells = budget.reserve(cells_bytes);
     let out = Mutex::new(Bins::new(axes.clone()));
-    let next = AtomicU64::new(0);
-    let done = AtomicU64::new(0);
-    let bytes_done = AtomicU64::new(0);
-    let stop = AtomicBool::new(false);
-    let failure: Mutex<Option<Error>> = Mutex::new(None);
-    let started = Instant::now();
-    sink.event(&Event::StageStart { stage, tasks, bytes: total_bytes });
     let dtype = arr.dtype();
-    std::thread::scope(|s| {
-        for lane in 0..in_flight as usize {
-            let (next, stop, budget, out, done, bytes_done, failure, first, span, kept, axes, grid) =
-                (&next, &stop, &budget, &out, &done, &bytes_done, &failure, &first, &span, &kept, &axes, &grid);
-            s.spawn(move || loop {
-                let t = next.fetch_add(1, Ordering::Relaxed);
-                if t >= tasks || stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                let r = if super::interrupted() {
-                    Err(Error::Interrupted)
-                } else {
-                    let _r = budget.reserve(per_task);
-                    sink.event(&Event::TaskStart { stage, task: t, lane });
-                    let off = unravel(t, span);
-                    let idx: Vec<u64> = (0..nd).map(|a| first[a] + off[a]).collect();
-                    with_dtype!(dtype, T => fold_chunk::<T>(arr, sel, kept, axes, &grid.chunk_region(&idx), codec_threads, out))
-                };
-                match r {
-                    Ok(read) => {
-                        let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                        let b = bytes_done.fetch_add(read * item, Ordering::Relaxed) + read * item;
-                        sink.event(&Event::TaskDone {
-                            stage,
-                            task: t,
-                            lane,
-                            done: d,
-                            tasks,
-                            bytes_done: b,
-                            bytes: total_bytes,
-                            elapsed: started.elapsed(),
-                        });
-                    }
-                    Err(e) => {
-                        stop.store(true, Ordering::Relaxed);
-                        let mut f = failure.lock().unwrap_or_else(|p| p.into_inner());
-                        if f.is_none() {
-                            *f = Some(e);
-                        }
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(e);
-    }
-    sink.event(&Event::StageEnd { stage, tasks, bytes: total_bytes, elapsed: started.elapsed() });
+    let stage_def = super::Stage { name: stage.to_string(), tasks, task_bytes: per_task, total_bytes };
+    super::run_stage(&stage_def, in_flight as usize, opts, sink, &budget, |ctx| {
+        let off = unravel(ctx.index, &span);
+        let idx: Vec<u64> = (0..nd).map(|a| first[a] + off[a]).collect();
+        let region = grid.chunk_region(&idx);
+        let read = with_dtype!(dtype, T => fold_chunk::<T>(arr, sel, &kept, &axes, &region, ctx.codec_threads, &out))?;
+        Ok(read * item)
+    })?;
     Ok(out.into_inner().unwrap_or_else(|p| p.into_inner()))
 }
 
