@@ -537,6 +537,9 @@ pub fn summarize(pplan: &PhysicalPlan, r: &RunReport, run: &RunArgs) {
         "scheduler": run.scheduler.name(),
         "fingerprint": pplan.fingerprint(),
     });
+    if r.storage != Default::default() {
+        fields["storage"] = json!(r.storage);
+    }
     let text = match out {
         Some(a) => {
             let path = match &a.place {

@@ -472,6 +472,7 @@ pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
                "workers_peak_rss": r.children_peak, "workers_peak_rss_sum": r.children_peak_sum,
                "workers": r.children, "scheduler": run.scheduler.name(),
                "chunks_auto": auto,
+               "storage": (r.storage != Default::default()).then_some(r.storage),
                "fingerprint": pplan.fingerprint()}),
     );
     Ok(())

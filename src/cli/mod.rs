@@ -102,7 +102,8 @@ pub struct RunArgs {
     /// How tasks run: sync (one thread, in order), threads, or processes (--workers child processes).
     #[arg(long, global = true, value_enum, default_value = "threads")]
     pub scheduler: Scheduler,
-    /// Directory for the files a run needs while it runs (default: the system temporary directory).
+    /// Directory for the files a run needs while it runs (default: the system temporary
+    /// directory); s3://BUCKET/PREFIX puts its intermediate arrays on object storage.
     #[arg(long, global = true, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
     /// Print the plan (arrays, stages, tasks, projected memory, bytes read and written) instead of
@@ -146,6 +147,9 @@ pub struct RunArgs {
     /// graph, machine) as one self-contained HTML file when the run ends — also when it fails.
     #[arg(long, global = true, value_name = "FILE.html")]
     pub report: Option<PathBuf>,
+    /// Send unsigned requests to S3 (public buckets), as AWS_NO_SIGN_REQUEST=1 does.
+    #[arg(long, global = true)]
+    pub anon: bool,
 }
 
 /// `--explain` output.

@@ -51,6 +51,9 @@ pub struct RunReport {
     pub children_peak_sum: Option<u64>,
     /// The largest number of worker children alive at once.
     pub children: usize,
+    /// Requests this process sent to object storage, and bytes moved (not counting worker
+    /// children's).
+    pub storage: crate::store::remote::Traffic,
 }
 
 /// The paths of a plan's arrays: outputs in their staging directory, the rest in the work dir.
@@ -73,6 +76,9 @@ fn open_inputs(plan: &PhysicalPlan) -> Result<Vec<ZArray>> {
 /// `p` with its symbolic links and `..` resolved, also when it does not exist yet (its parent
 /// resolved, then its name); `None` when even the parent cannot be resolved.
 fn resolved(p: &Path) -> Option<PathBuf> {
+    if let Some(url) = crate::store::remote::parse(p) {
+        return url.ok().map(|u| u.to_path());
+    }
     if let Ok(c) = std::fs::canonicalize(p) {
         return Some(c);
     }
@@ -247,7 +253,7 @@ fn run_staged(
         }
     }
     // what a later --resume needs: the plan, the work directory, what is computed
-    if let Some(s) = staged.as_mut() {
+    if let Some(s) = staged.as_mut().filter(|s| !s.is_remote()) {
         if resumed.is_none() {
             let f = s.path().join(crate::store::output::PLAN_FILE);
             let text = serde_json::to_vec(plan).map_err(|e| Error::Internal(format!("serialise the plan: {e}")))?;
@@ -255,7 +261,7 @@ fn run_staged(
         }
         s.set_owner_info(work.as_ref().map(|w| w.path()), &plan.logical)?;
     }
-    let paths = array_paths(plan, work.as_ref().map(|w| w.path()))?;
+    let paths = array_paths(plan, work.as_ref().map(|w| w.arrays_root()))?;
     let mut arrays = vec![];
     for (decl, path) in plan.arrays.iter().zip(&paths) {
         let keep = match decl.place {
@@ -265,10 +271,15 @@ fn run_staged(
         let mut z = if keep && crate::store::meta::is_zarr_array(path) {
             ZArray::open(path)?
         } else {
-            if !matches!(decl.place, Place::Output(_)) {
+            let local = !crate::store::remote::is_url(path);
+            if local && !matches!(decl.place, Place::Output(_)) {
                 std::fs::create_dir_all(path).map_err(|e| Error::io(path, "create an intermediate array", e))?;
             }
-            store::create(path, &decl.spec)?
+            let mut z = store::create(path, &decl.spec)?;
+            if matches!(decl.place, Place::Work(_)) {
+                z.publish()?; // an intermediate on object storage: readable by worker processes
+            }
+            z
         };
         z.set_write_empty_chunks(decl.write_empty_chunks);
         arrays.push(z);
@@ -285,7 +296,7 @@ fn run_staged(
     };
     *began = true;
     // completion records: what a resumed run may skip, and this run's own
-    let partial = staged.as_ref().map(|s| s.path().to_path_buf());
+    let partial = staged.as_ref().filter(|s| !s.is_remote()).map(|s| s.path().to_path_buf());
     let journal = match &partial {
         Some(p) => Some(Journal::open(p, "run")?),
         None => None,
@@ -390,6 +401,10 @@ fn run_staged(
         Some(p) => Some(scalar_text(&arrays[p.array], p.dtype)?),
         None => None,
     };
+    // an output on object storage gets its metadata last, now that every chunk is written
+    for z in arrays.iter_mut() {
+        z.publish()?;
+    }
     drop(arrays);
     drop(journal);
     if let Some(s) = staged.take() {
@@ -405,6 +420,7 @@ fn run_staged(
     }
     report.elapsed = started.elapsed();
     report.peak_rss = super::peak_rss();
+    report.storage = crate::store::remote::traffic();
     Ok(report)
 }
 
@@ -688,11 +704,13 @@ pub fn worker(plan_file: &Path, stage: usize, first: u64, count: u64, skip_done:
     let plan: PhysicalPlan =
         serde_json::from_slice(&text).map_err(|e| Error::input(plan_file, format!("not a dsk plan file: {e}")))?;
     let st = plan.stages.get(stage).ok_or_else(|| Error::input(plan_file, format!("the plan has no stage {stage}")))?;
-    let work = plan_file.parent().unwrap_or(Path::new("."));
-    let paths = array_paths(&plan, Some(work))?;
+    let work = super::workdir::WorkDir::arrays_root_of(plan_file.parent().unwrap_or(Path::new(".")));
+    let paths = array_paths(&plan, Some(&work))?;
     let mut arrays = vec![];
     for (decl, p) in plan.arrays.iter().zip(&paths) {
-        let mut z = ZArray::open(p)?;
+        // an output on object storage has no metadata until the run ends: made from the plan
+        let remote_out = matches!(decl.place, Place::Output(_)) && crate::store::remote::is_url(p);
+        let mut z = if remote_out { store::create(p, &decl.spec)? } else { ZArray::open(p)? };
         z.set_write_empty_chunks(decl.write_empty_chunks);
         arrays.push(z);
     }
@@ -700,6 +718,7 @@ pub fn worker(plan_file: &Path, stage: usize, first: u64, count: u64, skip_done:
     let opened = open_stage(&st.op, &arrays)?;
     // completion records go into the output's staging directory
     let partial = plan.output.and_then(|o| match &plan.arrays[o].place {
+        Place::Output(p) if crate::store::remote::is_url(p) => None,
         Place::Output(p) => Some(crate::plan::physical::staging_path(p)),
         Place::Work(_) => None,
     });

@@ -8,6 +8,12 @@
 //! work dir removes them, unless they belong to a partial output that `--resume` can continue
 //! (`.dsk-owner` names it, and its marker names the directory back) or were kept on purpose
 //! (`--keep-work-dir`).
+//!
+//! `--work-dir s3://BUCKET/PREFIX` puts the run's intermediate arrays under
+//! `PREFIX/HOST-dsk-PID-XXXXXX/` on object storage (deleted at the end of the run like the local
+//! ones); the small files (lock, plan) stay in a local directory in the system temporary directory.
+//! A run killed outright leaves its remote prefix behind: dsk cannot tell from the bucket whether
+//! its run is gone, so it never deletes it (a lifecycle rule on the bucket can).
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -19,6 +25,9 @@ const LOCK: &str = ".dsk-lock";
 const OWNER: &str = ".dsk-owner";
 /// Kept with `--keep-work-dir`: never reclaimed.
 const KEEP: &str = ".dsk-keep";
+/// The location of the run's intermediate arrays when it is not the directory itself (object
+/// storage): read by worker processes.
+const ARRAYS: &str = ".dsk-arrays";
 
 /// A run's private directory under the work dir; removed on drop unless kept.
 #[derive(Debug)]
@@ -28,11 +37,15 @@ pub struct WorkDir {
     _lock: File,
     /// Taken over from a run that is gone (`--resume`).
     adopted: bool,
+    /// Where the intermediate arrays go when not in `path` (`--work-dir s3://…`).
+    remote: Option<PathBuf>,
 }
 
 /// Where work directories go: `--work-dir`, else `$TMPDIR`, else /tmp; and where that came from,
 /// for messages.
 fn base_dir(base: Option<&Path>) -> Result<(PathBuf, &'static str)> {
+    // with --work-dir on object storage, the local part goes to the default place
+    let base = base.filter(|b| !crate::store::remote::is_url(b));
     let (from, dir) = match base {
         Some(b) => ("--work-dir", b.to_path_buf()),
         None if std::env::var_os("TMPDIR").is_some_and(|t| !t.is_empty()) => {
@@ -56,6 +69,17 @@ impl WorkDir {
     /// Create `base/dsk-<pid>-<n>` (`base` defaults to the system temporary directory), first
     /// removing the directories that runs which are gone left there.
     pub fn create(base: Option<&Path>) -> Result<WorkDir> {
+        let remote_base = match base.and_then(crate::store::remote::parse) {
+            Some(Ok(u)) if u.writable() => Some(u),
+            Some(Ok(_)) => {
+                return Err(Error::usage(
+                    "--work-dir",
+                    "http(s):// is read-only — pass s3://BUCKET/PREFIX or a local directory",
+                ))
+            }
+            Some(Err(m)) => return Err(Error::usage("--work-dir", m)),
+            None => None,
+        };
         let (base, from) = base_dir(base)?;
         reclaim(&base);
         let dir = tempfile::Builder::new().prefix(&format!("dsk-{}-", std::process::id())).tempdir_in(&base).map_err(
@@ -65,7 +89,28 @@ impl WorkDir {
         let lock = lock_new(&path).inspect_err(|_| {
             remove(&path);
         })?;
-        Ok(WorkDir { path, keep: false, _lock: lock, adopted: false })
+        let mut w = WorkDir { path, keep: false, _lock: lock, adopted: false, remote: None };
+        if let Some(u) = remote_base {
+            let name = w.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let root = u.join(&format!("{}-{name}", crate::store::output::hostname())).to_path();
+            let f = w.path.join(ARRAYS);
+            fs::write(&f, root.as_os_str().as_encoded_bytes()).map_err(|e| Error::io(&f, "write", e))?;
+            w.remote = Some(root);
+        }
+        Ok(w)
+    }
+
+    /// Where the run's intermediate arrays go: this directory, or a prefix on object storage.
+    pub fn arrays_root(&self) -> &Path {
+        self.remote.as_deref().unwrap_or(&self.path)
+    }
+
+    /// [`WorkDir::arrays_root`] of the work directory `dir`, from a worker process.
+    pub fn arrays_root_of(dir: &Path) -> PathBuf {
+        match fs::read(dir.join(ARRAYS)) {
+            Ok(b) => PathBuf::from(String::from_utf8_lossy(&b).into_owned()),
+            Err(_) => dir.to_path_buf(),
+        }
     }
 
     /// Take over the work directory of a run that is gone, to resume it; `None` when it is not
@@ -73,7 +118,8 @@ impl WorkDir {
     pub fn adopt(path: &Path) -> Option<WorkDir> {
         let f = fs::OpenOptions::new().read(true).write(true).open(path.join(LOCK)).ok()?;
         f.try_lock().ok()?;
-        Some(WorkDir { path: path.to_path_buf(), keep: false, _lock: f, adopted: true })
+        let remote = fs::read(path.join(ARRAYS)).ok().map(|b| PathBuf::from(String::from_utf8_lossy(&b).into_owned()));
+        Some(WorkDir { path: path.to_path_buf(), keep: false, _lock: f, adopted: true, remote })
     }
 
     pub fn path(&self) -> &Path {
@@ -104,6 +150,9 @@ impl WorkDir {
 
     /// Refuse to start when the work dir's file system has less than `needed` bytes free.
     pub fn check_free(&self, needed: u64) -> Result<()> {
+        if self.remote.is_some() {
+            return Ok(()); // object storage does not say how much room it has
+        }
         match free_bytes(&self.path) {
             Some(free) if free < needed => Err(Error::Output {
                 path: self.path.clone(),
@@ -133,6 +182,16 @@ fn lock_new(dir: &Path) -> Result<File> {
 impl Drop for WorkDir {
     fn drop(&mut self) {
         if !self.keep {
+            if let Some(root) = &self.remote {
+                let gone = crate::store::remote::parse(root)
+                    .and_then(|u| u.ok())
+                    .ok_or_else(|| "not a URL".to_string())
+                    .and_then(|u| crate::store::remote::Remote::new(&u, None))
+                    .and_then(|r| r.delete_all());
+                if let Err(m) = gone {
+                    eprintln!("dsk: warning: could not remove the work directory {}: {m}", root.display());
+                }
+            }
             remove(&self.path);
         }
     }

@@ -402,6 +402,9 @@ fn canonical_paths(v: &mut serde_json::Value) {
     use serde_json::Value;
     let canon = |s: &str, output: bool| -> String {
         let p = Path::new(s);
+        if let Some(Ok(u)) = crate::store::remote::parse(p) {
+            return u.to_string();
+        }
         let c = if output {
             let parent = p.parent().filter(|q| !q.as_os_str().is_empty()).unwrap_or(Path::new("."));
             std::fs::canonicalize(parent).map(|d| d.join(p.file_name().unwrap_or_default()))

@@ -206,6 +206,15 @@ pub fn check_replaceable(path: &Path, arg: &str) -> Result<()> {
     if path.as_os_str() == "-" {
         return Ok(());
     }
+    if crate::store::remote::is_url(path) {
+        return Err(Error::usage(
+            arg,
+            format!(
+                "{}: pictures and reports are written to local files only — write it locally and copy it",
+                path.display()
+            ),
+        ));
+    }
     match std::fs::symlink_metadata(path) {
         Err(_) => Ok(()),
         Ok(m) if m.is_dir() => Err(Error::usage(arg, format!("{} is a directory — name a file", path.display()))),
@@ -237,6 +246,15 @@ pub fn write_file(path: &Path, arg: &str, bytes: &[u8]) -> Result<()> {
 pub fn write_file_over(path: &Path, arg: &str, bytes: &[u8], overwrite: bool) -> Result<()> {
     if path.as_os_str() == "-" {
         return crate::write_stdout(bytes);
+    }
+    if crate::store::remote::is_url(path) {
+        return Err(Error::usage(
+            arg,
+            format!(
+                "{}: pictures and reports are written to local files only — write it locally and copy it",
+                path.display()
+            ),
+        ));
     }
     if path.is_dir() {
         return Err(Error::usage(arg, format!("{} is a directory — name a file", path.display())));

@@ -41,6 +41,14 @@ impl ArrayMeta {
 /// True if `path` is a directory holding Zarr array metadata (v3 `zarr.json` with
 /// `node_type: array`, or v2 `.zarray`).
 pub fn is_zarr_array(path: &Path) -> bool {
+    if let Some(url) = super::remote::parse(path) {
+        let Ok(r) = url.and_then(|u| super::remote::Remote::new(&u, None)) else { return false };
+        return match (r.read_bytes(".zarray"), r.read_bytes("zarr.json")) {
+            (Ok(Some(_)), _) => true,
+            (_, Ok(Some(b))) => is_array_doc(&b),
+            _ => false,
+        };
+    }
     if !path.is_dir() {
         return false;
     }
@@ -48,15 +56,22 @@ pub fn is_zarr_array(path: &Path) -> bool {
         return true;
     }
     match fs::read(path.join("zarr.json")) {
-        Ok(bytes) => serde_json::from_slice::<Value>(&bytes)
-            .map(|v| v.get("node_type").and_then(Value::as_str) == Some("array"))
-            .unwrap_or(false),
+        Ok(bytes) => is_array_doc(&bytes),
         Err(_) => false,
     }
 }
 
+fn is_array_doc(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(bytes)
+        .map(|v| v.get("node_type").and_then(Value::as_str) == Some("array"))
+        .unwrap_or(false)
+}
+
 /// Read and validate the metadata of the array at `path`.
 pub fn read_meta(path: &Path) -> Result<ArrayMeta> {
+    if let Some(url) = super::remote::parse(path) {
+        return read_meta_remote(path, url.map_err(|m| Error::input(path, m))?);
+    }
     if !path.exists() {
         return Err(Error::input(
             path,
@@ -68,7 +83,66 @@ pub fn read_meta(path: &Path) -> Result<ArrayMeta> {
     }
     let v3 = path.join("zarr.json");
     let v2 = path.join(".zarray");
-    let checked = |file: &Path, m: ArrayMeta| -> Result<ArrayMeta> {
+    if v3.is_file() {
+        checked(&v3, parse_v3(&v3, &load_json(&v3)?)?)
+    } else if v2.is_file() {
+        let attrs_path = path.join(".zattrs");
+        let attrs = if attrs_path.is_file() { Some(load_json(&attrs_path)?) } else { None };
+        checked(&v2, parse_v2(&v2, &load_json(&v2)?, attrs.as_ref())?)
+    } else if path.join(".zgroup").is_file() {
+        Err(Error::input(path, "is a Zarr v2 group, not an array — pass the path of an array inside it"))
+    } else {
+        Err(Error::input(
+            path,
+            "is not a Zarr array (no zarr.json or .zarray inside) — pass the path of a Zarr array directory",
+        ))
+    }
+}
+
+/// [`read_meta`] of an array on object storage: the same documents, fetched.
+fn read_meta_remote(path: &Path, url: super::remote::Url) -> Result<ArrayMeta> {
+    let r = super::remote::Remote::new(&url, None).map_err(|m| super::remote_output::input_error_at(path, m))?;
+    let get = |name: &str| -> Result<Option<(PathBuf, Value)>> {
+        let file = url.join(name).to_path();
+        match r.read_bytes(name).map_err(|m| super::remote_output::input_error_at(path, m))? {
+            Some(b) => Ok(Some((file.clone(), parse_json(&file, &b)?))),
+            None => Ok(None),
+        }
+    };
+    if let Some((file, doc)) = get("zarr.json")? {
+        return checked(&file, parse_v3(&file, &doc)?);
+    }
+    if let Some((file, doc)) = get(".zarray")? {
+        let attrs = get(".zattrs")?.map(|(_, a)| a);
+        return checked(&file, parse_v2(&file, &doc, attrs.as_ref())?);
+    }
+    if get(".zgroup")?.is_some() {
+        return Err(Error::input(path, "is a Zarr v2 group, not an array — pass the path of an array inside it"));
+    }
+    // nothing there: say whether the bucket exists and the prefix holds something else
+    if url.scheme == super::remote::Scheme::S3 {
+        let keys = r.list_sizes("").map_err(|m| super::remote_output::input_error_at(path, m))?;
+        if !keys.is_empty() {
+            return Err(Error::input(
+                path,
+                "is not a Zarr array (no zarr.json or .zarray under it) — pass the URL of a Zarr array",
+            ));
+        }
+    }
+    Err(Error::input(
+        path,
+        "does not exist — check the URL (a Zarr array is a prefix with zarr.json or .zarray under it)",
+    ))
+}
+
+/// The metadata of a Zarr v3 array from its `zarr.json` document `doc` (`file` names it in errors).
+pub fn from_document(file: &Path, doc: &Value) -> Result<ArrayMeta> {
+    checked(file, parse_v3(file, doc)?)
+}
+
+/// Metadata checked beyond what parsing checks: sizes, chunk and shard shapes, fill value.
+fn checked(file: &Path, m: ArrayMeta) -> Result<ArrayMeta> {
+    {
         let item = m.dtype.size() as u64;
         for (what, s) in
             [("shape", Some(&m.shape)), ("chunk shape", Some(&m.chunks)), ("shard shape", m.shards.as_ref())]
@@ -116,20 +190,6 @@ pub fn read_meta(path: &Path) -> Result<ArrayMeta> {
             }
         }
         Ok(m)
-    };
-    if v3.is_file() {
-        checked(&v3, parse_v3(&v3, &load_json(&v3)?)?)
-    } else if v2.is_file() {
-        let attrs_path = path.join(".zattrs");
-        let attrs = if attrs_path.is_file() { Some(load_json(&attrs_path)?) } else { None };
-        checked(&v2, parse_v2(&v2, &load_json(&v2)?, attrs.as_ref())?)
-    } else if path.join(".zgroup").is_file() {
-        Err(Error::input(path, "is a Zarr v2 group, not an array — pass the path of an array inside it"))
-    } else {
-        Err(Error::input(
-            path,
-            "is not a Zarr array (no zarr.json or .zarray inside) — pass the path of a Zarr array directory",
-        ))
     }
 }
 
@@ -145,7 +205,11 @@ fn load_json(file: &Path) -> Result<Value> {
             format!("is larger than {} — not array metadata; restore or rewrite it", crate::error::human(max)),
         ));
     }
-    serde_json::from_slice(&bytes).map_err(|e| {
+    parse_json(file, &bytes)
+}
+
+fn parse_json(file: &Path, bytes: &[u8]) -> Result<Value> {
+    serde_json::from_slice(bytes).map_err(|e| {
         Error::input(file, format!("malformed JSON ({e}) — the array metadata is damaged; restore or rewrite it"))
     })
 }
@@ -350,6 +414,19 @@ fn numcodecs_to_codec(c: &Value) -> Value {
 
 /// Total bytes of the files under `path` (chunks and metadata), as `du --apparent-size` counts them.
 pub fn stored_bytes(path: &Path) -> Result<u64> {
+    if let Some(url) = super::remote::parse(path) {
+        let url = url.map_err(|m| super::remote_output::input_error_at(path, m))?;
+        if url.scheme != super::remote::Scheme::S3 {
+            return Err(Error::input(path, "the size of an array on http(s):// is not known (it cannot be listed)"));
+        }
+        let r = super::remote::Remote::new(&url, None).map_err(|m| super::remote_output::input_error_at(path, m))?;
+        return Ok(r
+            .list_sizes("")
+            .map_err(|m| super::remote_output::input_error_at(path, m))?
+            .iter()
+            .map(|(_, n)| n)
+            .sum());
+    }
     let mut total = 0;
     let mut stack: Vec<PathBuf> = vec![path.to_path_buf()];
     while let Some(dir) = stack.pop() {

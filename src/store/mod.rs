@@ -6,6 +6,7 @@
 //! chunk indices and regions itself (zarrs does not: it would happily write chunk (9, 9) of a 3×2
 //! grid).
 
+pub mod backend;
 pub mod codec;
 pub mod fs;
 #[cfg(test)]
@@ -15,6 +16,8 @@ pub mod meta;
 pub mod npy;
 pub mod output;
 mod panics;
+pub mod remote;
+pub mod remote_output;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -48,10 +51,10 @@ pub fn codec_options(concurrency: usize) -> CodecOptions {
     CodecOptions::default().with_concurrent_target(concurrency.max(1))
 }
 
-/// An open Zarr array (v2 or v3) on the local file system.
+/// An open Zarr array (v2 or v3), in a local directory or on object storage.
 pub struct ZArray {
     path: PathBuf,
-    array: Array<fs::Fs>,
+    array: Array<backend::Store>,
     meta: ArrayMeta,
     write_empty_chunks: bool,
     /// The fill value, read from the metadata when the array is opened (an array whose fill value
@@ -61,8 +64,13 @@ pub struct ZArray {
     /// the codec chain: read by [`ZArray::read_chunk_direct`], which decompresses straight into the
     /// result (no intermediate copy), instead of through zarrs' codec chain.
     direct: Option<DirectCodec>,
-    /// The open directory a store on a non-UTF-8 path reaches it through (see [`open_store`]).
+    /// The open directory a store on a non-UTF-8 path reaches it through (see
+    /// [`backend::Store::open`]).
     _dir: Option<std::fs::File>,
+    /// An array created on object storage whose metadata document is not written yet: it is
+    /// written last ([`ZArray::publish`]), once every chunk is, so that a reader never finds an
+    /// array that looks complete and is not.
+    unpublished: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,26 +130,11 @@ impl std::fmt::Debug for ZArray {
     }
 }
 
-/// The store of the array directory `path`. zarrs takes only UTF-8 base paths: any other path the
-/// OS accepts is opened and reached through `/proc/self/fd/N` (a UTF-8 name for the same
-/// directory), whose descriptor is returned to be kept open as long as the store is used.
 fn open_store(
     path: &Path,
     limits: Option<limits::ReadLimits>,
-) -> std::result::Result<(fs::Fs, Option<std::fs::File>), String> {
-    let make = |p: &Path| match limits {
-        Some(l) => fs::Fs::with_limits(p, l),
-        None => fs::Fs::new(p),
-    };
-    if path.to_str().is_some() {
-        return make(path).map(|f| (f, None));
-    }
-    let dir = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let alias = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&dir)));
-    if !alias.is_dir() {
-        return Err("the name is not valid UTF-8 and /proc is not mounted to reach it otherwise — rename it".into());
-    }
-    make(&alias).map(|f| (f, Some(dir)))
+) -> std::result::Result<(backend::Store, Option<std::fs::File>), String> {
+    backend::Store::open(path, limits)
 }
 
 /// What to do about a failed write, from the OS error zarrs reports in its text (its errors wrap
@@ -212,7 +205,33 @@ impl ZArray {
         let fill = parse_fill(&meta.fill_value, meta.dtype, meta.zarr_format).map_err(|m| {
             Error::input(&doc, format!("fill value {}: {m} — fix the array's metadata", meta.fill_value))
         })?;
-        Ok(ZArray { path: path.to_path_buf(), array, meta, write_empty_chunks: false, fill, direct, _dir: dir })
+        Ok(ZArray {
+            path: path.to_path_buf(),
+            array,
+            meta,
+            write_empty_chunks: false,
+            fill,
+            direct,
+            _dir: dir,
+            unpublished: false,
+        })
+    }
+
+    /// Write the metadata document of an array created on object storage (see `unpublished`);
+    /// nothing to do for other arrays, whose metadata is written when they are created.
+    pub fn publish(&mut self) -> Result<()> {
+        if self.unpublished {
+            self.array.store_metadata().map_err(|e| {
+                Error::output(&self.path, format!("cannot write zarr.json: {}", one_line(&e.to_string())))
+            })?;
+            self.unpublished = false;
+        }
+        Ok(())
+    }
+
+    /// Whether the array lives on object storage.
+    pub fn is_remote(&self) -> bool {
+        self.array.storage().remote().is_some()
     }
 
     pub fn path(&self) -> &Path {
@@ -279,6 +298,7 @@ impl ZArray {
         }
         let subset = ArraySubset::new_with_ranges(&region.ranges());
         let opts = codec_options(concurrency);
+        let prefetched = self.prefetch(region);
         let chunk_err = |msg: String| {
             let grid = self.grid();
             let first = grid.chunk_index_of(&region.start);
@@ -292,7 +312,11 @@ impl ZArray {
             };
             Error::Chunk { path: self.path.clone(), chunk: first, msg: format!("cannot read{which}: {msg}") }
         };
-        match panics::guarded(|| self.array.retrieve_array_subset_opt::<Vec<T>>(&subset, &opts)) {
+        let got = panics::guarded(|| self.array.retrieve_array_subset_opt::<Vec<T>>(&subset, &opts));
+        if let Some(remote) = prefetched.as_ref().and_then(|(s, keys)| s.remote().map(|r| (r, keys))) {
+            remote.0.forget(remote.1);
+        }
+        match got {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 let text = meta::printable(&one_line(&e.to_string()));
@@ -307,6 +331,35 @@ impl ZArray {
                 "zarrs failed on it ({p}) — the chunk file is damaged; restore it or rewrite the array"
             ))),
         }
+    }
+
+    /// On object storage, fetch the chunks of `region` at once (their requests in flight together)
+    /// before zarrs decodes them one by one; returns what to forget afterwards.
+    fn prefetch(&self, region: &Region) -> Option<(Arc<backend::Store>, Vec<String>)> {
+        let store = self.array.storage();
+        let remote = store.remote()?;
+        if self.meta.shards.is_some() {
+            return None; // shards are read in parts, by their index
+        }
+        let grid = self.grid();
+        let first = grid.chunk_index_of(&region.start);
+        let last_point: Vec<u64> = (0..region.ndim()).map(|a| region.end(a) - 1).collect();
+        let last = grid.chunk_index_of(&last_point);
+        let span = Region::new(first.clone(), first.iter().zip(&last).map(|(f, l)| l - f + 1).collect());
+        if span.len() < 2 || span.len() > 4096 {
+            return None;
+        }
+        let mut keys = Vec::with_capacity(span.len() as usize);
+        let nd = span.ndim();
+        crate::grid::for_each_row(&span, |row, _| {
+            let mut idx = row.to_vec();
+            for i in 0..span.shape[nd - 1] {
+                idx[nd - 1] = row[nd - 1] + i;
+                keys.push(self.array.chunk_key(&idx).as_str().to_string());
+            }
+        });
+        remote.prefetch(&keys, PREFETCH_REQUESTS);
+        Some((store.clone(), keys))
     }
 
     /// Read a whole (interior) chunk by decompressing its file straight into the result.
@@ -432,6 +485,9 @@ impl ZArray {
         self.fill
     }
 }
+
+/// Requests in flight for the chunks of one read on object storage.
+const PREFETCH_REQUESTS: usize = 16;
 
 /// `text` on one line (zarrs errors sometimes span several).
 fn one_line(text: &str) -> String {
@@ -585,8 +641,35 @@ pub fn create(dir: &Path, spec: &CreateSpec) -> Result<ZArray> {
     let array = builder
         .build(Arc::new(store), "/")
         .map_err(|e| Error::output(dir, write_failure("cannot create the array", e)))?;
+    if remote::is_url(dir) {
+        return create_unpublished(dir, array);
+    }
     array.store_metadata().map_err(|e| Error::output(dir, write_failure("cannot write zarr.json", e)))?;
     ZArray::open(dir)
+}
+
+/// The new array `built` on object storage, its metadata held back until [`ZArray::publish`].
+fn create_unpublished(dir: &Path, built: Array<backend::Store>) -> Result<ZArray> {
+    let doc = serde_json::to_value(built.metadata())
+        .map_err(|e| Error::Internal(format!("{}: serialise the array metadata: {e}", dir.display())))?;
+    let meta = meta::from_document(&dir.join("zarr.json"), &doc)?;
+    let (store, _) = open_store(dir, Some(limits::ReadLimits::of(&meta)))
+        .map_err(|e| Error::output(dir, format!("cannot create the store: {e}")))?;
+    let array = Array::new_with_metadata(Arc::new(store), "/", built.metadata().clone())
+        .map_err(|e| Error::Internal(format!("{}: reopen the new array: {e}", dir.display())))?;
+    let fill = parse_fill(&meta.fill_value, meta.dtype, meta.zarr_format)
+        .map_err(|m| Error::Internal(format!("{}: the new array's fill value: {m}", dir.display())))?;
+    let direct = if cfg!(target_endian = "little") { direct_codec(&meta) } else { None };
+    Ok(ZArray {
+        path: dir.to_path_buf(),
+        array,
+        meta,
+        write_empty_chunks: false,
+        fill,
+        direct,
+        _dir: None,
+        unpublished: true,
+    })
 }
 
 fn zarr_data_type(d: DType) -> zarrs::array::DataType {

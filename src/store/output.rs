@@ -77,7 +77,7 @@ impl Owner {
     }
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into buf
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
@@ -124,6 +124,8 @@ pub struct Staged {
     lock: Option<File>,
     owner: Owner,
     resumed: Option<Resumed>,
+    /// An array output on object storage, written in place (see [`super::remote_output`]).
+    remote: Option<super::remote_output::RemoteOut>,
 }
 
 fn file_name(p: &Path) -> Result<OsString> {
@@ -147,6 +149,9 @@ fn parent_of(p: &Path) -> PathBuf {
 
 /// Where an array output `out` is staged while it is written: `OUT.partial` next to it.
 pub fn staging_path(out: &Path) -> PathBuf {
+    if super::remote::is_url(out) {
+        return out.to_path_buf(); // written in place (see super::remote_output)
+    }
     let name = out.file_name().unwrap_or_default();
     parent_of(out).join(named("", name, ".partial"))
 }
@@ -154,6 +159,19 @@ pub fn staging_path(out: &Path) -> PathBuf {
 /// Check that `dest` may be written as `kind` (and replaced, with `overwrite`), before any work
 /// is done for it.
 pub fn check_dest(dest: &Path, kind: Kind, overwrite: bool) -> Result<()> {
+    if let Some(url) = super::remote::parse(dest) {
+        let url = url.map_err(|m| Error::output(dest, m))?;
+        return match kind {
+            Kind::File => Err(Error::output(
+                dest,
+                "files (.npy, .csv, raw, pictures, reports) are written to local paths only — write it locally and copy it (e.g. aws s3 cp)",
+            )),
+            Kind::ZarrDir if !url.writable() => {
+                Err(Error::output(dest, "arrays on http(s):// are read-only — write to s3:// or a local path"))
+            }
+            Kind::ZarrDir => Ok(()),
+        };
+    }
     file_name(dest)?;
     if kind == Kind::File && dest.as_os_str().as_bytes().ends_with(b"/") {
         return Err(Error::output(dest, "ends with '/', which names a directory — give a file name"));
@@ -349,6 +367,27 @@ impl Staged {
 
     pub fn open(dest: &Path, kind: Kind, overwrite: bool, resume: bool) -> Result<Staged> {
         check_dest(dest, kind, overwrite)?;
+        if let (Some(Ok(url)), Kind::ZarrDir) = (super::remote::parse(dest), kind) {
+            if resume {
+                return Err(Error::usage(
+                    "--resume",
+                    format!("{} is on object storage, where dsk cannot resume a run yet — run without --resume (the run starts over)", dest.display()),
+                ));
+            }
+            let me = Owner::me();
+            let out = super::remote_output::claim(dest, &url, overwrite, &me)?;
+            return Ok(Staged {
+                kind,
+                dest: dest.to_path_buf(),
+                partial: dest.to_path_buf(),
+                committed: false,
+                kept: false,
+                lock: None,
+                owner: me,
+                resumed: None,
+                remote: Some(out),
+            });
+        }
         match kind {
             Kind::ZarrDir => Staged::open_dir(dest, resume),
             Kind::File => Staged::open_file(dest),
@@ -482,6 +521,7 @@ impl Staged {
             lock: Some(lock),
             owner,
             resumed,
+            remote: None,
         }
     }
 
@@ -492,6 +532,11 @@ impl Staged {
 
     pub fn dest(&self) -> &Path {
         &self.dest
+    }
+
+    /// Whether the output is on object storage (written in place, without completion records).
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
     }
 
     /// The run this one took over (`--resume`), if any.
@@ -519,6 +564,11 @@ impl Staged {
     /// Move the finished output into place, replacing the old one (already checked in `new`).
     /// Returns a warning when the replaced output could not be removed.
     pub fn commit(mut self) -> Result<Option<String>> {
+        if let Some(r) = &self.remote {
+            r.commit(&self.dest)?;
+            self.committed = true;
+            return Ok(None);
+        }
         match self.kind {
             Kind::File => {
                 // rename replaces an existing file atomically
@@ -684,6 +734,12 @@ pub fn pid_alive(pid: i32) -> bool {
 
 impl Drop for Staged {
     fn drop(&mut self) {
+        if let (Some(r), false, false) = (&self.remote, self.committed, self.kept) {
+            if let Err(m) = r.abandon() {
+                eprintln!("dsk: warning: could not remove the unfinished output: {m}");
+            }
+            return;
+        }
         if !self.committed && !self.kept {
             let _ = match self.kind {
                 Kind::ZarrDir => fs::remove_dir_all(&self.partial),

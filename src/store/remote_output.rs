@@ -1,0 +1,170 @@
+//! Array outputs on object storage. There is no rename on S3, so an output is written in place,
+//! under its final prefix, in an order that never shows a reader a complete-looking array that is
+//! not:
+//!
+//! 1. the prefix is claimed with a marker object, `.dsk-partial` (the owner: pid, host, start,
+//!    command), written with a conditional PUT (`If-None-Match: *`) so that of two runs starting
+//!    at once only one gets it;
+//! 2. when `--overwrite` replaces an array, its metadata documents are deleted first (from then on
+//!    the prefix is not an array), then its chunks;
+//! 3. the chunks are written;
+//! 4. `zarr.json` is written last ([`super::ZArray::publish`]), then the marker is deleted.
+//!
+//! A failed run deletes what it wrote. A run killed outright leaves chunks and the marker but no
+//! `zarr.json`: readers see no array, and the next dsk run to write there removes them (when the
+//! marker names a process of this host that is gone) or asks for `--overwrite` (another host).
+
+use std::path::Path;
+
+use super::output::{pid_alive, Owner, MARKER};
+use super::remote::{Remote, Url};
+use crate::error::{Error, Result};
+
+/// Keys a Zarr array's prefix holds: metadata, chunk keys (v3 `c/…`, v2 `0.1` or `0/1`), and dsk's
+/// marker. `--overwrite` refuses a prefix with anything else under it.
+fn zarr_key(k: &str) -> bool {
+    matches!(k, "zarr.json" | ".zarray" | ".zattrs" | MARKER)
+        || k.starts_with("c/")
+        || k.split('/').all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit() || c == b'.'))
+}
+
+/// Split dsk's `"URL: message"` store errors into an error on that URL.
+pub fn error_at(fallback: &Path, m: String) -> Error {
+    match m.split_once(": ").filter(|(u, _)| u.contains("://")) {
+        Some((url, msg)) => Error::output(url, msg),
+        None => Error::output(fallback, m),
+    }
+}
+
+/// [`error_at`] for a location read.
+pub fn input_error_at(fallback: &Path, m: String) -> Error {
+    match m.split_once(": ").filter(|(u, _)| u.contains("://")) {
+        Some((url, msg)) => Error::input(url, msg),
+        None => Error::input(fallback, m),
+    }
+}
+
+/// A claimed output prefix (steps 1–2 done).
+#[derive(Debug)]
+pub struct RemoteOut {
+    pub store: Remote,
+}
+
+/// Claim the prefix `url` for a new array (see the module comment); `dest` names it in messages.
+pub fn claim(dest: &Path, url: &Url, overwrite: bool, me: &Owner) -> Result<RemoteOut> {
+    let store = Remote::new(url, None).map_err(|m| error_at(dest, m))?;
+    if !url.writable() {
+        return Err(Error::output(dest, "arrays on http(s):// are read-only — write to s3:// or a local path"));
+    }
+    let keys: Vec<String> = store.list_sizes("").map_err(|m| error_at(dest, m))?.into_iter().map(|(k, _)| k).collect();
+    let has = |k: &str| keys.iter().any(|x| x == k);
+    let is_array = has("zarr.json") || has(".zarray");
+    if has(MARKER) {
+        let owner: Option<Owner> =
+            store.read_bytes(MARKER).ok().flatten().and_then(|b| serde_json::from_slice(&b).ok());
+        let who = owner.as_ref().map(|o| o.describe()).unwrap_or_else(|| "another dsk run".into());
+        let here_and_gone = owner.as_ref().is_some_and(|o| o.host == me.host && !pid_alive(o.pid as i32));
+        let here_and_alive = owner.as_ref().is_some_and(|o| o.host == me.host && pid_alive(o.pid as i32));
+        if here_and_alive {
+            return Err(Error::output(
+                dest,
+                format!("is being written by another run: {who} — wait for it to finish or stop it; two runs never write one output"),
+            ));
+        }
+        if !here_and_gone && !overwrite {
+            return Err(Error::output(
+                dest,
+                format!("is being written, or was left unfinished, by {who} — if that run is over, pass --overwrite to replace what it left"),
+            ));
+        }
+        if !is_array {
+            eprintln!("dsk: removing the unfinished output under {dest}, left by {who}", dest = dest.display());
+            delete_keys(&store, dest, &keys)?;
+            return claim_free(dest, store, me);
+        }
+    }
+    if is_array && !overwrite {
+        return Err(Error::output(dest, "already exists — pass --overwrite to replace it, or choose another path"));
+    }
+    if !is_array && !keys.is_empty() {
+        return Err(Error::output(
+            dest,
+            format!(
+                "holds {} object(s) but no Zarr array (e.g. {}) — dsk does not write over them; choose another prefix",
+                keys.len(),
+                keys[0]
+            ),
+        ));
+    }
+    if is_array {
+        if let Some(k) = keys.iter().find(|k| !zarr_key(k)) {
+            return Err(Error::output(
+                dest,
+                format!("holds objects that are not part of a Zarr array (e.g. {k}); --overwrite only replaces Zarr arrays — move them away yourself or choose another prefix"),
+            ));
+        }
+    }
+    let out = claim_free(dest, store, me)?;
+    if is_array {
+        // metadata first: from here on the prefix is no longer an array
+        let (meta, rest): (Vec<&String>, Vec<&String>) = keys
+            .iter()
+            .filter(|k| k.as_str() != MARKER)
+            .partition(|k| matches!(k.as_str(), "zarr.json" | ".zarray" | ".zattrs"));
+        let meta: Vec<String> = meta.into_iter().cloned().collect();
+        let rest: Vec<String> = rest.into_iter().cloned().collect();
+        delete_keys(&out.store, dest, &meta)?;
+        delete_keys(&out.store, dest, &rest)?;
+    }
+    Ok(out)
+}
+
+fn claim_free(dest: &Path, store: Remote, me: &Owner) -> Result<RemoteOut> {
+    let doc = serde_json::to_vec(me).map_err(|e| Error::Internal(format!("serialise the owner: {e}")))?;
+    if !store.create_new(MARKER, doc.into()).map_err(|m| error_at(dest, m))? {
+        return Err(Error::output(
+            dest,
+            "another run started writing it at the same moment — two runs never write one output; try again when it is done",
+        ));
+    }
+    Ok(RemoteOut { store })
+}
+
+fn delete_keys(store: &Remote, dest: &Path, keys: &[String]) -> Result<()> {
+    store.delete_many(keys).map_err(|m| error_at(dest, m))
+}
+
+impl RemoteOut {
+    /// The run succeeded and the array's metadata is written: drop the marker.
+    pub fn commit(&self, dest: &Path) -> Result<()> {
+        match self.store.read_bytes("zarr.json") {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(Error::Internal(format!("{}: committed before its zarr.json was written", dest.display())))
+            }
+            Err(m) => return Err(error_at(dest, m)),
+        }
+        self.store.delete(MARKER).map_err(|m| error_at(dest, m))
+    }
+
+    /// The run failed: delete everything under the prefix (dsk claimed it; what it held before
+    /// was an array `--overwrite` replaced, already deleted).
+    pub fn abandon(&self) -> std::result::Result<(), String> {
+        self.store.delete_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zarr_keys_are_told_from_others() {
+        for k in ["zarr.json", ".zarray", ".zattrs", "c/0/1", "0.1", "0/1", "3", MARKER] {
+            assert!(zarr_key(k), "{k}");
+        }
+        for k in ["notes.txt", "sub/zarr.json", "a/0", ".zgroup"] {
+            assert!(!zarr_key(k), "{k}");
+        }
+    }
+}
