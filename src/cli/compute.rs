@@ -553,7 +553,7 @@ pub fn summarize(pplan: &PhysicalPlan, r: &RunReport, run: &RunArgs) {
             fields["shards"] = json!(a.spec.shard);
             fields["dtype"] = json!(a.spec.dtype.name());
             fields["nbytes"] = json!(logical);
-            fields["nbytes_stored"] = json!(store::meta::stored_bytes(&path).ok());
+            fields["nbytes_stored"] = json!(store::meta::stored_bytes(&path).ok().flatten());
             format!(
                 "dsk: wrote {} — {} {}, {unit} {}, {} task{} in {} stage{}, {} in {:.2} s ({}/s), {}",
                 path.display(),

@@ -439,7 +439,7 @@ pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
     let item = dtype.size() as u64;
     let logical = shape.iter().product::<u64>() * item;
     let secs = r.elapsed.as_secs_f64();
-    let stored = store::meta::stored_bytes(&c.out).unwrap_or(0);
+    let stored = store::meta::stored_bytes(&c.out).ok().flatten().unwrap_or(0);
     let how = if auto { " (chosen automatically; set --chunks to choose)" } else { "" };
     let unit = if spec.shard.is_some() { "shard" } else { "chunk" };
     let n = grid.nchunks();

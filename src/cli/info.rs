@@ -28,7 +28,7 @@ pub fn describe(path: &std::path::Path, m: &ArrayMeta) -> Result<Value> {
     let stored = stored_bytes(path)?;
     let inner = Grid::new(m.shape.clone(), m.chunks.clone());
     let outer = Grid::new(m.shape.clone(), m.storage_chunks().to_vec());
-    let ratio = if stored > 0 { Some(nbytes as f64 / stored as f64) } else { None };
+    let ratio = stored.filter(|&n| n > 0).map(|n| nbytes as f64 / n as f64);
     Ok(json!({
         "path": path.display().to_string(),
         "zarr_format": m.zarr_format,
@@ -113,10 +113,13 @@ pub fn run(args: &InfoArgs) -> Result<()> {
             );
         }
         let nbytes = d["nbytes"].as_u64().unwrap_or(0);
-        let stored = d["nbytes_stored"].as_u64().unwrap_or(0);
+        let stored = d["nbytes_stored"].as_u64();
         line(&mut out, "logical size", format!("{} ({nbytes} bytes)", human(nbytes)));
         let ratio = d["compression_ratio"].as_f64().map(|r| format!(", ratio {r:.2}×")).unwrap_or_default();
-        line(&mut out, "stored size", format!("{}{ratio}", human(stored)));
+        match stored {
+            Some(n) => line(&mut out, "stored size", format!("{}{ratio}", human(n))),
+            None => line(&mut out, "stored size", "not known (an http(s):// array cannot be listed)".into()),
+        }
         let codecs: Vec<String> = m.codecs.iter().map(codec_text).collect();
         line(&mut out, "codecs", if codecs.is_empty() { "none".into() } else { codecs.join(" → ") });
         line(&mut out, "fill value", m.fill_value.to_string());

@@ -412,20 +412,17 @@ fn numcodecs_to_codec(c: &Value) -> Value {
     json!({"name": id, "configuration": conf})
 }
 
-/// Total bytes of the files under `path` (chunks and metadata), as `du --apparent-size` counts them.
-pub fn stored_bytes(path: &Path) -> Result<u64> {
+/// Total bytes of the files under `path` (chunks and metadata), as `du --apparent-size` counts them;
+/// `None` for an array on http(s)://, which cannot be listed.
+pub fn stored_bytes(path: &Path) -> Result<Option<u64>> {
     if let Some(url) = super::remote::parse(path) {
         let url = url.map_err(|m| super::remote_output::input_error_at(path, m))?;
         if url.scheme != super::remote::Scheme::S3 {
-            return Err(Error::input(path, "the size of an array on http(s):// is not known (it cannot be listed)"));
+            return Ok(None);
         }
         let r = super::remote::Remote::new(&url, None).map_err(|m| super::remote_output::input_error_at(path, m))?;
-        return Ok(r
-            .list_sizes("")
-            .map_err(|m| super::remote_output::input_error_at(path, m))?
-            .iter()
-            .map(|(_, n)| n)
-            .sum());
+        let sizes = r.list_sizes("").map_err(|m| super::remote_output::input_error_at(path, m))?;
+        return Ok(Some(sizes.iter().map(|(_, n)| n).sum()));
     }
     let mut total = 0;
     let mut stack: Vec<PathBuf> = vec![path.to_path_buf()];
@@ -441,5 +438,5 @@ pub fn stored_bytes(path: &Path) -> Result<u64> {
             }
         }
     }
-    Ok(total)
+    Ok(Some(total))
 }

@@ -735,9 +735,9 @@ pub fn pid_alive(pid: i32) -> bool {
 impl Drop for Staged {
     fn drop(&mut self) {
         if let (Some(r), false, false) = (&self.remote, self.committed, self.kept) {
-            if let Err(m) = r.abandon() {
-                eprintln!("dsk: warning: could not remove the unfinished output: {m}");
-            }
+            // when the server does not answer any more, what was written stays without zarr.json,
+            // under the marker, as after a killed run: the next run to write there removes it
+            let _ = r.abandon();
             return;
         }
         if !self.committed && !self.kept {

@@ -393,7 +393,9 @@ pub fn describe(url: &Url, e: &object_store::Error) -> String {
     use object_store::Error as E;
     let text = e.to_string();
     let code = s3_code(&text);
-    let creds = if url.scheme == Scheme::S3 {
+    let creds = if url.scheme == Scheme::S3 && anonymous() {
+        "the bucket does not allow unsigned requests (--anon, AWS_NO_SIGN_REQUEST); drop them and set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
+    } else if url.scheme == Scheme::S3 {
         "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or pass --anon for a public bucket"
     } else {
         "the server refused it; check that the array is public"

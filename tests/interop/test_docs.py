@@ -79,14 +79,14 @@ def help_examples(*cmd):
     return [l.strip() for l in lines if l.strip().startswith("dsk ")]
 
 
-def run_session(d, examples):
+def run_session(d, examples, extra_env=None):
     bindir = d / ".bin"
     bindir.mkdir()
     os.symlink(os.path.abspath(DSK), bindir / "dsk")
     # dsk, and the python of the test venv (with NumPy) for the examples that pipe from Python
     (bindir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     (bindir / "python").chmod(0o755)
-    env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}")
+    env = dict(extra_env or os.environ, PATH=f"{bindir}:{os.environ['PATH']}")
     failures = []
     for where, line in examples:
         cmd = scaled(line)
@@ -103,6 +103,16 @@ def test_doc_examples_run(doc, tmp_path):
     if not examples:
         pytest.skip(f"{doc} has no dsk examples")
     fixtures(tmp_path)
+    if doc == "docs/cloud.md":
+        # its session runs against a local S3 server with the bucket the page uses
+        from s3util import s3_env, start_server
+
+        srv = start_server(tmp_path / "s3server", buckets=("my-bucket",))
+        try:
+            run_session(tmp_path, examples, s3_env(srv.endpoint, tmp_path))
+        finally:
+            srv.stop()
+        return
     run_session(tmp_path, examples)
 
 
