@@ -35,7 +35,8 @@ def sh(cmd, **kw):
 
 
 def timed(cmd, cwd):
-    """Run `cmd` under /usr/bin/time -v; return (wall seconds, peak RSS bytes, stdout)."""
+    """Run `cmd` under /usr/bin/time -v; return (wall seconds, peak RSS bytes, CPU seconds (user +
+    system), stdout)."""
     env = dict(os.environ, BENCH_DATA=cwd)
     r = subprocess.run(["/usr/bin/time", "-v", *cmd], cwd=cwd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
@@ -44,7 +45,8 @@ def timed(cmd, cwd):
     parts = [float(p) for p in wall.split(":")]
     secs = parts[-1] + 60 * parts[-2] + (3600 * parts[-3] if len(parts) > 2 else 0)
     rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr).group(1))
-    return secs, rss_kb * 1024, r.stdout
+    cpu = sum(float(re.search(rf"{k} time \(seconds\): (\S+)", r.stderr).group(1)) for k in ("User", "System"))
+    return secs, rss_kb * 1024, cpu, r.stdout
 
 
 def remove(path):
@@ -312,20 +314,72 @@ def w_w4(args, data):
     return "W4", "W4 rechunk (1000, 1000) → (50000, 10) of the on-disk array", runs
 
 
+def w_s3(args, data):
+    """W3 with the input on object storage: a local SeaweedFS S3 server; dsk (s3://) vs Dask
+    (da.from_zarr with zarr-python's obstore store). Requests and bytes are read from the server's
+    own counters around each run."""
+    sys.path.insert(0, os.path.join(HERE, "peers"))
+    import s3
+
+    x = ensure_input(data)
+    srv = s3.Weed(os.path.join(data, "s3server"))
+    try:
+        t = time.perf_counter()
+        n = srv.upload(x, "x_zstd.zarr")
+        print(f"  copied the input to S3 ({n} objects) in {time.perf_counter() - t:.1f} s", flush=True)
+    except BaseException:
+        srv.stop()
+        raise
+    os.environ.update(srv.env())
+    url = "s3://bench/x_zstd.zarr"
+    out_dsk, out_dask = os.path.join(data, "s3_cos2_dsk.zarr"), os.path.join(data, "s3_cos2_dask.zarr")
+    peer = os.path.join(HERE, "peers", "s3_dask.py")
+    runs = [
+        ("dsk", "mean, --memory 512MiB", None,
+         [DSK, "eval", "(x * x[::-1, ::-1]).mean()", f"x={url}", "--memory", "512MiB", "-q"]),
+        ("dsk", "cos2, --memory 512MiB", out_dsk,
+         [DSK, "eval", "(cos(x)**2).mean(axis=1)", f"x={url}", "-o", out_dsk, "--memory", "512MiB", "-q"]),
+        ("dask", "mean", None, [PY, peer, "x_zstd.zarr", "--op", "mean"]),
+        ("dask", "cos2", out_dask, [PY, peer, "x_zstd.zarr", "--op", "cos2", "--out", out_dask]),
+    ]
+
+    def close():
+        srv.stop()
+        for k in srv.env():
+            os.environ.pop(k, None)
+
+    title = ("S3: W3's computations with the (50000, 4000) float64 zstd input (1.6 GB, 200 chunks) on a local "
+             "SeaweedFS S3 server")
+    return "S3", title, runs, {"meter": srv.counters, "close": close}
+
+
 WORKLOADS = {"create": w_create, "transform": w_transform, "flip": w_flip, "W1": w_w1, "W2": w_w2, "chunks": w_chunks, "W3": w_w3,
-             "W4": w_w4, "W5": w_w5}
+             "W4": w_w4, "W5": w_w5, "S3": w_s3}
 
 
 def run_workload(fn, args, data):
-    key, title, runs = fn(args, data)
+    key, title, runs, *extra = fn(args, data)
+    extra = extra[0] if extra else {}
+    meter = extra.get("meter")
+    traffic = {}
     results = {i: [] for i in range(len(runs))}
-    for rep in range(args.reps):
-        for i, (_tool, _label, out, cmd) in enumerate(runs):
-            if out:
-                remove(out)
-            secs, rss, _ = timed(cmd, cwd=data)
-            results[i].append((secs, rss))
-            print(f"  {key} rep {rep + 1}: {runs[i][0]} {runs[i][1]}: {secs:.2f} s, {rss / 2**20:.0f} MiB", flush=True)
+    try:
+        for rep in range(args.reps):
+            for i, (_tool, _label, out, cmd) in enumerate(runs):
+                if out:
+                    remove(out)
+                before = meter() if meter and rep == 0 else None
+                secs, rss, cpu, _ = timed(cmd, cwd=data)
+                if before:
+                    after = meter()
+                    reqs = {k: after[0].get(k, 0) - before[0].get(k, 0) for k in after[0]}
+                    traffic[i] = ({k: v for k, v in reqs.items() if v}, after[1] - before[1], after[2] - before[2],
+                                  cpu, after[3] - before[3])
+                results[i].append((secs, rss))
+                print(f"  {key} rep {rep + 1}: {runs[i][0]} {runs[i][1]}: {secs:.2f} s, {rss / 2**20:.0f} MiB", flush=True)
+    finally:
+        if extra.get("close"):
+            extra["close"]()
     for _, _, out, _ in runs:
         if out:
             remove(out)
@@ -336,6 +390,12 @@ def run_workload(fn, args, data):
             "tool": tool, "label": label, "median_s": statistics.median(walls), "min_s": min(walls),
             "max_s": max(walls), "peak_rss": max(r[1] for r in results[i]), "reps": len(walls),
         })
+        if i in traffic:
+            reqs, sent, recv, cpu, server_cpu = traffic[i]
+            rows[-1]["requests"] = ", ".join(f"{v} {k}" for k, v in sorted(reqs.items()))
+            rows[-1]["bytes_moved"] = f"{sent / 1e6:.0f} MB read, {recv / 1e6:.1f} MB written"
+            rows[-1]["cpu"] = f"{cpu:.1f} s + server {server_cpu:.1f} s"
+            rows[-1]["server_cpu_s"] = server_cpu
     return {"key": key, "title": title, "rows": rows}
 
 
@@ -370,6 +430,14 @@ def limit_fractions(w, lv):
             f = lv["decode_encode_floor_s"]
             lines.append(f"- {d['label']}: decoding and re-encoding (zstd level 1) this array takes at least {f:.2f} s "
                          f"on this machine; dsk takes {d['median_s']:.2f} s = {100 * f / d['median_s']:.0f}% of that floor")
+        if w["key"] == "S3" and lv.get("decode_floor_s") and d.get("server_cpu_s"):
+            cores = os.cpu_count()
+            dec = lv["decode_floor_s"] * cores
+            floor = (d["server_cpu_s"] + dec) / cores
+            lines.append(f"- {d['label']}: the S3 server shares this machine: it used {d['server_cpu_s']:.1f} CPU-s serving "
+                         f"the array, and decoding it takes ≥ {dec:.1f} CPU-s, so no client finishes below "
+                         f"{floor:.2f} s on {cores} cores; dsk takes {d['median_s']:.2f} s = "
+                         f"{100 * floor / d['median_s']:.0f}% of that floor")
         if w["key"] in ("W3", "W5") and lv.get("decode_floor_s"):
             lines.append(f"- {d['label']}: the zstd decode floor of this array is {lv['decode_floor_s']:.2f} s; "
                          f"dsk takes {d['median_s']:.2f} s = {100 * lv['decode_floor_s'] / d['median_s']:.0f}% of it")
@@ -398,11 +466,15 @@ def render(report):
         lines += ["", f"## {w['title']}", ""]
         if w.get("date") and w["date"] != report["date"]:
             lines += [f"(measured {w['date']}, in another run than the limits above)", ""]
-        lines += ["| tool | configuration | median wall | range | peak RSS |", "|---|---|---|---|---|"]
+        metered = any("requests" in r for r in w["rows"])
+        head = "| tool | configuration | median wall | range | peak RSS |"
+        lines += [head + (" requests (server's count) | bytes moved | CPU (first rep) |" if metered else ""),
+                  "|---|---|---|---|---|" + ("---|---|---|" if metered else "")]
         for r in w["rows"]:
             lines.append(
                 f"| {r['tool']} | {r['label']} | {r['median_s']:.2f} s | {r['min_s']:.2f}–{r['max_s']:.2f} s "
-                f"| {r['peak_rss'] / 2**20:.0f} MiB |")
+                f"| {r['peak_rss'] / 2**20:.0f} MiB |"
+                + (f" {r.get('requests', '')} | {r.get('bytes_moved', '')} | {r.get('cpu', '')} |" if metered else ""))
         if w.get("note"):
             lines += ["", "Ratios (same run, medians):", "", w["note"]]
     lines.append("")
