@@ -114,6 +114,15 @@ fn check_outside_inputs(plan: &PhysicalPlan) -> Result<()> {
                     ),
                 ));
             }
+            if crate::store::remote::is_url(out) && i.starts_with(&o) {
+                return Err(Error::output(
+                    out,
+                    format!(
+                        "holds the input {} — on object storage an output is replaced in place, which would delete the input while it is read; write elsewhere",
+                        input.path.display()
+                    ),
+                ));
+            }
             if o.starts_with(&i) {
                 return Err(Error::output(
                     out,
@@ -235,7 +244,15 @@ fn run_staged(
         };
         if ctx.keep_work_dir {
             w.keep();
-            eprintln!("dsk: keeping the work directory {}", w.path().display());
+            if w.arrays_root() != w.path() {
+                eprintln!(
+                    "dsk: keeping the work directory {} and its arrays under {}",
+                    w.path().display(),
+                    w.arrays_root().display()
+                );
+            } else {
+                eprintln!("dsk: keeping the work directory {}", w.path().display());
+            }
         }
         if !w.adopted() {
             w.check_free(plan.scratch_bytes)?;
@@ -402,6 +419,9 @@ fn run_staged(
         None => None,
     };
     // an output on object storage gets its metadata last, now that every chunk is written
+    if let Some(s) = staged.as_ref() {
+        s.verify()?;
+    }
     for z in arrays.iter_mut() {
         z.publish()?;
     }

@@ -534,6 +534,15 @@ impl Staged {
         &self.dest
     }
 
+    /// An output on object storage: check, before its metadata is written, that no other run
+    /// has taken its prefix over.
+    pub fn verify(&self) -> Result<()> {
+        match &self.remote {
+            Some(r) => r.verify(&self.dest),
+            None => Ok(()),
+        }
+    }
+
     /// Whether the output is on object storage (written in place, without completion records).
     pub fn is_remote(&self) -> bool {
         self.remote.is_some()

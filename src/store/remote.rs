@@ -103,6 +103,14 @@ pub fn parse(path: &Path) -> Option<Result<Url, String>> {
         }
     };
     let (authority, key) = rest.split_once('/').unwrap_or((rest, ""));
+    if authority.contains('@') {
+        return Some(Err(
+            "credentials in a URL are not accepted — give them in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE".into(),
+        ));
+    }
+    if key.contains(['?', '#']) {
+        return Some(Err("'?' and '#' have no place in an array's URL — remove the query or fragment".into()));
+    }
     if authority.is_empty() {
         return Some(Err(match scheme {
             Scheme::S3 => "no bucket — write s3://BUCKET/PATH/TO/ARRAY.zarr".to_string(),
@@ -322,6 +330,18 @@ fn s3_store(bucket: &str) -> Result<Arc<dyn ObjectStore>, String> {
     if anonymous() {
         b = b.with_skip_signature(true);
     } else {
+        match (&s.key_id, &s.secret) {
+            (Some(_), None) => return Err("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not — set both".into()),
+            (None, Some(_)) => return Err("AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not — set both".into()),
+            (None, None)
+                if truthy(env("AWS_EC2_METADATA_DISABLED"))
+                    && env("AWS_WEB_IDENTITY_TOKEN_FILE").is_none()
+                    && env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").is_none() =>
+            {
+                return Err("no AWS credentials found (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or --anon for a public bucket)".into())
+            }
+            _ => {}
+        }
         if let (Some(k), Some(v)) = (&s.key_id, &s.secret) {
             b = b.with_access_key_id(k).with_secret_access_key(v);
         }
@@ -416,11 +436,13 @@ pub fn describe(url: &Url, e: &object_store::Error) -> String {
             format!("access denied (HTTP 403{}) — {creds}", c.map(|c| format!(": {c}")).unwrap_or_default())
         }
         (E::Unauthenticated { .. }, _) => format!("not authenticated (HTTP 401) — {creds}"),
+        _ if text.contains("403 Forbidden") => format!("access denied (HTTP 403) — {creds}"),
         (E::NotImplemented { .. }, _) => "the server does not support this request".into(),
         _ if text.contains("error sending request") || text.contains("connect") => format!(
-            "no answer from {}{} — is the server up? check the URL and AWS_ENDPOINT_URL",
+            "no answer from {}{} — is the server up? check the URL{}",
             endpoint_of(url),
-            retries_of(&text)
+            retries_of(&text),
+            if url.scheme == Scheme::S3 { " and AWS_ENDPOINT_URL" } else { "" }
         ),
         _ if text.contains("builder error") => format!(
             "cannot send the request to {} — an http:// endpoint must be given in full in AWS_ENDPOINT_URL",
@@ -473,8 +495,10 @@ impl Remote {
         &self.url
     }
 
+    /// The object's key, verbatim (`ObjPath::from` would percent-encode `~`, `%`, non-ASCII…).
     fn path(&self, key: &str) -> ObjPath {
-        ObjPath::from(self.url.join(key).key)
+        let full = self.url.join(key).key;
+        ObjPath::parse(&full).unwrap_or_else(|_| ObjPath::from(full))
     }
 
     fn err(&self, key: &str, e: &object_store::Error) -> String {
@@ -508,6 +532,12 @@ impl Remote {
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(describe(&url, &e)),
         };
+        if r.meta.size > max && max == MAX_METADATA_BYTES {
+            return Err(format!(
+                "{url}: holds {} bytes, more than array metadata can — not array metadata; restore or rewrite it",
+                r.meta.size
+            ));
+        }
         if r.meta.size > max {
             return Err(format!(
                 "{url}: holds {} bytes, more than a chunk of this array can — the object is damaged or not part of the array; restore it or rewrite the array",

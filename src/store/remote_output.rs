@@ -48,6 +48,9 @@ pub fn input_error_at(fallback: &Path, m: String) -> Error {
 #[derive(Debug)]
 pub struct RemoteOut {
     pub store: Remote,
+    /// The marker's content as this run wrote it: the claim is still this run's while the marker
+    /// holds it.
+    doc: Vec<u8>,
 }
 
 /// Claim the prefix `url` for a new array (see the module comment); `dest` names it in messages.
@@ -55,6 +58,12 @@ pub fn claim(dest: &Path, url: &Url, overwrite: bool, me: &Owner) -> Result<Remo
     let store = Remote::new(url, None).map_err(|m| error_at(dest, m))?;
     if !url.writable() {
         return Err(Error::output(dest, "arrays on http(s):// are read-only — write to s3:// or a local path"));
+    }
+    if url.key.is_empty() {
+        return Err(Error::output(
+            dest,
+            "is a whole bucket — write the array under a prefix, like s3://BUCKET/NAME.zarr",
+        ));
     }
     let keys: Vec<String> = store.list_sizes("").map_err(|m| error_at(dest, m))?.into_iter().map(|(k, _)| k).collect();
     let has = |k: &str| keys.iter().any(|x| x == k);
@@ -78,9 +87,22 @@ pub fn claim(dest: &Path, url: &Url, overwrite: bool, me: &Owner) -> Result<Remo
             ));
         }
         if !is_array {
+            if let Some(k) = keys.iter().find(|k| !zarr_key(k)) {
+                return Err(Error::output(
+                    dest,
+                    format!("holds an unfinished output of {who} and objects that are not part of a Zarr array (e.g. {k}) — dsk does not delete what it did not write; move them away yourself or choose another prefix"),
+                ));
+            }
             eprintln!("dsk: removing the unfinished output under {dest}, left by {who}", dest = dest.display());
-            delete_keys(&store, dest, &keys)?;
-            return claim_free(dest, store, me);
+            // the marker last: until it goes, no other run takes the prefix
+            let (marker, rest): (Vec<String>, Vec<String>) = keys.iter().cloned().partition(|k| k == MARKER);
+            delete_keys(&store, dest, &rest)?;
+            delete_keys(&store, dest, &marker)?;
+            return claim_free(dest, store, me, &[]);
+        }
+        if overwrite {
+            // an array under a stale marker, replaced: the marker goes first, to be taken anew
+            delete_keys(&store, dest, &[MARKER.to_string()])?;
         }
     }
     if is_array && !overwrite {
@@ -104,7 +126,8 @@ pub fn claim(dest: &Path, url: &Url, overwrite: bool, me: &Owner) -> Result<Remo
             ));
         }
     }
-    let out = claim_free(dest, store, me)?;
+    let old: Vec<String> = if is_array { keys.clone() } else { vec![] };
+    let out = claim_free(dest, store, me, &old)?;
     if is_array {
         // metadata first: from here on the prefix is no longer an array
         let (meta, rest): (Vec<&String>, Vec<&String>) = keys
@@ -119,15 +142,28 @@ pub fn claim(dest: &Path, url: &Url, overwrite: bool, me: &Owner) -> Result<Remo
     Ok(out)
 }
 
-fn claim_free(dest: &Path, store: Remote, me: &Owner) -> Result<RemoteOut> {
+/// Take the prefix with the marker; then check that nothing but the marker and `old` (an array
+/// being replaced) is there — else another run is writing it too, and this one backs off.
+fn claim_free(dest: &Path, store: Remote, me: &Owner, old: &[String]) -> Result<RemoteOut> {
     let doc = serde_json::to_vec(me).map_err(|e| Error::Internal(format!("serialise the owner: {e}")))?;
-    if !store.create_new(MARKER, doc.into()).map_err(|m| error_at(dest, m))? {
-        return Err(Error::output(
+    let busy = || {
+        Error::output(
             dest,
             "another run started writing it at the same moment — two runs never write one output; try again when it is done",
-        ));
+        )
+    };
+    if !store.create_new(MARKER, doc.clone().into()).map_err(|m| error_at(dest, m))? {
+        return Err(busy());
     }
-    Ok(RemoteOut { store })
+    let out = RemoteOut { store, doc };
+    let now = out.store.list_sizes("").map_err(|m| error_at(dest, m))?;
+    if now.iter().any(|(k, _)| k != MARKER && !old.contains(k)) {
+        if out.owned() {
+            let _ = out.store.delete(MARKER);
+        }
+        return Err(busy());
+    }
+    Ok(out)
 }
 
 fn delete_keys(store: &Remote, dest: &Path, keys: &[String]) -> Result<()> {
@@ -135,6 +171,22 @@ fn delete_keys(store: &Remote, dest: &Path, keys: &[String]) -> Result<()> {
 }
 
 impl RemoteOut {
+    /// Whether the marker is still this run's.
+    fn owned(&self) -> bool {
+        matches!(self.store.read_bytes(MARKER), Ok(Some(b)) if b.as_ref() == self.doc.as_slice())
+    }
+
+    /// Before the array's metadata is written: the prefix must still be this run's.
+    pub fn verify(&self, dest: &Path) -> Result<()> {
+        if self.owned() {
+            return Ok(());
+        }
+        Err(Error::output(
+            dest,
+            "another run took the output over while this one wrote it (its marker .dsk-partial changed) — this run's result is not published; run again when the other is done",
+        ))
+    }
+
     /// The run succeeded and the array's metadata is written: drop the marker.
     pub fn commit(&self, dest: &Path) -> Result<()> {
         match self.store.read_bytes("zarr.json") {
@@ -150,7 +202,13 @@ impl RemoteOut {
     /// The run failed: delete everything under the prefix (dsk claimed it; what it held before
     /// was an array `--overwrite` replaced, already deleted).
     pub fn abandon(&self) -> std::result::Result<(), String> {
-        self.store.delete_all()
+        if !self.owned() {
+            return Ok(()); // another run holds the prefix now: what is there is not this run's
+        }
+        let keys: Vec<String> =
+            self.store.list_sizes("")?.into_iter().map(|(k, _)| k).filter(|k| zarr_key(k) && k != MARKER).collect();
+        self.store.delete_many(&keys)?;
+        self.store.delete(MARKER)
     }
 }
 

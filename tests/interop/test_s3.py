@@ -735,3 +735,40 @@ def test_shared_credentials_profile(s3, xin, tmp_path):
     r = run_dsk("info", xin["s3"], env=s3.env(**base, AWS_PROFILE="nosuch"), ok=False)
     one_line_error(r, "nosuch")
     assert b"wrong" not in r.stderr
+
+
+def test_never_deletes_what_dsk_did_not_write(s3, at):
+    """A stale marker with other objects beside it, a bucket root as output, an output that holds
+    an input: refused, and every object stays."""
+    dest = at("s3", "stale.zarr")
+    owner = {"pid": 999999999, "host": os.uname().nodename, "started": 0, "command": "dsk create (killed)"}
+    s3.put(f"{dest}/.dsk-partial", json.dumps(owner).encode())
+    s3.put(f"{dest}/c/0/0", b"left by the killed run")
+    s3.put(f"{dest}/notes/report.pdf", b"not dsk's")
+    r = run_dsk("create", "ones", dest, "--shape", "4,4", "--chunks", "2,2", env=s3.env(), ok=False)
+    one_line_error(r, "not part of a Zarr array", url=dest)
+    r = run_dsk("create", "ones", dest, "--shape", "4,4", "--chunks", "2,2", "--overwrite", env=s3.env(), ok=False)
+    one_line_error(r, "not part of a Zarr array", url=dest)
+    assert "notes/report.pdf" in s3.keys(dest)
+    # without the foreign object, the leftovers of the dead run are removed and the run succeeds
+    s3.delete_prefix(f"{dest}/notes")
+    run_dsk("create", "ones", dest, "--shape", "4,4", "--chunks", "2,2", env=s3.env())
+    assert ".dsk-partial" not in s3.keys(dest)
+    r = run_dsk("create", "ones", f"s3://{PUBLIC}", "--shape", "4,4", env=s3.env(), ok=False)
+    one_line_error(r, "whole bucket")
+    src = at("s3", "outer.zarr")
+    run_dsk("create", "random", src, "--shape", "8,8", "--chunks", "4,4", env=s3.env())
+    run_dsk("create", "random", f"{src}/c.zarr", "--shape", "8,8", "--chunks", "4,4", env=s3.env(), ok=False)
+    inner = at("s3", "outer2.zarr")
+    run_dsk("create", "random", inner, "--shape", "8,8", "--chunks", "4,4", env=s3.env())
+    r = run_dsk("transform", inner, at("s3", ""), "--expr", "x+0", "--overwrite", env=s3.env(), ok=False)
+    assert r.returncode != 0 and s3.exists(f"{inner}/zarr.json")
+
+
+def test_keys_are_used_verbatim(s3, at):
+    """A URL with '~' and non-ASCII names the objects it says (zarr-python finds them)."""
+    dest = at("s3", "données/t~1.zarr")
+    run_dsk("create", "arange", dest, "--stop", "12", "--shape", "3,4", "--chunks", "2,2", env=s3.env())
+    a = s3.zarr_open(dest)
+    assert np.array_equal(a[:], np.arange(12.0).reshape(3, 4))
+    assert run_dsk("reduce", dest, "--op", "sum", env=s3.env()).stdout.strip() == b"66"
