@@ -302,6 +302,7 @@ fn run_staged(
         arrays.push(z);
     }
     let inputs = open_inputs(plan)?;
+    let versions = inputs.iter().map(ZArray::version).collect::<Result<Vec<_>>>()?;
     let plan_file = match (&work, processes) {
         (Some(w), true) => {
             let f = w.path().join("plan.json");
@@ -414,6 +415,16 @@ fn run_staged(
         }
     }
     drop(held);
+    // an input replaced or rewritten meanwhile (e.g. by an --overwrite) would give a result that
+    // mixes two arrays, or reads deleted chunks as the fill value: no result then
+    for (z, v) in inputs.iter().zip(&versions) {
+        if z.version()? != *v {
+            return Err(Error::input(
+                z.path(),
+                "was replaced or rewritten by another program while dsk read it — the result would mix two versions of the array, so none is written; run again",
+            ));
+        }
+    }
     let printed = match &plan.print {
         Some(p) => Some(scalar_text(&arrays[p.array], p.dtype)?),
         None => None,

@@ -182,7 +182,8 @@ fn lock_new(dir: &Path) -> Result<File> {
 impl Drop for WorkDir {
     fn drop(&mut self) {
         if !self.keep {
-            if let Some(root) = &self.remote {
+            // (not when the server stopped answering: that would wait through the retries again)
+            if let Some(root) = self.remote.as_ref().filter(|_| !crate::store::remote::server_unreachable()) {
                 let gone = crate::store::remote::parse(root)
                     .and_then(|u| u.ok())
                     .ok_or_else(|| "not a URL".to_string())

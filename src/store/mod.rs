@@ -229,6 +229,28 @@ impl ZArray {
         Ok(())
     }
 
+    /// What identifies the array as stored, to tell whether another program replaced or
+    /// rewrote it while it was read: its metadata document's version (ETag, size, time) on object
+    /// storage; locally the directory's and the document's inode, size and modification time.
+    pub fn version(&self) -> Result<String> {
+        let doc = if self.meta.zarr_format == 3 { "zarr.json" } else { ".zarray" };
+        let gone = || {
+            Error::input(
+                &self.path,
+                format!(
+                    "{doc} disappeared while dsk read the array — another program replaced or removed it; run again"
+                ),
+            )
+        };
+        if let Some(r) = self.array.storage().remote() {
+            return r.version(doc).map_err(|m| remote_output::input_error_at(&self.path, m))?.ok_or_else(gone);
+        }
+        use std::os::unix::fs::MetadataExt;
+        let stat = |p: &Path| std::fs::metadata(p).map_err(|_| gone());
+        let (d, f) = (stat(&self.path)?, stat(&self.path.join(doc))?);
+        Ok(format!("{} {} {} {} {} {}", d.dev(), d.ino(), f.ino(), f.len(), f.mtime(), f.mtime_nsec()))
+    }
+
     /// Whether the array lives on object storage.
     pub fn is_remote(&self) -> bool {
         self.array.storage().remote().is_some()

@@ -741,6 +741,27 @@ pub fn pid_alive(pid: i32) -> bool {
         && (unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
 }
 
+/// Whether the process `pid` that started at `started` (seconds since the epoch, as an
+/// [`Owner`] records it) is still running — not another process that was given the same pid
+/// since. Where /proc cannot tell, a running pid counts as alive.
+pub fn owner_alive(pid: i32, started: u64) -> bool {
+    if !pid_alive(pid) {
+        return false;
+    }
+    let since_boot = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(19)?.parse::<u64>().ok()));
+    let boot = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ")?.trim().parse::<u64>().ok()));
+    // SAFETY: sysconf only reads a configuration value
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    match (since_boot, boot, ticks > 0) {
+        (Some(t), Some(b), true) => (b + t / ticks as u64).abs_diff(started) <= 2,
+        _ => true,
+    }
+}
+
 impl Drop for Staged {
     fn drop(&mut self) {
         if let (Some(r), false, false) = (&self.remote, self.committed, self.kept) {

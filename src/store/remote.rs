@@ -223,7 +223,8 @@ fn ini_section(file: &Path, name: &str) -> Result<Option<HashMap<String, String>
     if !file.is_file() {
         return Ok(None);
     }
-    let ini = ini::Ini::load_from_file(file).map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
+    // as the AWS tools read them: no escapes (a secret may end in '\\' or start with '"')
+    let ini = ini::Ini::load_from_file_noescape(file).map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
     Ok(ini.section(Some(name)).map(|s| s.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())).collect()))
 }
 
@@ -241,6 +242,8 @@ struct S3Settings {
     token: Option<String>,
     region: Option<String>,
     endpoint: Option<String>,
+    /// Where the keys came from, for messages.
+    keys_from: String,
 }
 
 fn s3_settings() -> Result<S3Settings, String> {
@@ -252,6 +255,7 @@ fn s3_settings() -> Result<S3Settings, String> {
         token: env("AWS_SESSION_TOKEN"),
         region: env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION")),
         endpoint: env("AWS_ENDPOINT_URL_S3").or_else(|| env("AWS_ENDPOINT_URL")),
+        keys_from: "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into(),
     };
     let creds_file = home_file("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials");
     let config_file = home_file("AWS_CONFIG_FILE", ".aws/config");
@@ -273,11 +277,14 @@ fn s3_settings() -> Result<S3Settings, String> {
     }
     // explicit variables win; keys come together or not at all
     if s.key_id.is_none() && s.secret.is_none() {
-        for sec in [&creds, &config].into_iter().flatten() {
+        for (sec, file) in [(&creds, &creds_file), (&config, &config_file)] {
+            let Some(sec) = sec else { continue };
             if let (Some(k), Some(v)) = (sec.get("aws_access_key_id"), sec.get("aws_secret_access_key")) {
                 s.key_id = Some(k.clone());
                 s.secret = Some(v.clone());
                 s.token = sec.get("aws_session_token").cloned();
+                let f = file.as_ref().map(|f| f.display().to_string()).unwrap_or_default();
+                s.keys_from = format!("the keys of profile {name} in {f}");
                 break;
             }
         }
@@ -307,6 +314,11 @@ fn client_options(allow_http: bool) -> object_store::ClientOptions {
         .with_connect_timeout(Duration::from_secs(5))
 }
 
+/// Where the S3 keys came from, for messages.
+fn keys_from() -> String {
+    s3_settings().map(|s| s.keys_from).unwrap_or_else(|_| "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into())
+}
+
 /// The endpoint requests to `url` go to, for messages.
 fn endpoint_of(url: &Url) -> String {
     match url.scheme {
@@ -314,6 +326,25 @@ fn endpoint_of(url: &Url) -> String {
         Scheme::Http => format!("http://{}", url.authority),
         Scheme::Https => format!("https://{}", url.authority),
     }
+}
+
+/// Whether an EC2 instance metadata service answers (the last place credentials come from), asked
+/// once with a short timeout: elsewhere, object_store would retry it for minutes before failing.
+fn instance_metadata_answers() -> bool {
+    use std::io::{Read, Write};
+    static ANSWERS: OnceLock<bool> = OnceLock::new();
+    *ANSWERS.get_or_init(|| {
+        let addr = std::net::SocketAddr::from(([169, 254, 169, 254], 80));
+        let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(1000)) else { return false };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(2000)));
+        let _ = s.set_write_timeout(Some(Duration::from_millis(1000)));
+        let req = "PUT /latest/api/token HTTP/1.1\r\nHost: 169.254.169.254\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        if s.write_all(req.as_bytes()).is_err() {
+            return false;
+        }
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
+    })
 }
 
 /// An S3 client for `bucket`, configured from the environment and the AWS files.
@@ -334,11 +365,12 @@ fn s3_store(bucket: &str) -> Result<Arc<dyn ObjectStore>, String> {
             (Some(_), None) => return Err("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not — set both".into()),
             (None, Some(_)) => return Err("AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not — set both".into()),
             (None, None)
-                if truthy(env("AWS_EC2_METADATA_DISABLED"))
-                    && env("AWS_WEB_IDENTITY_TOKEN_FILE").is_none()
-                    && env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").is_none() =>
+                if env("AWS_WEB_IDENTITY_TOKEN_FILE").is_none()
+                    && env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").is_none()
+                    && env("AWS_CONTAINER_CREDENTIALS_FULL_URI").is_none()
+                    && (truthy(env("AWS_EC2_METADATA_DISABLED")) || !instance_metadata_answers()) =>
             {
-                return Err("no AWS credentials found (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or --anon for a public bucket)".into())
+                return Err("no AWS credentials found — set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or pass --anon for a public bucket".into())
             }
             _ => {}
         }
@@ -401,6 +433,14 @@ fn client(url: &Url) -> Result<Arc<dyn ObjectStore>, String> {
 // ---------------------------------------------------------------------------------------------
 // Errors
 
+static UNREACHABLE: AtomicBool = AtomicBool::new(false);
+
+/// Whether a request of this process has already failed for want of an answer (after its
+/// retries): cleaning up on the same server would only wait through the retries again.
+pub fn server_unreachable() -> bool {
+    UNREACHABLE.load(Ordering::Relaxed)
+}
+
 /// The `<Code>` of an S3 XML error body quoted in `text`.
 fn s3_code(text: &str) -> Option<&str> {
     let start = text.find("<Code>")? + "<Code>".len();
@@ -422,13 +462,18 @@ pub fn describe(url: &Url, e: &object_store::Error) -> String {
     };
     let msg = match (e, code) {
         (_, Some("NoSuchBucket")) => {
-            format!("the bucket {} does not exist at {} — create it, or check the URL and AWS_ENDPOINT_URL", url.authority, endpoint_of(url))
+            format!(
+                "the bucket {} does not exist at {} — create it, or check the URL and AWS_ENDPOINT_URL",
+                url.authority,
+                endpoint_of(url)
+            )
         }
-        (_, Some("SignatureDoesNotMatch")) => {
-            "access denied (HTTP 403: the signature does not match) — the secret key is wrong; check AWS_SECRET_ACCESS_KEY".into()
-        }
+        (_, Some("SignatureDoesNotMatch")) => format!(
+            "access denied (HTTP 403: the signature does not match) — the secret key is wrong; check {}",
+            keys_from()
+        ),
         (_, Some("InvalidAccessKeyId")) => {
-            "access denied (HTTP 403: unknown access key) — check AWS_ACCESS_KEY_ID".into()
+            format!("access denied (HTTP 403: unknown access key) — check {}", keys_from())
         }
         (_, Some("ExpiredToken")) => "access denied (the session token has expired) — renew AWS_SESSION_TOKEN".into(),
         (E::NotFound { .. }, _) => format!("not found — check the URL ({})", endpoint_of(url)),
@@ -438,19 +483,25 @@ pub fn describe(url: &Url, e: &object_store::Error) -> String {
         (E::Unauthenticated { .. }, _) => format!("not authenticated (HTTP 401) — {creds}"),
         _ if text.contains("403 Forbidden") => format!("access denied (HTTP 403) — {creds}"),
         (E::NotImplemented { .. }, _) => "the server does not support this request".into(),
-        _ if text.contains("error sending request") || text.contains("connect") => format!(
-            "no answer from {}{} — is the server up? check the URL{}",
-            endpoint_of(url),
-            retries_of(&text),
-            if url.scheme == Scheme::S3 { " and AWS_ENDPOINT_URL" } else { "" }
-        ),
+        _ if text.contains("error sending request") || text.contains("connect") => {
+            UNREACHABLE.store(true, Ordering::Relaxed);
+            format!(
+                "no answer from {}{} — is the server up? check the URL{}",
+                endpoint_of(url),
+                retries_of(&text),
+                if url.scheme == Scheme::S3 { " and AWS_ENDPOINT_URL" } else { "" }
+            )
+        }
         _ if text.contains("builder error") => format!(
             "cannot send the request to {} — an http:// endpoint must be given in full in AWS_ENDPOINT_URL",
             endpoint_of(url)
         ),
         _ => {
             let short: String = text.split('<').next().unwrap_or(&text).chars().take(300).collect();
-            format!("{} — the storage server failed; try again, or check the server", short.trim().trim_end_matches(':'))
+            format!(
+                "{} — the storage server failed; try again, or check the server",
+                short.trim().trim_end_matches(':')
+            )
         }
     };
     format!("{url}: {msg}")
@@ -607,6 +658,16 @@ impl Remote {
         let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
         for k in keys {
             ahead.remove(k);
+        }
+    }
+
+    /// What identifies the object `key` as stored (ETag, size, time): `None` when it is missing.
+    pub fn version(&self, key: &str) -> Result<Option<String>, String> {
+        count(&GETS, 1);
+        match block_on(self.os.head(&self.path(key))) {
+            Ok(m) => Ok(Some(format!("{:?} {} {}", m.e_tag, m.size, m.last_modified))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err(key, &e)),
         }
     }
 

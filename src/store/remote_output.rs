@@ -16,7 +16,7 @@
 
 use std::path::Path;
 
-use super::output::{pid_alive, Owner, MARKER};
+use super::output::{owner_alive, Owner, MARKER};
 use super::remote::{Remote, Url};
 use crate::error::{Error, Result};
 
@@ -72,8 +72,8 @@ pub fn claim(dest: &Path, url: &Url, overwrite: bool, me: &Owner) -> Result<Remo
         let owner: Option<Owner> =
             store.read_bytes(MARKER).ok().flatten().and_then(|b| serde_json::from_slice(&b).ok());
         let who = owner.as_ref().map(|o| o.describe()).unwrap_or_else(|| "another dsk run".into());
-        let here_and_gone = owner.as_ref().is_some_and(|o| o.host == me.host && !pid_alive(o.pid as i32));
-        let here_and_alive = owner.as_ref().is_some_and(|o| o.host == me.host && pid_alive(o.pid as i32));
+        let here_and_gone = owner.as_ref().is_some_and(|o| o.host == me.host && !owner_alive(o.pid as i32, o.started));
+        let here_and_alive = owner.as_ref().is_some_and(|o| o.host == me.host && owner_alive(o.pid as i32, o.started));
         if here_and_alive {
             return Err(Error::output(
                 dest,
@@ -107,6 +107,19 @@ pub fn claim(dest: &Path, url: &Url, overwrite: bool, me: &Owner) -> Result<Remo
     }
     if is_array && !overwrite {
         return Err(Error::output(dest, "already exists — pass --overwrite to replace it, or choose another path"));
+    }
+    if !is_array && !has(MARKER) && !keys.is_empty() && keys.iter().all(|k| zarr_key(k)) {
+        // chunks without metadata or marker: an unfinished write whose marker is gone
+        if !overwrite {
+            return Err(Error::output(
+                dest,
+                format!("holds {} chunk object(s) but no array metadata (an unfinished write?) — pass --overwrite to replace them, or choose another prefix", keys.len()),
+            ));
+        }
+        let out = claim_free(dest, store, me, &keys)?;
+        let rest: Vec<String> = keys.iter().filter(|k| k.as_str() != MARKER).cloned().collect();
+        delete_keys(&out.store, dest, &rest)?;
+        return Ok(out);
     }
     if !is_array && !keys.is_empty() {
         return Err(Error::output(
@@ -202,7 +215,7 @@ impl RemoteOut {
     /// The run failed: delete everything under the prefix (dsk claimed it; what it held before
     /// was an array `--overwrite` replaced, already deleted).
     pub fn abandon(&self) -> std::result::Result<(), String> {
-        if !self.owned() {
+        if super::remote::server_unreachable() || !self.owned() {
             return Ok(()); // another run holds the prefix now: what is there is not this run's
         }
         let keys: Vec<String> =

@@ -772,3 +772,46 @@ def test_keys_are_used_verbatim(s3, at):
     a = s3.zarr_open(dest)
     assert np.array_equal(a[:], np.arange(12.0).reshape(3, 4))
     assert run_dsk("reduce", dest, "--op", "sum", env=s3.env()).stdout.strip() == b"66"
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_an_input_replaced_while_read_gives_no_result(s3, at, where):
+    """A reader racing an --overwrite of its input fails in one line instead of printing a number
+    that mixes two arrays (or reads deleted chunks as the fill value)."""
+    src = at(where, "rd.zarr")
+    run_dsk("create", "random", src, "--shape", "200,200", "--chunks", "20,20", env=s3.env())
+    env = s3.env(DSK_TEST_TASK_DELAY_MS="100")
+    reader = subprocess.Popen([DSK, "eval", "x.sum()", f"x={src}", "--workers", "1", "--split-every", "2", "-q"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(1.5)
+    run_dsk("create", "ones", src, "--shape", "10,10", "--chunks", "5,5", "--overwrite", env=s3.env())
+    out, err = reader.communicate(timeout=60)
+    r = subprocess.CompletedProcess(reader.args, reader.returncode, out, err)
+    one_line_error(r, "replaced|disappeared", url=src)
+    assert out == b""
+
+
+def test_no_credentials_fails_at_once(s3, xin):
+    t = time.time()
+    r = run_dsk("info", xin["s3"], env=s3.env(AWS_ACCESS_KEY_ID=None, AWS_SECRET_ACCESS_KEY=None), ok=False)
+    one_line_error(r, "no AWS credentials")
+    assert time.time() - t < 10
+    r = run_dsk("info", xin["s3"], env=s3.env(AWS_SECRET_ACCESS_KEY=None), ok=False)
+    one_line_error(r, "AWS_SECRET_ACCESS_KEY is not")
+
+
+def test_leftovers_and_reused_pids(s3, at):
+    """Chunks without metadata or marker need --overwrite; a marker naming a live process that is
+    not the run that wrote it (its pid reused) counts as a dead run's."""
+    dest = at("s3", "left.zarr")
+    s3.put(f"{dest}/c/0/0", b"x")
+    r = run_dsk("create", "ones", dest, "--shape", "4,4", "--chunks", "2,2", env=s3.env(), ok=False)
+    one_line_error(r, "overwrite", url=dest)
+    run_dsk("create", "zeros", dest, "--shape", "4,4", "--chunks", "2,2", "--overwrite", env=s3.env())
+    assert s3.keys(dest) == ["zarr.json"]
+    dest2 = at("s3", "reused.zarr")
+    owner = {"pid": os.getpid(), "host": os.uname().nodename, "started": 1, "command": "dsk create (long gone)"}
+    s3.put(f"{dest2}/.dsk-partial", json.dumps(owner).encode())
+    s3.put(f"{dest2}/c/0/0", b"x")
+    run_dsk("create", "zeros", dest2, "--shape", "4,4", "--chunks", "2,2", env=s3.env())
+    assert s3.keys(dest2) == ["zarr.json"]
