@@ -70,7 +70,8 @@ fn is_array_doc(bytes: &[u8]) -> bool {
 /// Read and validate the metadata of the array at `path`.
 pub fn read_meta(path: &Path) -> Result<ArrayMeta> {
     if let Some(url) = super::remote::parse(path) {
-        return read_meta_remote(path, url.map_err(|m| Error::input(path, m))?);
+        // a URL dsk cannot use is a bad argument (exit 2), like a bad option value
+        return read_meta_remote(path, url.map_err(|m| Error::usage(path.display().to_string(), m))?);
     }
     if !path.exists() {
         return Err(Error::input(

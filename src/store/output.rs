@@ -160,7 +160,7 @@ pub fn staging_path(out: &Path) -> PathBuf {
 /// is done for it.
 pub fn check_dest(dest: &Path, kind: Kind, overwrite: bool) -> Result<()> {
     if let Some(url) = super::remote::parse(dest) {
-        let url = url.map_err(|m| Error::output(dest, m))?;
+        let url = url.map_err(|m| Error::usage(dest.display().to_string(), m))?;
         return match kind {
             Kind::File => Err(Error::output(
                 dest,
