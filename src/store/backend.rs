@@ -53,9 +53,13 @@ impl Store {
         make(&alias).map(|f| (Store::Fs(f), Some(dir)))
     }
 
-    /// Read the whole object (file) `key`, checked: `None` when it does not exist.
-    pub fn read_checked(&self, key: &StoreKey) -> Result<Option<Vec<u8>>, String> {
-        each!(self, s => s.read_checked(key))
+    /// Read the whole object (file) `key`, checked: `None` when it does not exist. (Bytes: an
+    /// object's body is handed over as received, not copied.)
+    pub fn read_checked(&self, key: &StoreKey) -> Result<Option<Bytes>, String> {
+        match self {
+            Store::Fs(s) => s.read_checked(key).map(|b| b.map(Bytes::from)),
+            Store::Remote(s) => s.read_bytes(key.as_str()),
+        }
     }
 
     pub fn remote(&self) -> Option<&Remote> {

@@ -601,10 +601,6 @@ impl Remote {
     }
 
     /// Read the object `key` whole, checked: `None` when it does not exist.
-    pub fn read_checked(&self, key: &StoreKey) -> Result<Option<Vec<u8>>, String> {
-        self.read_bytes(key.as_str()).map(|b| b.map(|b| b.to_vec()))
-    }
-
     pub fn read_bytes(&self, key: &str) -> Result<Option<Bytes>, String> {
         if let Some(b) = self.ahead.lock().unwrap_or_else(|p| p.into_inner()).remove(key) {
             return Ok(b);
