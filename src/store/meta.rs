@@ -106,6 +106,8 @@ fn read_meta_remote(path: &Path, url: super::remote::Url) -> Result<ArrayMeta> {
     let get = |name: &str| -> Result<Option<(PathBuf, Value)>> {
         let file = url.join(name).to_path();
         match r.read_bytes(name).map_err(|m| super::remote_output::input_error_at(path, m))? {
+            // a web server answering a missing file with a page (a "soft 404"): not there
+            Some(b) if url.scheme != super::remote::Scheme::S3 && b.trim_ascii_start().starts_with(b"<") => Ok(None),
             Some(b) => Ok(Some((file.clone(), parse_json(&file, &b)?))),
             None => Ok(None),
         }
