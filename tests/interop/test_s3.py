@@ -815,3 +815,15 @@ def test_leftovers_and_reused_pids(s3, at):
     s3.put(f"{dest2}/c/0/0", b"x")
     run_dsk("create", "zeros", dest2, "--shape", "4,4", "--chunks", "2,2", env=s3.env())
     assert s3.keys(dest2) == ["zarr.json"]
+
+
+def test_more_workers_for_remote_arrays(s3, xin):
+    """Tasks on object storage mostly wait on the network: at least 8 workers by default with the
+    threads scheduler; an explicit --workers and local arrays are left alone."""
+    def workers(*args):
+        out = run_dsk("eval", "x.sum()", *args, "--explain", env=s3.env()).stdout.decode()
+        return int(re.search(r"with (\d+) workers?", out).group(1))
+    cores = os.cpu_count()
+    assert workers(f"x={xin['s3']}") == max(cores, 8)
+    assert workers(f"x={xin['local']}") == cores
+    assert workers(f"x={xin['s3']}", "--workers", "3") == 3
