@@ -201,11 +201,8 @@ fn made_by_dsk(path: &Path) -> bool {
     has(MARK_TEXT.as_bytes()) || has(MARK_HTML.as_bytes()) || has(MARK_PNG)
 }
 
-/// Refuse to replace `path` unless it is missing or a file dsk wrote (`arg` names the option).
-pub fn check_replaceable(path: &Path, arg: &str) -> Result<()> {
-    if path.as_os_str() == "-" {
-        return Ok(());
-    }
+/// Refuse a URL where a picture or report file is to be written (`arg` names the option).
+fn local_only(path: &Path, arg: &str) -> Result<()> {
     if crate::store::remote::is_url(path) {
         return Err(Error::usage(
             arg,
@@ -215,6 +212,15 @@ pub fn check_replaceable(path: &Path, arg: &str) -> Result<()> {
             ),
         ));
     }
+    Ok(())
+}
+
+/// Refuse to replace `path` unless it is missing or a file dsk wrote (`arg` names the option).
+pub fn check_replaceable(path: &Path, arg: &str) -> Result<()> {
+    if path.as_os_str() == "-" {
+        return Ok(());
+    }
+    local_only(path, arg)?;
     match std::fs::symlink_metadata(path) {
         Err(_) => Ok(()),
         Ok(m) if m.is_dir() => Err(Error::usage(arg, format!("{} is a directory — name a file", path.display()))),
@@ -247,15 +253,7 @@ pub fn write_file_over(path: &Path, arg: &str, bytes: &[u8], overwrite: bool) ->
     if path.as_os_str() == "-" {
         return crate::write_stdout(bytes);
     }
-    if crate::store::remote::is_url(path) {
-        return Err(Error::usage(
-            arg,
-            format!(
-                "{}: pictures and reports are written to local files only — write it locally and copy it",
-                path.display()
-            ),
-        ));
-    }
+    local_only(path, arg)?;
     if path.is_dir() {
         return Err(Error::usage(arg, format!("{} is a directory — name a file", path.display())));
     }

@@ -180,20 +180,18 @@ fn count(a: &AtomicU64, n: u64) {
 }
 
 /// The process's runtime for requests: a couple of threads suffice, the work is waiting.
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+fn runtime() -> Result<&'static tokio::runtime::Runtime, String> {
+    static RT: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("dsk-io")
             .enable_all()
             .build()
-            .unwrap_or_else(|e| panic!("cannot start the I/O runtime: {e}"))
+            .map_err(|e| format!("cannot start the threads that send requests: {e}"))
     })
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    runtime().block_on(f)
+    .as_ref()
+    .map_err(Clone::clone)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -524,6 +522,8 @@ fn retries_of(text: &str) -> String {
 #[derive(Debug)]
 pub struct Remote {
     os: Arc<dyn ObjectStore>,
+    /// The process's runtime the requests run on.
+    rt: &'static tokio::runtime::Runtime,
     url: Url,
     limits: Option<ReadLimits>,
     /// Objects fetched ahead by [`Remote::prefetch`], handed out once by `get`.
@@ -539,7 +539,8 @@ const METADATA_KEYS: [&str; 5] = ["zarr.json", ".zarray", ".zattrs", ".zgroup", 
 impl Remote {
     pub fn new(url: &Url, limits: Option<ReadLimits>) -> Result<Remote, String> {
         let os = client(url).map_err(|e| format!("{url}: cannot set up the connection: {e}"))?;
-        Ok(Remote { os, url: url.clone(), limits, ahead: Mutex::default() })
+        let rt = runtime().map_err(|e| format!("{url}: {e}"))?;
+        Ok(Remote { os, rt, url: url.clone(), limits, ahead: Mutex::default() })
     }
 
     pub fn url(&self) -> &Url {
@@ -606,7 +607,7 @@ impl Remote {
             return Ok(b);
         }
         let (max, shard) = self.limits_of(key);
-        let got = block_on(Self::fetch(self.os.clone(), self.url.join(key), self.path(key), max))?;
+        let got = self.rt.block_on(Self::fetch(self.os.clone(), self.url.join(key), self.path(key), max))?;
         if let (Some(b), Some(layout)) = (&got, shard) {
             let len = b.len() as u64;
             match layout.index_range(len) {
@@ -640,7 +641,7 @@ impl Remote {
             async move { (k, Self::fetch(os, url, path, max).await) }
         });
         let got: Vec<(String, Result<Option<Bytes>, String>)> =
-            block_on(futures::stream::iter(jobs).buffer_unordered(parallel.max(1)).collect());
+            self.rt.block_on(futures::stream::iter(jobs).buffer_unordered(parallel.max(1)).collect());
         let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
         for (k, r) in got {
             if let Ok(b) = r {
@@ -660,7 +661,7 @@ impl Remote {
     /// What identifies the object `key` as stored (ETag, size, time): `None` when it is missing.
     pub fn version(&self, key: &str) -> Result<Option<String>, String> {
         count(&GETS, 1);
-        match block_on(self.os.head(&self.path(key))) {
+        match self.rt.block_on(self.os.head(&self.path(key))) {
             Ok(m) => Ok(Some(format!("{:?} {} {}", m.e_tag, m.size, m.last_modified))),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.err(key, &e)),
@@ -674,7 +675,7 @@ impl Remote {
         count(&PUTS, 1);
         let n = value.len() as u64;
         let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match block_on(self.os.put_opts(&self.path(key), PutPayload::from_bytes(value), opts)) {
+        match self.rt.block_on(self.os.put_opts(&self.path(key), PutPayload::from_bytes(value), opts)) {
             Ok(_) => {
                 count(&WRITTEN, n);
                 Ok(true)
@@ -689,7 +690,7 @@ impl Remote {
         self.check_writable()?;
         count(&PUTS, 1);
         let n = value.len() as u64;
-        block_on(self.os.put(&self.path(key), PutPayload::from_bytes(value))).map_err(|e| self.err(key, &e))?;
+        self.rt.block_on(self.os.put(&self.path(key), PutPayload::from_bytes(value))).map_err(|e| self.err(key, &e))?;
         count(&WRITTEN, n);
         Ok(())
     }
@@ -698,7 +699,7 @@ impl Remote {
     pub fn delete(&self, key: &str) -> Result<(), String> {
         self.check_writable()?;
         count(&DELETES, 1);
-        match block_on(self.os.delete(&self.path(key))) {
+        match self.rt.block_on(self.os.delete(&self.path(key))) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.err(key, &e)),
         }
@@ -709,10 +710,12 @@ impl Remote {
         count(&LISTS, 1);
         let root = self.url.join(prefix);
         let base = self.url.key.clone();
-        let metas: Vec<object_store::ObjectMeta> = block_on(
-            self.os.list((!root.key.is_empty()).then(|| ObjPath::from(root.key.clone())).as_ref()).try_collect(),
-        )
-        .map_err(|e| describe(&root, &e))?;
+        let metas: Vec<object_store::ObjectMeta> = self
+            .rt
+            .block_on(
+                self.os.list((!root.key.is_empty()).then(|| ObjPath::from(root.key.clone())).as_ref()).try_collect(),
+            )
+            .map_err(|e| describe(&root, &e))?;
         let strip = if base.is_empty() { 0 } else { base.len() + 1 };
         Ok(metas
             .into_iter()
@@ -730,7 +733,7 @@ impl Remote {
         count(&DELETES, keys.len() as u64);
         let paths: Vec<ObjPath> = keys.iter().map(|k| self.path(k)).collect();
         let stream = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
-        let done: Vec<Result<ObjPath, object_store::Error>> = block_on(self.os.delete_stream(stream).collect());
+        let done: Vec<Result<ObjPath, object_store::Error>> = self.rt.block_on(self.os.delete_stream(stream).collect());
         for r in done {
             match r {
                 Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
@@ -788,7 +791,7 @@ impl ReadableStorageTraits for Remote {
             }
         });
         let got: Result<Vec<Option<(Bytes, u64)>>, String> =
-            block_on(futures::stream::iter(jobs).buffered(8).try_collect());
+            self.rt.block_on(futures::stream::iter(jobs).buffered(8).try_collect());
         let got = got.map_err(storage_err)?;
         if got.iter().any(|g| g.is_none()) {
             return Ok(None);
@@ -810,7 +813,7 @@ impl ReadableStorageTraits for Remote {
 
     fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {
         count(&GETS, 1);
-        match block_on(self.os.head(&self.path(key.as_str()))) {
+        match self.rt.block_on(self.os.head(&self.path(key.as_str()))) {
             Ok(m) => Ok(Some(m.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(storage_err(self.err(key.as_str(), &e))),

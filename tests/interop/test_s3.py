@@ -209,7 +209,8 @@ def test_plot_and_graph_of_s3_input(s3, xin, tmp_path, case):
     if case.startswith("plot"):
         args = ["plot", "{x}", "--slice", "::2, 10:60", "--size", "400x300", "-o", "{o}"]
     else:
-        args = ["graph", "(x * x[::-1, ::-1]).mean(axis=0)", "x={x}", "-o", "{o}"]
+        # (the same --workers: arrays on object storage get more by default, and the plan shows it)
+        args = ["graph", "(x * x[::-1, ::-1]).mean(axis=0)", "x={x}", "-o", "{o}", "--workers", "2"]
     want, got = tmp_path / f"want.{ext}", tmp_path / f"got.{ext}"
     run_dsk(*fill(args, x=xin["local"], o=want), "-q")
     run_dsk(*fill(args, x=xin["s3"], o=got), "-q", env=s3.env())
@@ -699,7 +700,9 @@ def test_two_runs_one_output(s3, at, stagger, existing, round):
     env = s3.env(DSK_TEST_TASK_DELAY_MS=100)
     ps = []
     for seed in (1, 2):
-        ps.append(subprocess.Popen([DSK, "create", "random", url, *shape, "--seed", str(seed), "-q", *extra],
+        # two workers: the runs must overlap (with the remote default of 8 the first may be done)
+        ps.append(subprocess.Popen([DSK, "create", "random", url, *shape, "--seed", str(seed), "-q", "--workers", "2",
+                                    *extra],
                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
         time.sleep(stagger)
     res = [p.communicate(timeout=120) for p in ps]
