@@ -451,6 +451,14 @@ pub fn describe(url: &Url, e: &object_store::Error) -> String {
     use object_store::Error as E;
     let text = e.to_string();
     let code = s3_code(&text);
+    // the causes below object_store's message (reqwest, hyper, rustls, the resolver)
+    let mut causes = String::new();
+    let mut src = std::error::Error::source(e);
+    while let Some(c) = src {
+        causes.push_str(&c.to_string().to_ascii_lowercase());
+        causes.push(' ');
+        src = c.source();
+    }
     let creds = if url.scheme == Scheme::S3 && anonymous() {
         "the bucket does not allow unsigned requests (--anon, AWS_NO_SIGN_REQUEST); drop them and set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
     } else if url.scheme == Scheme::S3 {
@@ -481,6 +489,19 @@ pub fn describe(url: &Url, e: &object_store::Error) -> String {
         (E::Unauthenticated { .. }, _) => format!("not authenticated (HTTP 401) — {creds}"),
         _ if text.contains("403 Forbidden") => format!("access denied (HTTP 403) — {creds}"),
         (E::NotImplemented { .. }, _) => "the server does not support this request".into(),
+        _ if causes.contains("dns error") || causes.contains("failed to lookup address") => format!(
+            "the host {} is not known (DNS) — check the URL{}",
+            endpoint_of(url),
+            if url.scheme == Scheme::S3 { " and AWS_ENDPOINT_URL" } else { "" }
+        ),
+        _ if causes.contains("invalidcontenttype") || causes.contains("corrupt message") => format!(
+            "{} does not speak TLS — the server is plain http; write http:// instead of https://",
+            endpoint_of(url)
+        ),
+        _ if causes.contains("certificate") => format!(
+            "the TLS certificate of {} is not valid (untrusted, expired or for another host) — check the URL",
+            endpoint_of(url)
+        ),
         _ if text.contains("error sending request") || text.contains("connect") => {
             UNREACHABLE.store(true, Ordering::Relaxed);
             format!(

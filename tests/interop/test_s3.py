@@ -830,3 +830,12 @@ def test_more_workers_for_remote_arrays(s3, xin):
     assert workers(f"x={xin['s3']}") == max(cores, 8)
     assert workers(f"x={xin['local']}") == cores
     assert workers(f"x={xin['s3']}", "--workers", "3") == 3
+
+
+def test_http_connection_failures_say_which(s3, http_static):
+    """An unknown host and https:// to a plain-http server: one line each, saying which."""
+    env = s3.env(DSK_STORAGE_RETRIES=0)
+    r = run_dsk("info", "https://no-such-host.invalid/a.zarr", env=env, ok=False)
+    one_line_error(r, "not known|dns")
+    r = run_dsk("info", f"https://127.0.0.1:{http_static.port}/a.zarr", env=env, ok=False)
+    one_line_error(r, "http://")
