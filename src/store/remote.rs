@@ -148,6 +148,7 @@ pub fn is_url(path: &Path) -> bool {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Traffic {
     pub get: u64,
+    pub head: u64,
     pub put: u64,
     pub delete: u64,
     pub list: u64,
@@ -156,6 +157,7 @@ pub struct Traffic {
 }
 
 static GETS: AtomicU64 = AtomicU64::new(0);
+static HEADS: AtomicU64 = AtomicU64::new(0);
 static PUTS: AtomicU64 = AtomicU64::new(0);
 static DELETES: AtomicU64 = AtomicU64::new(0);
 static LISTS: AtomicU64 = AtomicU64::new(0);
@@ -167,6 +169,7 @@ pub fn traffic() -> Traffic {
     let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
     Traffic {
         get: l(&GETS),
+        head: l(&HEADS),
         put: l(&PUTS),
         delete: l(&DELETES),
         list: l(&LISTS),
@@ -681,7 +684,7 @@ impl Remote {
 
     /// What identifies the object `key` as stored (ETag, size, time): `None` when it is missing.
     pub fn version(&self, key: &str) -> Result<Option<String>, String> {
-        count(&GETS, 1);
+        count(&HEADS, 1);
         match self.rt.block_on(self.os.head(&self.path(key))) {
             Ok(m) => Ok(Some(format!("{:?} {} {}", m.e_tag, m.size, m.last_modified))),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -833,7 +836,7 @@ impl ReadableStorageTraits for Remote {
     }
 
     fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {
-        count(&GETS, 1);
+        count(&HEADS, 1);
         match self.rt.block_on(self.os.head(&self.path(key.as_str()))) {
             Ok(m) => Ok(Some(m.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),

@@ -839,3 +839,15 @@ def test_http_connection_failures_say_which(s3, http_static):
     one_line_error(r, "not known|dns")
     r = run_dsk("info", f"https://127.0.0.1:{http_static.port}/a.zarr", env=env, ok=False)
     one_line_error(r, "http://")
+
+
+def test_json_summary_counts_requests(s3, xin, at):
+    """--progress json: the summary says what the run sent (one GET per chunk read, one PUT per
+    chunk written, with the metadata's and the marker's)."""
+    out = at("s3", "counted.zarr")
+    r = run_dsk("transform", xin["s3"], out, "--expr", "x * 2", "--progress", "json", "--workers", "2", env=s3.env())
+    summary = json.loads([l for l in r.stderr.decode().splitlines() if '"summary"' in l][-1])
+    st = summary["storage"]
+    nchunks = 4 * 2  # (100, 70) in (30, 40) chunks
+    assert st["get"] >= nchunks and st["put"] == nchunks + 2  # chunks, the marker, zarr.json
+    assert st["bytes_written"] > 0 and st["bytes_read"] > 0 and st["head"] >= 2
