@@ -188,7 +188,7 @@ impl Drop for WorkDir {
                     .and_then(|u| u.ok())
                     .ok_or_else(|| "not a URL".to_string())
                     .and_then(|u| crate::store::remote::Remote::new(&u, None))
-                    .and_then(|r| r.delete_all());
+                    .and_then(|r| r.delete_under(""));
                 if let Err(m) = gone {
                     eprintln!("dsk: warning: could not remove the work directory {}: {m}", root.display());
                 }

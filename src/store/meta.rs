@@ -43,11 +43,8 @@ impl ArrayMeta {
 pub fn is_zarr_array(path: &Path) -> bool {
     if let Some(url) = super::remote::parse(path) {
         let Ok(r) = url.and_then(|u| super::remote::Remote::new(&u, None)) else { return false };
-        return match (r.read_bytes(".zarray"), r.read_bytes("zarr.json")) {
-            (Ok(Some(_)), _) => true,
-            (_, Ok(Some(b))) => is_array_doc(&b),
-            _ => false,
-        };
+        return matches!(r.read_bytes(".zarray"), Ok(Some(_)))
+            || matches!(r.read_bytes("zarr.json"), Ok(Some(b)) if is_array_doc(&b));
     }
     if !path.is_dir() {
         return false;

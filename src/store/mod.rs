@@ -130,13 +130,6 @@ impl std::fmt::Debug for ZArray {
     }
 }
 
-fn open_store(
-    path: &Path,
-    limits: Option<limits::ReadLimits>,
-) -> std::result::Result<(backend::Store, Option<std::fs::File>), String> {
-    backend::Store::open(path, limits)
-}
-
 /// What to do about a failed write, from the OS error zarrs reports in its text (its errors wrap
 /// the `io::Error` in layers that hide its kind): `""` when there is nothing to add.
 fn write_hint(text: &str) -> &'static str {
@@ -185,7 +178,7 @@ impl ZArray {
     /// Open the array at `path`, checking its metadata first so that errors name the problem.
     pub fn open(path: &Path) -> Result<ZArray> {
         let meta = meta::read_meta(path)?;
-        let (store, dir) = open_store(path, Some(limits::ReadLimits::of(&meta)))
+        let (store, dir) = backend::Store::open(path, Some(limits::ReadLimits::of(&meta)))
             .map_err(|e| zarrs_err(path, "cannot open the store", e))?;
         // zarrs' complaints are about the metadata document: name it
         let doc = path.join(if meta.zarr_format == 3 { "zarr.json" } else { ".zarray" });
@@ -640,7 +633,7 @@ pub struct CreateSpec {
 /// Create a new Zarr v3 array in the (empty, existing) directory `dir` and write its metadata.
 pub fn create(dir: &Path, spec: &CreateSpec) -> Result<ZArray> {
     let (store, _dir_fd) =
-        open_store(dir, None).map_err(|e| Error::output(dir, format!("cannot create the store: {e}")))?;
+        backend::Store::open(dir, None).map_err(|e| Error::output(dir, format!("cannot create the store: {e}")))?;
     let storage_chunks = spec.shard.clone().unwrap_or_else(|| spec.chunks.clone());
     let fill_bytes = crate::with_dtype!(spec.dtype, T => {
         let mut b = Vec::new();
@@ -675,7 +668,7 @@ fn create_unpublished(dir: &Path, built: Array<backend::Store>) -> Result<ZArray
     let doc = serde_json::to_value(built.metadata())
         .map_err(|e| Error::Internal(format!("{}: serialise the array metadata: {e}", dir.display())))?;
     let meta = meta::from_document(&dir.join("zarr.json"), &doc)?;
-    let (store, _) = open_store(dir, Some(limits::ReadLimits::of(&meta)))
+    let (store, _) = backend::Store::open(dir, Some(limits::ReadLimits::of(&meta)))
         .map_err(|e| Error::output(dir, format!("cannot create the store: {e}")))?;
     let array = Array::new_with_metadata(Arc::new(store), "/", built.metadata().clone())
         .map_err(|e| Error::Internal(format!("{}: reopen the new array: {e}", dir.display())))?;

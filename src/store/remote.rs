@@ -767,9 +767,9 @@ impl Remote {
         Ok(())
     }
 
-    /// Delete every object under this store's prefix.
-    pub fn delete_all(&self) -> Result<(), String> {
-        let keys: Vec<String> = self.list_sizes("")?.into_iter().map(|(k, _)| k).collect();
+    /// Delete every object under `prefix` of this store (`""`: all of them).
+    pub fn delete_under(&self, prefix: &str) -> Result<(), String> {
+        let keys: Vec<String> = self.list_sizes(prefix)?.into_iter().map(|(k, _)| k).collect();
         self.delete_many(&keys)
     }
 }
@@ -866,9 +866,7 @@ impl WritableStorageTraits for Remote {
     }
 
     fn erase_prefix(&self, prefix: &StorePrefix) -> Result<(), StorageError> {
-        let keys: Vec<String> =
-            self.list_sizes(prefix.as_str()).map_err(storage_err)?.into_iter().map(|(k, _)| k).collect();
-        self.delete_many(&keys).map_err(storage_err)
+        self.delete_under(prefix.as_str()).map_err(storage_err)
     }
 
     fn supports_set_partial(&self) -> bool {

@@ -28,20 +28,23 @@ fn zarr_key(k: &str) -> bool {
         || k.split('/').all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit() || c == b'.'))
 }
 
-/// Split dsk's `"URL: message"` store errors into an error on that URL.
-pub fn error_at(fallback: &Path, m: String) -> Error {
+/// Split dsk's `"URL: message"` store errors into `make(URL, message)` (`fallback` when the
+/// message names no URL).
+fn split_at(fallback: &Path, m: String, make: fn(&str, String) -> Error) -> Error {
     match m.split_once(": ").filter(|(u, _)| u.contains("://")) {
-        Some((url, msg)) => Error::output(url, msg),
-        None => Error::output(fallback, m),
+        Some((url, msg)) => make(url, msg.to_string()),
+        None => make(&fallback.display().to_string(), m),
     }
 }
 
-/// [`error_at`] for a location read.
+/// A store error of an output, as an error on the object's URL.
+pub fn error_at(fallback: &Path, m: String) -> Error {
+    split_at(fallback, m, |p, m| Error::output(p, m))
+}
+
+/// A store error of an input, as an error on the object's URL.
 pub fn input_error_at(fallback: &Path, m: String) -> Error {
-    match m.split_once(": ").filter(|(u, _)| u.contains("://")) {
-        Some((url, msg)) => Error::input(url, msg),
-        None => Error::input(fallback, m),
-    }
+    split_at(fallback, m, |p, m| Error::input(p, m))
 }
 
 /// A claimed output prefix (steps 1–2 done).
@@ -72,8 +75,9 @@ pub fn claim(dest: &Path, url: &Url, overwrite: bool, me: &Owner) -> Result<Remo
         let owner: Option<Owner> =
             store.read_bytes(MARKER).ok().flatten().and_then(|b| serde_json::from_slice(&b).ok());
         let who = owner.as_ref().map(|o| o.describe()).unwrap_or_else(|| "another dsk run".into());
-        let here_and_gone = owner.as_ref().is_some_and(|o| o.host == me.host && !owner_alive(o.pid as i32, o.started));
-        let here_and_alive = owner.as_ref().is_some_and(|o| o.host == me.host && owner_alive(o.pid as i32, o.started));
+        // Some(alive) when the marker names a process of this host
+        let here = owner.as_ref().filter(|o| o.host == me.host).map(|o| owner_alive(o.pid as i32, o.started));
+        let (here_and_alive, here_and_gone) = (here == Some(true), here == Some(false));
         if here_and_alive {
             return Err(Error::output(
                 dest,
