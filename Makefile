@@ -19,10 +19,12 @@ release:
 	$(CARGO) build --release
 
 # The Python oracle (zarr-python + NumPy, pinned) for the interop tests and the fixtures.
-$(VENV)/.stamp: requirements-test.txt
+$(VENV)/.stamp: requirements-test.txt python/pyproject.toml python/dsk_dask/*.py
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
 	$(VPY) -m pip install --quiet -r requirements-test.txt
+	# dsk's package for --executor dask, as a user installs it (the tests' Dask workers import it)
+	$(VPY) -m pip install --quiet ./python
 	touch $@
 
 # The lesson's arrays, small: create them, describe them, look at a corner.

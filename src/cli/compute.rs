@@ -12,6 +12,7 @@ use super::export::Format;
 use super::{ExplainFormat, RunArgs};
 use crate::dtype::{DType, Scalar};
 use crate::error::{human, Error, Result};
+use crate::exec::cluster::{ClusterOpts, Executor};
 use crate::exec::run::{RunCtx, RunReport};
 use crate::grid::tuple;
 use crate::plan::physical::{PhysicalPlan, Place, StageOp};
@@ -143,8 +144,14 @@ pub fn plan_options(run: &RunArgs) -> Result<PlanOptions> {
     Ok(PlanOptions {
         memory: opts.memory,
         workers: opts.workers,
-        processes: run.scheduler == crate::exec::Scheduler::Processes,
-        scheduler: run.scheduler.name().to_string(),
+        // a cluster runs the plan of the processes scheduler: every task in a process of its own,
+        // partials and intermediates on disk
+        processes: run.scheduler == crate::exec::Scheduler::Processes || run.cluster.executor != Executor::Local,
+        scheduler: if run.cluster.executor != Executor::Local {
+            "processes".to_string()
+        } else {
+            run.scheduler.name().to_string()
+        },
         split_every: run.split_every.map(|s| s as u64),
     })
 }
@@ -346,7 +353,12 @@ pub fn execute(pplan: &PhysicalPlan, run: &RunArgs, overwrite: bool) -> Result<O
             return Ok(None);
         }
     }
+    let cluster = ClusterOpts::resolve(&run.cluster)?;
     match run.explain {
+        Some(ExplainFormat::Text) if cluster.executor != Executor::Local => {
+            let text = format!("{}{}", pplan.explain(), crate::exec::cluster::explain(pplan, &cluster)?);
+            return crate::write_stdout(text.as_bytes()).map(|_| None);
+        }
         Some(ExplainFormat::Text) => return crate::write_stdout(pplan.explain().as_bytes()).map(|_| None),
         Some(ExplainFormat::Json) => {
             let text = serde_json::to_string_pretty(&pplan.to_json()).map_err(|e| Error::Internal(e.to_string()))?;
@@ -368,12 +380,16 @@ pub fn execute(pplan: &PhysicalPlan, run: &RunArgs, overwrite: bool) -> Result<O
         keep_work_dir: run.keep_work_dir,
         overwrite,
         resume: run.resume,
+        cluster,
     };
     let r = crate::exec::run::run(pplan, &ctx);
     if let Some(o) = observed {
         o.finish(&r, run)?;
     }
-    r.map(Some)
+    match r {
+        Ok(rep) if rep.detached => Ok(None),
+        r => r.map(Some),
+    }
 }
 
 /// Where a run's events go for display (progress bars, JSON lines).
@@ -535,6 +551,7 @@ pub fn summarize(pplan: &PhysicalPlan, r: &RunReport, run: &RunArgs) {
         "peak_rss": r.peak_rss, "workers_peak_rss": r.children_peak, "workers_peak_rss_sum": r.children_peak_sum,
         "workers": r.children,
         "scheduler": run.scheduler.name(),
+        "executor": run.cluster.executor.name(),
         "fingerprint": pplan.fingerprint(),
     });
     if r.storage != Default::default() {

@@ -11,6 +11,7 @@ pub mod info;
 pub mod plot;
 pub mod rechunk;
 pub mod reduce;
+pub mod status;
 pub mod transform;
 pub mod worker;
 
@@ -58,7 +59,9 @@ pub enum Command {
     Graph(graph::GraphArgs),
     /// Draw an array (or a 1-D or 2-D slice of it) as a line plot or a heatmap, PNG or SVG.
     Plot(plot::PlotArgs),
-    /// Run a range of tasks of a job file (used by --scheduler processes).
+    /// Show how a cluster run (--executor slurm or dask) is going: tasks done per stage, jobs.
+    Status(status::StatusArgs),
+    /// Run a range of tasks of a job file (used by --scheduler processes and the cluster executors).
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
 }
@@ -151,6 +154,52 @@ pub struct RunArgs {
     /// Send unsigned requests to S3 (public buckets), as AWS_NO_SIGN_REQUEST=1 does.
     #[arg(long, global = true)]
     pub anon: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// Where the plan's tasks run: here, or on a cluster (docs/cluster.md).
+#[derive(Clone, Debug, Default, Args)]
+#[command(next_help_heading = "Cluster")]
+pub struct ClusterArgs {
+    /// Where tasks run: local (this machine, with --scheduler), slurm (each stage a Slurm job
+    /// array) or dask (ranges of tasks on a Dask distributed cluster, --scheduler-address).
+    #[arg(long, global = true, value_enum, default_value = "local")]
+    pub executor: crate::exec::cluster::Executor,
+    /// The Dask scheduler to send tasks to, e.g. tcp://10.0.0.5:8786 (--executor dask).
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub scheduler_address: Option<String>,
+    /// Slurm partition (sbatch --partition).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub partition: Option<String>,
+    /// Slurm account (sbatch --account).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub account: Option<String>,
+    /// Time limit of one Slurm job (sbatch --time), e.g. 30 or 1:00:00.
+    #[arg(long, global = true, value_name = "LIMIT")]
+    pub time: Option<String>,
+    /// One more argument for sbatch, as sbatch takes it (repeat for several), e.g.
+    /// --sbatch-arg=--qos=short.
+    #[arg(long, global = true, value_name = "ARG", allow_hyphen_values = true)]
+    pub sbatch_arg: Vec<String>,
+    /// Tasks per Slurm array index or Dask task (default: enough for about two minutes of work
+    /// each, from the plan's bytes).
+    #[arg(long, global = true, value_name = "N")]
+    pub tasks_per_job: Option<u64>,
+    /// At most this many array indices of a stage run at once (sbatch --array=…%N).
+    #[arg(long, global = true, value_name = "N")]
+    pub max_running: Option<u64>,
+    /// Run a failed array index or Dask task again this many times before the run fails.
+    #[arg(long, global = true, value_name = "N")]
+    pub retries: Option<u32>,
+    /// Options for the cluster executors from an INI file ([slurm] and [dask] sections; flags
+    /// win). Default: $DSK_CLUSTER_CONFIG, else ~/.config/dsk/cluster.ini when it exists.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub cluster_config: Option<PathBuf>,
+    /// With --executor slurm: submit every stage and exit; follow the run with dsk status
+    /// WORKDIR, then run the same command with --resume to publish the output.
+    #[arg(long, global = true)]
+    pub detach: bool,
 }
 
 /// Default `--workers` when an array of the command is on object storage (measured: the lesson's
@@ -374,6 +423,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Rechunk(a) => rechunk::run(a, &cli.run),
         Command::Graph(a) => graph::run(a, &cli.run),
         Command::Plot(a) => plot::run(a, &cli.run),
+        Command::Status(a) => status::run(a),
         Command::Worker(a) => worker::run(a),
     }
 }

@@ -1,5 +1,6 @@
 //! `dsk worker PLAN --stage S --first F --count N` (hidden): a child of `--scheduler processes`,
-//! running tasks F..F+N of stage S of the physical plan in the file PLAN.
+//! and of the cluster executors (a Slurm array index, a Dask task), running tasks F..F+N of stage S
+//! of the physical plan in the file PLAN (a path, or a URL on object storage).
 
 use std::path::PathBuf;
 
@@ -9,7 +10,7 @@ use crate::error::Result;
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// The plan file written by the parent process (in its work directory).
+    /// The plan file written by the parent process (in its work directory, or on object storage).
     pub plan: PathBuf,
     #[arg(long)]
     pub stage: usize,
@@ -17,11 +18,15 @@ pub struct WorkerArgs {
     pub first: u64,
     #[arg(long)]
     pub count: u64,
-    /// Skip the tasks recorded done in the output's staging directory (a resumed run).
+    /// Skip the tasks recorded done (a resumed run, a retried range).
     #[arg(long)]
     pub skip_done: bool,
+    /// Where the completion records go (a directory or a prefix on object storage; default:
+    /// the output's staging directory).
+    #[arg(long)]
+    pub records: Option<PathBuf>,
 }
 
 pub fn run(a: &WorkerArgs) -> Result<()> {
-    crate::exec::run::worker(&a.plan, a.stage, a.first, a.count, a.skip_done)
+    crate::exec::run::worker(&a.plan, a.stage, a.first, a.count, a.skip_done, a.records.as_deref())
 }

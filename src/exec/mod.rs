@@ -9,6 +9,7 @@
 //! worker count.
 
 pub mod budget;
+pub mod cluster;
 pub mod evaluate;
 pub mod export;
 pub mod journal;

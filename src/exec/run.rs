@@ -34,6 +34,8 @@ pub struct RunCtx<'a> {
     /// Continue the partial output a run that is gone left (`--resume`), and keep this run's
     /// partial output when it fails or is interrupted.
     pub resume: bool,
+    /// Where the tasks run (`--executor`, with its options).
+    pub cluster: super::cluster::ClusterOpts,
 }
 
 /// What a run did.
@@ -54,6 +56,8 @@ pub struct RunReport {
     /// Requests this process sent to object storage, and bytes moved (not counting worker
     /// children's).
     pub storage: crate::store::remote::Traffic,
+    /// Submitted to the cluster and left running (`--detach`): nothing is committed.
+    pub detached: bool,
 }
 
 /// The paths of a plan's arrays: outputs in their staging directory, the rest in the work dir.
@@ -143,11 +147,27 @@ pub fn run(plan: &PhysicalPlan, ctx: &RunCtx<'_>) -> Result<RunReport> {
     let mut work = None;
     let mut started = false;
     let r = run_staged(plan, ctx, &mut staged, &mut work, &mut started);
+    if let (Ok(rep), Some(s), Some(w)) = (&r, staged.as_mut(), work.as_mut()) {
+        if rep.detached {
+            // the jobs write into the partial output; a --resume run commits it
+            s.keep();
+            w.keep_for_resume();
+            eprintln!(
+                "dsk: submitted; follow the run with: dsk status {}\ndsk: when it is done, run the same command with --resume to write {}",
+                w.path().display(),
+                s.path().display()
+            );
+        }
+    }
     // a refusal before any task ran (another computation's partial, too little memory) leaves the
     // partial output as it was, without a word
     match (r, staged.as_mut()) {
         (Err(e), Some(s)) if ctx.resume && s.resumed().is_some() && !started => {
             s.keep();
+            // and the work directory it was taken over with
+            if let Some(w) = work.as_mut().filter(|w| w.adopted()) {
+                w.keep_for_resume();
+            }
             Err(e)
         }
         (Err(e), Some(s)) if ctx.resume => {
@@ -226,7 +246,18 @@ fn run_staged(
     // a resumed plan keeps the scheduler it was made for when the other would change where its
     // state lives (in this process or in files)
     let mut scheduler = ctx.scheduler;
-    if resumed.is_some() && (plan.scheduler == "processes") != (scheduler == super::Scheduler::Processes) {
+    let on_cluster = ctx.cluster.executor != super::cluster::Executor::Local;
+    if resumed.is_some() && on_cluster && plan.scheduler != "processes" {
+        return Err(Error::usage(
+            "--executor",
+            format!(
+                "the run being resumed was planned for --scheduler {} on one machine, whose partial results a cluster cannot share — resume it without --executor, or run without --resume to start over",
+                plan.scheduler
+            ),
+        ));
+    }
+    if resumed.is_some() && !on_cluster && (plan.scheduler == "processes") != (scheduler == super::Scheduler::Processes)
+    {
         scheduler = match plan.scheduler.as_str() {
             "processes" => super::Scheduler::Processes,
             "sync" => super::Scheduler::Sync,
@@ -234,7 +265,19 @@ fn run_staged(
         };
         eprintln!("dsk: resuming with --scheduler {}, the scheduler the run was planned for", plan.scheduler);
     }
-    let processes = scheduler == super::Scheduler::Processes;
+    let cluster = on_cluster;
+    let processes = scheduler == super::Scheduler::Processes || cluster;
+    if cluster
+        && ctx.cluster.detach
+        && !plan
+            .output
+            .is_some_and(|o| matches!(plan.arrays[o].place, Place::Output(ref p) if !crate::store::remote::is_url(p)))
+    {
+        return Err(Error::usage(
+            "--detach",
+            "needs a computation that writes a local Zarr array (a --resume run publishes it when the jobs are done)",
+        ));
+    }
     super::workdir::reclaim_in(ctx.work_base.as_deref());
     if plan.needs_work_dir() || processes {
         let adopted = resumed.as_ref().and_then(|w| w.as_deref()).and_then(super::workdir::WorkDir::adopt);
@@ -263,6 +306,22 @@ fn run_staged(
         *work = Some(w);
     }
     let work_adopted = work.as_ref().is_some_and(|w| w.adopted());
+    // a resumed cluster run whose jobs are still in the queue: a second copy would run next to them
+    if let Some(w) = work.as_ref().filter(|w| w.adopted()) {
+        if let Some(st) = super::cluster::State::read(w.path())? {
+            let busy = super::cluster::slurm::active_jobs(&st);
+            if !busy.is_empty() {
+                return Err(Error::usage(
+                    "--resume",
+                    format!(
+                        "the Slurm jobs {} of this run are still queued or running — wait for them (dsk status {}) or scancel them, then resume",
+                        busy.join(", "),
+                        w.path().display()
+                    ),
+                ));
+            }
+        }
+    }
     // the work directory of the run being resumed, when this run does not take it over
     if let Some(Some(old)) = &resumed {
         if !work_adopted {
@@ -304,6 +363,7 @@ fn run_staged(
     let inputs = open_inputs(plan)?;
     let versions = inputs.iter().map(ZArray::version).collect::<Result<Vec<_>>>()?;
     let plan_file = match (&work, processes) {
+        (Some(w), true) if cluster => Some(super::cluster::write_plan_file(plan, w.path(), w.arrays_root())?),
         (Some(w), true) => {
             let f = w.path().join("plan.json");
             let text = serde_json::to_vec(plan).map_err(|e| Error::Internal(format!("serialise the plan: {e}")))?;
@@ -316,12 +376,12 @@ fn run_staged(
     // completion records: what a resumed run may skip, and this run's own
     let partial = staged.as_ref().filter(|s| !s.is_remote()).map(|s| s.path().to_path_buf());
     let journal = match &partial {
-        Some(p) => Some(Journal::open(p, "run")?),
+        Some(p) => Some(Journal::open(&p.join(crate::store::output::DONE_DIR), "run")?),
         None => None,
     };
     let skip = match (&partial, resumed.is_some()) {
         (Some(p), true) => {
-            let done = Done::load(p, &plan.stages.iter().map(|s| s.tasks).collect::<Vec<_>>())?;
+            let done = Done::load(&p.join(crate::store::output::DONE_DIR), &plan.task_counts())?;
             resume_plan(plan, done, work_adopted)
         }
         _ => vec![Skip::None; plan.stages.len()],
@@ -341,12 +401,46 @@ fn run_staged(
     let mut mem_partials: HashMap<usize, MemPartials> = HashMap::new();
     let mut held: HashMap<usize, Reservation<'_>> = HashMap::new();
     let mut report = RunReport { stages: plan.stages.len(), ..Default::default() };
+    // stages already run on the cluster with the ones before them
+    let mut on_cluster_until = 0;
     for (s, st) in plan.stages.iter().enumerate() {
         if super::interrupted() {
             return Err(Error::Interrupted);
         }
-        if matches!(skip[s], Skip::All) {
+        if matches!(skip[s], Skip::All) || s < on_cluster_until {
             report.tasks += st.tasks;
+            continue;
+        }
+        if cluster && !st.local {
+            // every stage up to the next one that runs here goes to the cluster at once
+            let end = (s..plan.stages.len()).find(|&k| plan.stages[k].local).unwrap_or(plan.stages.len());
+            let w = work.as_ref().ok_or_else(|| Error::Internal("a cluster run without a work directory".into()))?;
+            let records = super::journal::records_dir(partial.as_deref(), w.arrays_root());
+            let launch = super::cluster::Launch {
+                opts: &ctx.cluster,
+                plan,
+                plan_file: plan_file.clone().ok_or_else(|| Error::Internal("no plan file".into()))?,
+                work: w.path().to_path_buf(),
+                records: std::path::absolute(&records).unwrap_or(records),
+                jobs: (s..end)
+                    .filter(|&k| !matches!(skip[k], Skip::All))
+                    .map(|k| super::cluster::StageJob::new(plan, k, ctx.cluster.tasks_per_job))
+                    .collect(),
+                cwd: std::env::current_dir().map_err(|e| Error::io(".", "find the current directory", e))?,
+                sink: ctx.sink,
+            };
+            let out = match ctx.cluster.executor {
+                super::cluster::Executor::Slurm => super::cluster::slurm::run(&launch)?,
+                _ => super::cluster::dask::run(&launch)?,
+            };
+            if out.detached {
+                report.detached = true;
+                return Ok(report);
+            }
+            report.children = report.children.max(out.jobs);
+            report.children_peak = report.children_peak.max(out.worker_peak);
+            report.tasks += st.tasks;
+            on_cluster_until = end;
             continue;
         }
         let done = match &skip[s] {
@@ -443,7 +537,14 @@ fn run_staged(
             eprintln!("dsk: warning: {w}");
         }
     }
-    work.take();
+    if let Some(w) = work.take() {
+        // the jobs' logs of a cluster run that succeeded
+        if ctx.cluster.executor == super::cluster::Executor::Slurm {
+            if let (logs, true) = super::cluster::slurm::logs_of(&ctx.cluster, w.path()) {
+                let _ = std::fs::remove_dir_all(logs);
+            }
+        }
+    }
     // the work dirs of killed runs of this output are not wanted any more
     super::workdir::reclaim_in(ctx.work_base.as_deref());
     if let Some(text) = printed {
@@ -727,11 +828,28 @@ fn run_processes(
     Ok((nproc, (p > 0).then_some(p), (ps > 0).then_some(ps)))
 }
 
+/// The staging directory of the plan's output when it is a local array (where `--resume` looks
+/// for completion records).
+pub fn local_partial(plan: &PhysicalPlan) -> Option<PathBuf> {
+    plan.output.and_then(|o| match &plan.arrays[o].place {
+        Place::Output(p) if crate::store::remote::is_url(p) => None,
+        Place::Output(p) => Some(crate::plan::physical::staging_path(p)),
+        Place::Work(_) => None,
+    })
+}
+
 /// The body of `dsk worker PLAN --stage S --first F --count N`: run tasks F..F+N of stage S, one
 /// line of JSON per task on stdout (`{"start": t}`, then `{"done": t, "bytes": b}`), and the
 /// process's peak RSS last (`{"peak_rss": n}`).
-pub fn worker(plan_file: &Path, stage: usize, first: u64, count: u64, skip_done: bool) -> Result<()> {
-    let text = std::fs::read(plan_file).map_err(|e| Error::io(plan_file, "read the plan", e))?;
+pub fn worker(
+    plan_file: &Path,
+    stage: usize,
+    first: u64,
+    count: u64,
+    skip_done: bool,
+    records: Option<&Path>,
+) -> Result<()> {
+    let text = super::cluster::read_plan_file(plan_file)?;
     let plan: PhysicalPlan =
         serde_json::from_slice(&text).map_err(|e| Error::input(plan_file, format!("not a dsk plan file: {e}")))?;
     let st = plan.stages.get(stage).ok_or_else(|| Error::input(plan_file, format!("the plan has no stage {stage}")))?;
@@ -747,24 +865,27 @@ pub fn worker(plan_file: &Path, stage: usize, first: u64, count: u64, skip_done:
     }
     let inputs = open_inputs(&plan)?;
     let opened = open_stage(&st.op, &arrays)?;
-    // completion records go into the output's staging directory
-    let partial = plan.output.and_then(|o| match &plan.arrays[o].place {
-        Place::Output(p) if crate::store::remote::is_url(p) => None,
-        Place::Output(p) => Some(crate::plan::physical::staging_path(p)),
-        Place::Work(_) => None,
-    });
-    let journal = match &partial {
-        Some(p) => Some(Journal::open(p, "worker")?),
+    // completion records go where the parent says, by default into the output's staging
+    // directory
+    let dir = match records {
+        Some(r) => Some(r.to_path_buf()),
+        None => local_partial(&plan).map(|p| p.join(crate::store::output::DONE_DIR)),
+    };
+    let journal = match &dir {
+        Some(d) => Some(Journal::open(d, "worker")?),
         None => None,
     };
-    let done = match (&partial, skip_done) {
-        (Some(p), true) => Some(Done::load(p, &plan.stages.iter().map(|s| s.tasks).collect::<Vec<_>>())?),
+    let done = match (&dir, skip_done) {
+        (Some(d), true) => Some(Done::load(d, &plan.task_counts())?),
         _ => None,
     };
     let partials = HashMap::new();
     let shared = Shared { inputs: &inputs, arrays: &arrays, partials: &partials };
     // test hook: make this worker die at a given task, to exercise the parent's failure report
     let fail_at: Option<u64> = std::env::var("DSK_TEST_WORKER_ABORT_AT").ok().and_then(|v| v.parse().ok());
+    // and slow tasks down, to act on a run while it goes on (as under the threads scheduler)
+    let delay =
+        std::env::var("DSK_TEST_TASK_DELAY_MS").ok().and_then(|v| v.parse::<u64>().ok()).map(Duration::from_millis);
     let end = (first + count).min(st.tasks);
     for t in first..end {
         if super::interrupted() {
@@ -773,6 +894,9 @@ pub fn worker(plan_file: &Path, stage: usize, first: u64, count: u64, skip_done:
         crate::write_stdout(format!("{{\"start\": {t}}}\n").as_bytes())?;
         if fail_at == Some(t) {
             std::process::abort();
+        }
+        if let Some(d) = delay {
+            std::thread::sleep(d);
         }
         let b = if done.as_ref().is_some_and(|d| d.is_done(stage, t)) {
             0
@@ -784,6 +908,9 @@ pub fn worker(plan_file: &Path, stage: usize, first: u64, count: u64, skip_done:
             b
         };
         crate::write_stdout(format!("{{\"done\": {t}, \"bytes\": {b}}}\n").as_bytes())?;
+    }
+    if let Some(j) = &journal {
+        j.flush()?;
     }
     if let Some(p) = super::peak_rss() {
         crate::write_stdout(format!("{{\"peak_rss\": {p}}}\n").as_bytes())?;

@@ -438,6 +438,38 @@ impl PhysicalPlan {
         self.stages.iter().map(|s| s.tasks).sum()
     }
 
+    /// The number of tasks of each stage.
+    pub fn task_counts(&self) -> Vec<u64> {
+        self.stages.iter().map(|s| s.tasks).collect()
+    }
+
+    /// This plan with every local path made absolute, for processes that do not share this one's
+    /// working directory (Slurm jobs, Dask workers). What it computes (`logical`) is unchanged.
+    pub fn with_absolute_paths(&self) -> PhysicalPlan {
+        let abs = |p: &Path| -> PathBuf {
+            if crate::store::remote::is_url(p) {
+                p.to_path_buf()
+            } else {
+                std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+            }
+        };
+        let mut plan = self.clone();
+        for i in &mut plan.inputs {
+            i.path = abs(&i.path);
+        }
+        for a in &mut plan.arrays {
+            if let Place::Output(p) = &mut a.place {
+                *p = abs(p);
+            }
+        }
+        for st in &mut plan.stages {
+            if let StageOp::Export { path: Some(p), .. } = &mut st.op {
+                *p = abs(p);
+            }
+        }
+        plan
+    }
+
     /// A stable name for what this plan computes: a hash of the plan with the run options left
     /// out, as 16 hex digits.
     pub fn fingerprint(&self) -> String {

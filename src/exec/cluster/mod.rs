@@ -1,0 +1,582 @@
+//! Cluster executors: the stages of a physical plan run on a cluster engine the user already has
+//! — Slurm job arrays ([`slurm`]) or a Dask distributed cluster ([`dask`]) — instead of this
+//! machine's threads or processes. dsk manages no cluster of its own.
+//!
+//! The plan is planned as for `--scheduler processes` (partials and intermediates on disk, every
+//! task independent within its stage) and written to the work directory with absolute paths. A
+//! stage's tasks are cut into contiguous ranges ([`StageJob`]), each run by `dsk worker` on some
+//! node: a Slurm array index, or a Dask task that starts `dsk worker` as a subprocess. Workers
+//! append completion records ([`super::journal`]) as tasks finish; the driver follows progress
+//! from them, so a retried range, a resumed run or `dsk status` skip or count exactly the tasks
+//! whose writes returned. Tasks are idempotent (a task rewrites the same chunks), so a range run
+//! twice — a retry, Dask's work stealing — writes the same bytes.
+//!
+//! `cluster.json` in the work directory says what was submitted (for `dsk status`, and so that a
+//! `--resume` does not start a second copy of a run whose jobs are still queued).
+
+pub mod dask;
+pub mod slurm;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::journal::Done;
+use super::{Event, EventSink};
+use crate::error::{Error, Result};
+use crate::plan::physical::PhysicalPlan;
+
+/// `--executor`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Executor {
+    /// This machine (--scheduler sync, threads or processes).
+    #[default]
+    Local,
+    /// Each stage a Slurm job array, chained with --dependency=afterok.
+    Slurm,
+    /// Ranges of tasks as tasks of a Dask distributed cluster (--scheduler-address).
+    Dask,
+}
+
+impl Executor {
+    pub fn name(self) -> &'static str {
+        match self {
+            Executor::Local => "local",
+            Executor::Slurm => "slurm",
+            Executor::Dask => "dask",
+        }
+    }
+}
+
+/// Extra memory a `dsk worker` process needs besides its task's projected bytes (the binary, the
+/// plan, the allocator's slack; measured: 40 MB peak for a task of 4 MB): asked of Slurm and Dask
+/// on top of the task.
+pub const WORKER_BYTES: u64 = 64 << 20;
+
+/// About how long one array index or Dask task should run: long enough that the ~1 s a
+/// scheduler needs per job is small next to it, short enough that a lost job costs little.
+pub const TARGET_JOB_SECS: f64 = 120.0;
+
+/// A conservative rate at which one core decodes, computes and encodes a task's bytes (measured
+/// here: 0.3–1 GB/s for zstd decode or random generation alone), to cut stages into jobs.
+pub const CORE_BYTES_PER_SEC: f64 = 150e6;
+
+/// The most array indices one stage is cut into (Slurm's default MaxArraySize is 1001).
+pub const MAX_INDICES: u64 = 1000;
+
+/// The cluster options of a run: flags over the config file.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterOpts {
+    pub executor: Executor,
+    pub scheduler_address: Option<String>,
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub time: Option<String>,
+    pub sbatch_args: Vec<String>,
+    pub tasks_per_job: Option<u64>,
+    pub max_running: Option<u64>,
+    pub retries: u32,
+    pub detach: bool,
+    /// The dsk executable on the cluster's nodes (default: this one).
+    pub dsk: Option<PathBuf>,
+    /// The Python interpreter that has `dsk_dask` (default `python3`, or $DSK_PYTHON).
+    pub python: Option<String>,
+    /// Where Slurm writes the jobs' logs (default: the work directory's `logs/`).
+    pub log_dir: Option<PathBuf>,
+}
+
+/// Default `--retries`.
+pub const DEFAULT_RETRIES: u32 = 1;
+
+impl ClusterOpts {
+    /// The options of the command line, completed from the config file (`--cluster-config`,
+    /// `$DSK_CLUSTER_CONFIG`, `~/.config/dsk/cluster.ini`).
+    pub fn resolve(a: &crate::cli::ClusterArgs) -> Result<ClusterOpts> {
+        let mut o = ClusterOpts {
+            executor: a.executor,
+            scheduler_address: a.scheduler_address.clone(),
+            partition: a.partition.clone(),
+            account: a.account.clone(),
+            time: a.time.clone(),
+            sbatch_args: a.sbatch_arg.clone(),
+            tasks_per_job: a.tasks_per_job,
+            max_running: a.max_running,
+            retries: a.retries.unwrap_or(DEFAULT_RETRIES),
+            detach: a.detach,
+            dsk: None,
+            python: std::env::var("DSK_PYTHON").ok().filter(|p| !p.is_empty()),
+            log_dir: None,
+        };
+        let (file, given) = match (&a.cluster_config, std::env::var_os("DSK_CLUSTER_CONFIG")) {
+            (Some(f), _) => (Some(f.clone()), Some("--cluster-config")),
+            (None, Some(f)) if !f.is_empty() => (Some(PathBuf::from(f)), Some("DSK_CLUSTER_CONFIG")),
+            _ => (std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/dsk/cluster.ini")), None),
+        };
+        if let Some(f) = file {
+            if given.is_some() || f.is_file() {
+                o.read_config(&f, a)?;
+            }
+        }
+        if a.executor == Executor::Local {
+            let set = [
+                ("--scheduler-address", a.scheduler_address.is_some()),
+                ("--partition", a.partition.is_some()),
+                ("--account", a.account.is_some()),
+                ("--time", a.time.is_some()),
+                ("--sbatch-arg", !a.sbatch_arg.is_empty()),
+                ("--tasks-per-job", a.tasks_per_job.is_some()),
+                ("--max-running", a.max_running.is_some()),
+                ("--retries", a.retries.is_some()),
+                ("--detach", a.detach),
+            ];
+            if let Some((arg, _)) = set.iter().find(|(_, s)| *s) {
+                return Err(Error::usage(
+                    *arg,
+                    "applies to a cluster run — add --executor slurm or --executor dask, or drop it",
+                ));
+            }
+        }
+        if o.tasks_per_job == Some(0) {
+            return Err(Error::usage("--tasks-per-job", "must be at least 1"));
+        }
+        if o.max_running == Some(0) {
+            return Err(Error::usage("--max-running", "must be at least 1"));
+        }
+        match o.executor {
+            Executor::Dask if o.scheduler_address.is_none() => {
+                return Err(Error::usage(
+                    "--scheduler-address",
+                    "--executor dask needs the address of your Dask scheduler, e.g. --scheduler-address tcp://10.0.0.5:8786 (or scheduler_address in the [dask] section of the cluster config)",
+                ))
+            }
+            Executor::Dask if o.detach => {
+                return Err(Error::usage(
+                    "--detach",
+                    "applies to --executor slurm (a Dask cluster forgets tasks whose client is gone)",
+                ))
+            }
+            _ => {}
+        }
+        Ok(o)
+    }
+
+    /// Fill what the flags left unset from the INI file `f` (section `[slurm]` or `[dask]`,
+    /// and keys common to both in `[cluster]`).
+    fn read_config(&mut self, f: &Path, a: &crate::cli::ClusterArgs) -> Result<()> {
+        let ini = ini::Ini::load_from_file_noescape(f)
+            .map_err(|e| Error::input(f, format!("cannot read the cluster config: {e}")))?;
+        let known: &[(&str, &[&str])] = &[
+            ("cluster", &["dsk", "retries", "tasks_per_job"]),
+            (
+                "slurm",
+                &[
+                    "partition",
+                    "account",
+                    "time",
+                    "sbatch_args",
+                    "tasks_per_job",
+                    "max_running",
+                    "retries",
+                    "dsk",
+                    "log_dir",
+                ],
+            ),
+            ("dask", &["scheduler_address", "python", "tasks_per_job", "retries", "dsk"]),
+        ];
+        for (sec, props) in ini.iter() {
+            let Some(sec) = sec else {
+                if let Some((k, _)) = props.iter().next() {
+                    return Err(Error::input(f, format!("{k} is outside a section — put it under [slurm] or [dask]")));
+                }
+                continue;
+            };
+            let Some((_, keys)) = known.iter().find(|(s, _)| *s == sec) else {
+                return Err(Error::input(
+                    f,
+                    format!("unknown section [{sec}] — the sections are [cluster], [slurm] and [dask]"),
+                ));
+            };
+            for (k, _) in props.iter() {
+                if !keys.contains(&k) {
+                    return Err(Error::input(f, format!("[{sec}] has no key {k} — it takes {}", keys.join(", "))));
+                }
+            }
+        }
+        let section = match self.executor {
+            Executor::Slurm => "slurm",
+            Executor::Dask => "dask",
+            Executor::Local => return Ok(()),
+        };
+        let get = |k: &str| -> Option<String> {
+            ini.section(Some(section))
+                .and_then(|s| s.get(k))
+                .or_else(|| ini.section(Some("cluster")).and_then(|s| s.get(k)))
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let number = |k: &str| -> Result<Option<u64>> {
+            get(k)
+                .map(|v| {
+                    v.parse::<u64>()
+                        .map_err(|_| Error::input(f, format!("[{section}] {k} = {v:?} is not a whole number")))
+                })
+                .transpose()
+        };
+        if self.scheduler_address.is_none() {
+            self.scheduler_address = get("scheduler_address");
+        }
+        if self.partition.is_none() {
+            self.partition = get("partition");
+        }
+        if self.account.is_none() {
+            self.account = get("account");
+        }
+        if self.time.is_none() {
+            self.time = get("time");
+        }
+        if a.sbatch_arg.is_empty() {
+            if let Some(v) = get("sbatch_args") {
+                self.sbatch_args = v.split_whitespace().map(str::to_string).collect();
+            }
+        }
+        if self.tasks_per_job.is_none() {
+            self.tasks_per_job = number("tasks_per_job")?;
+        }
+        if self.max_running.is_none() {
+            self.max_running = number("max_running")?;
+        }
+        if a.retries.is_none() {
+            if let Some(r) = number("retries")? {
+                self.retries = u32::try_from(r).map_err(|_| Error::input(f, "retries is too large"))?;
+            }
+        }
+        if let Some(d) = get("dsk") {
+            self.dsk = Some(PathBuf::from(d));
+        }
+        if self.python.is_none() {
+            self.python = get("python");
+        }
+        if let Some(d) = get("log_dir") {
+            self.log_dir = Some(PathBuf::from(d));
+        }
+        Ok(())
+    }
+
+    /// The dsk executable the jobs run.
+    pub fn dsk_path(&self) -> Result<PathBuf> {
+        match &self.dsk {
+            Some(p) => Ok(p.clone()),
+            None => std::env::current_exe().map_err(|e| Error::io("dsk", "find the dsk executable", e)),
+        }
+    }
+}
+
+/// One stage as the cluster runs it: `indices` ranges of `per` tasks (the last one shorter).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StageJob {
+    /// The stage's index in the plan.
+    pub stage: usize,
+    pub name: String,
+    pub tasks: u64,
+    pub per: u64,
+    pub indices: u64,
+    /// Memory one job asks for: the task's projected peak and [`WORKER_BYTES`].
+    pub mem_bytes: u64,
+}
+
+impl StageJob {
+    /// Cut stage `s` of `plan` into ranges: `per` tasks each when given, else about
+    /// [`TARGET_JOB_SECS`] of work each at [`CORE_BYTES_PER_SEC`], and never more than
+    /// [`MAX_INDICES`] ranges.
+    pub fn new(plan: &PhysicalPlan, s: usize, per: Option<u64>) -> StageJob {
+        let st = &plan.stages[s];
+        let tasks = st.tasks.max(1);
+        let per = per.unwrap_or_else(|| {
+            let bytes = (st.read_bytes + st.write_bytes) as f64 / tasks as f64;
+            let secs = (bytes / CORE_BYTES_PER_SEC).max(1e-3);
+            ((TARGET_JOB_SECS / secs).floor() as u64).max(1)
+        });
+        let per = per.clamp(1, tasks).max(tasks.div_ceil(MAX_INDICES));
+        StageJob {
+            stage: s,
+            name: st.name.clone(),
+            tasks: st.tasks,
+            per,
+            indices: st.tasks.div_ceil(per).max(1),
+            mem_bytes: st.task_bytes + WORKER_BYTES,
+        }
+    }
+
+    /// The tasks of range `i`: (first, count).
+    pub fn range(&self, i: u64) -> (u64, u64) {
+        let first = i * self.per;
+        (first, self.per.min(self.tasks.saturating_sub(first)))
+    }
+}
+
+/// What a cluster run needs from the run that drives it.
+pub struct Launch<'a> {
+    pub opts: &'a ClusterOpts,
+    pub plan: &'a PhysicalPlan,
+    /// The plan file the workers read (a path every node sees, or a URL).
+    pub plan_file: PathBuf,
+    /// The run's local work directory (cluster.json, logs).
+    pub work: PathBuf,
+    /// Where the completion records go.
+    pub records: PathBuf,
+    /// Stages that run (those with tasks left), in order, each after the previous one.
+    pub jobs: Vec<StageJob>,
+    /// The working directory of the jobs (this process's).
+    pub cwd: PathBuf,
+    pub sink: &'a dyn EventSink,
+}
+
+/// What a finished cluster segment reports.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Submitted and left running (`--detach`).
+    pub detached: bool,
+    /// The largest peak RSS of a worker, when the workers reported it.
+    pub worker_peak: Option<u64>,
+    pub jobs: usize,
+}
+
+/// The file a cluster run keeps in its work directory.
+pub const STATE_FILE: &str = "cluster.json";
+
+/// What was submitted, for `dsk status` and `--resume`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    pub executor: Option<Executor>,
+    pub command: String,
+    pub plan_file: PathBuf,
+    pub records: PathBuf,
+    pub log_dir: Option<PathBuf>,
+    pub jobs: Vec<StageJob>,
+    /// Slurm: the array jobs submitted for each stage, in order (retries add ids).
+    pub slurm_ids: Vec<Vec<String>>,
+    pub scheduler_address: Option<String>,
+    /// Seconds since the epoch at submission.
+    pub submitted: u64,
+}
+
+impl State {
+    pub fn write(&self, work: &Path) -> Result<()> {
+        let f = work.join(STATE_FILE);
+        let text =
+            serde_json::to_vec_pretty(self).map_err(|e| Error::Internal(format!("serialise {STATE_FILE}: {e}")))?;
+        let tmp = work.join(format!("{STATE_FILE}.tmp"));
+        std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, "write", e))?;
+        std::fs::rename(&tmp, &f).map_err(|e| Error::io(&f, "write", e))
+    }
+
+    pub fn read(work: &Path) -> Result<Option<State>> {
+        let f = work.join(STATE_FILE);
+        match std::fs::read(&f) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| Error::input(&f, format!("not a dsk cluster state file: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&f, "read", e)),
+        }
+    }
+}
+
+/// Read a plan file: a local path, or an object on object storage.
+pub fn read_plan_file(f: &Path) -> Result<Vec<u8>> {
+    match crate::store::remote::parse(f) {
+        Some(url) => {
+            let url = url.map_err(|m| Error::input(f, m))?;
+            let (parent, name) = match url.key.rsplit_once('/') {
+                Some((p, n)) => (crate::store::remote::Url { key: p.to_string(), ..url.clone() }, n.to_string()),
+                None => (crate::store::remote::Url { key: String::new(), ..url.clone() }, url.key.clone()),
+            };
+            let store = crate::store::remote::Remote::new(&parent, None).map_err(|m| Error::input(f, m))?;
+            store
+                .read_bytes(&name)
+                .map_err(|m| Error::input(f, m))?
+                .map(|b| b.to_vec())
+                .ok_or_else(|| Error::input(f, "the plan file does not exist (the run that wrote it is gone?)"))
+        }
+        None => std::fs::read(f).map_err(|e| Error::io(f, "read the plan", e)),
+    }
+}
+
+/// Write the plan the workers read: `plan.json` in the local work directory and, when the run's
+/// arrays are on object storage, next to them (nodes of a cluster may not see this machine's
+/// temporary directory). Returns the location to hand the workers.
+pub fn write_plan_file(plan: &PhysicalPlan, work: &Path, arrays_root: &Path) -> Result<PathBuf> {
+    let text = serde_json::to_vec(&plan.with_absolute_paths())
+        .map_err(|e| Error::Internal(format!("serialise the plan: {e}")))?;
+    let f = work.join("plan.json");
+    std::fs::write(&f, &text).map_err(|e| Error::io(&f, "write the plan", e))?;
+    if let Some(url) = crate::store::remote::parse(arrays_root) {
+        let url = url.map_err(|m| Error::output(arrays_root, m))?;
+        let store = crate::store::remote::Remote::new(&url, None).map_err(|m| Error::output(arrays_root, m))?;
+        store.put("plan.json", zarrs::storage::Bytes::from(text)).map_err(|m| Error::output(arrays_root, m))?;
+        return Ok(url.join("plan.json").to_path());
+    }
+    Ok(f)
+}
+
+/// Quote `s` for a POSIX shell.
+pub fn sh_quote(s: &str) -> String {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+%@".contains(&b)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Follows the completion records of a run and reports the tasks that finished as events.
+pub struct Progress<'a> {
+    records: &'a Path,
+    counts: Vec<u64>,
+    seen: Done,
+    started: Vec<bool>,
+    ended: Vec<bool>,
+    start: std::time::Instant,
+    sink: &'a dyn EventSink,
+}
+
+impl<'a> Progress<'a> {
+    pub fn new(plan: &PhysicalPlan, records: &'a Path, sink: &'a dyn EventSink) -> Progress<'a> {
+        let counts = plan.task_counts();
+        let n = counts.len();
+        Progress {
+            records,
+            seen: Done::default(),
+            counts,
+            started: vec![false; n],
+            ended: vec![false; n],
+            start: std::time::Instant::now(),
+            sink,
+        }
+    }
+
+    /// The records now.
+    pub fn load(&self) -> Result<Done> {
+        Done::load(self.records, &self.counts)
+    }
+
+    /// Read the records and report the tasks of `job` done since the last call; returns the
+    /// number done.
+    pub fn update(&mut self, plan: &PhysicalPlan, job: &StageJob, done: &Done) -> u64 {
+        let s = job.stage;
+        let st = &plan.stages[s];
+        if !self.started[s] {
+            self.started[s] = true;
+            self.sink.event(&Event::StageStart { stage: &st.name, tasks: st.tasks, bytes: st.read_bytes });
+        }
+        let per_task = st.read_bytes / st.tasks.max(1);
+        let mut n = 0;
+        for t in 0..st.tasks {
+            if !done.is_done(s, t) {
+                continue;
+            }
+            n += 1;
+            if !self.seen.is_done(s, t) {
+                let lane = (t / job.per) as usize;
+                self.sink.event(&Event::TaskStart { stage: &st.name, task: t, lane });
+                self.sink.event(&Event::TaskDone {
+                    stage: &st.name,
+                    task: t,
+                    lane,
+                    done: n,
+                    tasks: st.tasks,
+                    bytes_done: n * per_task,
+                    bytes: st.read_bytes,
+                    elapsed: self.start.elapsed(),
+                });
+            }
+        }
+        self.seen = done.clone();
+        n
+    }
+
+    /// Report stage `s` finished.
+    pub fn end(&mut self, plan: &PhysicalPlan, s: usize) {
+        if !self.ended[s] {
+            self.ended[s] = true;
+            let st = &plan.stages[s];
+            self.sink.event(&Event::StageEnd {
+                stage: &st.name,
+                tasks: st.tasks,
+                bytes: st.read_bytes,
+                elapsed: self.start.elapsed(),
+            });
+        }
+    }
+}
+
+/// Check that every task of `job` is recorded done (the cluster said the stage succeeded).
+pub fn check_complete(job: &StageJob, done: &Done, records: &Path) -> Result<()> {
+    let n = done.count(job.stage);
+    if n < job.tasks {
+        return Err(Error::Worker {
+            msg: format!(
+                "stage {}: the cluster reports every job finished but only {n} of {} tasks are recorded in {} — run the same command with --resume to do the rest",
+                job.name,
+                job.tasks,
+                records.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The task a worker was running when it stopped, from its output (`{"start": t}` lines without
+/// their `{"done": t}`), and its last error line.
+pub fn failed_task(log: &str) -> (Option<u64>, Option<String>) {
+    let mut running = None;
+    let mut why = None;
+    for line in log.lines() {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+            if let Some(t) = v.get("start").and_then(|x| x.as_u64()) {
+                running = Some(t);
+            }
+            if v.get("done").is_some() {
+                running = None;
+            }
+        } else if let Some(m) = line.strip_prefix("dsk: error: ") {
+            why = Some(m.to_string());
+        } else if !line.trim().is_empty() && why.is_none() && !line.contains("pmix") {
+            why = Some(line.trim().to_string());
+        }
+    }
+    (running, why)
+}
+
+/// The largest `{"peak_rss": n}` in a worker's output.
+pub fn peak_of(log: &str) -> Option<u64> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get("peak_rss").and_then(|x| x.as_u64()))
+        .max()
+}
+
+/// How long the drivers wait between two looks at the cluster.
+pub const POLL: Duration = Duration::from_millis(500);
+
+/// The text of `--explain` for a cluster executor: how the plan would be submitted.
+pub fn explain(plan: &PhysicalPlan, opts: &ClusterOpts) -> Result<String> {
+    let jobs: Vec<StageJob> = plan
+        .stages
+        .iter()
+        .enumerate()
+        .filter(|(_, st)| !st.local)
+        .map(|(s, _)| StageJob::new(plan, s, opts.tasks_per_job))
+        .collect();
+    match opts.executor {
+        Executor::Slurm => slurm::explain(plan, opts, &jobs),
+        Executor::Dask => dask::explain(plan, opts, &jobs),
+        Executor::Local => Ok(String::new()),
+    }
+}
+
+/// Seconds since the epoch.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
