@@ -8,7 +8,7 @@ DSK_DEBUG   := target/debug/dsk
 DSK_RELEASE := target/release/dsk
 DEMO    := target/demo
 
-.PHONY: all build release demo test test-rust test-interop lint fmt fixtures bench bench-large doc clean fuzz-diff pictures
+.PHONY: all build release demo test test-rust test-interop lint fmt fixtures bench bench-large bench-cluster doc clean fuzz-diff pictures
 
 all: build
 
@@ -92,6 +92,10 @@ bench: release
 # A rechunk larger than RAM (25.6 GB, --memory 1GiB; needs ~30 GB of free disk).
 bench-large: release
 	bench/peers/large_rechunk.sh $(abspath $(DSK_RELEASE)) $(abspath bench/data/large) docs/benchmarks-large.md
+
+# What a cluster costs: dsk through a real Slurm and a real Dask cluster here, against local runs.
+bench-cluster: release $(VENV)/.stamp
+	$(VPY) bench/cluster.py
 
 doc:
 	$(CARGO) doc --no-deps

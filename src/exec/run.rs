@@ -423,8 +423,8 @@ fn run_staged(
                 work: w.path().to_path_buf(),
                 records: std::path::absolute(&records).unwrap_or(records),
                 jobs: (s..end)
-                    .filter(|&k| !matches!(skip[k], Skip::All))
-                    .map(|k| super::cluster::StageJob::new(plan, k, ctx.cluster.tasks_per_job))
+                    .filter(|&k| !matches!(skip[k], Skip::All) && plan.stages[k].tasks > 0)
+                    .map(|k| super::cluster::StageJob::new(plan, k, ctx.cluster.tasks_per_job, ctx.cluster.max_indices))
                     .collect(),
                 cwd: std::env::current_dir().map_err(|e| Error::io(".", "find the current directory", e))?,
                 sink: ctx.sink,

@@ -181,10 +181,10 @@ def test_slurm_detached_run_is_followed_with_status_and_published_by_resume(slur
     early = run(*args, "--executor", "slurm", "--work-dir", "wd", "--resume", cwd=work, env=slurm.env, ok=False)
     assert early.returncode == 2 and "still queued or running" in early.stderr, early.stderr
     st = run("status", wd, cwd=work, env=slurm.env).stdout
-    assert "Slurm array job" in st and "not finished" in st, st
-    slurm.wait_idle(timeout=120)
-    st = run("status", wd, cwd=work, env=slurm.env).stdout
-    assert "every task is done" in st, st
+    assert "Slurm array job" in st and "running" in st, st
+    st = run("status", "wd", "--wait", cwd=work, env=slurm.env, timeout=180).stdout
+    assert "every task is done" in st and wd in st, st
+    slurm.wait_idle()
     r = run(*args, "--executor", "slurm", "--work-dir", "wd", "--resume", cwd=work, env=slurm.env)
     assert "0 of" in r.stderr and "tasks left" in r.stderr, r.stderr
     assert tree(work / "out.zarr") == tree(ref[0] / "centered-std.zarr")

@@ -65,6 +65,19 @@ enum Line {
 /// Run the stages `l.jobs` on the Dask cluster and follow them to the end.
 pub fn run(l: &Launch<'_>) -> Result<Outcome> {
     let py = python(l.opts);
+    // for dsk status from another terminal
+    super::State {
+        executor: Some(super::Executor::Dask),
+        command: format!("{} {}", l.plan.command, l.plan.text),
+        plan_file: l.plan_file.clone(),
+        records: l.records.clone(),
+        log_dir: None,
+        jobs: l.jobs.clone(),
+        slurm_ids: vec![],
+        scheduler_address: l.opts.scheduler_address.clone(),
+        submitted: super::now_secs(),
+    }
+    .write(&l.work)?;
     let spec = serde_json::to_vec(&spec(l)?).map_err(|e| Error::Internal(format!("serialise the Dask run: {e}")))?;
     let mut child = Command::new(&py)
         .args(["-m", "dsk_dask", "run", "-"])

@@ -147,6 +147,15 @@ fn slurm(cmd: &str, args: &[String]) -> std::result::Result<String, String> {
     }
 }
 
+/// The cluster's `MaxArraySize` (`scontrol show config`), when Slurm answers.
+pub fn max_array_size() -> Option<u64> {
+    let out = slurm("scontrol", &["show".to_string(), "config".to_string()]).ok()?;
+    out.lines()
+        .find(|l| l.trim_start().starts_with("MaxArraySize"))
+        .and_then(|l| l.split('=').nth(1))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Submit; the array job's id.
 fn submit(args: &[String], job: &StageJob) -> Result<String> {
     let out = slurm("sbatch", args)
@@ -319,6 +328,8 @@ pub fn run(l: &Launch<'_>) -> Result<Outcome> {
         submitted: super::now_secs(),
     };
     // submit stages from `from` on, the first after `dep`
+    // the tasks done before (a resumed run): their ranges are not submitted again
+    let before = Progress::new(l.plan, &l.records, l.sink).load()?;
     let submit_chain = |from: usize,
                         first_indices: Option<Vec<u64>>,
                         mut dep: Option<String>,
@@ -326,10 +337,18 @@ pub fn run(l: &Launch<'_>) -> Result<Outcome> {
                         state: &mut State|
      -> Result<()> {
         for (p, job) in l.jobs.iter().enumerate().skip(from) {
-            let indices = match (&first_indices, p == from) {
+            let indices: Vec<u64> = match (&first_indices, p == from) {
                 (Some(ix), true) => ix.clone(),
-                _ => (0..job.indices).collect(),
+                _ => (0..job.indices)
+                    .filter(|&i| {
+                        let (first, count) = job.range(i);
+                        !(first..first + count).all(|t| before.is_done(job.stage, t))
+                    })
+                    .collect(),
             };
+            if indices.is_empty() {
+                continue;
+            }
             let args = sbatch_args(
                 l.opts,
                 job,
@@ -404,20 +423,30 @@ pub fn run(l: &Launch<'_>) -> Result<Outcome> {
         let mut fates: Vec<Fate> = vec![];
         for i in 0..job.indices {
             let (first, count) = job.range(i);
-            if (first..first + count).all(|t| done.is_done(job.stage, t)) {
-                fates.push(Fate::Done);
-                continue;
-            }
-            // the latest submission of this index
+            let recorded = (first..first + count).all(|t| done.is_done(job.stage, t));
+            // the latest submission of this index (none: its tasks were done before this run)
             let Some(k) = subs[p].iter().rposition(|s| s.indices.contains(&i)) else {
-                fates.push(Fate::Failed { job: "?".into(), how: "was never submitted".into() });
+                fates.push(if recorded {
+                    Fate::Done
+                } else {
+                    Fate::Failed { job: "?".into(), how: "was never submitted".into() }
+                });
                 continue;
             };
             let sub = &subs[p][k];
             let jobname = format!("{}_{i}", sub.id);
+            // a stage is over when its tasks are recorded and none of its jobs is left in the
+            // queue (no job of this run may outlive it)
             let fate = match seen[k].as_ref().and_then(|m| m.get(&i)) {
-                Some(s) if s.reason == "DependencyNeverSatisfied" => Fate::Blocked,
+                Some(s) if s.reason == "DependencyNeverSatisfied" => {
+                    if recorded {
+                        Fate::Done
+                    } else {
+                        Fate::Blocked
+                    }
+                }
                 Some(s) if active(&s.state) => Fate::Active,
+                _ if recorded => Fate::Done,
                 Some(s) if s.state == "COMPLETED" => {
                     // the records are written before the worker exits: read them once more
                     Fate::Failed { job: jobname, how: "finished without recording all its tasks".into() }
