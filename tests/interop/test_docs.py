@@ -103,6 +103,27 @@ def test_doc_examples_run(doc, tmp_path):
     if not examples:
         pytest.skip(f"{doc} has no dsk examples")
     fixtures(tmp_path)
+    if doc == "docs/cluster.md":
+        # its session runs on a single-node Slurm and a Dask cluster started here, with the
+        # page's sample config as cluster.ini and `scratch` as the shared work dir
+        from clusterutil import DaskCluster, Slurm
+
+        (tmp_path / "scratch").mkdir()
+        text = (ROOT / doc).read_text()
+        (tmp_path / "cluster.ini").write_text(text.split("```ini\n", 1)[1].split("```", 1)[0])
+        (tmp_path / "slurm").mkdir()
+        (tmp_path / "dask").mkdir()
+        slurm = Slurm(tmp_path / "slurm").start()
+        try:
+            dask = DaskCluster(tmp_path / "dask").start()
+            try:
+                env = dict(slurm.env, DASK_SCHEDULER=dask.address, DSK_PYTHON=sys.executable)
+                run_session(tmp_path, examples, env)
+            finally:
+                dask.stop()
+        finally:
+            slurm.stop()
+        return
     if doc == "docs/cloud.md":
         # its session runs against a local S3 server with the bucket the page uses
         from s3util import s3_env, start_server
