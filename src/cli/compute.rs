@@ -536,9 +536,14 @@ fn same_or_inside(a: &Path, b: &Path) -> bool {
 /// The peak memory of a run, for summaries: this process, and its worker children if any.
 pub fn describe_memory(r: &RunReport) -> String {
     let parent = r.peak_rss.map(human).unwrap_or_else(|| "?".into());
-    match r.children_peak {
-        Some(c) => format!("peak RSS {parent} (+ {} × workers of up to {})", r.children, human(c)),
-        None => format!("peak RSS {parent}"),
+    match (r.children_peak, r.cluster_jobs) {
+        (c, Some(j)) => format!(
+            "peak RSS {parent} (+ {j} cluster job{} of up to {})",
+            if j == 1 { "" } else { "s" },
+            c.map(human).unwrap_or_else(|| "?".into())
+        ),
+        (Some(c), None) => format!("peak RSS {parent} (+ {} × workers of up to {})", r.children, human(c)),
+        (None, None) => format!("peak RSS {parent}"),
     }
 }
 
@@ -550,6 +555,7 @@ pub fn summarize(pplan: &PhysicalPlan, r: &RunReport, run: &RunArgs) {
         "command": pplan.command, "stages": r.stages, "tasks": r.tasks, "elapsed_s": (secs * 1000.0).round() / 1000.0,
         "peak_rss": r.peak_rss, "workers_peak_rss": r.children_peak, "workers_peak_rss_sum": r.children_peak_sum,
         "workers": r.children,
+        "cluster_jobs": r.cluster_jobs,
         "scheduler": run.scheduler.name(),
         "executor": run.cluster.executor.name(),
         "fingerprint": pplan.fingerprint(),

@@ -390,11 +390,12 @@ fn refuse_run_views(command: &str, run: &RunArgs) -> Result<()> {
         ("--graph", run.graph.is_some()),
         ("--dashboard", run.dashboard.is_some()),
         ("--report", run.report.is_some()),
+        ("--executor", run.cluster.executor != crate::exec::cluster::Executor::Local),
     ];
     match given.iter().find(|(_, g)| *g) {
         Some((arg, _)) => Err(Error::usage(
             *arg,
-            format!("dsk {command} has no planned run to draw or watch — use it with create, transform, eval, reduce, rechunk or export"),
+            format!("dsk {command} has no planned run to draw, watch or send to a cluster — use it with create, transform, eval, reduce, rechunk or export"),
         )),
         None => Ok(()),
     }

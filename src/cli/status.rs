@@ -75,12 +75,13 @@ fn report(dir: &Path) -> Result<(String, bool, bool)> {
             }
             _ => String::new(),
         };
-        out.push_str(&format!("  stage {} ({}): {n} of {} tasks done{jobs}\n", job.stage, job.name, job.tasks));
+        out.push_str(&format!("  stage {} ({}): {n} of {} tasks done{jobs}\n", job.stage + 1, job.name, job.tasks));
     }
     if let Some(l) = st.log_dir.as_ref().filter(|l| l.is_dir()) {
         out.push_str(&format!("  logs: {}\n", l.display()));
     }
-    let busy = st.executor == Some(Executor::Slurm) && !slurm::active_jobs(&st).is_empty();
+    let busy = st.executor == Some(Executor::Slurm)
+        && !slurm::active_jobs(&st).map_err(|m| Error::Worker { msg: format!("cannot ask Slurm: {m}") })?.is_empty();
     out.push_str(if all {
         "  every task is done: run the same command with --resume to write the output\n"
     } else if busy {

@@ -53,6 +53,8 @@ pub struct RunReport {
     pub children_peak_sum: Option<u64>,
     /// The largest number of worker children alive at once.
     pub children: usize,
+    /// Jobs submitted to a cluster (array indices or Dask tasks), when the run used one.
+    pub cluster_jobs: Option<usize>,
     /// Requests this process sent to object storage, and bytes moved (not counting worker
     /// children's).
     pub storage: crate::store::remote::Traffic,
@@ -155,7 +157,7 @@ pub fn run(plan: &PhysicalPlan, ctx: &RunCtx<'_>) -> Result<RunReport> {
             eprintln!(
                 "dsk: submitted; follow the run with: dsk status {}\ndsk: when it is done, run the same command with --resume to write {}",
                 w.path().display(),
-                s.path().display()
+                s.dest().display()
             );
         }
     }
@@ -202,6 +204,35 @@ fn run_staged(
     for st in &plan.stages {
         if let StageOp::Export { path: Some(p), .. } = &st.op {
             check_dest(p, OutKind::File, ctx.overwrite)?;
+        }
+    }
+    // a partial output whose cluster jobs are still queued or running: they would write into
+    // whatever this run makes of it (a resumed copy, or a new array)
+    if let Some(Place::Output(p)) = plan.output.map(|o| &plan.arrays[o].place) {
+        if let Some(w) = crate::store::output::partial_work_dir(p) {
+            if let Some(st) = super::cluster::State::read(&w).ok().flatten() {
+                let busy = super::cluster::slurm::active_jobs(&st).map_err(|m| {
+                    Error::usage(
+                        if ctx.resume { "--resume" } else { "OUT" },
+                        format!(
+                            "the run that left {} submitted Slurm jobs ({}), and Slurm cannot be asked whether they still run: {m} — run where squeue works, or scancel them",
+                            crate::plan::physical::staging_path(p).display(),
+                            st.slurm_ids.iter().flatten().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    )
+                })?;
+                if !busy.is_empty() {
+                    return Err(Error::usage(
+                        if ctx.resume { "--resume" } else { "OUT" },
+                        format!(
+                            "the Slurm jobs {} of the run that left {} are still queued or running — wait for them (dsk status {}) or scancel them, then run again",
+                            busy.join(", "),
+                            crate::plan::physical::staging_path(p).display(),
+                            w.display()
+                        ),
+                    ));
+                }
+            }
         }
     }
     *staged = match plan.output.map(|o| &plan.arrays[o].place) {
@@ -306,22 +337,6 @@ fn run_staged(
         *work = Some(w);
     }
     let work_adopted = work.as_ref().is_some_and(|w| w.adopted());
-    // a resumed cluster run whose jobs are still in the queue: a second copy would run next to them
-    if let Some(w) = work.as_ref().filter(|w| w.adopted()) {
-        if let Some(st) = super::cluster::State::read(w.path())? {
-            let busy = super::cluster::slurm::active_jobs(&st);
-            if !busy.is_empty() {
-                return Err(Error::usage(
-                    "--resume",
-                    format!(
-                        "the Slurm jobs {} of this run are still queued or running — wait for them (dsk status {}) or scancel them, then resume",
-                        busy.join(", "),
-                        w.path().display()
-                    ),
-                ));
-            }
-        }
-    }
     // the work directory of the run being resumed, when this run does not take it over
     if let Some(Some(old)) = &resumed {
         if !work_adopted {
@@ -332,7 +347,9 @@ fn run_staged(
     if let Some(s) = staged.as_mut().filter(|s| !s.is_remote()) {
         if resumed.is_none() {
             let f = s.path().join(crate::store::output::PLAN_FILE);
-            let text = serde_json::to_vec(plan).map_err(|e| Error::Internal(format!("serialise the plan: {e}")))?;
+            // with absolute paths: a resume may run from another directory
+            let text = serde_json::to_vec(&plan.with_absolute_paths())
+                .map_err(|e| Error::Internal(format!("serialise the plan: {e}")))?;
             std::fs::write(&f, text).map_err(|e| Error::io(&f, "write the plan", e))?;
         }
         s.set_owner_info(work.as_ref().map(|w| w.path()), &plan.logical)?;
@@ -415,6 +432,12 @@ fn run_staged(
             // every stage up to the next one that runs here goes to the cluster at once
             let end = (s..plan.stages.len()).find(|&k| plan.stages[k].local).unwrap_or(plan.stages.len());
             let w = work.as_ref().ok_or_else(|| Error::Internal("a cluster run without a work directory".into()))?;
+            if ctx.work_base.is_none() && ctx.cluster.executor == super::cluster::Executor::Slurm {
+                eprintln!(
+                    "dsk: note: the work directory {} is on this machine's temporary directory, which other nodes do not see — on a cluster of several nodes pass --work-dir on a shared file system (or s3://)",
+                    w.path().display()
+                );
+            }
             let records = super::journal::records_dir(partial.as_deref(), w.arrays_root());
             let launch = super::cluster::Launch {
                 opts: &ctx.cluster,
@@ -424,7 +447,21 @@ fn run_staged(
                 records: std::path::absolute(&records).unwrap_or(records),
                 jobs: (s..end)
                     .filter(|&k| !matches!(skip[k], Skip::All) && plan.stages[k].tasks > 0)
-                    .map(|k| super::cluster::StageJob::new(plan, k, ctx.cluster.tasks_per_job, ctx.cluster.max_indices))
+                    .map(|k| {
+                        let j =
+                            super::cluster::StageJob::new(plan, k, ctx.cluster.tasks_per_job, ctx.cluster.max_indices);
+                        if ctx.cluster.tasks_per_job.is_some_and(|t| t < j.per) {
+                            eprintln!(
+                                "dsk: note: stage {} runs {} tasks per job, not {}: its {} tasks in at most {} jobs",
+                                j.name,
+                                j.per,
+                                ctx.cluster.tasks_per_job.unwrap_or(0),
+                                j.tasks,
+                                ctx.cluster.max_indices
+                            );
+                        }
+                        j
+                    })
                     .collect(),
                 cwd: std::env::current_dir().map_err(|e| Error::io(".", "find the current directory", e))?,
                 sink: ctx.sink,
@@ -437,7 +474,7 @@ fn run_staged(
                 report.detached = true;
                 return Ok(report);
             }
-            report.children = report.children.max(out.jobs);
+            report.cluster_jobs = Some(report.cluster_jobs.unwrap_or(0) + out.jobs);
             report.children_peak = report.children_peak.max(out.worker_peak);
             report.tasks += st.tasks;
             on_cluster_until = end;
@@ -886,10 +923,19 @@ pub fn worker(
     // and slow tasks down, to act on a run while it goes on (as under the threads scheduler)
     let delay =
         std::env::var("DSK_TEST_TASK_DELAY_MS").ok().and_then(|v| v.parse::<u64>().ok()).map(Duration::from_millis);
-    let end = (first + count).min(st.tasks);
+    let end = first.saturating_add(count).min(st.tasks);
+    let marker = local_partial(&plan).map(|p| p.join(crate::store::output::MARKER));
     for t in first..end {
         if super::interrupted() {
             return Err(Error::Interrupted);
+        }
+        // the run stopped and removed its partial output (a job or Dask task that outlived it):
+        // write nothing more
+        if let Some(m) = marker.as_ref().filter(|m| !m.exists()) {
+            return Err(Error::output(
+                m.parent().unwrap_or(m),
+                "is gone: the run this worker belongs to has stopped — nothing more is written",
+            ));
         }
         crate::write_stdout(format!("{{\"start\": {t}}}\n").as_bytes())?;
         if fail_at == Some(t) {

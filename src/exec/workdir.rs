@@ -275,6 +275,8 @@ fn reclaim(base: &Path) {
         let size = dir_size(&dir);
         if remove(&dir) {
             eprintln!("dsk: removed {} ({}), the work directory of a run that stopped", dir.display(), human(size));
+            // and the logs of its Slurm jobs beside it (exec::cluster::slurm::logs_of)
+            let _ = fs::remove_dir_all(base.join(format!("{n}.logs")));
         }
     }
 }

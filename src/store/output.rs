@@ -322,6 +322,13 @@ enum Found {
     Replaced,
 }
 
+/// The work directory that the run which left `dest`'s staging directory recorded in its marker
+/// (read without taking the lock: to look for that run's cluster jobs).
+pub fn partial_work_dir(dest: &Path) -> Option<PathBuf> {
+    let text = fs::read(staging_path(dest).join(MARKER)).ok()?;
+    serde_json::from_slice::<Owner>(&text).ok()?.work_dir
+}
+
 fn inspect(partial: &Path) -> Result<Found> {
     match fs::symlink_metadata(partial) {
         Err(_) => return Ok(Found::Free),

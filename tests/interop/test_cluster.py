@@ -11,11 +11,13 @@ plan's paths must survive workers that run elsewhere.
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 
 import pytest
+import zarr
 
 import s3util
 from clusterutil import dask_cluster, slurm  # noqa: F401 (fixtures)
@@ -313,3 +315,102 @@ def test_dask_with_arrays_and_work_dir_on_s3(dask_cluster, s3, ref, tmp_path):
         assert s3.keys(f"{base}/work") == []
     finally:
         c.stop()
+
+
+# ------------------------------------------------------------------- a run stopped while jobs run
+
+
+def wait_for_records(partial, n, timeout=60):
+    records = partial / ".dsk-done"
+    t = time.time()
+    while time.time() - t < timeout:
+        if records.is_dir() and sum(len(open(records / f).read().splitlines()) for f in os.listdir(records)) >= n:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {n} tasks recorded in {records}")
+
+
+def test_slurm_output_of_a_killed_driver_is_not_reused_while_its_jobs_run(slurm, ref, work):
+    """kill -9 of the driver leaves its jobs writing into OUT.partial: another run of the output
+    is refused until they are gone, then starts over and is right."""
+    args = [a.replace("OUT", "out.zarr") for a in COMPUTATIONS["cos2"]]
+    env = dict(slurm.env, DSK_TEST_TASK_DELAY_MS="200")
+    p = subprocess.Popen([DSK, *args, "--executor", "slurm", "--work-dir", "wd", "--tasks-per-job", "5",
+                          "--max-running", "1"], cwd=work, env=env, stderr=subprocess.DEVNULL)
+    wait_for_records(work / "out.zarr.partial", 2)
+    p.kill()
+    p.wait()
+    other = ["transform", "x.zarr", "out.zarr", "--expr", "x * 0"]
+    r = run(*other, "--executor", "slurm", "--work-dir", "wd", cwd=work, env=slurm.env, ok=False)
+    assert r.returncode == 2 and "still queued or running" in r.stderr and "scancel" in r.stderr, r.stderr
+    r = run(*other, cwd=work, env=slurm.env, ok=False)  # a local run too
+    assert r.returncode == 2 and "still queued or running" in r.stderr, r.stderr
+    r = run(*other, cwd=work, ok=False)  # where Slurm cannot be asked
+    assert r.returncode == 2 and "Slurm cannot be asked" in r.stderr, r.stderr
+    subprocess.run(["scancel", *{line.split()[0] for line in slurm.queue()}], env=slurm.env)
+    slurm.wait_idle()
+    run(*other, "-q", cwd=work, env=slurm.env)
+    out = zarr.open_array(str(work / "out.zarr"), mode="r")[...]
+    assert (out == 0).all()
+
+
+def test_slurm_interrupted_run_leaves_nothing_behind(slurm, ref, work):
+    args = [a.replace("OUT", "out.zarr") for a in COMPUTATIONS["cos2"]]
+    env = dict(slurm.env, DSK_TEST_TASK_DELAY_MS="200")
+    p = subprocess.Popen([DSK, *args, "--executor", "slurm", "--work-dir", "wd", "--tasks-per-job", "5"],
+                         cwd=work, env=env, stderr=subprocess.PIPE, text=True)
+    wait_for_records(work / "out.zarr.partial", 2)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert slurm.queue() == []
+    time.sleep(2)  # a job that outlived the driver would write now
+    assert leftovers(work) == [] and not os.path.exists(work / "out.zarr")
+
+
+def test_dask_interrupted_run_stops_its_workers(ref, work, tmp_path_factory):
+    from clusterutil import DaskCluster
+
+    d = tmp_path_factory.mktemp("dask-slow")
+    c = DaskCluster(d, workers=1, env=dict(os.environ, DSK_TEST_TASK_DELAY_MS="200")).start()
+    try:
+        env = dict(os.environ, DSK_PYTHON=sys.executable)
+        args = [a.replace("OUT", "out.zarr") for a in COMPUTATIONS["cos2"]]
+        p = subprocess.Popen([DSK, *args, "--executor", "dask", "--scheduler-address", c.address,
+                              "--tasks-per-job", "5"], cwd=work, env=env, stderr=subprocess.PIPE, text=True)
+        wait_for_records(work / "out.zarr.partial", 2)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 130, err
+        time.sleep(2)  # a dsk worker that outlived the run would write now
+        assert leftovers(work) == [] and not os.path.exists(work / "out.zarr")
+        # and the next run of the output is all its own
+        run("transform", "x.zarr", "out.zarr", "--expr", "x * 0", "--executor", "dask", "--scheduler-address",
+            c.address, "--tasks-per-job", "5", cwd=work, env=env)
+        assert (zarr.open_array(str(work / "out.zarr"), mode="r")[...] == 0).all()
+    finally:
+        c.stop()
+
+
+def test_odd_paths_configs_and_sbatch_args(slurm, ref, tmp_path):
+    d = tmp_path / "pct%j it's"
+    (d / "wd").mkdir(parents=True)
+    os.symlink(ref[0] / "x.zarr", d / "x.zarr")
+    args = [a.replace("OUT", "out.zarr") for a in COMPUTATIONS["cos2"]]
+    run(*args, "--executor", "slurm", "--work-dir", "wd", "--tasks-per-job", "20", cwd=d, env=slurm.env)
+    assert tree(d / "out.zarr") == tree(ref[0] / "cos2.zarr")
+    # a cluster config never breaks a local run, even a broken one
+    (tmp_path / "bad.ini").write_text("[slurm]\npartiton = x\n")
+    env = dict(os.environ, DSK_CLUSTER_CONFIG=str(tmp_path / "bad.ini"))
+    run("transform", "x.zarr", "local.zarr", "--expr", "x", "-q", cwd=d, env=env)
+    r = run(*args, "--executor", "slurm", "--sbatch-arg=--array=0", cwd=d, env=slurm.env, ok=False)
+    assert r.returncode == 2 and "--array is set by dsk" in r.stderr, r.stderr
+    # a resume from another directory, with the paths spelled from there
+    env = dict(slurm.env, DSK_TEST_TASK_DELAY_MS="100")
+    r = run("transform", "x.zarr", "o2.zarr", "--expr", "x + 1", "--executor", "slurm", "--work-dir", "wd",
+            "--tasks-per-job", "8", "--detach", cwd=d, env=env)
+    run("status", d / "wd", "--wait", cwd=tmp_path, env=slurm.env, timeout=180)
+    run("transform", d / "x.zarr", d / "o2.zarr", "--expr", "x + 1", "--executor", "slurm", "--work-dir", d / "wd",
+        "--resume", cwd=tmp_path, env=slurm.env)
+    assert zarr.open_array(str(d / "o2.zarr"), mode="r")[0, 0] == \
+        zarr.open_array(str(ref[0] / "x.zarr"), mode="r")[0, 0] + 1

@@ -50,7 +50,7 @@ pub fn explain(_plan: &PhysicalPlan, opts: &ClusterOpts, jobs: &[StageJob]) -> R
     for j in jobs {
         out.push_str(&format!(
             "# stage {} ({}): {} tasks in {} Dask tasks of {} (keys dsk-{}-RUN-FIRST), resources={{'memory': {}}}, retries={}\n",
-            j.stage, j.name, j.tasks, j.indices, j.per, j.name, j.mem_bytes, opts.retries
+            j.stage + 1, j.name, j.tasks, j.indices, j.per, j.name, j.mem_bytes, opts.retries
         ));
     }
     Ok(out)
@@ -149,6 +149,9 @@ pub fn run(l: &Launch<'_>) -> Result<Outcome> {
                 }
                 if let Some(e) = v.get("error").and_then(|x| x.as_str()) {
                     failure.get_or_insert_with(|| e.to_string());
+                }
+                if let Some(w) = v.get("warning").and_then(|x| x.as_str()) {
+                    eprintln!("dsk: warning: {w}");
                 }
                 if let Some(r) = v.get("peak_rss").and_then(|x| x.as_u64()) {
                     peak = peak.max(Some(r));

@@ -96,6 +96,25 @@ pub struct ClusterOpts {
     pub max_indices: u64,
 }
 
+/// The `sbatch` options dsk sets for every job: refused in `--sbatch-arg` and `sbatch_args`.
+pub const OWN_SBATCH_ARGS: &[&str] = &[
+    "--array",
+    "-a",
+    "--wrap",
+    "--output",
+    "-o",
+    "--error",
+    "-e",
+    "--parsable",
+    "--dependency",
+    "-d",
+    "--kill-on-invalid-dep",
+    "--chdir",
+    "-D",
+    "--wait",
+    "-W",
+];
+
 /// Default `--retries`.
 pub const DEFAULT_RETRIES: u32 = 1;
 
@@ -127,7 +146,8 @@ impl ClusterOpts {
             (None, Some(f)) if !f.is_empty() => (Some(PathBuf::from(f)), Some("DSK_CLUSTER_CONFIG")),
             _ => (std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/dsk/cluster.ini")), None),
         };
-        if let Some(f) = file {
+        // read only for a cluster run: a local command never depends on it
+        if let (Some(f), true) = (file, a.executor != Executor::Local) {
             if given.is_some() || f.is_file() {
                 o.read_config(&f, a)?;
             }
@@ -148,6 +168,15 @@ impl ClusterOpts {
                 return Err(Error::usage(
                     *arg,
                     "applies to a cluster run — add --executor slurm or --executor dask, or drop it",
+                ));
+            }
+        }
+        for arg in &a.sbatch_arg {
+            let name = arg.split('=').next().unwrap_or(arg);
+            if OWN_SBATCH_ARGS.contains(&name) {
+                return Err(Error::usage(
+                    "--sbatch-arg",
+                    format!("{name} is set by dsk for every job (it is how dsk follows them) — drop it"),
                 ));
             }
         }
@@ -251,7 +280,9 @@ impl ClusterOpts {
         }
         if a.sbatch_arg.is_empty() {
             if let Some(v) = get("sbatch_args") {
-                self.sbatch_args = v.split_whitespace().map(str::to_string).collect();
+                self.sbatch_args = shlex::split(&v).ok_or_else(|| {
+                    Error::input(f, format!("sbatch_args = {v}: a quote is not closed — quote as a shell does"))
+                })?;
             }
         }
         if self.tasks_per_job.is_none() {
@@ -273,6 +304,13 @@ impl ClusterOpts {
         }
         if let Some(d) = get("log_dir") {
             self.log_dir = Some(PathBuf::from(d));
+        }
+        // flags dsk gives sbatch itself: another value would break how the run is followed
+        for arg in &self.sbatch_args {
+            let name = arg.split('=').next().unwrap_or(arg);
+            if OWN_SBATCH_ARGS.contains(&name) {
+                return Err(Error::input(f, format!("sbatch_args: {name} is set by dsk for every job — drop it")));
+            }
         }
         Ok(())
     }
@@ -542,7 +580,7 @@ pub fn check_complete(job: &StageJob, done: &Done, records: &Path) -> Result<()>
     if n < job.tasks {
         return Err(Error::Worker {
             msg: format!(
-                "stage {}: the cluster reports every job finished but only {n} of {} tasks are recorded in {} — run the same command with --resume to do the rest",
+                "stage {}: the cluster reports every job finished but only {n} of {} tasks are recorded in {}",
                 job.name,
                 job.tasks,
                 records.display()

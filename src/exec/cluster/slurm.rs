@@ -8,7 +8,9 @@
 //! or a job gone from the queue without its tasks recorded) it waits for the rest of the stage,
 //! cancels the arrays queued after it, submits the failed indices again (`--retries`) and the
 //! later stages after them. With no retries left the run fails naming the stage, the task, the
-//! array index and its log file. A `scancel` by the user is not retried.
+//! array index and its log file. A running job cancelled by the user stops the run (a pending one
+//! leaves no record in `squeue` and counts as failed). On failure or Ctrl-C every job of the run is
+//! cancelled and waited for, so nothing writes into an output that is being removed.
 //!
 //! Slurm forgets finished jobs after `MinJobAge` (300 s by default) and clusters without
 //! accounting have no `sacct`: the completion records, not Slurm, say which tasks are done.
@@ -40,7 +42,8 @@ fn sbatch_args(
         format!("--mem={}M", job.mem_bytes.div_ceil(1 << 20)),
         "--ntasks=1".to_string(),
         "--cpus-per-task=1".to_string(),
-        format!("--output={}/{}-%A_%a.out", log_dir.display(), job.name),
+        // a % in the path would be a Slurm filename pattern
+        format!("--output={}/{}-%A_%a.out", log_dir.display().to_string().replace('%', "%%"), job.name),
         format!("--chdir={}", cwd.display()),
     ];
     for (flag, v) in [("--partition", &opts.partition), ("--account", &opts.account), ("--time", &opts.time)] {
@@ -91,7 +94,7 @@ pub fn explain(plan: &PhysicalPlan, opts: &ClusterOpts, jobs: &[StageJob]) -> Re
     for (k, job) in jobs.iter().enumerate() {
         out.push_str(&format!(
             "# stage {} ({}): {} task{} in {} array ind{} of {} task{}, --mem for one task of {}\n",
-            job.stage,
+            job.stage + 1,
             job.name,
             job.tasks,
             if job.tasks == 1 { "" } else { "s" },
@@ -142,8 +145,11 @@ fn slurm(cmd: &str, args: &[String]) -> std::result::Result<String, String> {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         let err = String::from_utf8_lossy(&out.stderr);
-        let line = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message").trim();
-        Err(format!("{cmd} failed ({}): {line}", out.status))
+        // the lines that say what is wrong, not the "Try --help" that may follow them
+        let lines: Vec<&str> =
+            err.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("Try \"")).take(3).collect();
+        let text = if lines.is_empty() { "no message".to_string() } else { lines.join("; ") };
+        Err(format!("{cmd} failed ({}): {text}", out.status))
     }
 }
 
@@ -173,6 +179,34 @@ fn scancel(ids: &[String]) {
     if !ids.is_empty() {
         let _ = slurm("scancel", ids);
     }
+}
+
+/// Cancel the jobs `ids` and wait until none of them runs any more (a cancelled job gets
+/// SIGTERM, finishes its current task and exits; Slurm kills it after `KillWait`): the run's
+/// partial output is removed or kept only once nothing writes into it.
+fn scancel_and_wait(ids: &[String]) {
+    if ids.is_empty() {
+        return;
+    }
+    scancel(ids);
+    let start = Instant::now();
+    let mut said = false;
+    while start.elapsed().as_secs() < 300 {
+        let running = ids.iter().any(|id| match query(id) {
+            Ok(Some(m)) => m.values().any(|s| active(&s.state)),
+            Ok(None) => false,
+            Err(_) => true,
+        });
+        if !running {
+            return;
+        }
+        if !said && start.elapsed().as_secs() >= 2 {
+            eprintln!("dsk: waiting for the cancelled Slurm jobs {} to stop", ids.join(", "));
+            said = true;
+        }
+        std::thread::sleep(POLL);
+    }
+    eprintln!("dsk: warning: the Slurm jobs {} have not stopped after 5 minutes", ids.join(", "));
 }
 
 /// An index's state in Slurm.
@@ -223,17 +257,18 @@ fn active(state: &str) -> bool {
     )
 }
 
-/// The array jobs of a run that are still queued or running (for `--resume` and `dsk status`).
-pub fn active_jobs(state: &State) -> Vec<String> {
+/// The array jobs of a run that are still queued or running (for another run of its output and
+/// `dsk status`); an error when Slurm cannot be asked.
+pub fn active_jobs(state: &State) -> std::result::Result<Vec<String>, String> {
     let mut out = vec![];
     for id in state.slurm_ids.iter().flatten() {
-        if let Ok(Some(m)) = query(id) {
+        if let Some(m) = query(id)? {
             if m.values().any(|s| active(&s.state) && s.reason != "DependencyNeverSatisfied") {
                 out.push(id.clone());
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// Counts of index states of the array jobs `ids`, for `dsk status` (`RUNNING 2, PENDING 1`).
@@ -477,6 +512,10 @@ pub fn run(l: &Launch<'_>) -> Result<Outcome> {
             p += 1;
             continue;
         }
+        // a job cancelled by someone: the run stops at once (the rest is cancelled below)
+        if let Some(Fate::Cancelled { job: j }) = fates.iter().find(|f| matches!(f, Fate::Cancelled { .. })) {
+            break Err(Error::Worker { msg: format!("stage {}: Slurm job {j} was cancelled (scancel)", job.name) });
+        }
         if fates.iter().any(|f| matches!(f, Fate::Active)) {
             std::thread::sleep(POLL);
             continue;
@@ -484,14 +523,6 @@ pub fn run(l: &Launch<'_>) -> Result<Outcome> {
         // nothing of the stage runs any more and some indices did not finish
         let later: Vec<String> = subs.iter().skip(p + 1).flatten().map(|s| s.id.clone()).collect();
         scancel(&later);
-        if let Some(Fate::Cancelled { job: j }) = fates.iter().find(|f| matches!(f, Fate::Cancelled { .. })) {
-            break Err(Error::Worker {
-                msg: format!(
-                    "stage {}: Slurm job {j} was cancelled (scancel) — the finished tasks are recorded; run the same command with --resume to continue",
-                    job.name
-                ),
-            });
-        }
         let failed: Vec<u64> = fates
             .iter()
             .enumerate()
@@ -543,7 +574,7 @@ pub fn run(l: &Launch<'_>) -> Result<Outcome> {
     };
     if result.is_err() {
         // the logs stay, for the error message's file (the directory goes when no job wrote one)
-        scancel(&all_ids(&subs));
+        scancel_and_wait(&all_ids(&subs));
         let _ = std::fs::remove_dir(&log_dir);
     }
     result?;

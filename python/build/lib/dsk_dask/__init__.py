@@ -45,10 +45,28 @@ def _die_with_parent():
         pass
 
 
-def run_range(dsk, plan, stage, first, count, records, cwd=None, io="auto", after=None, name=None, retries=0):
+def _stop_requested(cancel):
+    """Whether the run was cancelled (the driver set the Dask Event ``cancel``), or the scheduler
+    cannot be asked (then stop too: nobody is left to want the result)."""
+    if cancel is None:
+        return False
+    try:
+        from distributed import Event
+
+        return Event(cancel).is_set()
+    except Exception:
+        return True
+
+
+def run_range(dsk, plan, stage, first, count, records, cwd=None, io="auto", after=None, name=None, retries=0,
+              cancel=None):
     """Run tasks ``first .. first+count`` of stage ``stage`` of the plan file ``plan`` with
     ``dsk worker`` (the body of one Dask task). ``after`` is ignored: passing the previous
-    stage's futures there makes this task wait for them. Returns what the worker reported."""
+    stage's futures there makes this task wait for them. When the Dask Event named ``cancel`` is
+    set, the worker is stopped (it finishes its current task) and ``{"cancelled": True}``
+    returned. Returns what the worker reported."""
+    if _stop_requested(cancel):
+        return {"cancelled": True, "stage": stage, "first": first, "count": count}
     cmd = [
         str(dsk), "worker", str(plan), "--stage", str(stage), "--first", str(first),
         "--count", str(count), "--skip-done", "--records", str(records), "--io", io,
@@ -59,7 +77,19 @@ def run_range(dsk, plan, stage, first, count, records, cwd=None, io="auto", afte
         stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
     )
     try:
-        out, err = proc.communicate()
+        while True:
+            try:
+                out, err = proc.communicate(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                if _stop_requested(cancel):
+                    proc.terminate()  # dsk worker stops before its next task
+                    try:
+                        proc.communicate(timeout=120)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.communicate()
+                    return {"cancelled": True, "stage": stage, "first": first, "count": count}
     except BaseException:
         proc.kill()
         proc.wait()
@@ -122,6 +152,13 @@ def submit_run(client, spec, emit=lambda v: None):
     import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    from distributed import Event, as_completed, wait
+
+    # set when the run stops early: every range still running stops its dsk worker, and the
+    # driver returns only once none runs (nothing may write into an output being removed)
+    cancel = f"dsk-cancel-{spec['run']}"
+    stop = Event(cancel, client=client)
+    stop.clear()
     prev = []
     stage_of = {}
     left = {}
@@ -135,7 +172,7 @@ def submit_run(client, spec, emit=lambda v: None):
             key = f"dsk-{st['name']}-{spec['run']}-{first}"
             f = client.submit(
                 run_range, spec["dsk"], spec["plan"], st["stage"], first, count, spec["records"],
-                spec.get("cwd"), spec.get("io", "auto"), prev, st["name"], spec.get("retries", 0),
+                spec.get("cwd"), spec.get("io", "auto"), prev, st["name"], spec.get("retries", 0), cancel,
                 key=key, retries=spec.get("retries", 0), resources=res, pure=False,
             )
             futs.append(f)
@@ -143,15 +180,13 @@ def submit_run(client, spec, emit=lambda v: None):
         left[st["stage"]] = len(futs)
         futures.extend(futs)
         prev = futs
-    from distributed import as_completed
-
     try:
         for f in as_completed(futures):
             if f.status == "error":
-                exc = f.exception()
-                client.cancel(futures)
-                raise DskTaskError(str(exc)) from None
+                raise DskTaskError(str(f.exception())) from None
             r = f.result()
+            if r.get("cancelled"):
+                raise DskTaskError(f"stage {r['stage']}: tasks {r['first']}..{r['first'] + r['count']} were cancelled")
             if r.get("peak_rss"):
                 emit({"peak_rss": r["peak_rss"]})
             s = stage_of[f.key]
@@ -159,7 +194,11 @@ def submit_run(client, spec, emit=lambda v: None):
             if left[s] == 0:
                 emit({"stage_done": s})
     except BaseException:
-        client.cancel(futures)
+        try:
+            stop.set()
+            wait(futures, timeout=300)
+        finally:
+            client.cancel(futures)
         raise
 
 
