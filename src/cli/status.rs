@@ -80,8 +80,7 @@ fn report(dir: &Path) -> Result<(String, bool, bool)> {
     if let Some(l) = st.log_dir.as_ref().filter(|l| l.is_dir()) {
         out.push_str(&format!("  logs: {}\n", l.display()));
     }
-    let busy = st.executor == Some(Executor::Slurm)
-        && !slurm::active_jobs(&st).map_err(|m| Error::Worker { msg: format!("cannot ask Slurm: {m}") })?.is_empty();
+    let busy = !crate::exec::cluster::busy(&st).map_err(|m| Error::Worker { msg: m })?.is_empty();
     out.push_str(if all {
         "  every task is done: run the same command with --resume to write the output\n"
     } else if busy {
@@ -98,10 +97,19 @@ pub fn run(a: &StatusArgs) -> Result<()> {
         let mut text = String::new();
         let (mut all_done, mut any_busy) = (true, false);
         for d in &dirs {
-            let (t, done, busy) = report(d)?;
-            text.push_str(&t);
-            all_done &= done;
-            any_busy |= busy;
+            match report(d) {
+                Ok((t, done, busy)) => {
+                    text.push_str(&t);
+                    all_done &= done;
+                    any_busy |= busy;
+                }
+                // one broken run does not hide the others
+                Err(e) if dirs.len() > 1 => {
+                    text.push_str(&format!("{}: cannot tell: {e}\n", d.display()));
+                    all_done = false;
+                }
+                Err(e) => return Err(e),
+            }
         }
         if !a.wait || !any_busy {
             crate::write_stdout(text.as_bytes())?;

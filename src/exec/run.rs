@@ -211,23 +211,24 @@ fn run_staged(
     if let Some(Place::Output(p)) = plan.output.map(|o| &plan.arrays[o].place) {
         if let Some(w) = crate::store::output::partial_work_dir(p) {
             if let Some(st) = super::cluster::State::read(&w).ok().flatten() {
-                let busy = super::cluster::slurm::active_jobs(&st).map_err(|m| {
+                let arg = if ctx.resume { "--resume" } else { "OUT" };
+                let partial = crate::plan::physical::staging_path(p);
+                let busy = super::cluster::busy(&st).map_err(|m| {
                     Error::usage(
-                        if ctx.resume { "--resume" } else { "OUT" },
+                        arg,
                         format!(
-                            "the run that left {} submitted Slurm jobs ({}), and Slurm cannot be asked whether they still run: {m} — run where squeue works, or scancel them",
-                            crate::plan::physical::staging_path(p).display(),
-                            st.slurm_ids.iter().flatten().cloned().collect::<Vec<_>>().join(", ")
+                            "the run that left {} may still be writing into it: {m} — or scancel its jobs, then run again",
+                            partial.display()
                         ),
                     )
                 })?;
                 if !busy.is_empty() {
                     return Err(Error::usage(
-                        if ctx.resume { "--resume" } else { "OUT" },
+                        arg,
                         format!(
-                            "the Slurm jobs {} of the run that left {} are still queued or running — wait for them (dsk status {}) or scancel them, then run again",
+                            "the run that left {} is still queued or running ({}) — wait for it (dsk status {}) or scancel its jobs, then run again",
+                            partial.display(),
                             busy.join(", "),
-                            crate::plan::physical::staging_path(p).display(),
                             w.display()
                         ),
                     ));
@@ -442,7 +443,16 @@ fn run_staged(
             let launch = super::cluster::Launch {
                 opts: &ctx.cluster,
                 plan,
-                plan_file: plan_file.clone().ok_or_else(|| Error::Internal("no plan file".into()))?,
+                plan_file: plan_file
+                    .as_deref()
+                    .map(|f| {
+                        if crate::store::remote::is_url(f) {
+                            f.to_path_buf()
+                        } else {
+                            std::path::absolute(f).unwrap_or_else(|_| f.to_path_buf())
+                        }
+                    })
+                    .ok_or_else(|| Error::Internal("no plan file".into()))?,
                 work: w.path().to_path_buf(),
                 records: std::path::absolute(&records).unwrap_or(records),
                 jobs: (s..end)
@@ -865,6 +875,22 @@ fn run_processes(
     Ok((nproc, (p > 0).then_some(p), (ps > 0).then_some(ps)))
 }
 
+/// Whether the partial output whose marker is `marker` still belongs to the run whose plan file
+/// is `plan_file` (its work directory is the plan's directory). A plan on object storage cannot
+/// be compared: there only the marker's presence counts.
+fn still_ours(marker: &Path, plan_file: &Path) -> bool {
+    let Ok(text) = std::fs::read(marker) else { return false };
+    if crate::store::remote::is_url(plan_file) {
+        return true;
+    }
+    let Ok(owner) = serde_json::from_slice::<crate::store::output::Owner>(&text) else { return true };
+    let real = |p: &Path| std::fs::canonicalize(p).ok();
+    match (owner.work_dir, plan_file.parent()) {
+        (Some(w), Some(d)) => real(&w).is_none_or(|w| Some(w) == real(d)),
+        _ => true,
+    }
+}
+
 /// The staging directory of the plan's output when it is a local array (where `--resume` looks
 /// for completion records).
 pub fn local_partial(plan: &PhysicalPlan) -> Option<PathBuf> {
@@ -929,13 +955,15 @@ pub fn worker(
         if super::interrupted() {
             return Err(Error::Interrupted);
         }
-        // the run stopped and removed its partial output (a job or Dask task that outlived it):
-        // write nothing more
-        if let Some(m) = marker.as_ref().filter(|m| !m.exists()) {
-            return Err(Error::output(
-                m.parent().unwrap_or(m),
-                "is gone: the run this worker belongs to has stopped — nothing more is written",
-            ));
+        // the run stopped and removed its partial output, or another run has made it its own
+        // (a job or Dask task that outlived its run): write nothing more
+        if let Some(m) = &marker {
+            if !still_ours(m, plan_file) {
+                return Err(Error::output(
+                    m.parent().unwrap_or(m),
+                    "is gone or belongs to another run: the run this worker belongs to has stopped — nothing more is written",
+                ));
+            }
         }
         crate::write_stdout(format!("{{\"start\": {t}}}\n").as_bytes())?;
         if fail_at == Some(t) {

@@ -247,8 +247,19 @@ fn wanted_for_resume(dir: &Path) -> bool {
     let partial = PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(owner));
     let Ok(text) = fs::read_to_string(partial.join(crate::store::output::MARKER)) else { return false };
     let Ok(o) = serde_json::from_str::<crate::store::output::Owner>(&text) else { return false };
-    let same = |a: &Path| std::path::absolute(a).ok() == std::path::absolute(dir).ok();
-    o.work_dir.as_deref().is_some_and(same)
+    // the same directory however --work-dir was spelled (`..`, symbolic links)
+    let real = |p: &Path| fs::canonicalize(p).ok().or_else(|| std::path::absolute(p).ok());
+    o.work_dir.as_deref().is_some_and(|a| real(a) == real(dir))
+}
+
+/// Whether the cluster jobs of the run that made `dir` may still be queued or running (or
+/// Slurm cannot be asked): its directory holds their plan and stays.
+fn jobs_may_run(dir: &Path) -> bool {
+    match super::cluster::State::read(dir) {
+        Ok(Some(st)) => super::cluster::busy(&st).map(|b| !b.is_empty()).unwrap_or(true),
+        Ok(None) => false,
+        Err(_) => true,
+    }
 }
 
 /// Remove the work directories of runs that are gone from `base` (not those a partial output
@@ -269,7 +280,8 @@ fn reclaim(base: &Path) {
             continue;
         }
         let dir = e.path();
-        if !e.file_type().is_ok_and(|t| t.is_dir()) || !abandoned(&dir) || wanted_for_resume(&dir) {
+        if !e.file_type().is_ok_and(|t| t.is_dir()) || !abandoned(&dir) || wanted_for_resume(&dir) || jobs_may_run(&dir)
+        {
             continue;
         }
         let size = dir_size(&dir);

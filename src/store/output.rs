@@ -755,6 +755,14 @@ pub fn owner_alive(pid: i32, started: u64) -> bool {
     if !pid_alive(pid) {
         return false;
     }
+    match process_started(pid) {
+        Some(t) => t.abs_diff(started) <= 2,
+        None => true,
+    }
+}
+
+/// When process `pid` started, in seconds since the Unix epoch (from /proc).
+pub fn process_started(pid: i32) -> Option<u64> {
     let since_boot = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| s.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(19)?.parse::<u64>().ok()));
@@ -764,8 +772,8 @@ pub fn owner_alive(pid: i32, started: u64) -> bool {
     // SAFETY: sysconf only reads a configuration value
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     match (since_boot, boot, ticks > 0) {
-        (Some(t), Some(b), true) => (b + t / ticks as u64).abs_diff(started) <= 2,
-        _ => true,
+        (Some(t), Some(b), true) => Some(b + t / ticks as u64),
+        _ => None,
     }
 }
 

@@ -403,8 +403,9 @@ def test_odd_paths_configs_and_sbatch_args(slurm, ref, tmp_path):
     (tmp_path / "bad.ini").write_text("[slurm]\npartiton = x\n")
     env = dict(os.environ, DSK_CLUSTER_CONFIG=str(tmp_path / "bad.ini"))
     run("transform", "x.zarr", "local.zarr", "--expr", "x", "-q", cwd=d, env=env)
-    r = run(*args, "--executor", "slurm", "--sbatch-arg=--array=0", cwd=d, env=slurm.env, ok=False)
-    assert r.returncode == 2 and "--array is set by dsk" in r.stderr, r.stderr
+    for bad in ["--array=0", "--arr=0", "-a0", "--output=x"]:
+        r = run(*args, "--executor", "slurm", f"--sbatch-arg={bad}", cwd=d, env=slurm.env, ok=False)
+        assert r.returncode == 2 and "dsk sets -" in r.stderr and "for every job" in r.stderr, r.stderr
     # a resume from another directory, with the paths spelled from there
     env = dict(slurm.env, DSK_TEST_TASK_DELAY_MS="100")
     r = run("transform", "x.zarr", "o2.zarr", "--expr", "x + 1", "--executor", "slurm", "--work-dir", "wd",
@@ -414,3 +415,56 @@ def test_odd_paths_configs_and_sbatch_args(slurm, ref, tmp_path):
         "--resume", cwd=tmp_path, env=slurm.env)
     assert zarr.open_array(str(d / "o2.zarr"), mode="r")[0, 0] == \
         zarr.open_array(str(ref[0] / "x.zarr"), mode="r")[0, 0] + 1
+
+
+@pytest.fixture(scope="module")
+def slow_dask(tmp_path_factory):
+    """A Dask cluster whose dsk workers take 200 ms per task."""
+    from clusterutil import DaskCluster
+
+    c = DaskCluster(tmp_path_factory.mktemp("dask-slow"), workers=1,
+                    env=dict(os.environ, DSK_TEST_TASK_DELAY_MS="200")).start()
+    yield c
+    c.stop()
+
+
+@pytest.mark.parametrize("how", ["kill -9 of dsk", "TERM to the process group"])
+def test_dask_driver_killed_leaves_no_writer_behind(slow_dask, ref, work, how):
+    env = dict(os.environ, DSK_PYTHON=sys.executable)
+    args = [a.replace("OUT", "out.zarr") for a in COMPUTATIONS["cos2"]]
+    p = subprocess.Popen([DSK, *args, "--executor", "dask", "--scheduler-address", slow_dask.address,
+                          "--work-dir", "wd", "--tasks-per-job", "5"], cwd=work, env=env,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_for_records(work / "out.zarr.partial", 2)
+    if how == "kill -9 of dsk":
+        p.kill()
+    else:
+        os.killpg(p.pid, signal.SIGTERM)
+    p.wait()
+    # another run of the output: refused while the ranges of the first one are being stopped,
+    # then all its own
+    t = time.time()
+    while True:
+        r = run("transform", "x.zarr", "out.zarr", "--expr", "x * 0", "-q", cwd=work, ok=False)
+        if r.returncode == 0:
+            break
+        assert r.returncode == 2 and "still queued or running" in r.stderr, r.stderr
+        assert time.time() - t < 60
+        time.sleep(0.5)
+    time.sleep(2)  # a range that outlived its run would write now
+    assert (zarr.open_array(str(work / "out.zarr"), mode="r")[...] == 0).all()
+    assert leftovers(work) == []
+
+
+def test_a_detached_run_survives_other_spellings_of_its_work_dir(slurm, ref, work):
+    args = [a.replace("OUT", "out.zarr") for a in COMPUTATIONS["cos2"]]
+    env = dict(slurm.env, DSK_TEST_TASK_DELAY_MS="100")
+    run(*args, "--executor", "slurm", "--work-dir", "wd", "--tasks-per-job", "10", "--detach", cwd=work, env=env)
+    (work / "sub").mkdir()
+    os.symlink(work / "wd", work / "wdlink")
+    # other runs reclaim the work dirs of runs that are gone: not this one, however spelled
+    run("create", "ones", "a.zarr", "--shape", "4", "--work-dir", "../wd", "-q", cwd=work / "sub", env=slurm.env)
+    run("create", "ones", "b.zarr", "--shape", "4", "--work-dir", "wdlink", "-q", cwd=work, env=slurm.env)
+    run("status", "wd", "--wait", cwd=work, env=slurm.env, timeout=180)
+    run(*args, "--executor", "slurm", "--work-dir", "wd", "--resume", cwd=work, env=slurm.env)
+    assert tree(work / "out.zarr") == tree(ref[0] / "cos2.zarr")

@@ -23,7 +23,13 @@ fn python(opts: &ClusterOpts) -> String {
 
 /// The run as `dsk_dask` takes it.
 fn spec(l: &Launch<'_>) -> Result<serde_json::Value> {
-    let run = l.work.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // unique to this driver: a resumed run must not meet the keys or the stop event of an
+    // earlier driver of the same work directory still stopping
+    let run = format!(
+        "{}-{}",
+        l.work.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        std::process::id()
+    );
     Ok(serde_json::json!({
         "scheduler_address": l.opts.scheduler_address,
         "dsk": l.opts.dsk_path()?,
@@ -65,21 +71,18 @@ enum Line {
 /// Run the stages `l.jobs` on the Dask cluster and follow them to the end.
 pub fn run(l: &Launch<'_>) -> Result<Outcome> {
     let py = python(l.opts);
-    // for dsk status from another terminal
-    super::State {
-        executor: Some(super::Executor::Dask),
-        command: format!("{} {}", l.plan.command, l.plan.text),
-        plan_file: l.plan_file.clone(),
-        records: l.records.clone(),
-        log_dir: None,
-        jobs: l.jobs.clone(),
-        slurm_ids: vec![],
-        scheduler_address: l.opts.scheduler_address.clone(),
-        submitted: super::now_secs(),
-    }
-    .write(&l.work)?;
     let spec = serde_json::to_vec(&spec(l)?).map_err(|e| Error::Internal(format!("serialise the Dask run: {e}")))?;
-    let mut child = Command::new(&py)
+    let mut cmd = Command::new(&py);
+    // when this process dies, dsk_dask stops the run's ranges (a TERM it handles like Ctrl-C)
+    // SAFETY: prctl is async-signal-safe and touches only the child
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let mut child = cmd
         .args(["-m", "dsk_dask", "run", "-"])
         .current_dir(&l.cwd)
         .stdin(Stdio::piped())
@@ -96,6 +99,23 @@ pub fn run(l: &Launch<'_>) -> Result<Outcome> {
                 },
             )
         })?;
+    // for dsk status, and so that no other run takes the output while this one (or its
+    // dsk_dask, stopping the ranges) is alive
+    let pid = child.id();
+    let started = crate::store::output::process_started(pid as i32).unwrap_or_else(super::now_secs);
+    super::State {
+        executor: Some(super::Executor::Dask),
+        command: format!("{} {}", l.plan.command, l.plan.text),
+        plan_file: l.plan_file.clone(),
+        records: l.records.clone(),
+        log_dir: None,
+        jobs: l.jobs.clone(),
+        slurm_ids: vec![],
+        scheduler_address: l.opts.scheduler_address.clone(),
+        submitted: super::now_secs(),
+        drivers: vec![super::me_as_driver(), (crate::store::output::hostname(), pid, started)],
+    }
+    .write(&l.work)?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(&spec).map_err(|e| Error::io(&py, "send the run to dsk_dask", e))?;
     }

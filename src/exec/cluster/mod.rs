@@ -115,6 +115,24 @@ pub const OWN_SBATCH_ARGS: &[&str] = &[
     "-W",
 ];
 
+/// The option of dsk's own that `arg` sets, as sbatch reads it: a long option or an unambiguous
+/// abbreviation of one (`--arr=0`), or a short option, alone or with its value attached (`-a0`).
+pub fn own_sbatch_arg(arg: &str) -> Option<&'static str> {
+    if let Some(long) = arg.strip_prefix("--") {
+        let name = long.split('=').next().unwrap_or(long);
+        if name.is_empty() {
+            return None;
+        }
+        return OWN_SBATCH_ARGS
+            .iter()
+            .find(|o| o.starts_with("--") && o[2..].starts_with(name) && (name.len() >= 3 || o[2..] == *name))
+            .copied();
+    }
+    let short = arg.strip_prefix('-')?;
+    let c = short.chars().next()?;
+    OWN_SBATCH_ARGS.iter().find(|o| o.len() == 2 && o.ends_with(c)).copied()
+}
+
 /// Default `--retries`.
 pub const DEFAULT_RETRIES: u32 = 1;
 
@@ -172,11 +190,10 @@ impl ClusterOpts {
             }
         }
         for arg in &a.sbatch_arg {
-            let name = arg.split('=').next().unwrap_or(arg);
-            if OWN_SBATCH_ARGS.contains(&name) {
+            if let Some(name) = own_sbatch_arg(arg) {
                 return Err(Error::usage(
                     "--sbatch-arg",
-                    format!("{name} is set by dsk for every job (it is how dsk follows them) — drop it"),
+                    format!("{arg}: dsk sets {name} for every job (it is how dsk follows them) — drop it"),
                 ));
             }
         }
@@ -307,9 +324,8 @@ impl ClusterOpts {
         }
         // flags dsk gives sbatch itself: another value would break how the run is followed
         for arg in &self.sbatch_args {
-            let name = arg.split('=').next().unwrap_or(arg);
-            if OWN_SBATCH_ARGS.contains(&name) {
-                return Err(Error::input(f, format!("sbatch_args: {name} is set by dsk for every job — drop it")));
+            if let Some(name) = own_sbatch_arg(arg) {
+                return Err(Error::input(f, format!("sbatch_args: {arg}: dsk sets {name} for every job — drop it")));
             }
         }
         Ok(())
@@ -423,6 +439,41 @@ pub struct State {
     pub scheduler_address: Option<String>,
     /// Seconds since the epoch at submission.
     pub submitted: u64,
+    /// Processes that drive the run and stop its tasks before they exit (Dask: dsk and its
+    /// `dsk_dask`): (host, pid, start time in seconds since the epoch).
+    #[serde(default)]
+    pub drivers: Vec<(String, u32, u64)>,
+}
+
+/// What may still write for the run of `st`: its Slurm array jobs still queued or running, or
+/// its driving processes still alive (`host:pid`); an error when that cannot be told (Slurm
+/// does not answer, or the run was driven from another host).
+pub fn busy(st: &State) -> std::result::Result<Vec<String>, String> {
+    let mut out = match st.executor {
+        Some(Executor::Slurm) => slurm::active_jobs(st).map_err(|m| {
+            format!(
+                "Slurm cannot be asked whether its jobs {} still run ({m}); run where squeue works",
+                st.slurm_ids.iter().flatten().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })?,
+        _ => vec![],
+    };
+    let here = crate::store::output::hostname();
+    for (host, pid, started) in &st.drivers {
+        if *host != here {
+            return Err(format!("the run was driven from {host}; ask there whether process {pid} still runs"));
+        }
+        if crate::store::output::owner_alive(*pid as i32, *started) {
+            out.push(format!("process {pid}"));
+        }
+    }
+    Ok(out)
+}
+
+/// This process as a driver of a run (for [`State::drivers`]).
+pub fn me_as_driver() -> (String, u32, u64) {
+    let pid = std::process::id();
+    (crate::store::output::hostname(), pid, crate::store::output::process_started(pid as i32).unwrap_or_else(now_secs))
 }
 
 impl State {
@@ -679,6 +730,32 @@ mod tests {
             "{\"start\": 3}\n{\"done\": 3, \"bytes\": 8}\n{\"start\": 4}\ndsk: error: x.zarr: chunk (1, 0): bad\n";
         assert_eq!(failed_task(log), (Some(4), Some("x.zarr: chunk (1, 0): bad".into())));
         assert_eq!(peak_of("{\"peak_rss\": 5}\n{\"peak_rss\": 9}\n"), Some(9));
+    }
+
+    #[test]
+    fn sbatch_options_of_dsk_are_found_however_spelled() {
+        for a in [
+            "--array=0",
+            "--arr=0",
+            "-a0",
+            "-a",
+            "--wra=x",
+            "-o/x",
+            "--out=f",
+            "--dep=afterok:1",
+            "-dsingleton",
+            "--chd=/",
+            "-D/",
+            "--par",
+            "--kill-on=no",
+            "-e/x",
+            "--wai",
+        ] {
+            assert!(own_sbatch_arg(a).is_some(), "{a}");
+        }
+        for a in ["--qos=short", "--comment=x", "--constraint=a", "-N2", "--mem=1G", "--export=ALL", "-p", "--ac=x"] {
+            assert_eq!(own_sbatch_arg(a), None, "{a}");
+        }
     }
 
     #[test]

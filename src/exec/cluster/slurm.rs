@@ -347,7 +347,7 @@ fn array_spec(indices: &[u64]) -> String {
 /// Run the stages `l.jobs` as chained job arrays and follow them to the end.
 pub fn run(l: &Launch<'_>) -> Result<Outcome> {
     let dsk = l.opts.dsk_path()?;
-    let (log_dir, _) = logs_of(l.opts, &l.work);
+    let (log_dir, ours) = logs_of(l.opts, &l.work);
     std::fs::create_dir_all(&log_dir).map_err(|e| Error::io(&log_dir, "create the log directory", e))?;
     let n = l.jobs.len();
     let mut subs: Vec<Vec<Sub>> = vec![vec![]; n];
@@ -361,6 +361,7 @@ pub fn run(l: &Launch<'_>) -> Result<Outcome> {
         slurm_ids: vec![vec![]; n],
         scheduler_address: None,
         submitted: super::now_secs(),
+        drivers: vec![],
     };
     // submit stages from `from` on, the first after `dep`
     // the tasks done before (a resumed run): their ranges are not submitted again
@@ -414,7 +415,7 @@ pub fn run(l: &Launch<'_>) -> Result<Outcome> {
     let mut progress = Progress::new(l.plan, &l.records, l.sink);
     let mut retries_left = vec![l.opts.retries; n];
     let mut p = 0;
-    let mut query_errors = 0u32;
+    let mut query_failing: Option<Instant> = None;
     let result = loop {
         if super::super::interrupted() {
             break Err(Error::Interrupted);
@@ -441,15 +442,15 @@ pub fn run(l: &Launch<'_>) -> Result<Outcome> {
             }
         }
         if let Some(m) = failed_query {
-            // the controller may be restarting: give it a minute
-            query_errors += 1;
-            if query_errors as u64 * POLL.as_millis() as u64 > 60_000 {
+            // the controller may be restarting: give it a few minutes
+            let since = *query_failing.get_or_insert_with(Instant::now);
+            if since.elapsed().as_secs() > 300 {
                 break Err(Error::Worker { msg: format!("cannot follow the Slurm jobs of stage {}: {m}", job.name) });
             }
             std::thread::sleep(POLL);
             continue;
         }
-        query_errors = 0;
+        query_failing = None;
         for (sub, m) in subs[p].iter_mut().zip(&seen) {
             if let Some(m) = m {
                 sub.listed.extend(m.keys().copied());
@@ -572,9 +573,13 @@ pub fn run(l: &Launch<'_>) -> Result<Outcome> {
             ),
         });
     };
-    if result.is_err() {
-        // the logs stay, for the error message's file (the directory goes when no job wrote one)
+    if let Err(e) = &result {
+        // the logs stay for the error message's file; not after an interrupt (no message names
+        // one), nor when no job wrote one
         scancel_and_wait(&all_ids(&subs));
+        if matches!(e, Error::Interrupted) && ours {
+            let _ = std::fs::remove_dir_all(&log_dir);
+        }
         let _ = std::fs::remove_dir(&log_dir);
     }
     result?;

@@ -158,35 +158,36 @@ def submit_run(client, spec, emit=lambda v: None):
     # driver returns only once none runs (nothing may write into an output being removed)
     cancel = f"dsk-cancel-{spec['run']}"
     stop = Event(cancel, client=client)
-    stop.clear()
-    prev = []
-    stage_of = {}
-    left = {}
     futures = []
-    for st in spec["stages"]:
-        res = _memory_resources(client, st["memory"], emit)
-        futs = []
-        for i in range(st["indices"]):
-            first = i * st["per"]
-            count = min(st["per"], st["tasks"] - first)
-            key = f"dsk-{st['name']}-{spec['run']}-{first}"
-            f = client.submit(
-                run_range, spec["dsk"], spec["plan"], st["stage"], first, count, spec["records"],
-                spec.get("cwd"), spec.get("io", "auto"), prev, st["name"], spec.get("retries", 0), cancel,
-                key=key, retries=spec.get("retries", 0), resources=res, pure=False,
-            )
-            futs.append(f)
-            stage_of[f.key] = st["stage"]
-        left[st["stage"]] = len(futs)
-        futures.extend(futs)
-        prev = futs
     try:
+        stop.clear()
+        prev = []
+        stage_of = {}
+        left = {}
+        for st in spec["stages"]:
+            res = _memory_resources(client, st["memory"], emit)
+            futs = []
+            for i in range(st["indices"]):
+                first = i * st["per"]
+                count = min(st["per"], st["tasks"] - first)
+                key = f"dsk-{st['name']}-{spec['run']}-{first}"
+                f = client.submit(
+                    run_range, spec["dsk"], spec["plan"], st["stage"], first, count, spec["records"],
+                    spec.get("cwd"), spec.get("io", "auto"), prev, st["name"], spec.get("retries", 0), cancel,
+                    key=key, retries=spec.get("retries", 0), resources=res, pure=False,
+                )
+                futs.append(f)
+                futures.append(f)
+                stage_of[f.key] = st["stage"]
+            left[st["stage"]] = len(futs)
+            prev = futs
         for f in as_completed(futures):
             if f.status == "error":
                 raise DskTaskError(str(f.exception())) from None
             r = f.result()
             if r.get("cancelled"):
-                raise DskTaskError(f"stage {r['stage']}: tasks {r['first']}..{r['first'] + r['count']} were cancelled")
+                raise DskTaskError(
+                    f"stage {r['stage'] + 1}: tasks {r['first']}..{r['first'] + r['count']} were cancelled")
             if r.get("peak_rss"):
                 emit({"peak_rss": r["peak_rss"]})
             s = stage_of[f.key]
@@ -194,12 +195,20 @@ def submit_run(client, spec, emit=lambda v: None):
             if left[s] == 0:
                 emit({"stage_done": s})
     except BaseException:
+        # stop every range and wait for them, whatever signal comes meanwhile: nothing may
+        # write into the output once the driver removes it
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
         try:
             stop.set()
             wait(futures, timeout=300)
         finally:
             client.cancel(futures)
         raise
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def main(argv=None):
@@ -215,6 +224,10 @@ def main(argv=None):
 
     from distributed import Client
 
+    # SIGTERM (the driver died: PR_SET_PDEATHSIG, or `timeout`) and SIGHUP (a lost terminal)
+    # stop the run as Ctrl-C does
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     addr = spec["scheduler_address"]
     try:
         client = Client(addr, timeout="10s")
