@@ -130,7 +130,8 @@ def main():
         "",
         f"- a stage's fixed cost (one task, submission to completion, minus the local run): "
         f"Slurm {one['slurm'] - one['local']:.2f} s, Dask {one['dask'] - one['local']:.2f} s;",
-        f"- each further dependent stage: Slurm {hop:.2f} s, Dask {dhop:.2f} s;",
+        f"- each further dependent stage: Slurm {max(hop, 0):.2f} s, Dask {max(dhop, 0):.2f} s "
+        "(0.00: below the noise of the runs);",
         f"- each job (array index or Dask task: process start, plan and arrays opened), per slot: "
         f"Slurm {per_job:.2f} s, Dask {dper_job:.2f} s.",
         "",
