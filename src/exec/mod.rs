@@ -28,15 +28,35 @@ pub use budget::{Budget, Reservation};
 use crate::error::{Error, Result};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Set while the run stops what it started elsewhere (cluster jobs): a second signal then waits.
+static STOPPING_JOBS: AtomicBool = AtomicBool::new(false);
 
 /// On Ctrl-C (SIGINT) or SIGTERM, stop starting tasks: the run then fails like any other, so its
-/// partial output and work directory are removed. A second signal ends the process at once.
+/// partial output and work directory are removed. A second signal ends the process at once,
+/// except while the run waits for its cancelled cluster jobs to stop (leaving then would leave
+/// the partial output behind).
 pub fn install_interrupt_handler() {
     let _ = ctrlc::set_handler(|| {
         if INTERRUPTED.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
+            if !STOPPING_JOBS.load(Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("dsk: stopping the run's cluster jobs first (kill -9 leaves them running)");
         }
     });
+}
+
+/// While the returned guard lives (a cluster run, from its first submission until its jobs are
+/// over or stopped), a second Ctrl-C does not end the process.
+pub fn stopping_jobs() -> impl Drop {
+    struct Guard;
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            STOPPING_JOBS.store(false, Ordering::SeqCst);
+        }
+    }
+    STOPPING_JOBS.store(true, Ordering::SeqCst);
+    Guard
 }
 
 /// A write past the file size limit (`ulimit -f`) raises SIGXFSZ, which kills the process and

@@ -361,6 +361,8 @@ def test_slurm_interrupted_run_leaves_nothing_behind(slurm, ref, work):
                          cwd=work, env=env, stderr=subprocess.PIPE, text=True)
     wait_for_records(work / "out.zarr.partial", 2)
     p.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGINT)  # impatient: dsk still waits for its jobs to stop
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130, err
     assert slurm.queue() == []

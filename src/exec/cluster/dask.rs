@@ -144,6 +144,8 @@ pub fn run(l: &Launch<'_>) -> Result<Outcome> {
     let mut failure: Option<String> = None;
     let mut peak: Option<u64> = None;
     let mut interrupted = false;
+    // a second Ctrl-C waits for dsk_dask to stop the ranges
+    let _stopping = super::super::stopping_jobs();
     loop {
         if super::super::interrupted() && !interrupted {
             interrupted = true;

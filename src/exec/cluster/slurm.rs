@@ -347,6 +347,8 @@ fn array_spec(indices: &[u64]) -> String {
 /// Run the stages `l.jobs` as chained job arrays and follow them to the end.
 pub fn run(l: &Launch<'_>) -> Result<Outcome> {
     let dsk = l.opts.dsk_path()?;
+    // from the first submission on, Ctrl-C goes through cancelling the jobs
+    let _jobs = super::super::stopping_jobs();
     let (log_dir, ours) = logs_of(l.opts, &l.work);
     std::fs::create_dir_all(&log_dir).map_err(|e| Error::io(&log_dir, "create the log directory", e))?;
     let n = l.jobs.len();
