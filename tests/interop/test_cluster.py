@@ -48,6 +48,26 @@ def run(*args, cwd, env=None, ok=True, timeout=240):
     return r
 
 
+_STARTED = []
+
+
+def popen(*a, **kw):
+    """A dsk driver started in the background; killed when its test ends, whatever happened."""
+    p = subprocess.Popen(*a, **kw)
+    _STARTED.append(p)
+    return p
+
+
+@pytest.fixture(autouse=True)
+def _no_driver_outlives_its_test():
+    yield
+    while _STARTED:
+        p = _STARTED.pop()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 def tree(d):
     """Every file of a directory tree: relative path -> sha256."""
     out = {}
@@ -147,7 +167,7 @@ def test_slurm_failed_task_is_named_with_its_array_index_and_log(slurm, ref, wor
 def test_slurm_cancelled_run_resumes_without_redoing_finished_tasks(slurm, ref, work):
     args = [a.replace("OUT", "out.zarr") for a in COMPUTATIONS["cos2"]]
     env = dict(slurm.env, DSK_TEST_TASK_DELAY_MS="150")
-    p = subprocess.Popen([DSK, *args, "--executor", "slurm", "--work-dir", "wd", "--tasks-per-job", "4",
+    p = popen([DSK, *args, "--executor", "slurm", "--work-dir", "wd", "--tasks-per-job", "4",
                           "--resume"], cwd=work, env=env, stderr=subprocess.PIPE, text=True)
     t = time.time()
     records = work / "out.zarr.partial" / ".dsk-done"
@@ -335,7 +355,7 @@ def test_slurm_output_of_a_killed_driver_is_not_reused_while_its_jobs_run(slurm,
     is refused until they are gone, then starts over and is right."""
     args = [a.replace("OUT", "out.zarr") for a in COMPUTATIONS["cos2"]]
     env = dict(slurm.env, DSK_TEST_TASK_DELAY_MS="200")
-    p = subprocess.Popen([DSK, *args, "--executor", "slurm", "--work-dir", "wd", "--tasks-per-job", "5",
+    p = popen([DSK, *args, "--executor", "slurm", "--work-dir", "wd", "--tasks-per-job", "5",
                           "--max-running", "1"], cwd=work, env=env, stderr=subprocess.DEVNULL)
     wait_for_records(work / "out.zarr.partial", 2)
     p.kill()
@@ -357,7 +377,7 @@ def test_slurm_output_of_a_killed_driver_is_not_reused_while_its_jobs_run(slurm,
 def test_slurm_interrupted_run_leaves_nothing_behind(slurm, ref, work):
     args = [a.replace("OUT", "out.zarr") for a in COMPUTATIONS["cos2"]]
     env = dict(slurm.env, DSK_TEST_TASK_DELAY_MS="200")
-    p = subprocess.Popen([DSK, *args, "--executor", "slurm", "--work-dir", "wd", "--tasks-per-job", "5"],
+    p = popen([DSK, *args, "--executor", "slurm", "--work-dir", "wd", "--tasks-per-job", "5"],
                          cwd=work, env=env, stderr=subprocess.PIPE, text=True)
     wait_for_records(work / "out.zarr.partial", 2)
     p.send_signal(signal.SIGINT)
@@ -378,7 +398,7 @@ def test_dask_interrupted_run_stops_its_workers(ref, work, tmp_path_factory):
     try:
         env = dict(os.environ, DSK_PYTHON=sys.executable)
         args = [a.replace("OUT", "out.zarr") for a in COMPUTATIONS["cos2"]]
-        p = subprocess.Popen([DSK, *args, "--executor", "dask", "--scheduler-address", c.address,
+        p = popen([DSK, *args, "--executor", "dask", "--scheduler-address", c.address,
                               "--tasks-per-job", "5"], cwd=work, env=env, stderr=subprocess.PIPE, text=True)
         wait_for_records(work / "out.zarr.partial", 2)
         p.send_signal(signal.SIGINT)
@@ -434,7 +454,7 @@ def slow_dask(tmp_path_factory):
 def test_dask_driver_killed_leaves_no_writer_behind(slow_dask, ref, work, how):
     env = dict(os.environ, DSK_PYTHON=sys.executable)
     args = [a.replace("OUT", "out.zarr") for a in COMPUTATIONS["cos2"]]
-    p = subprocess.Popen([DSK, *args, "--executor", "dask", "--scheduler-address", slow_dask.address,
+    p = popen([DSK, *args, "--executor", "dask", "--scheduler-address", slow_dask.address,
                           "--work-dir", "wd", "--tasks-per-job", "5"], cwd=work, env=env,
                          stderr=subprocess.DEVNULL, start_new_session=True)
     wait_for_records(work / "out.zarr.partial", 2)
