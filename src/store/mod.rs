@@ -188,7 +188,7 @@ impl ZArray {
             // zarrs quotes the metadata (e.g. a codec name): one line, no control characters
             let text = meta::printable(&one_line(&e.to_string()));
             let hint = if text.contains("codec") || text.contains("Codec") {
-                " — dsk reads zstd, blosc, gzip, uncompressed and sharded arrays; rewrite it with one of those (e.g. with zarr-python)"
+                " — dsk reads zstd, blosc, gzip, zlib, uncompressed and sharded arrays; rewrite it with one of those (e.g. with zarr-python)"
             } else {
                 " — the array's metadata is not valid Zarr; rewrite it (e.g. with zarr-python)"
             };

@@ -6,6 +6,7 @@ NumPy compares. Run through `make test` (or `make test-interop`), which builds d
 
 import json
 
+import numcodecs
 import numpy as np
 import pytest
 import zarr
@@ -186,6 +187,9 @@ def _zarr_cases():
     yield "v3_sharded", dict(zarr_format=3, shards="auto")
     yield "v2_default", dict(zarr_format=2)
     yield "v2_F", dict(zarr_format=2, order="F")
+    # zarr-python 2's default compressor for years was Blosc; zlib and gzip are common in the wild
+    yield "v2_zlib", dict(zarr_format=2, compressors=numcodecs.Zlib(level=3))
+    yield "v2_gzip", dict(zarr_format=2, compressors=numcodecs.GZip(level=5))
 
 
 @pytest.mark.parametrize("name,kw", list(_zarr_cases()))
