@@ -46,10 +46,13 @@ pub enum Kind {
     },
     /// numpy.arange(start, stop, step): 1-D, or reshaped with --shape.
     Arange {
+        /// The first value (an integer, or a float for a float array).
         #[arg(long, default_value = "0", allow_hyphen_values = true)]
         start: String,
+        /// The end, not included (as in NumPy).
         #[arg(long, allow_hyphen_values = true)]
         stop: String,
+        /// The spacing between values; negative to count down.
         #[arg(long, default_value = "1", allow_hyphen_values = true)]
         step: String,
         #[command(flatten)]
@@ -57,10 +60,13 @@ pub enum Kind {
     },
     /// numpy.linspace(start, stop, num): 1-D, or reshaped with --shape.
     Linspace {
+        /// The first value.
         #[arg(long, allow_hyphen_values = true)]
         start: f64,
+        /// The last value (included, as in NumPy's default endpoint=True).
         #[arg(long, allow_hyphen_values = true)]
         stop: f64,
+        /// How many values, evenly spaced from --start to --stop.
         #[arg(long)]
         num: u64,
         #[command(flatten)]
@@ -69,6 +75,7 @@ pub enum Kind {
     /// Random values from a counter-based generator: the same seed gives the same array whatever
     /// the chunking, --workers or write order.
     Random {
+        /// The distribution: uniform in [--low, --high), or normal with --mean and --std.
         #[arg(long, value_enum, default_value = "uniform")]
         dist: DistArg,
         /// Lower bound (uniform; inclusive). Default 0.
@@ -83,6 +90,7 @@ pub enum Kind {
         /// Standard deviation (normal).
         #[arg(long, default_value = "1")]
         std: f64,
+        /// The generator's seed: the same seed gives the same array, whatever the chunking.
         #[arg(long, default_value = "0")]
         seed: u64,
         #[command(flatten)]
@@ -99,6 +107,7 @@ pub enum Kind {
     FromRaw {
         /// The raw file, or - for standard input.
         file: PathBuf,
+        /// The byte order of the file's elements (most machines today: little).
         #[arg(long, value_enum, default_value = "little")]
         byte_order: ByteOrder,
         #[command(flatten)]
@@ -125,7 +134,9 @@ impl Kind {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DistArg {
+    /// Uniform in [--low, --high).
     Uniform,
+    /// Normal (Gaussian) with --mean and --std.
     Normal,
 }
 

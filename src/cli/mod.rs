@@ -434,6 +434,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_option_and_argument_says_what_it_is() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if a.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = vec![];
+        walk(&<Cli as clap::CommandFactory>::command(), "dsk", &mut missing);
+        assert!(missing.is_empty(), "without a description: {missing:?}");
+    }
+
+    #[test]
     fn sizes_parse() {
         assert_eq!(parse_size("512MiB", "m").ok(), Some(512 << 20));
         assert_eq!(parse_size("2GiB", "m").ok(), Some(2 << 30));
