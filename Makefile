@@ -8,7 +8,8 @@ DSK_DEBUG   := target/debug/dsk
 DSK_RELEASE := target/release/dsk
 DEMO    := target/demo
 
-.PHONY: all build release demo test test-rust test-interop lint fmt fixtures bench bench-large bench-cluster doc clean fuzz-diff pictures
+
+.PHONY: all install build release demo test test-rust test-interop lint fmt fixtures bench bench-large bench-cluster doc clean fuzz-diff pictures
 
 all: build
 
@@ -96,6 +97,12 @@ bench-large: release
 # What a cluster costs: dsk through a real Slurm and a real Dask cluster here, against local runs.
 bench-cluster: release $(VENV)/.stamp
 	$(VPY) bench/cluster.py
+
+# dsk on PATH: make install PREFIX=~/.local (default /usr/local), the release build.
+PREFIX ?= /usr/local
+install: release
+	install -d $(PREFIX)/bin
+	install -m 755 $(DSK_RELEASE) $(PREFIX)/bin/dsk
 
 doc:
 	$(CARGO) doc --no-deps

@@ -2,6 +2,7 @@
 //! or a store call and nothing more. Argument values that clap cannot check by itself (shapes,
 //! dtypes, codecs, byte sizes) are parsed here into [`Error::Usage`] with the argument's name.
 
+pub mod completions;
 pub mod compute;
 pub mod create;
 pub mod eval;
@@ -61,6 +62,8 @@ pub enum Command {
     Plot(plot::PlotArgs),
     /// Show how a cluster run (--executor slurm or dask) is going: tasks done per stage, jobs.
     Status(status::StatusArgs),
+    /// Print the completion script of a shell (bash, zsh, fish, powershell, elvish) for dsk.
+    Completions(completions::CompletionsArgs),
     /// Run a range of tasks of a job file (used by --scheduler processes and the cluster executors).
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
@@ -425,6 +428,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Graph(a) => graph::run(a, &cli.run),
         Command::Plot(a) => plot::run(a, &cli.run),
         Command::Status(a) => status::run(a),
+        Command::Completions(a) => completions::run(a),
         Command::Worker(a) => worker::run(a),
     }
 }

@@ -564,3 +564,18 @@ fn an_interrupted_run_removes_its_partial_output() {
         assert!(left.is_empty(), "{sched}: {left:?}");
     }
 }
+
+#[test]
+fn completion_scripts_for_every_shell() {
+    let t = TestDir::new();
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = t.dsk(&["completions", shell]).ok().stdout();
+        assert!(out.contains("transform") && out.contains("--executor"), "{shell}: {out:.200}");
+    }
+    // the bash script is valid bash
+    let script = t.path("dsk.bash");
+    fs::write(&script, t.dsk(&["completions", "bash"]).ok().stdout()).unwrap();
+    let st = std::process::Command::new("bash").arg("-n").arg(&script).status().unwrap();
+    assert!(st.success());
+    t.dsk(&["completions", "tcsh"]).fails(2, &["possible values"]);
+}
