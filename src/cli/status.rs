@@ -61,6 +61,9 @@ fn report(dir: &Path) -> Result<(String, bool, bool)> {
     let text = crate::exec::cluster::read_plan_file(&dir.join("plan.json"))?;
     let plan: PhysicalPlan = serde_json::from_slice(&text)
         .map_err(|e| Error::input(dir.join("plan.json"), format!("not a dsk plan file: {e}")))?;
+    // whether anything still runs, before the records are read: a job that ends in between has
+    // written its records by then
+    let busy = !crate::exec::cluster::busy(&st).map_err(|m| Error::Worker { msg: m })?.is_empty();
     let done = Done::load(&st.records, &plan.task_counts())?;
     let mut out =
         format!("{}: {} ({} executor)\n", dir.display(), st.command, st.executor.map(|e| e.name()).unwrap_or("?"));
@@ -80,7 +83,6 @@ fn report(dir: &Path) -> Result<(String, bool, bool)> {
     if let Some(l) = st.log_dir.as_ref().filter(|l| l.is_dir()) {
         out.push_str(&format!("  logs: {}\n", l.display()));
     }
-    let busy = !crate::exec::cluster::busy(&st).map_err(|m| Error::Worker { msg: m })?.is_empty();
     out.push_str(if all {
         "  every task is done: run the same command with --resume to write the output\n"
     } else if busy {

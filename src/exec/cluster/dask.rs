@@ -104,16 +104,9 @@ pub fn run(l: &Launch<'_>) -> Result<Outcome> {
     let pid = child.id();
     let started = crate::store::output::process_started(pid as i32).unwrap_or_else(super::now_secs);
     super::State {
-        executor: Some(super::Executor::Dask),
-        command: format!("{} {}", l.plan.command, l.plan.text),
-        plan_file: l.plan_file.clone(),
-        records: l.records.clone(),
-        log_dir: None,
-        jobs: l.jobs.clone(),
-        slurm_ids: vec![],
         scheduler_address: l.opts.scheduler_address.clone(),
-        submitted: super::now_secs(),
         drivers: vec![super::me_as_driver(), (crate::store::output::hostname(), pid, started)],
+        ..super::State::of(l, super::Executor::Dask)
     }
     .write(&l.work)?;
     if let Some(mut stdin) = child.stdin.take() {

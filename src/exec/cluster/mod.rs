@@ -477,6 +477,22 @@ pub fn me_as_driver() -> (String, u32, u64) {
 }
 
 impl State {
+    /// The state of the run `l` is about to start on `executor`.
+    pub fn of(l: &Launch<'_>, executor: Executor) -> State {
+        State {
+            executor: Some(executor),
+            command: format!("{} {}", l.plan.command, l.plan.text),
+            plan_file: l.plan_file.clone(),
+            records: l.records.clone(),
+            log_dir: None,
+            jobs: l.jobs.clone(),
+            slurm_ids: vec![],
+            scheduler_address: None,
+            submitted: now_secs(),
+            drivers: vec![],
+        }
+    }
+
     pub fn write(&self, work: &Path) -> Result<()> {
         let f = work.join(STATE_FILE);
         let text =

@@ -83,10 +83,8 @@ pub fn explain(plan: &PhysicalPlan, opts: &ClusterOpts, jobs: &[StageJob]) -> Re
         Some(d) => d.join("RUN"),
         None => PathBuf::from("$WORKDIR.logs"),
     };
-    let records = match super::super::run::local_partial(&plan.with_absolute_paths()) {
-        Some(p) => p.join(crate::store::output::DONE_DIR),
-        None => work.join(crate::store::output::DONE_DIR),
-    };
+    let partial = super::super::run::local_partial(&plan.with_absolute_paths());
+    let records = super::super::journal::records_dir(partial.as_deref(), &work);
     let mut out = String::from(
         "# --executor slurm: one job array per stage, chained with afterok; WORKDIR is the run's work\n# directory (made under --work-dir when the run starts, with plan.json in it; the logs go to WORKDIR.logs)\n",
     );
@@ -353,21 +351,11 @@ pub fn run(l: &Launch<'_>) -> Result<Outcome> {
     std::fs::create_dir_all(&log_dir).map_err(|e| Error::io(&log_dir, "create the log directory", e))?;
     let n = l.jobs.len();
     let mut subs: Vec<Vec<Sub>> = vec![vec![]; n];
-    let mut state = State {
-        executor: Some(super::Executor::Slurm),
-        command: format!("{} {}", l.plan.command, l.plan.text),
-        plan_file: l.plan_file.clone(),
-        records: l.records.clone(),
-        log_dir: Some(log_dir.clone()),
-        jobs: l.jobs.clone(),
-        slurm_ids: vec![vec![]; n],
-        scheduler_address: None,
-        submitted: super::now_secs(),
-        drivers: vec![],
-    };
+    let mut state =
+        State { log_dir: Some(log_dir.clone()), slurm_ids: vec![vec![]; n], ..State::of(l, super::Executor::Slurm) };
     // submit stages from `from` on, the first after `dep`
     // the tasks done before (a resumed run): their ranges are not submitted again
-    let before = Progress::new(l.plan, &l.records, l.sink).load()?;
+    let before = super::super::journal::Done::load(&l.records, &l.plan.task_counts())?;
     let submit_chain = |from: usize,
                         first_indices: Option<Vec<u64>>,
                         mut dep: Option<String>,
