@@ -51,8 +51,8 @@ pub fn run(cli: cli::Cli) -> Result<()> {
     init();
     exec::install_interrupt_handler();
     exec::ignore_file_size_signal();
-    store::fs::set_direct_writes(cli.run.io == cli::IoMode::Auto);
-    if cli.run.anon {
+    store::fs::set_direct_writes(cli.io() == cli::IoMode::Auto);
+    if cli.anon() {
         store::remote::set_anonymous(true);
         // worker processes inherit it (they take AWS_NO_SIGN_REQUEST as --anon)
         std::env::set_var("AWS_NO_SIGN_REQUEST", "1");

@@ -53,7 +53,18 @@ fn usage_error_line(text: &str) -> String {
         if l.starts_with("Usage: ") {
             break;
         }
-        if !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("tip:") {
+        // clap's "tip: a similar subcommand exists: 'random'" becomes "did you mean 'random'?"
+        if let Some(tip) = l.strip_prefix("tip:") {
+            if let Some((_, names)) = tip.split_once("exists: ").or_else(|| tip.split_once("exist: ")) {
+                let names = match names.rsplit_once(", ") {
+                    Some((a, b)) => format!("{a} or {b}"),
+                    None => names.to_string(),
+                };
+                details.push(format!("did you mean {names}?"));
+            }
+            continue;
+        }
+        if !l.is_empty() && !l.starts_with("For more information") {
             details.push(l.to_string());
         }
     }

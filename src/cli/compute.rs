@@ -15,6 +15,7 @@ use crate::error::{human, Error, Result};
 use crate::exec::cluster::{ClusterOpts, Executor};
 use crate::exec::run::{RunCtx, RunReport};
 use crate::grid::tuple;
+use crate::plan::carry::{self, Carried, Inherited};
 use crate::plan::physical::{PhysicalPlan, Place, StageOp};
 use crate::plan::planner::{self, least_memory, mem_arg, PlanOptions, Target};
 use crate::plan::{self, Input, Plan};
@@ -122,17 +123,44 @@ impl<'a> Dest<'a> {
 }
 
 /// Where and how to write the result.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct OutputOpts<'a> {
     pub dtype: Option<&'a str>,
     pub chunks: Option<&'a str>,
     pub shard: Option<&'a str>,
     pub codec: Option<&'a str>,
     pub overwrite: bool,
-    /// Defaults taken from an input: (chunks, shard), codec, dimension names.
+    /// Defaults taken from an input: (chunks, shard), codec.
     pub default_chunks: Option<(Vec<u64>, Option<Vec<u64>>)>,
     pub default_codec: Option<CodecSpec>,
-    pub dimension_names: Option<Vec<String>>,
+    /// `--dimension-names`, which wins over the names carried from the inputs.
+    pub dimension_names: Option<&'a str>,
+    /// Names, attributes and fill value from the inputs.
+    pub carried: Carried,
+}
+
+impl<'a> OutputOpts<'a> {
+    /// The options of `--dtype`, `--chunks`, … as given, with what the result of `plan` carries
+    /// over from the inputs `metas`.
+    pub fn new(w: &'a super::OutputArgs, plan: &Plan, metas: &[store::ArrayMeta]) -> OutputOpts<'a> {
+        let inherited: Vec<Inherited> = metas.iter().map(Inherited::of).collect();
+        OutputOpts {
+            dtype: w.dtype.as_deref(),
+            chunks: w.chunks.as_deref(),
+            shard: w.shard.as_deref(),
+            codec: w.codec.as_deref(),
+            overwrite: w.overwrite,
+            default_chunks: None,
+            default_codec: None,
+            dimension_names: w.dimension_names.as_deref(),
+            carried: carry::carried(plan, &inherited),
+        }
+    }
+}
+
+/// Parse `--dimension-names` for an array of `rank` axes.
+pub fn dimension_names_arg(text: &str, rank: usize) -> Result<Vec<Option<String>>> {
+    carry::parse_names(text, rank).map_err(|m| Error::usage("--dimension-names", m))
 }
 
 /// The options a plan is checked against.
@@ -172,9 +200,15 @@ fn zero(d: DType) -> Scalar {
     }
 }
 
-/// The new Zarr array `o` describes for a result of `shape` and `dtype`.
-pub fn output_spec(o: &OutputOpts<'_>, shape: &[u64], dtype: DType, natural_chunks: &[u64]) -> Result<CreateSpec> {
-    let dtype = parse_dtype(o.dtype)?.unwrap_or(dtype);
+/// The new Zarr array `o` describes at `dest` for a result of `shape` and `dtype`.
+pub fn output_spec(
+    o: &OutputOpts<'_>,
+    dest: &Path,
+    shape: &[u64],
+    result_dtype: DType,
+    natural_chunks: &[u64],
+) -> Result<CreateSpec> {
+    let dtype = parse_dtype(o.dtype)?.unwrap_or(result_dtype);
     if let Some(m) = crate::grid::check_size(shape, dtype.size() as u64) {
         return Err(Error::usage("--dtype", format!("{m} — choose a narrower dtype")));
     }
@@ -184,8 +218,41 @@ pub fn output_spec(o: &OutputOpts<'_>, shape: &[u64], dtype: DType, natural_chun
     };
     let default = o.default_chunks.clone().or_else(|| Some((natural_chunks.to_vec(), None)));
     let (chunks, shard, _auto) = super::chunking(o.chunks, o.shard, shape, dtype, default)?;
-    let names = o.dimension_names.clone().filter(|n| n.len() == shape.len());
-    Ok(CreateSpec { shape: shape.to_vec(), chunks, shard, dtype, fill: zero(dtype), codec, dimension_names: names })
+    let names = match o.dimension_names {
+        Some(t) => Some(dimension_names_arg(t, shape.len())?),
+        None => o.carried.dimension_names.clone().filter(|n| n.len() == shape.len()),
+    };
+    let zarr_format = store::group::format_for(dest);
+    let mut attributes = o.carried.attributes.clone();
+    let fill = match o.carried.fill {
+        Some(f) if dtype == result_dtype => f,
+        _ => {
+            // a cast changes what a masking value means
+            attributes.remove("_FillValue");
+            default_fill(dtype, zarr_format)
+        }
+    };
+    Ok(CreateSpec {
+        shape: shape.to_vec(),
+        chunks,
+        shard,
+        dtype,
+        fill,
+        codec,
+        dimension_names: names,
+        zarr_format,
+        attributes,
+    })
+}
+
+/// The fill value of a new array no input lends one to: zero, except NaN for floats in a Zarr v2
+/// group, where the fill value is the `_FillValue` xarray masks (as xarray writes them).
+pub fn default_fill(dtype: DType, zarr_format: u8) -> Scalar {
+    if zarr_format == 2 && dtype.is_float() {
+        Scalar::Float(f64::NAN)
+    } else {
+        zero(dtype)
+    }
 }
 
 /// Compute the expression `plan` to `dest` (`None`: print a 0-d result) — or print its plan.
@@ -210,7 +277,7 @@ pub fn plan_expression(
     let root = plan.root().clone();
     let target = match dest {
         Some(Dest::Zarr(p)) => {
-            Target::Array { path: p.to_path_buf(), spec: output_spec(&o, &root.shape, root.dtype, &root.chunks)? }
+            Target::Array { path: p.to_path_buf(), spec: output_spec(&o, p, &root.shape, root.dtype, &root.chunks)? }
         }
         Some(Dest::File(p, f)) => file_target(Some(p), f, &o, &root)?,
         Some(Dest::Stdout(f)) => file_target(None, f, &o, &root)?,
@@ -311,6 +378,8 @@ fn rechunk_memory(inp: &Input, chunks: &[u64], opts: &PlanOptions) -> Option<u64
         fill: zero(inp.dtype),
         codec: CodecSpec::default(),
         dimension_names: None,
+        zarr_format: 3,
+        attributes: Default::default(),
     };
     let mut o = opts.clone();
     for _ in 0..8 {
@@ -326,17 +395,22 @@ fn rechunk_memory(inp: &Input, chunks: &[u64], opts: &PlanOptions) -> Option<u64
 }
 
 fn file_target(path: Option<&Path>, format: Format, o: &OutputOpts<'_>, root: &plan::Node) -> Result<Target> {
-    for (arg, given) in [("--shard", o.shard.is_some()), ("--codec", o.codec.is_some())] {
+    for (arg, given) in [
+        ("--shard", o.shard.is_some()),
+        ("--codec", o.codec.is_some()),
+        ("--dimension-names", o.dimension_names.is_some()),
+    ] {
         if given {
             return Err(Error::usage(
                 arg,
-                "applies to Zarr outputs only; a .npy, .csv or .raw output has no chunks or codecs",
+                "applies to Zarr outputs only; a .npy, .csv or .raw output has no chunks, codecs or dimension names",
             ));
         }
     }
     let dtype = parse_dtype(o.dtype)?.unwrap_or(root.dtype);
     let spec = output_spec(
         &OutputOpts { dtype: None, codec: Some("none"), shard: None, ..o.clone() },
+        path.unwrap_or(Path::new("-")),
         &root.shape,
         dtype,
         &root.chunks,

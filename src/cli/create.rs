@@ -28,6 +28,8 @@ use crate::store::{self, CodecSpec, CreateSpec};
 pub struct CreateArgs {
     #[command(subcommand)]
     pub kind: Kind,
+    #[command(flatten)]
+    pub run: super::RunArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -398,25 +400,25 @@ pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
     let (c, source, shape, dtype) = resolve(&args.kind, &mut spools)?;
     let codec = CodecSpec::parse(&c.codec)?;
     let (chunks, shard, auto) = super::chunking(c.chunks.as_deref(), c.shard.as_deref(), &shape, dtype, None)?;
-    let dimension_names = match &c.dimension_names {
-        None => None,
-        Some(t) => {
-            let names: Vec<String> = t.split(',').map(|s| s.trim().to_string()).collect();
-            if names.len() != shape.len() {
-                return Err(Error::usage(
-                    "--dimension-names",
-                    format!("{t:?} names {} axes but the array has {}", names.len(), shape.len()),
-                ));
-            }
-            Some(names)
-        }
-    };
+    let dimension_names =
+        c.dimension_names.as_deref().map(|t| super::compute::dimension_names_arg(t, shape.len())).transpose()?;
+    let zarr_format = store::group::format_for(&c.out);
     let constant = match &source {
         Source::Gen(g) => g.constant(),
         Source::Raw(_) => None,
     };
-    let fill = constant.unwrap_or(if dtype.is_bool() { Scalar::Bool(false) } else { Scalar::Int(0) });
-    let spec = CreateSpec { shape: shape.clone(), chunks, shard, dtype, fill, codec: codec.clone(), dimension_names };
+    let fill = constant.unwrap_or_else(|| super::compute::default_fill(dtype, zarr_format));
+    let spec = CreateSpec {
+        shape: shape.clone(),
+        chunks,
+        shard,
+        dtype,
+        fill,
+        codec: codec.clone(),
+        dimension_names,
+        zarr_format,
+        attributes: Default::default(),
+    };
     let opts = plan_options(run)?;
     let plan_for = |spec: &CreateSpec| -> Result<crate::plan::physical::PhysicalPlan> {
         match source.clone() {

@@ -31,25 +31,23 @@ pub struct EvalArgs {
     /// Print an array result on stdout in this format (or choose the file format of -o).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// Print the result as one JSON object, {"shape", "dtype", "value"} (same as --format json):
+    /// for scripts, also for a single number.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
     #[command(flatten)]
     pub write: super::OutputArgs,
+    #[command(flatten)]
+    pub run: super::RunArgs,
 }
 
 pub fn run(a: &EvalArgs, run: &RunArgs) -> Result<()> {
     let named = parse_named(&a.inputs, "NAME=PATH")?;
-    let (plan, _metas) = build_plan(&a.expr, "EXPR", &named)?;
+    let (plan, metas) = build_plan(&a.expr, "EXPR", &named)?;
     let root = plan.root().clone();
-    let opts = OutputOpts {
-        dtype: a.write.dtype.as_deref(),
-        chunks: a.write.chunks.as_deref(),
-        shard: a.write.shard.as_deref(),
-        codec: a.write.codec.as_deref(),
-        overwrite: a.write.overwrite,
-        default_chunks: None,
-        default_codec: None,
-        dimension_names: None,
-    };
-    match Dest::of(a.output.as_deref(), a.format)? {
+    let opts = OutputOpts::new(&a.write, &plan, &metas);
+    let format = if a.json { Some(Format::Json) } else { a.format };
+    match Dest::of(a.output.as_deref(), format)? {
         Some(dest) => compute(plan, Some(dest), opts, run, "eval"),
         None if root.shape.is_empty() => compute(plan, None, opts, run, "eval"),
         // the plan of an array result, as if printed

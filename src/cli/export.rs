@@ -32,6 +32,8 @@ pub struct ExportArgs {
     /// Replace an existing output file.
     #[arg(long)]
     pub overwrite: bool,
+    #[command(flatten)]
+    pub run: super::RunArgs,
 }
 
 pub use crate::store::FileFormat as Format;
@@ -43,6 +45,7 @@ pub fn file_format(out: &Path) -> Option<Format> {
         Some("npy") => Some(Format::Npy),
         Some("csv") | Some("txt") => Some(Format::Csv),
         Some("raw") | Some("bin") | Some("dat") => Some(Format::Raw),
+        Some("json") => Some(Format::Json),
         _ => None,
     }
 }

@@ -41,6 +41,8 @@ pub struct GraphArgs {
     /// tasks when the task graph has at most 500 nodes and 64 side by side, else stages.
     #[arg(long, value_enum, value_name = "LEVEL")]
     pub level: Option<Level>,
+    #[command(flatten)]
+    pub run: super::RunArgs,
 }
 
 pub fn run(a: &GraphArgs, run: &RunArgs) -> Result<()> {
@@ -58,16 +60,7 @@ pub fn run(a: &GraphArgs, run: &RunArgs) -> Result<()> {
     }
     let named = parse_named(&a.inputs, "NAME=PATH")?;
     let (plan, _metas) = build_plan(&a.expr, "EXPR", &named)?;
-    let opts = OutputOpts {
-        dtype: None,
-        chunks: None,
-        shard: None,
-        codec: None,
-        overwrite: false,
-        default_chunks: None,
-        default_codec: None,
-        dimension_names: None,
-    };
+    let opts = OutputOpts::default();
     let dest = if plan.root().shape.is_empty() { None } else { Some(Dest::Zarr(Path::new("result.zarr"))) };
     let pplan = plan_expression(plan, dest, opts, run, "eval")?;
     if run.explain.is_some() {

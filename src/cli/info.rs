@@ -14,11 +14,14 @@ use crate::store::meta::{printable, read_meta, stored_bytes, ArrayMeta};
   dsk info big.zarr
   dsk info big.zarr --json | jq .nchunks")]
 pub struct InfoArgs {
-    /// A Zarr array directory (v2 or v3).
+    /// A Zarr array directory (v2 or v3), or a group (its members are listed).
     pub path: PathBuf,
     /// Print one JSON object instead of text (keys documented in docs/commands.md).
     #[arg(long)]
     pub json: bool,
+    /// Send unsigned requests to S3 (public buckets), as AWS_NO_SIGN_REQUEST=1 does.
+    #[arg(long)]
+    pub anon: bool,
 }
 
 /// Everything `info` reports, as JSON.
@@ -49,6 +52,7 @@ pub fn describe(path: &std::path::Path, m: &ArrayMeta) -> Result<Value> {
         "fill_value": m.fill_value,
         "dimension_names": m.dimension_names,
         "order": m.order.to_string(),
+        "attributes": m.attributes,
         "byte_order": if m.big_endian { "big" } else { "little" },
     }))
 }
@@ -78,6 +82,9 @@ fn codec_text(c: &Value) -> String {
 }
 
 pub fn run(args: &InfoArgs) -> Result<()> {
+    if let crate::store::group::NodeType::Group(format) = crate::store::group::node_type(&args.path) {
+        return group(args, format);
+    }
     let m = read_meta(&args.path)?;
     let d = describe(&args.path, &m)?;
     let mut out = String::new();
@@ -134,6 +141,46 @@ pub fn run(args: &InfoArgs) -> Result<()> {
                 names.iter().map(|x| x.as_deref().map(printable).unwrap_or_else(|| "-".into())).collect();
             line(&mut out, "dimensions", n.join(", "));
         }
+        if !m.attributes.is_empty() {
+            line(&mut out, "attributes", attributes_text(&m.attributes));
+        }
     }
+    crate::write_stdout(out.as_bytes())
+}
+
+fn attributes_text(a: &serde_json::Map<String, Value>) -> String {
+    let items: Vec<String> = a.iter().map(|(k, v)| format!("{}={}", printable(k), printable(&v.to_string()))).collect();
+    items.join(", ")
+}
+
+/// `dsk info` on a group: its format and attributes, and its members as `dsk ls` lists them.
+fn group(args: &InfoArgs, format: u8) -> Result<()> {
+    let members = crate::store::group::members(&args.path, true)?;
+    let out = if args.json {
+        let d = super::ls::describe(&args.path, format, &members)?;
+        let mut t = serde_json::to_string_pretty(&d).map_err(|e| Error::Internal(e.to_string()))?;
+        t.push('\n');
+        t
+    } else {
+        let arrays = members.iter().filter(|m| m.array.is_some()).count();
+        let groups = members.len() - arrays;
+        let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+        let mut out = String::new();
+        let line = |out: &mut String, k: &str, v: String| out.push_str(&format!("{k:<14}{v}\n"));
+        line(&mut out, "path", args.path.display().to_string());
+        let consolidated =
+            if crate::store::group::is_consolidated(&args.path) { ", consolidated metadata" } else { "" };
+        line(&mut out, "format", format!("Zarr v{format} group{consolidated}"));
+        line(&mut out, "holds", format!("{}, {}", plural(arrays, "array"), plural(groups, "group")));
+        let attrs = crate::store::group::attributes(&args.path)?;
+        if !attrs.is_empty() {
+            line(&mut out, "attributes", attributes_text(&attrs));
+        }
+        if !members.is_empty() {
+            out.push('\n');
+            out.push_str(&super::ls::table(&members));
+        }
+        out
+    };
     crate::write_stdout(out.as_bytes())
 }

@@ -9,6 +9,7 @@ pub mod eval;
 pub mod export;
 pub mod graph;
 pub mod info;
+pub mod ls;
 pub mod plot;
 pub mod rechunk;
 pub mod reduce;
@@ -36,16 +37,51 @@ use crate::report::ProgressMode;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    #[command(flatten)]
-    pub run: RunArgs,
+}
+
+impl Cli {
+    /// The options of a run, for the commands that plan one.
+    pub fn run_args(&self) -> Option<&RunArgs> {
+        match &self.command {
+            Command::Create(a) => Some(&a.run),
+            Command::Export(a) => Some(&a.run),
+            Command::Transform(a) => Some(&a.run),
+            Command::Eval(a) => Some(&a.run),
+            Command::Reduce(a) => Some(&a.run),
+            Command::Rechunk(a) => Some(&a.run),
+            Command::Graph(a) => Some(&a.run),
+            Command::Plot(a) => Some(&a.run),
+            Command::Info(_) | Command::Ls(_) | Command::Status(_) | Command::Completions(_) | Command::Worker(_) => {
+                None
+            }
+        }
+    }
+
+    /// `--io`: how chunk files are written.
+    pub fn io(&self) -> IoMode {
+        match &self.command {
+            Command::Worker(a) => a.io,
+            _ => self.run_args().map(|r| r.io).unwrap_or(IoMode::Auto),
+        }
+    }
+
+    /// `--anon`: unsigned requests to S3.
+    pub fn anon(&self) -> bool {
+        match &self.command {
+            Command::Info(a) => a.anon,
+            _ => self.run_args().is_some_and(|r| r.anon),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Write a new Zarr v3 array, chunk by chunk, in parallel, in bounded memory.
     Create(create::CreateArgs),
-    /// Describe a Zarr array (v2 or v3): shape, dtype, chunks, sizes, codecs.
+    /// Describe a Zarr array (v2 or v3): shape, dtype, chunks, sizes, codecs — or what a group holds.
     Info(info::InfoArgs),
+    /// List the arrays and groups of a Zarr group: shape, dtype, chunks, dimensions, size.
+    Ls(ls::LsArgs),
     /// Write an array (or a slice of it) as .npy, CSV or raw bytes, streaming in bounded memory.
     Export(export::ExportArgs),
     /// Compute an expression of an array (named x) into a new array: dsk transform IN OUT --expr 'cos(x)**2'.
@@ -85,6 +121,10 @@ pub struct OutputArgs {
     /// input's).
     #[arg(long)]
     pub codec: Option<String>,
+    /// Names of the output's axes, e.g. time,lat,lon (default: carried over from the inputs —
+    /// reduced axes dropped, transposed axes permuted).
+    #[arg(long, value_name = "NAMES")]
+    pub dimension_names: Option<String>,
     /// Replace the output if it exists (only a Zarr array, or a file for .npy/.csv outputs).
     #[arg(long)]
     pub overwrite: bool,
@@ -386,8 +426,8 @@ pub fn chunking(
 }
 
 /// Refuse the options of a planned run (`--graph`, `--dashboard`, `--report`) for a command
-/// that has no plan (`info`, `plot`, `graph`'s own `-o`): silently ignored, they would look like
-/// they worked.
+/// that has no plan (`plot`, `graph`'s own `-o`): silently ignored, they would look like they
+/// worked.
 fn refuse_run_views(command: &str, run: &RunArgs) -> Result<()> {
     let given = [
         ("--graph", run.graph.is_some()),
@@ -406,27 +446,27 @@ fn refuse_run_views(command: &str, run: &RunArgs) -> Result<()> {
 
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
-    if cli.run.dashboard_linger != 0.0 && cli.run.dashboard.is_none() {
-        return Err(Error::usage("--dashboard-linger", "applies to a dashboard — add --dashboard, or drop it"));
+    if let Some(run) = cli.run_args() {
+        if run.dashboard_linger != 0.0 && run.dashboard.is_none() {
+            return Err(Error::usage("--dashboard-linger", "applies to a dashboard — add --dashboard, or drop it"));
+        }
     }
     match &cli.command {
-        Command::Info(_) => refuse_run_views("info", &cli.run)?,
-        Command::Plot(_) => refuse_run_views("plot", &cli.run)?,
-        Command::Graph(_) if cli.run.dashboard.is_some() || cli.run.report.is_some() => {
-            refuse_run_views("graph", &cli.run)?
-        }
+        Command::Plot(a) => refuse_run_views("plot", &a.run)?,
+        Command::Graph(a) if a.run.dashboard.is_some() || a.run.report.is_some() => refuse_run_views("graph", &a.run)?,
         _ => {}
     }
     match &cli.command {
-        Command::Create(a) => create::run(a, &cli.run),
+        Command::Create(a) => create::run(a, &a.run),
         Command::Info(a) => info::run(a),
-        Command::Export(a) => export::run(a, &cli.run),
-        Command::Transform(a) => transform::run(a, &cli.run),
-        Command::Eval(a) => eval::run(a, &cli.run),
-        Command::Reduce(a) => reduce::run(a, &cli.run),
-        Command::Rechunk(a) => rechunk::run(a, &cli.run),
-        Command::Graph(a) => graph::run(a, &cli.run),
-        Command::Plot(a) => plot::run(a, &cli.run),
+        Command::Ls(a) => ls::run(a),
+        Command::Export(a) => export::run(a, &a.run),
+        Command::Transform(a) => transform::run(a, &a.run),
+        Command::Eval(a) => eval::run(a, &a.run),
+        Command::Reduce(a) => reduce::run(a, &a.run),
+        Command::Rechunk(a) => rechunk::run(a, &a.run),
+        Command::Graph(a) => graph::run(a, &a.run),
+        Command::Plot(a) => plot::run(a, &a.run),
         Command::Status(a) => status::run(a),
         Command::Completions(a) => completions::run(a),
         Command::Worker(a) => worker::run(a),

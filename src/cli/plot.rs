@@ -46,6 +46,8 @@ pub struct PlotArgs {
     /// Replace an existing output file even when it is not a PNG or SVG picture.
     #[arg(long)]
     pub overwrite: bool,
+    #[command(flatten)]
+    pub run: super::RunArgs,
 }
 
 /// The picture size argument: `900x600`, each side between the smallest useful and 8000.

@@ -33,14 +33,22 @@ pub struct RechunkArgs {
     /// Target compression (default: the input's).
     #[arg(long)]
     pub codec: Option<String>,
+    /// Names of the output's axes, e.g. time,lat,lon (default: the input's).
+    #[arg(long, value_name = "NAMES")]
+    pub dimension_names: Option<String>,
     /// Replace OUT if it is an existing Zarr array.
     #[arg(long)]
     pub overwrite: bool,
+    #[command(flatten)]
+    pub run: super::RunArgs,
 }
 
 pub fn run(a: &RechunkArgs, run: &RunArgs) -> Result<()> {
-    if a.chunks.is_none() && a.shard.is_none() && a.codec.is_none() {
-        return Err(Error::usage("--chunks", "nothing to change: give --chunks, --shard or --codec"));
+    if a.chunks.is_none() && a.shard.is_none() && a.codec.is_none() && a.dimension_names.is_none() {
+        return Err(Error::usage(
+            "--chunks",
+            "nothing to change: give --chunks, --shard, --codec or --dimension-names",
+        ));
     }
     let m = super::open_input(&a.input)?;
     let codec = match &a.codec {
@@ -54,11 +62,24 @@ pub fn run(a: &RechunkArgs, run: &RunArgs) -> Result<()> {
         m.dtype,
         Some((m.chunks.clone(), if a.chunks.is_none() { m.shards.clone() } else { None })),
     )?;
-    let names = m.dimension_names.as_ref().and_then(|n| n.iter().cloned().collect::<Option<Vec<String>>>());
+    let names = match &a.dimension_names {
+        Some(t) => Some(super::compute::dimension_names_arg(t, m.shape.len())?),
+        None => m.dimension_names.clone(),
+    };
     let fill = crate::store::parse_fill(&m.fill_value, m.dtype, m.zarr_format)
         .map_err(|e| Error::input(&a.input, format!("fill value {}: {e} — fix the array's metadata", m.fill_value)))?;
-    let spec =
-        CreateSpec { shape: m.shape.clone(), chunks, shard, dtype: m.dtype, fill, codec, dimension_names: names };
+    let spec = CreateSpec {
+        shape: m.shape.clone(),
+        chunks,
+        shard,
+        dtype: m.dtype,
+        fill,
+        codec,
+        dimension_names: names,
+        zarr_format: crate::store::group::format_for(&a.out),
+        // the same values: every attribute keeps its meaning
+        attributes: m.attributes.clone(),
+    };
     let input = Input {
         name: "x".into(),
         path: a.input.clone(),

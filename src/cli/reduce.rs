@@ -28,6 +28,10 @@ pub struct ReduceArgs {
     /// Print an array result on stdout in this format (or choose the file format of OUT).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// Print the result as one JSON object, {"shape", "dtype", "value"} (same as --format json):
+    /// for scripts, also for a single number.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
     /// sum, prod, mean, min, max, var, std, argmin, argmax, any, all, count_nonzero, nansum, nanprod,
     /// nanmean, nanmin, nanmax, nanvar, nanstd, cumsum, cumprod.
     #[arg(long)]
@@ -43,6 +47,8 @@ pub struct ReduceArgs {
     pub ddof: Option<f64>,
     #[command(flatten)]
     pub write: super::OutputArgs,
+    #[command(flatten)]
+    pub run: super::RunArgs,
 }
 
 pub fn run(a: &ReduceArgs, run: &RunArgs) -> Result<()> {
@@ -78,16 +84,11 @@ pub fn run(a: &ReduceArgs, run: &RunArgs) -> Result<()> {
     let (plan, metas) = build_plan(&expr, "--op/--axis", &[("x".to_string(), a.input.clone())])?;
     let root = plan.root().clone();
     let o = OutputOpts {
-        dtype: a.write.dtype.as_deref(),
-        chunks: a.write.chunks.as_deref(),
-        shard: a.write.shard.as_deref(),
-        codec: a.write.codec.as_deref(),
-        overwrite: a.write.overwrite,
-        default_chunks: None,
         default_codec: CodecSpec::from_codecs(&metas[0].codecs),
-        dimension_names: None,
+        ..OutputOpts::new(&a.write, &plan, &metas)
     };
-    match Dest::of(a.out.as_deref(), a.format)? {
+    let format = if a.json { Some(Format::Json) } else { a.format };
+    match Dest::of(a.out.as_deref(), format)? {
         Some(dest) => compute(plan, Some(dest), o, run, "reduce"),
         None if root.shape.is_empty() => compute(plan, None, o, run, "reduce"),
         None if run.explain.is_some() || run.graph.is_some() => compute(plan, Some(Dest::Stdout(Format::Npy)), o, run, "reduce"),

@@ -28,6 +28,8 @@ pub struct TransformArgs {
     pub more: Vec<std::ffi::OsString>,
     #[command(flatten)]
     pub write: super::OutputArgs,
+    #[command(flatten)]
+    pub run: super::RunArgs,
 }
 
 pub fn run(a: &TransformArgs, run: &RunArgs) -> Result<()> {
@@ -36,16 +38,10 @@ pub fn run(a: &TransformArgs, run: &RunArgs) -> Result<()> {
     let (plan, metas) = build_plan(&a.expr, "--expr", &named)?;
     let first = &metas[0];
     let same_shape = plan.root().shape == first.shape;
-    let names = first.dimension_names.as_ref().and_then(|n| n.iter().cloned().collect::<Option<Vec<String>>>());
     let o = OutputOpts {
-        dtype: a.write.dtype.as_deref(),
-        chunks: a.write.chunks.as_deref(),
-        shard: a.write.shard.as_deref(),
-        codec: a.write.codec.as_deref(),
-        overwrite: a.write.overwrite,
         default_chunks: if same_shape { Some((first.chunks.clone(), first.shards.clone())) } else { None },
         default_codec: CodecSpec::from_codecs(&first.codecs),
-        dimension_names: if same_shape { names } else { None },
+        ..OutputOpts::new(&a.write, &plan, &metas)
     };
     let dest = Dest::of(Some(&a.out), None)?;
     compute(plan, dest, o, run, "transform")

@@ -25,6 +25,9 @@ pub struct WorkerArgs {
     /// the output's staging directory).
     #[arg(long)]
     pub records: Option<PathBuf>,
+    /// How chunk files are written, as the parent was asked (--io).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub io: super::IoMode,
 }
 
 pub fn run(a: &WorkerArgs) -> Result<()> {

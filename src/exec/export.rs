@@ -211,6 +211,75 @@ impl Csv {
     }
 }
 
+/// Formats elements as nested JSON lists, carrying the position across blocks.
+struct Json {
+    shape: Vec<u64>,
+    idx: Vec<u64>,
+    written: u64,
+    text: String,
+}
+
+impl Json {
+    fn new(shape: &[u64]) -> Json {
+        Json { shape: shape.to_vec(), idx: vec![0; shape.len()], written: 0, text: String::new() }
+    }
+
+    /// `{"shape": …, "dtype": …, "value": ` — and for an empty array its whole (empty) value.
+    fn header(&self, dtype: crate::dtype::DType) -> String {
+        let shape: Vec<String> = self.shape.iter().map(u64::to_string).collect();
+        let mut h = format!("{{\"shape\": [{}], \"dtype\": \"{dtype}\", \"value\": ", shape.join(", "));
+        if self.shape.contains(&0) {
+            // nested empty lists down to the first empty axis, as NumPy's tolist() gives
+            fn empty(shape: &[u64]) -> String {
+                match shape.split_first() {
+                    Some((0, _)) | None => "[]".into(),
+                    Some((&n, rest)) => format!("[{}]", vec![empty(rest); n as usize].join(", ")),
+                }
+            }
+            h.push_str(&empty(&self.shape));
+        }
+        h
+    }
+
+    fn push<T: Elem>(&mut self, vals: &[T]) -> &[u8] {
+        self.text.clear();
+        let nd = self.shape.len();
+        for v in vals {
+            if self.written > 0 {
+                self.text.push_str(", ");
+            }
+            let opens = self.idx.iter().rev().take_while(|&&i| i == 0).count();
+            for _ in 0..opens {
+                self.text.push('[');
+            }
+            let start = self.text.len();
+            v.write_text(&mut self.text);
+            let word = match &self.text[start..] {
+                "nan" => Some("\"NaN\""),
+                "inf" => Some("\"Infinity\""),
+                "-inf" => Some("\"-Infinity\""),
+                "True" => Some("true"),
+                "False" => Some("false"),
+                _ => None,
+            };
+            if let Some(w) = word {
+                self.text.truncate(start);
+                self.text.push_str(w);
+            }
+            self.written += 1;
+            for k in (0..nd).rev() {
+                self.idx[k] += 1;
+                if self.idx[k] < self.shape[k] {
+                    break;
+                }
+                self.idx[k] = 0;
+                self.text.push(']');
+            }
+        }
+        self.text.as_bytes()
+    }
+}
+
 /// Write the selection `sel` of `arr` as `format` to `output` (a staged file) or stdout.
 /// Progress goes to `sink` as stage `stage`, one task per block.
 /// The output buffer of an export under `--memory` of `memory` bytes: 1 MiB, less under small bounds.
@@ -237,7 +306,7 @@ pub fn stream(
             format!("csv holds 0-d, 1-D or 2-D data but the selection has shape {out_shape:?} — use npy, or select a 2-D part (export --slice, or index it in the expression)"),
         ));
     }
-    if output.is_none() && format != Format::Csv {
+    if output.is_none() && matches!(format, Format::Npy | Format::Raw) {
         use std::io::IsTerminal;
         if std::io::stdout().is_terminal() {
             return Err(Error::usage(
@@ -264,8 +333,11 @@ pub fn stream(
     let out_name = output.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("<stdout>"));
     let mut w = BufWriter::with_capacity(write_buffer(opts.memory), dest);
     let werr = |e: std::io::Error| Error::io(&out_name, "write", e);
-    if format == Format::Npy {
-        w.write_all(&header_bytes(arr.dtype(), &out_shape)).map_err(werr)?;
+    let mut json = Json::new(&out_shape);
+    match format {
+        Format::Npy => w.write_all(&header_bytes(arr.dtype(), &out_shape)).map_err(werr)?,
+        Format::Json => w.write_all(json.header(arr.dtype()).as_bytes()).map_err(werr)?,
+        _ => {}
     }
     let row_len = if out_shape.len() == 2 { out_shape[1] } else { 1 };
     let mut csv = Csv { row: row_len.max(1), col: 0, text: String::new() };
@@ -298,6 +370,7 @@ pub fn stream(
                 bytes_done += vals.len() as u64 * item;
                 match format {
                     Format::Csv => w.write_all(csv.push(&vals)).map_err(werr)?,
+                    Format::Json => w.write_all(json.push(&vals)).map_err(werr)?,
                     _ => {
                         bytes.clear();
                         T::encode_le(&vals, &mut bytes);
@@ -318,6 +391,9 @@ pub fn stream(
             Ok(())
         })?;
     });
+    if format == Format::Json {
+        w.write_all(b"}\n").map_err(werr)?;
+    }
     w.flush().map_err(werr)?;
     drop(w);
     if let Some(s) = staged {

@@ -221,6 +221,8 @@ mod tests {
             fill: crate::dtype::Scalar::Int(0),
             codec: crate::store::CodecSpec::default(),
             dimension_names: None,
+            zarr_format: 3,
+            attributes: Default::default(),
         };
         let arr = crate::store::create(&path, &spec).unwrap();
         let grid = arr.grid();
@@ -266,6 +268,8 @@ mod tests {
             fill: crate::dtype::Scalar::Float(0.0),
             codec: crate::store::CodecSpec::default(),
             dimension_names: None,
+            zarr_format: 3,
+            attributes: Default::default(),
         };
         let arr = crate::store::create(&path, &spec).unwrap();
         let value = |i: u64, j: u64| ((i * 23 + j) as f64 * 0.37).sin() * (i as f64 + 1.0);

@@ -10,6 +10,7 @@
 //! its result). The same computation written twice is one node; nodes the root does not need are
 //! pruned, so every node of a plan is computed.
 
+pub mod carry;
 pub mod literal;
 pub mod lower;
 pub mod physical;

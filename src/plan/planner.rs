@@ -86,6 +86,8 @@ fn work_array(what: String, file: String, shape: Vec<u64>, chunks: Vec<u64>, dty
             fill: zero(dtype),
             codec: CodecSpec::None,
             dimension_names: None,
+            zarr_format: 3,
+            attributes: Default::default(),
         },
         write_empty_chunks: true,
     }
@@ -775,7 +777,7 @@ fn export_sizing(
     format: FileFormat,
 ) -> Result<ExportSizing> {
     let write_buffer = crate::exec::export::write_buffer(opts.memory) as u64;
-    let copies = if format == FileFormat::Csv { 7 } else { 5 };
+    let copies = if matches!(format, FileFormat::Csv | FileFormat::Json) { 7 } else { 5 };
     // zarrs holds the stored bytes, the decoded chunk and a copy of the part read
     let per_decode = 3 * chunk_bytes.max(item);
     let decoders = (opts.memory / 4 / per_decode).clamp(1, opts.workers.max(1) as u64);
@@ -813,6 +815,7 @@ fn format_name(f: FileFormat) -> &'static str {
         FileFormat::Npy => "npy",
         FileFormat::Csv => "csv",
         FileFormat::Raw => "raw",
+        FileFormat::Json => "json",
     }
 }
 

@@ -358,6 +358,8 @@ mod random_grids {
                 fill: Scalar::Int(0),
                 codec: CodecSpec::default(),
                 dimension_names: None,
+                zarr_format: 3,
+                attributes: Default::default(),
             };
             let opts =
                 PlanOptions { memory, workers: 2, processes: false, scheduler: "threads".into(), split_every: None };

@@ -259,7 +259,9 @@ fn spec(codec: CodecSpec, shard: Option<Vec<u64>>) -> CreateSpec {
         dtype: DType::Float64,
         fill: Scalar::Float(0.0),
         codec,
-        dimension_names: Some(vec!["y".into(), "x".into()]),
+        dimension_names: Some(vec![Some("y".into()), Some("x".into())]),
+        zarr_format: 3,
+        attributes: Default::default(),
     }
 }
 

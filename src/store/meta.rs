@@ -29,6 +29,9 @@ pub struct ArrayMeta {
     pub dimension_names: Option<Vec<Option<String>>>,
     /// Memory order of chunks: `C`, or `F` for Zarr v2 arrays written in Fortran order.
     pub order: char,
+    /// The user attributes (v3 `attributes`, v2 `.zattrs` without `_ARRAY_DIMENSIONS`).
+    #[serde(skip)]
+    pub attributes: serde_json::Map<String, Value>,
 }
 
 impl ArrayMeta {
@@ -88,7 +91,7 @@ pub fn read_meta(path: &Path) -> Result<ArrayMeta> {
         let attrs = if attrs_path.is_file() { Some(load_json(&attrs_path)?) } else { None };
         checked(&v2, parse_v2(&v2, &load_json(&v2)?, attrs.as_ref())?)
     } else if path.join(".zgroup").is_file() {
-        Err(Error::input(path, "is a Zarr v2 group, not an array — pass the path of an array inside it"))
+        Err(group_given(path))
     } else {
         Err(Error::input(
             path,
@@ -285,18 +288,40 @@ pub fn printable(text: &str) -> String {
     out
 }
 
+/// A group where an array is expected: name the arrays it holds.
+fn group_given(path: &Path) -> Error {
+    let arrays: Vec<String> = if super::remote::is_url(path) {
+        vec![]
+    } else {
+        super::group::members(path, true)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.array.is_some())
+            .map(|m| printable(&m.name))
+            .collect()
+    };
+    let msg = match arrays.as_slice() {
+        [] => "is a Zarr group, not an array — pass the path of an array inside it".to_string(),
+        [one, ..] => {
+            let shown: Vec<&str> = arrays.iter().take(8).map(String::as_str).collect();
+            let more = if arrays.len() > 8 { format!(" and {} more", arrays.len() - 8) } else { String::new() };
+            format!(
+                "is a Zarr group holding {}{more}, not an array — name one, e.g. {}/{one} (dsk ls lists them)",
+                shown.join(", "),
+                path.display()
+            )
+        }
+    };
+    Error::input(path, msg)
+}
+
 fn parse_v3(file: &Path, j: &Value) -> Result<ArrayMeta> {
     if j.get("zarr_format").and_then(Value::as_u64) != Some(3) {
         return Err(bad(file, "'zarr_format' must be 3"));
     }
     match j.get("node_type").and_then(Value::as_str) {
         Some("array") => {}
-        Some("group") => {
-            return Err(Error::input(
-                file.parent().unwrap_or(file),
-                "is a Zarr group, not an array — pass the path of an array inside it",
-            ))
-        }
+        Some("group") => return Err(group_given(file.parent().unwrap_or(file))),
         _ => return Err(bad(file, "'node_type' must be \"array\"")),
     }
     let shape = u64_list(file, j.get("shape"), "shape")?;
@@ -353,6 +378,7 @@ fn parse_v3(file: &Path, j: &Value) -> Result<ArrayMeta> {
         codecs,
         dimension_names,
         order: 'C',
+        attributes: j.get("attributes").and_then(Value::as_object).cloned().unwrap_or_default(),
     })
 }
 
@@ -402,6 +428,10 @@ fn parse_v2(file: &Path, j: &Value, attrs: Option<&Value>) -> Result<ArrayMeta> 
         codecs,
         dimension_names,
         order,
+        attributes: attrs
+            .and_then(Value::as_object)
+            .map(|a| a.iter().filter(|(k, _)| *k != "_ARRAY_DIMENSIONS").map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
     })
 }
 

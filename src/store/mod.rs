@@ -11,6 +11,7 @@ pub mod codec;
 pub mod fs;
 #[cfg(test)]
 mod fuzz;
+pub mod group;
 pub mod limits;
 pub mod meta;
 pub mod npy;
@@ -38,6 +39,9 @@ pub enum FileFormat {
     Csv,
     /// Raw little-endian bytes in C order, no header.
     Raw,
+    /// One JSON object: {"shape": [...], "dtype": "...", "value": nested lists, or a number for a
+    /// 0-d result}; NaN and infinities as the strings "NaN", "Infinity", "-Infinity".
+    Json,
 }
 pub use meta::ArrayMeta;
 
@@ -627,11 +631,25 @@ pub struct CreateSpec {
     pub dtype: DType,
     pub fill: Scalar,
     pub codec: CodecSpec,
-    pub dimension_names: Option<Vec<String>>,
+    /// A name (or none) per axis.
+    pub dimension_names: Option<Vec<Option<String>>>,
+    /// 3, or 2 for an array written into a Zarr v2 group (see [`group`]).
+    #[serde(default = "zarr_v3")]
+    pub zarr_format: u8,
+    /// User attributes carried over from an input (units, long_name, …).
+    #[serde(default)]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+fn zarr_v3() -> u8 {
+    3
 }
 
 /// Create a new Zarr v3 array in the (empty, existing) directory `dir` and write its metadata.
 pub fn create(dir: &Path, spec: &CreateSpec) -> Result<ZArray> {
+    if spec.zarr_format == 2 {
+        return create_v2(dir, spec);
+    }
     let (store, _dir_fd) =
         backend::Store::open(dir, None).map_err(|e| Error::output(dir, format!("cannot create the store: {e}")))?;
     let storage_chunks = spec.shard.clone().unwrap_or_else(|| spec.chunks.clone());
@@ -653,6 +671,7 @@ pub fn create(dir: &Path, spec: &CreateSpec) -> Result<ZArray> {
     if let Some(names) = &spec.dimension_names {
         builder.dimension_names(Some(names.clone()));
     }
+    builder.attributes(spec.attributes.clone());
     let array = builder
         .build(Arc::new(store), "/")
         .map_err(|e| Error::output(dir, write_failure("cannot create the array", e)))?;
@@ -660,6 +679,68 @@ pub fn create(dir: &Path, spec: &CreateSpec) -> Result<ZArray> {
         return create_unpublished(dir, array);
     }
     array.store_metadata().map_err(|e| Error::output(dir, write_failure("cannot write zarr.json", e)))?;
+    ZArray::open(dir)
+}
+
+/// Create a new Zarr v2 array (`.zarray`, `.zattrs`) in the (empty, existing) directory `dir`:
+/// the format of the group it goes into. The fill value is written as xarray reads it (a v2
+/// fill value is its `_FillValue`): `null` when it is zero (no value masked), else the value.
+fn create_v2(dir: &Path, spec: &CreateSpec) -> Result<ZArray> {
+    use serde_json::{json, Value};
+    if remote::is_url(dir) {
+        return Err(Error::output(
+            dir,
+            "Zarr v2 arrays are written to local paths only — write it locally and copy it",
+        ));
+    }
+    if spec.shard.is_some() {
+        return Err(Error::usage(
+            "--shard",
+            format!("{} goes into a Zarr v2 group, and v2 arrays have no sharding — drop --shard", dir.display()),
+        ));
+    }
+    let compressor = match &spec.codec {
+        CodecSpec::None => Value::Null,
+        CodecSpec::Zstd { level } => json!({"id": "zstd", "level": level}),
+        CodecSpec::Gzip { level } => json!({"id": "gzip", "level": level}),
+        CodecSpec::Blosc { cname, clevel } => json!({
+            "id": "blosc", "cname": cname, "clevel": clevel,
+            "shuffle": if spec.dtype.size() > 1 { 1 } else { 0 }, "blocksize": 0
+        }),
+    };
+    let fill = match spec.fill {
+        Scalar::Bool(false) | Scalar::Int(0) | Scalar::Uint(0) => Value::Null,
+        Scalar::Float(f) if f == 0.0 && f.is_sign_positive() => Value::Null,
+        Scalar::Float(f) if f.is_nan() => json!("NaN"),
+        Scalar::Float(f) if f == f64::INFINITY => json!("Infinity"),
+        Scalar::Float(f) if f == f64::NEG_INFINITY => json!("-Infinity"),
+        Scalar::Float(f) => json!(f),
+        Scalar::Bool(b) => json!(b),
+        Scalar::Int(i) => json!(i),
+        Scalar::Uint(u) => json!(u),
+    };
+    let zarray = json!({
+        "zarr_format": 2,
+        "shape": spec.shape,
+        "chunks": spec.chunks,
+        "dtype": spec.dtype.typestr(),
+        "compressor": compressor,
+        "fill_value": fill,
+        "order": "C",
+        "filters": null,
+        "dimension_separator": ".",
+    });
+    let mut attrs = spec.attributes.clone();
+    if let Some(names) = &spec.dimension_names {
+        if let Some(all) = names.iter().cloned().collect::<Option<Vec<String>>>() {
+            attrs.insert("_ARRAY_DIMENSIONS".into(), json!(all));
+        }
+    }
+    for (name, doc) in [(".zarray", zarray), (".zattrs", Value::Object(attrs))] {
+        let file = dir.join(name);
+        let text = serde_json::to_vec_pretty(&doc).map_err(|e| Error::Internal(format!("serialise {name}: {e}")))?;
+        std::fs::write(&file, text).map_err(|e| Error::io(&file, "write", e))?;
+    }
     ZArray::open(dir)
 }
 

@@ -126,6 +126,9 @@ pub struct Staged {
     resumed: Option<Resumed>,
     /// An array output on object storage, written in place (see [`super::remote_output`]).
     remote: Option<super::remote_output::RemoteOut>,
+    /// The groups created to hold the output (`store.zarr/var`), outermost first: removed again
+    /// when the run fails and they are still empty.
+    groups_made: Vec<PathBuf>,
 }
 
 fn file_name(p: &Path) -> Result<OsString> {
@@ -193,7 +196,13 @@ pub fn check_dest(dest: &Path, kind: Kind, overwrite: bool) -> Result<()> {
             return Err(Error::output(dest, format!("{what} — move it away yourself or choose another path")));
         }
     }
-    if !parent.as_os_str().is_empty() && !parent.is_dir() {
+    // an array may go into a Zarr group, whose missing groups are created (see super::group)
+    let mut parent = parent;
+    if kind == Kind::ZarrDir {
+        if let Some(first) = super::group::placement(dest)?.missing.first() {
+            parent = parent_of(first);
+        }
+    } else if !parent.as_os_str().is_empty() && !parent.is_dir() {
         return Err(Error::output(
             dest,
             format!(
@@ -393,6 +402,7 @@ impl Staged {
                 owner: me,
                 resumed: None,
                 remote: Some(out),
+                groups_made: vec![],
             });
         }
         match kind {
@@ -402,6 +412,22 @@ impl Staged {
     }
 
     fn open_dir(dest: &Path, resume: bool) -> Result<Staged> {
+        let placement = super::group::placement(dest)?;
+        let made = super::group::create_missing(&placement)?;
+        let staged = Staged::open_dir_in_place(dest, resume);
+        match staged {
+            Ok(mut s) => {
+                s.groups_made = made;
+                Ok(s)
+            }
+            Err(e) => {
+                super::group::remove_if_empty(&made);
+                Err(e)
+            }
+        }
+    }
+
+    fn open_dir_in_place(dest: &Path, resume: bool) -> Result<Staged> {
         let name = file_name(dest)?;
         let parent = parent_of(dest);
         let partial = staging_path(dest);
@@ -529,6 +555,7 @@ impl Staged {
             owner,
             resumed,
             remote: None,
+            groups_made: vec![],
         }
     }
 
@@ -593,7 +620,18 @@ impl Staged {
                 self.committed = true;
                 Ok(None)
             }
-            Kind::ZarrDir => self.commit_dir(),
+            Kind::ZarrDir => {
+                let warning = self.commit_dir()?;
+                // a dataset whose metadata is consolidated must list the new variable (xarray
+                // reads only the consolidated metadata when it is there)
+                super::group::update_consolidated(&self.dest, &self.groups_made).map_err(|e| {
+                    Error::output(
+                        &self.dest,
+                        format!("is written, but the consolidated metadata of its group could not be updated: {e} — run zarr.consolidate_metadata on the group"),
+                    )
+                })?;
+                Ok(warning)
+            }
         }
     }
 
@@ -790,6 +828,7 @@ impl Drop for Staged {
                 Kind::ZarrDir => fs::remove_dir_all(&self.partial),
                 Kind::File => fs::remove_file(&self.partial),
             };
+            super::group::remove_if_empty(&self.groups_made);
         }
     }
 }

@@ -402,7 +402,7 @@ fn error_directory_that_is_not_an_array() {
     t.dsk(&["info", "plain"]).fails(1, &["plain", "not a Zarr array"]);
     fs::create_dir(t.path("g.zarr")).expect("mkdir");
     fs::write(t.path("g.zarr/zarr.json"), r#"{"zarr_format": 3, "node_type": "group"}"#).expect("write");
-    t.dsk(&["info", "g.zarr"]).fails(1, &["group"]);
+    t.dsk(&["export", "g.zarr"]).fails(1, &["g.zarr", "is a Zarr group"]);
 }
 
 #[test]
@@ -578,4 +578,58 @@ fn completion_scripts_for_every_shell() {
     let st = std::process::Command::new("bash").arg("-n").arg(&script).status().unwrap();
     assert!(st.success());
     t.dsk(&["completions", "tcsh"]).fails(2, &["possible values"]);
+}
+
+#[test]
+fn exit_codes_are_the_documented_ones() {
+    // docs/commands.md's table lists exactly the codes dsk uses
+    let doc = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/commands.md")).expect("read docs");
+    let codes: Vec<&str> = doc
+        .lines()
+        .skip_while(|l| !l.starts_with("| exit code |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| l.split('|').nth(1).unwrap_or("").trim())
+        .collect();
+    assert_eq!(codes, ["0", "1", "2", "130"]);
+    let t = TestDir::new();
+    t.dsk(&["create", "ones", "a.zarr", "--shape", "4,3", "-q"]).ok();
+    t.dsk(&["reduce", "a.zarr", "--op", "sum"]).ok();
+    t.dsk(&["reduce", "nope.zarr", "--op", "sum"]).fails(1, &["nope.zarr", "does not exist"]);
+    t.dsk(&["reduce", "a.zarr", "--op", "summ"]).fails(2, &["--op", "unknown reduction"]);
+    t.dsk(&["reduce", "a.zarr", "--op", "sum", "--bogus"]).fails(2, &["--bogus"]);
+    t.dsk(&["eval", "x +", "x=a.zarr"]).fails_expr(&["EXPR"]);
+    // 130: see interrupted_runs_leave_nothing (SIGTERM mid-run)
+}
+
+#[test]
+fn json_results_for_scripts() {
+    let t = TestDir::new();
+    t.dsk(&["create", "arange", "r.zarr", "--stop", "6", "--shape", "2,3", "-q"]).ok();
+    let one: Value =
+        serde_json::from_str(&t.dsk(&["reduce", "r.zarr", "--op", "sum", "--json", "-q"]).ok().stdout()).expect("json");
+    assert_eq!(one, serde_json::json!({"shape": [], "dtype": "int64", "value": 15}));
+    let rows: Value =
+        serde_json::from_str(&t.dsk(&["eval", "where(x > 4, x / 0, x / x)", "x=r.zarr", "--json", "-q"]).ok().stdout())
+            .expect("json");
+    assert_eq!(rows["shape"], serde_json::json!([2, 3]));
+    assert_eq!(rows["value"], serde_json::json!([["NaN", 1.0, 1.0], [1.0, 1.0, "Infinity"]]));
+    // a 0/0 NaN, inf and bools
+    let v: Value = serde_json::from_str(
+        &t.dsk(&["eval", "(x - 1) / (x - 1)[0, 1] > 0", "x=r.zarr", "--format", "json", "-q"]).ok().stdout(),
+    )
+    .expect("json");
+    assert_eq!(v["dtype"], "bool");
+    assert_eq!(v["value"][1], serde_json::json!([true, true, true]));
+    // empty results keep their nesting
+    let e: Value =
+        serde_json::from_str(&t.dsk(&["eval", "x[:, :0]", "x=r.zarr", "--json", "-q"]).ok().stdout()).expect("json");
+    assert_eq!(e["value"], serde_json::json!([[], []]));
+    // an output file named .json, by the same rule for reduce and eval
+    t.dsk(&["reduce", "r.zarr", "s.json", "--op", "sum", "--axis", "0", "-q"]).ok();
+    let s: Value = serde_json::from_str(&fs::read_to_string(t.path("s.json")).expect("read")).expect("json");
+    assert_eq!(s["value"], serde_json::json!([3, 5, 7]));
+    t.dsk(&["reduce", "r.zarr", "s.csv", "--op", "sum", "--axis", "0", "-q"]).ok();
+    assert_eq!(fs::read_to_string(t.path("s.csv")).expect("read"), "3\n5\n7\n");
+    t.dsk(&["reduce", "r.zarr", "--op", "sum", "--json", "--format", "csv"]).fails(2, &["--json"]);
 }

@@ -57,6 +57,15 @@ def fixtures(d):
     ]:
         z = zarr.create_array(store=str(d / name), shape=a.shape, chunks=chunks, dtype=a.dtype)
         z[...] = a
+    # a dataset as xarray writes it (consolidated, dimension names, units)
+    import warnings
+
+    import xarray as xr
+
+    t2m = 250 + 30 * rng.random((12, 9, 16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.Dataset({"t2m": (("time", "lat", "lon"), t2m, {"units": "K"})}).to_zarr(d / "era5.zarr", mode="w")
 
 
 def doc_examples(path):
@@ -140,7 +149,7 @@ def test_doc_examples_run(doc, tmp_path):
 def test_help_examples_run(tmp_path):
     fixtures(tmp_path)
     examples = []
-    for cmd in ["create", "info", "export", "transform", "eval", "reduce", "rechunk", "graph", "plot"]:
+    for cmd in ["create", "info", "ls", "export", "transform", "eval", "reduce", "rechunk", "graph", "plot"]:
         ex = help_examples(cmd)
         assert ex, f"dsk {cmd} --help has no examples"
         examples += [(f"dsk {cmd} --help", l) for l in ex]
