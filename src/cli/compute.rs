@@ -232,7 +232,7 @@ pub fn output_spec(
             default_fill(dtype, zarr_format)
         }
     };
-    Ok(CreateSpec {
+    let mut spec = CreateSpec {
         shape: shape.to_vec(),
         chunks,
         shard,
@@ -242,7 +242,30 @@ pub fn output_spec(
         dimension_names: names,
         zarr_format,
         attributes,
-    })
+    };
+    fit_destination(&mut spec, dest)?;
+    Ok(spec)
+}
+
+/// Fit a new array's spec to where it goes: in a Zarr v2 group, no sharding and xarray's fill
+/// values (its fill value is the variable's `_FillValue`: anything but NaN for floats, 0 for
+/// integers and false would hide values); in a group whose arrays name their dimensions, names
+/// for every axis, each of one length across the group.
+pub fn fit_destination(spec: &mut CreateSpec, dest: &Path) -> Result<()> {
+    if crate::store::remote::is_url(dest) {
+        return Ok(());
+    }
+    if spec.zarr_format == 2 {
+        if spec.shard.is_some() {
+            return Err(Error::usage(
+                "--shard",
+                format!("{} goes into a Zarr v2 group, and v2 arrays have no sharding — drop --shard", dest.display()),
+            ));
+        }
+        spec.fill = default_fill(spec.dtype, 2);
+        spec.attributes.remove("_FillValue");
+    }
+    store::group::check_dims(dest, spec.dimension_names.as_deref(), &spec.shape)
 }
 
 /// The fill value of a new array no input lends one to: zero, except NaN for floats in a Zarr v2

@@ -408,7 +408,7 @@ pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
         Source::Raw(_) => None,
     };
     let fill = constant.unwrap_or_else(|| super::compute::default_fill(dtype, zarr_format));
-    let spec = CreateSpec {
+    let mut spec = CreateSpec {
         shape: shape.clone(),
         chunks,
         shard,
@@ -419,6 +419,7 @@ pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
         zarr_format,
         attributes: Default::default(),
     };
+    super::compute::fit_destination(&mut spec, &c.out)?;
     let opts = plan_options(run)?;
     let plan_for = |spec: &CreateSpec| -> Result<crate::plan::physical::PhysicalPlan> {
         match source.clone() {

@@ -23,6 +23,9 @@ pub struct ExportArgs {
     /// Output format (default: from the -o extension, else npy).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// Print one JSON object, {"shape", "dtype", "value"} (same as --format json).
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
     /// Output file (default: standard output).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
@@ -58,7 +61,8 @@ pub fn run(args: &ExportArgs, run: &RunArgs) -> Result<()> {
     let m = super::open_input(&args.path)?;
     let shape = m.shape.clone();
     let sel = super::selection(args.slice.as_deref(), &shape)?;
-    let format = args.format.unwrap_or_else(|| infer_format(args.output.as_deref()));
+    let format =
+        if args.json { Format::Json } else { args.format.unwrap_or_else(|| infer_format(args.output.as_deref())) };
     let input =
         Input { name: "x".into(), path: args.path.clone(), shape, dtype: m.dtype, chunks: m.storage_chunks().to_vec() };
     let opts = plan_options(run)?;

@@ -68,7 +68,7 @@ pub fn run(a: &RechunkArgs, run: &RunArgs) -> Result<()> {
     };
     let fill = crate::store::parse_fill(&m.fill_value, m.dtype, m.zarr_format)
         .map_err(|e| Error::input(&a.input, format!("fill value {}: {e} — fix the array's metadata", m.fill_value)))?;
-    let spec = CreateSpec {
+    let mut spec = CreateSpec {
         shape: m.shape.clone(),
         chunks,
         shard,
@@ -80,6 +80,7 @@ pub fn run(a: &RechunkArgs, run: &RunArgs) -> Result<()> {
         // the same values: every attribute keeps its meaning
         attributes: m.attributes.clone(),
     };
+    super::compute::fit_destination(&mut spec, &a.out)?;
     let input = Input {
         name: "x".into(),
         path: a.input.clone(),

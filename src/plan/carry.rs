@@ -70,25 +70,23 @@ fn names(plan: &Plan, inputs: &[Inherited]) -> Option<Vec<Option<String>>> {
                 inputs.get(*input).and_then(|i| i.dimension_names.clone()).filter(|n| n.len() == rank).unwrap_or(none)
             }
             NodeKind::Map { args, .. } => {
-                let mut out = none;
-                for (axis, slot) in out.iter_mut().enumerate() {
-                    for &a in args {
-                        let (an, ash) = (&of[a], &plan.nodes[a].shape);
-                        // axes align from the right, as NumPy broadcasts; a length-1 axis
-                        // stretched to the result's length lends its name only if no other does
-                        let Some(k) = (axis + ash.len()).checked_sub(rank) else { continue };
-                        if slot.is_none() && ash[k] == node.shape[axis] {
-                            slot.clone_from(&an[k]);
-                        }
-                    }
-                    if slot.is_none() {
+                let mut out: Vec<Option<String>> = none;
+                for axis in 0..rank {
+                    // axes align from the right, as NumPy broadcasts; the inputs' names for this
+                    // axis in order, those of the result's length first (a length-1 axis
+                    // stretched lends its name only if no other does), skipping a name an
+                    // earlier axis took
+                    let mut candidates = vec![];
+                    for stretched in [false, true] {
                         for &a in args {
-                            let Some(k) = (axis + plan.nodes[a].shape.len()).checked_sub(rank) else { continue };
-                            if slot.is_none() {
-                                slot.clone_from(&of[a][k]);
+                            let ash = &plan.nodes[a].shape;
+                            let Some(k) = (axis + ash.len()).checked_sub(rank) else { continue };
+                            if (ash[k] != node.shape[axis]) == stretched {
+                                candidates.extend(of[a][k].clone());
                             }
                         }
                     }
+                    out[axis] = candidates.into_iter().find(|c| !out[..axis].iter().flatten().any(|o| o == c));
                 }
                 out
             }
@@ -229,6 +227,9 @@ mod tests {
         assert_eq!(dims(&carried(&plan("x + y", &[&[3], &[2, 3]]), &t)), [Some("t"), Some("x")]);
         let t = [named(&["x"]), Inherited::default()];
         assert_eq!(dims(&carried(&plan("x + y", &[&[3], &[2, 3]]), &t)), [None, Some("x")]);
+        // a name an earlier axis took is skipped for the other input's
+        let t = [named(&["p"]), named(&["p", "q"])];
+        assert_eq!(dims(&carried(&plan("x + y", &[&[3], &[3, 3]]), &t)), [Some("p"), Some("q")]);
     }
 
     #[test]

@@ -70,17 +70,62 @@ fn named_zarr(p: &Path) -> bool {
 /// Where the array `dest` would be written: in a group (and which groups are missing), or in a
 /// plain directory. Errors name `dest` and say what to do.
 pub fn placement(dest: &Path) -> Result<Placement> {
+    use std::path::Component;
+    // `store.zarr/sub/../v` would create `sub` and file the array under a key with `..` in the
+    // group's consolidated metadata: refuse `..` after a directory name
+    let mut seen_name = false;
+    for c in dest.components() {
+        match c {
+            Component::Normal(_) => seen_name = true,
+            Component::ParentDir if seen_name => {
+                return Err(Error::output(dest, "has '..' after a directory name — write the path without it"))
+            }
+            _ => {}
+        }
+    }
+    let inside_array = |a: &Path| {
+        Error::output(
+            dest,
+            format!(
+                "is inside the Zarr array {} — an array holds chunks, not arrays; write next to it or into a group",
+                a.display()
+            ),
+        )
+    };
     let parent = parent_dir(dest);
     if parent.is_dir() {
         return match node_type(&parent) {
-            NodeType::Group(f) => Ok(Placement { format: Some(f), missing: vec![] }),
-            NodeType::Array(_) => Err(Error::output(
+            NodeType::Group(f) => {
+                let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                if name.starts_with("__") {
+                    return Err(Error::output(
+                        dest,
+                        "names starting with '__' are reserved by Zarr inside a group — choose another name",
+                    ));
+                }
+                Ok(Placement { format: Some(f), missing: vec![] })
+            }
+            NodeType::Array(_) => Err(inside_array(&parent)),
+            // a directory inside a group that is not a group itself: an array written there
+            // would be invisible to every Zarr reader
+            NodeType::Other if matches!(node_type(&parent_dir(&parent)), NodeType::Group(_)) => Err(Error::output(
                 dest,
                 format!(
-                    "is inside the Zarr array {} — an array holds chunks, not arrays; write next to it or into a group",
-                    parent.display()
+                    "{} is a directory inside the Zarr group {} but not a group itself — remove it (dsk then creates the group), or write elsewhere",
+                    parent.display(),
+                    parent_dir(&parent).display()
                 ),
             )),
+            NodeType::Other if named_zarr(&parent) && fs::read_dir(&parent).is_ok_and(|mut d| d.next().is_none()) => {
+                Err(Error::output(
+                    dest,
+                    format!(
+                        "{} is an empty directory, not a Zarr group — remove it (rmdir {}) and dsk creates the store",
+                        parent.display(),
+                        parent.display()
+                    ),
+                ))
+            }
             NodeType::Other => Ok(Placement::default()),
         };
     }
@@ -110,13 +155,17 @@ pub fn placement(dest: &Path) -> Result<Placement> {
     missing.reverse();
     let format = match node_type(&p) {
         NodeType::Group(f) => Some(f),
-        NodeType::Array(_) => {
+        NodeType::Array(_) => return Err(inside_array(&p)),
+        NodeType::Other if missing.first().is_some_and(|m| named_zarr(m)) => Some(3),
+        NodeType::Other if named_zarr(&p) => {
             return Err(Error::output(
                 dest,
-                format!("is inside the Zarr array {} — an array holds chunks, not arrays; write next to it or into a group", p.display()),
+                format!(
+                    "{} is a directory but not a Zarr group — remove it if it is empty (dsk then creates the store), or write elsewhere",
+                    p.display()
+                ),
             ))
         }
-        NodeType::Other if missing.first().is_some_and(|m| named_zarr(m)) => Some(3),
         NodeType::Other => {
             return Err(Error::output(
                 dest,
@@ -141,14 +190,32 @@ pub fn format_for(dest: &Path) -> u8 {
     placement(dest).ok().and_then(|p| p.format).unwrap_or(3)
 }
 
-/// The metadata document of a new, empty group.
-fn write_group(dir: &Path, format: u8) -> std::io::Result<()> {
-    fs::create_dir(dir)?;
-    let (name, doc) = match format {
+/// Create the group `dir` with its metadata in one step: built under a private name and renamed
+/// into place, so that a concurrent run never sees a directory that is not a group yet. `false`
+/// when another run made the group first.
+fn write_group(dir: &Path, format: u8) -> std::io::Result<bool> {
+    let name = dir.file_name().ok_or_else(|| std::io::Error::other("no directory name"))?;
+    let tmp = parent_dir(dir).join(format!(".{}.dsk-group-{}", name.to_string_lossy(), std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir(&tmp)?;
+    let (file, doc) = match format {
         2 => (".zgroup", json!({"zarr_format": 2})),
         _ => ("zarr.json", json!({"zarr_format": 3, "node_type": "group", "attributes": {}})),
     };
-    write_json(&dir.join(name), &doc)
+    let made = write_json(&tmp.join(file), &doc).and_then(|_| super::output::rename_noreplace(&tmp, dir));
+    match made {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp);
+            if matches!(e.raw_os_error(), Some(libc::EEXIST) | Some(libc::ENOTEMPTY))
+                && matches!(node_type(dir), NodeType::Group(_))
+            {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        }
+    }
 }
 
 /// Create the missing groups of `p` (outermost first). Returns those created, for
@@ -158,10 +225,8 @@ pub fn create_missing(p: &Placement) -> Result<Vec<PathBuf>> {
     let mut made = vec![];
     for dir in &p.missing {
         match write_group(dir, format) {
-            Ok(()) => made.push(dir.clone()),
-            // another run made it meanwhile: fine if it is a group
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && matches!(node_type(dir), NodeType::Group(_)) => {
-            }
+            Ok(true) => made.push(dir.clone()),
+            Ok(false) => {}
             Err(e) => {
                 remove_if_empty(&made);
                 return Err(Error::io(dir, "create the group", e));
@@ -255,9 +320,12 @@ fn node_docs(dir: &Path) -> Result<Vec<(String, Value)>> {
 /// metadata are left as they are. Returns the groups updated.
 pub fn update_consolidated(written: &Path, created: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut updated = vec![];
-    let mut nodes: Vec<PathBuf> = created.to_vec();
-    nodes.push(written.to_path_buf());
-    let mut g = parent_dir(written);
+    // keys are paths inside the group: resolve `.`, symlinks and relative paths first
+    let real = |p: &Path| fs::canonicalize(p).map_err(|e| Error::io(p, "resolve the path of", e));
+    let mut nodes: Vec<PathBuf> = created.iter().map(|c| real(c)).collect::<Result<_>>()?;
+    let written = real(written)?;
+    nodes.push(written.clone());
+    let mut g = parent_dir(&written);
     while let NodeType::Group(format) = node_type(&g) {
         let _lock = DirLock::take(&g)?;
         if consolidate_into(&g, format, &nodes)? {
@@ -316,6 +384,54 @@ fn consolidate_into(g: &Path, format: u8, nodes: &[PathBuf]) -> Result<bool> {
     Ok(true)
 }
 
+/// Check an array of `shape` with dimension `names` about to be written at `dest` against the
+/// other arrays of its group, as xarray will open them together: when they name their axes (a
+/// dataset), this one must too, and a dimension has one length throughout.
+pub fn check_dims(dest: &Path, names: Option<&[Option<String>]>, shape: &[u64]) -> Result<()> {
+    let parent = parent_dir(dest);
+    if !matches!(node_type(&parent), NodeType::Group(_)) {
+        return Ok(());
+    }
+    let own = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut dataset = None;
+    for m in members(&parent, false)? {
+        let Some(a) = &m.array else { continue };
+        if m.name == own {
+            continue;
+        }
+        let (Some(dims), Some(lens)) = (a["dimension_names"].as_array(), a["shape"].as_array()) else { continue };
+        for (d, n) in dims.iter().zip(lens) {
+            let (Some(d), Some(n)) = (d.as_str(), n.as_u64()) else { continue };
+            dataset.get_or_insert_with(|| m.name.clone());
+            let mine = names.unwrap_or_default().iter().zip(shape).find(|(x, _)| x.as_deref() == Some(d));
+            if let Some((_, &len)) = mine {
+                if len != n {
+                    return Err(Error::usage(
+                        "--dimension-names",
+                        format!(
+                            "{}: dimension {d:?} has length {len} here but {n} in {} — xarray could not open the group; name the axis otherwise",
+                            dest.display(),
+                            parent.join(&m.name).display()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    let unnamed = names.is_none_or(|n| n.iter().any(Option::is_none));
+    if let (Some(other), true, false) = (dataset, unnamed, shape.is_empty()) {
+        return Err(Error::usage(
+            "--dimension-names",
+            format!(
+                "{} goes into a group whose arrays name their dimensions (as {other} does) and xarray could not open it with an unnamed axis — give every axis a name, e.g. --dimension-names {}",
+                dest.display(),
+                (0..shape.len()).map(|i| format!("dim_{i}")).collect::<Vec<_>>().join(",")
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// One member of a group, for `dsk ls` and `dsk info`.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Member {
@@ -342,7 +458,11 @@ fn walk(dir: &Path, prefix: &str, recursive: bool, out: &mut Vec<Member>) -> Res
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .map(|e| e.file_name())
-        .filter(|n| !n.to_string_lossy().starts_with('.'))
+        // dsk's own directories while it creates or removes something (.NAME.dsk-group-PID, …)
+        .filter(|n| {
+            let n = n.to_string_lossy();
+            !(n.starts_with('.') && (n.contains(".dsk-") || n.ends_with(".new")))
+        })
         .collect();
     names.sort();
     for n in names {
@@ -354,9 +474,14 @@ fn walk(dir: &Path, prefix: &str, recursive: bool, out: &mut Vec<Member>) -> Res
                 if path.join(super::output::MARKER).exists() {
                     continue;
                 }
-                let m = super::meta::read_meta(&path)?;
-                let info = crate::cli::info::describe(&path, &m)?;
-                out.push(Member { name, node_type: "array", zarr_format: f, array: Some(info) });
+                // another run may commit (rename) or remove its array meanwhile: a member that
+                // is gone is no member
+                let described = super::meta::read_meta(&path).and_then(|m| crate::cli::info::describe(&path, &m));
+                match described {
+                    Ok(info) => out.push(Member { name, node_type: "array", zarr_format: f, array: Some(info) }),
+                    Err(_) if !path.exists() => continue,
+                    Err(e) => return Err(e),
+                }
             }
             NodeType::Group(f) => {
                 out.push(Member { name: name.clone(), node_type: "group", zarr_format: f, array: None });

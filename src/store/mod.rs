@@ -731,10 +731,17 @@ fn create_v2(dir: &Path, spec: &CreateSpec) -> Result<ZArray> {
         "dimension_separator": ".",
     });
     let mut attrs = spec.attributes.clone();
-    if let Some(names) = &spec.dimension_names {
-        if let Some(all) = names.iter().cloned().collect::<Option<Vec<String>>>() {
-            attrs.insert("_ARRAY_DIMENSIONS".into(), json!(all));
+    match &spec.dimension_names {
+        Some(names) => {
+            if let Some(all) = names.iter().cloned().collect::<Option<Vec<String>>>() {
+                attrs.insert("_ARRAY_DIMENSIONS".into(), json!(all));
+            }
         }
+        // a 0-d variable has no axes to name (xarray writes the empty list)
+        None if spec.shape.is_empty() => {
+            attrs.insert("_ARRAY_DIMENSIONS".into(), json!([]));
+        }
+        None => {}
     }
     for (name, doc) in [(".zarray", zarray), (".zattrs", Value::Object(attrs))] {
         let file = dir.join(name);

@@ -181,6 +181,12 @@ pub fn check_dest(dest: &Path, kind: Kind, overwrite: bool) -> Result<()> {
     }
     let parent = parent_of(dest);
     if fs::symlink_metadata(dest).is_ok() {
+        if kind == Kind::ZarrDir && matches!(super::group::node_type(dest), super::group::NodeType::Group(_)) {
+            return Err(Error::output(
+                dest,
+                "is a Zarr group — name an array inside it (e.g. GROUP/NAME), or choose another path; dsk never replaces a group",
+            ));
+        }
         if !overwrite {
             return Err(Error::output(dest, "already exists — pass --overwrite to replace it, or choose another path"));
         }
@@ -253,7 +259,7 @@ fn zarr_entries_only(dir: &Path) -> bool {
 
 /// `rename(from, to)` that fails if `to` exists (`renameat2(RENAME_NOREPLACE)`; where the file
 /// system cannot, a check then `rename`).
-fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
     renameat2(from, to, libc::RENAME_NOREPLACE).or_else(|e| match e.raw_os_error() {
         Some(libc::EINVAL) | Some(libc::ENOSYS) => {
             if fs::symlink_metadata(to).is_ok() {

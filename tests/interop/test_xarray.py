@@ -133,7 +133,7 @@ def test_overwrite_in_a_group_replaces_only_that_array(tmp_path, x):
     assert tree(ds / "x") == before
     # the group itself is not an array: never replaced
     r = dsk("transform", ds / "x", ds, "--expr", "x", "--overwrite", ok=False)
-    assert r.returncode != 0 and b"not a Zarr array" in r.stderr and (ds / "x/zarr.json").exists()
+    assert r.returncode != 0 and b"is a Zarr group" in r.stderr and (ds / "x/zarr.json").exists()
 
 
 def test_nested_groups_are_created_and_removed_when_the_run_fails(tmp_path, x):
@@ -154,7 +154,7 @@ def test_nested_groups_are_created_and_removed_when_the_run_fails(tmp_path, x):
     r = dsk("transform", ds / "x", tmp_path / "plain/y.zarr", "--expr", "x", ok=False)
     assert r.returncode == 1 and b"does not exist" in r.stderr and not (tmp_path / "plain").exists()
     # an array holds no arrays
-    dsk("create", "ones", ds / "o", "--shape", "3", "-q")
+    dsk("create", "ones", ds / "o", "--shape", "3", "--dimension-names", "three", "-q")
     r = dsk("transform", ds / "x", ds / "o/inner", "--expr", "x", ok=False)
     assert r.returncode == 1 and b"is inside the Zarr array" in r.stderr
 
@@ -208,3 +208,109 @@ def test_fill_values_and_attributes_read_and_kept(tmp_path):
     assert a.attrs["units"] == "mm" and "_FillValue" in a.attrs
     np.testing.assert_array_equal(open_ds(store, consolidated=False).w.values, v[:, ::-1])
     assert float(dsk("reduce", store / "v", "--op", "nansum").stdout) == np.nansum(v)
+
+
+def xr_dataset(path, fmt, consolidated=True):
+    """A small dataset as xarray writes it: t2m(time, y, x) in K, cnt(y, x) int32, flag(x) bool."""
+    rng = np.random.default_rng(5)
+    ds = xr.Dataset({
+        "t2m": (("time", "y", "x"), 250 + 30 * rng.random((4, 3, 5)), {"units": "K"}),
+        "cnt": (("y", "x"), np.arange(15, dtype="int32").reshape(3, 5)),
+        "flag": (("x",), np.array([True, False, True, True, False])),
+    })
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(path, zarr_format=fmt, mode="w", consolidated=consolidated)
+    return ds
+
+
+def assert_same_through_xarray_and_zarr(store, names):
+    """xarray (which masks _FillValue) and zarr-python read the same values."""
+    d = open_ds(store)
+    for n in names:
+        np.testing.assert_array_equal(d[n].values, zarr.open_array(store / n)[...], err_msg=n)
+    return d
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_constants_scalars_and_inherited_fills_in_a_dataset(tmp_path, fmt):
+    store = tmp_path / "d.zarr"
+    xr_dataset(store, fmt)
+    dsk("create", "ones", store / "o", "--shape", "5", "--dimension-names", "x", "-q")
+    dsk("create", "full", store / "f7", "--value", "7", "--shape", "5", "--dimension-names", "x", "-q")
+    dsk("create", "full", store / "ft", "--value", "true", "--shape", "5", "--dimension-names", "x", "-q")
+    dsk("create", "full", tmp_path / "i3.zarr", "--value", "3", "--shape", "5", "--dimension-names", "x", "-q")
+    dsk("transform", tmp_path / "i3.zarr", store / "i3", "--expr", "x + 0", "-q")
+    dsk("reduce", store / "cnt", store / "total", "--op", "sum", "-q")
+    dsk("eval", "x.mean()", f"x={store / 't2m'}", "-o", store / "tmean", "-q")
+    d = assert_same_through_xarray_and_zarr(store, ["o", "f7", "ft", "i3", "total", "tmean"])
+    np.testing.assert_array_equal(d.o.values, np.ones(5))
+    np.testing.assert_array_equal(d.f7.values, np.full(5, 7))
+    np.testing.assert_array_equal(d.ft.values, np.full(5, True))
+    np.testing.assert_array_equal(d.i3.values, np.full(5, 3))
+    assert d.total.dims == () and int(d.total) == 105
+    assert d.cnt.dtype == np.int32 and d.cnt.values[0, 0] == 0  # a stored zero is not masked
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_a_dataset_never_gets_a_variable_xarray_cannot_open(tmp_path, fmt):
+    store = tmp_path / "d.zarr"
+    xr_dataset(store, fmt)
+    before = tree(store)
+    # unnamed axes: refused, with names to give
+    r = dsk("create", "ones", store / "nodims", "--shape", "5", ok=False)
+    assert r.returncode == 2 and b"--dimension-names dim_0" in r.stderr
+    # a dimension of another length than the dataset's
+    r = dsk("create", "ones", store / "bad", "--shape", "7", "--dimension-names", "x", ok=False)
+    assert r.returncode == 2 and b'dimension "x" has length 7 here but 5' in r.stderr
+    r = dsk("transform", store / "t2m", store / "cut", "--expr", "x[:, :2]", ok=False)
+    assert r.returncode == 2 and b'dimension "y" has length 2' in r.stderr
+    # broadcasting two inputs names each axis once
+    dsk("eval", "a + b", f"a={store / 'flag'}", f"b={store / 'cnt'}", "-o", store / "ab", "-q")
+    assert open_ds(store).ab.dims == ("y", "x")
+    # and with names given, the refused ones are written
+    dsk("transform", store / "t2m", store / "cut", "--expr", "x[:, :2]", "--dimension-names", "time,y2,x", "-q")
+    assert open_ds(store).cut.dims == ("time", "y2", "x")
+    for name in ("nodims", "bad"):
+        assert not (store / name).exists()
+    assert {k: v for k, v in tree(store).items() if k.startswith("t2m")} == {
+        k: v for k, v in before.items() if k.startswith("t2m")}
+
+
+def test_paths_that_would_confuse_a_group_are_refused(tmp_path):
+    store = tmp_path / "d.zarr"
+    xr_dataset(store, 3)
+    r = dsk("create", "ones", f"{store}/sub/../up", "--shape", "5", "--dimension-names", "x", ok=False)
+    assert r.returncode == 1 and b"'..'" in r.stderr and not (store / "sub").exists()
+    r = dsk("create", "ones", store / "__x", "--shape", "5", "--dimension-names", "x", ok=False)
+    assert r.returncode == 1 and b"reserved" in r.stderr
+    (store / "plain").mkdir()
+    r = dsk("create", "ones", store / "plain/v", "--shape", "5", "--dimension-names", "x", ok=False)
+    assert r.returncode == 1 and b"not a group itself" in r.stderr
+    (tmp_path / "empty.zarr").mkdir()
+    r = dsk("create", "ones", tmp_path / "empty.zarr/g/v", "--shape", "5", ok=False)
+    assert r.returncode == 1 and b"not a Zarr group" in r.stderr
+    r = dsk("create", "ones", tmp_path / "empty.zarr/v", "--shape", "5", ok=False)
+    assert r.returncode == 1 and b"empty directory, not a Zarr group" in r.stderr
+    r = dsk("create", "ones", store, "--shape", "5", "--overwrite", ok=False)
+    assert r.returncode == 1 and b"is a Zarr group" in r.stderr and b"never replaces a group" in r.stderr
+    # a path through a symlink or with ./ lands under the right key of the consolidated metadata
+    os.symlink(store, tmp_path / "link.zarr")
+    dsk("create", "ones", f"{tmp_path}/link.zarr/./v", "--shape", "5", "--dimension-names", "x", "-q")
+    assert "v" in open_ds(store).data_vars
+
+
+def test_runs_creating_the_same_groups_at_once_all_land(tmp_path):
+    for store in (tmp_path / "new.zarr", tmp_path / "existing.zarr"):
+        if store.name == "existing.zarr":
+            xr_dataset(store, 3)
+        procs = [subprocess.Popen([DSK, "create", "ones", store / f"ng/sub/v{i}", "--shape", "5", "-q"],
+                                  stderr=subprocess.PIPE) for i in range(12)]
+        errs = [p.communicate(timeout=120)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 12, b"".join(errs).decode()
+        g = zarr.open_group(store / "ng/sub", mode="r")
+        assert sorted(g.array_keys()) == sorted(f"v{i}" for i in range(12))
+        if store.name == "existing.zarr":
+            # every run's entry made it into the consolidated metadata
+            meta = json.load(open(store / "zarr.json"))["consolidated_metadata"]["metadata"]
+            assert {f"ng/sub/v{i}" for i in range(12)} <= set(meta)
