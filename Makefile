@@ -9,7 +9,7 @@ DSK_RELEASE := target/release/dsk
 DEMO    := target/demo
 
 
-.PHONY: all install build release demo test test-rust test-interop lint fmt fixtures bench bench-large bench-cluster doc clean fuzz-diff pictures
+.PHONY: all man docs docs-check install build release demo test test-rust test-interop lint fmt fixtures bench bench-large bench-cluster doc clean fuzz-diff pictures
 
 all: build
 
@@ -28,32 +28,9 @@ $(VENV)/.stamp: requirements-test.txt python/pyproject.toml python/dsk_dask/*.py
 	$(VPY) -m pip install --quiet ./python
 	touch $@
 
-# The lesson's arrays, small: create them, describe them, look at a corner.
+# The lesson's steps on small arrays, each saying what it shows and what to expect.
 demo: release
-	@rm -rf $(DEMO) && mkdir -p $(DEMO)
-	$(DSK_RELEASE) create ones $(DEMO)/ones.zarr --shape 1000,4000 --chunks 1000,1000
-	$(DSK_RELEASE) info $(DEMO)/ones.zarr
-	$(DSK_RELEASE) create random $(DEMO)/x.zarr --shape 5000,4000 --chunks 1000,1000 --dist normal --seed 42
-	$(DSK_RELEASE) info $(DEMO)/x.zarr
-	$(DSK_RELEASE) export $(DEMO)/x.zarr --slice '0:3, 0:4' --format csv
-	$(DSK_RELEASE) transform $(DEMO)/x.zarr $(DEMO)/cos2.zarr --expr 'cos(x)**2' --explain
-	$(DSK_RELEASE) transform $(DEMO)/x.zarr $(DEMO)/cos2.zarr --expr 'cos(x)**2'
-	$(DSK_RELEASE) eval 'x * x[::-1, ::-1]' x=$(DEMO)/x.zarr -o $(DEMO)/flip.zarr
-	$(DSK_RELEASE) eval 'x[0, 0] * x[-1, -1]' x=$(DEMO)/x.zarr
-	$(DSK_RELEASE) export $(DEMO)/flip.zarr --slice '0:2, 0:4' --format csv
-	@echo "--- the lesson: (x * x[::-1, ::-1]).mean() over a 6.4 GB array of ones (generated, never stored)"
-	$(DSK_RELEASE) eval '(ones((200000, 4000), chunks=(1000, 1000)) * ones((200000, 4000), chunks=(1000, 1000))[::-1, ::-1]).mean()' --memory 1GiB
-	@echo "--- the lesson: (cos(x)**2).mean(axis=1), first rows"
-	$(DSK_RELEASE) eval '(cos(ones((200000, 4000), chunks=(1000, 1000)))**2).mean(axis=1)[0:3]' --memory 1GiB --format csv
-	$(DSK_RELEASE) reduce $(DEMO)/x.zarr --op mean
-	@echo "--- see the work: the plan's picture, the run's report, the result's plot"
-	$(DSK_RELEASE) graph '(x * x[::-1, ::-1]).mean()' x=$(DEMO)/x.zarr -o $(DEMO)/graph.svg
-	$(DSK_RELEASE) reduce $(DEMO)/cos2.zarr $(DEMO)/row_means.zarr --op mean --axis 1 --report $(DEMO)/report.html
-	$(DSK_RELEASE) plot $(DEMO)/row_means.zarr -o $(DEMO)/row_means.png
-	$(DSK_RELEASE) plot $(DEMO)/x.zarr -o $(DEMO)/x.png
-	@echo "open $(DEMO)/graph.svg, $(DEMO)/report.html, $(DEMO)/row_means.png and $(DEMO)/x.png"
-	$(DSK_RELEASE) rechunk $(DEMO)/x.zarr $(DEMO)/tall.zarr --chunks 5000,10 --memory 256MiB --explain
-	$(DSK_RELEASE) rechunk $(DEMO)/x.zarr $(DEMO)/tall.zarr --chunks 5000,10 --memory 256MiB
+	@scripts/demo.sh $(DSK_RELEASE) $(DEMO)
 
 test: test-rust test-interop
 
@@ -101,8 +78,21 @@ bench-cluster: release $(VENV)/.stamp
 # dsk on PATH: make install PREFIX=~/.local (default /usr/local), the release build.
 PREFIX ?= /usr/local
 install: release
-	install -d $(PREFIX)/bin
+	install -d $(PREFIX)/bin $(PREFIX)/share/man/man1
 	install -m 755 $(DSK_RELEASE) $(PREFIX)/bin/dsk
+	$(DSK_RELEASE) man $(PREFIX)/share/man/man1
+
+# docs/tutorial.md (and its pictures in docs/img) from docs/tutorial.src.md, by running it
+docs: release $(VENV)/.stamp
+	$(VPY) scripts/tutorial.py --dsk $(DSK_RELEASE)
+
+# fail when docs/tutorial.md no longer matches what its commands print (make test runs it too)
+docs-check: build $(VENV)/.stamp
+	$(VPY) scripts/tutorial.py --dsk $(DSK_DEBUG) --check
+
+# The manual pages (dsk.1, dsk-reduce.1, …) in target/man: man -l target/man/dsk-reduce.1
+man: build
+	$(DSK_DEBUG) man target/man
 
 doc:
 	$(CARGO) doc --no-deps

@@ -97,6 +97,7 @@ VOLATILE = [
     (re.compile(r"\d+(\.\d+)?\s?(ns|µs|ms|s|min)\b"), "T"),
     (re.compile(r"\d+(\.\d+)?\s?(B|KiB|MiB|GiB|TiB)/s\b"), "R"),
     (re.compile(r"peak RSS \d+(\.\d+)?\s?(B|KiB|MiB|GiB)"), "peak RSS M"),
+    (re.compile(r"workers of up to \d+(\.\d+)?\s?(B|KiB|MiB|GiB)"), "workers of up to M"),
     (re.compile(r"dsk-\d+-\w+"), "dsk-PID"),
 ]
 

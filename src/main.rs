@@ -1,12 +1,10 @@
 //! The `dsk` binary: parse the command line, run it, turn the outcome into an exit code.
 
-use clap::Parser;
-
 fn main() {
     std::panic::set_hook(Box::new(|info| {
         eprintln!("dsk: internal error (this is a bug in dsk, please report it): {info}");
     }));
-    let cli = match dsk::cli::Cli::try_parse() {
+    let cli = match dsk::cli::Cli::parse_args() {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;

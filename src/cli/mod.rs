@@ -10,6 +10,7 @@ pub mod export;
 pub mod graph;
 pub mod info;
 pub mod ls;
+pub mod man;
 pub mod plot;
 pub mod rechunk;
 pub mod reduce;
@@ -37,6 +38,46 @@ use crate::report::ProgressMode;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Colours in help and usage messages: auto (on a terminal, unless NO_COLOR is set),
+    /// always or never.
+    #[arg(long, global = true, value_enum, default_value = "auto", value_name = "WHEN")]
+    pub color: ColorWhen,
+}
+
+/// `--color`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}
+
+impl Cli {
+    /// Parse the command line, with help and usage messages coloured as `--color` (read before
+    /// clap renders anything) and `NO_COLOR` say.
+    pub fn parse_args() -> std::result::Result<Cli, clap::Error> {
+        use clap::{CommandFactory, FromArgMatches};
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        let mut when = None;
+        for (i, a) in args.iter().enumerate() {
+            let a = a.to_string_lossy();
+            let v = match a.strip_prefix("--color=") {
+                Some(v) => Some(v.to_string()),
+                None if a == "--color" => args.get(i + 1).map(|v| v.to_string_lossy().into_owned()),
+                None => None,
+            };
+            if let Some(v) = v {
+                when = Some(v);
+            }
+        }
+        let choice = match when.as_deref() {
+            Some("always") => clap::ColorChoice::Always,
+            Some("never") => clap::ColorChoice::Never,
+            _ => clap::ColorChoice::Auto,
+        };
+        let mut matches = Cli::command().color(choice).try_get_matches_from(args)?;
+        Cli::from_arg_matches_mut(&mut matches)
+    }
 }
 
 impl Cli {
@@ -51,9 +92,12 @@ impl Cli {
             Command::Rechunk(a) => Some(&a.run),
             Command::Graph(a) => Some(&a.run),
             Command::Plot(a) => Some(&a.run),
-            Command::Info(_) | Command::Ls(_) | Command::Status(_) | Command::Completions(_) | Command::Worker(_) => {
-                None
-            }
+            Command::Info(_)
+            | Command::Ls(_)
+            | Command::Status(_)
+            | Command::Completions(_)
+            | Command::Man(_)
+            | Command::Worker(_) => None,
         }
     }
 
@@ -100,6 +144,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Print the completion script of a shell (bash, zsh, fish, powershell, elvish) for dsk.
     Completions(completions::CompletionsArgs),
+    /// Write the manual pages (dsk.1 and one per subcommand) into a directory.
+    Man(man::ManArgs),
     /// Run a range of tasks of a job file (used by --scheduler processes and the cluster executors).
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
@@ -469,6 +515,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Plot(a) => plot::run(a, &a.run),
         Command::Status(a) => status::run(a),
         Command::Completions(a) => completions::run(a),
+        Command::Man(a) => man::run(a),
         Command::Worker(a) => worker::run(a),
     }
 }

@@ -75,6 +75,60 @@ pub struct ZArray {
     /// written last ([`ZArray::publish`]), once every chunk is, so that a reader never finds an
     /// array that looks complete and is not.
     unpublished: bool,
+    /// A Zarr v2 array with numcodecs' `delta` filter (zarrs has none): zarrs decodes the
+    /// compressor, dsk undoes the delta chunk by chunk ([`ZArray::read_region_delta`]).
+    delta: bool,
+}
+
+/// Whether `meta` is a v2 array whose only filter is numcodecs' `delta` in the array's own dtype
+/// (`Some(false)`: no filter at all; `None`: some other filter chain).
+fn delta_filter(meta: &ArrayMeta, zarray: &serde_json::Value) -> Result<bool> {
+    let filters = zarray.get("filters").and_then(|f| f.as_array()).cloned().unwrap_or_default();
+    let [only] = filters.as_slice() else { return Ok(false) };
+    if only.get("id").and_then(|v| v.as_str()) != Some("delta") {
+        return Ok(false);
+    }
+    let own = zarray.get("dtype").and_then(|v| v.as_str()).unwrap_or("");
+    let dtype = only.get("dtype").and_then(|v| v.as_str()).unwrap_or(own);
+    let astype = only.get("astype").and_then(|v| v.as_str()).unwrap_or(dtype);
+    let same = |t: &str| DType::parse_typestr(t).map(|(d, _)| d) == Some(meta.dtype);
+    if !same(dtype) || !same(astype) || meta.dtype.is_bool() || meta.order != 'C' {
+        return Err(Error::input(
+            "",
+            format!(
+                "a delta filter with dtype {dtype:?}, astype {astype:?} on a {} array in {} order: dsk reads delta filters in the array's own dtype, C order — rewrite it (e.g. with zarr-python) without the filter",
+                meta.dtype, meta.order
+            ),
+        ));
+    }
+    Ok(true)
+}
+
+/// Undo numcodecs' delta filter in place: a running sum in the element type (integers wrap, as
+/// NumPy's cumsum does in that type).
+fn undo_delta<T: Elem>(v: &mut [T]) {
+    if T::DTYPE.is_float() {
+        let mut acc = 0.0f64;
+        for x in v.iter_mut() {
+            // a float32 sum computed in float64 and rounded is the float32 sum (exact enough
+            // for one addition), so this is NumPy's cumsum in the array's dtype
+            let s = T::from_f64(acc + x.to_f64());
+            acc = s.to_f64();
+            *x = s;
+        }
+    } else if T::DTYPE == DType::Uint64 {
+        let mut acc = 0u64;
+        for x in v.iter_mut() {
+            acc = acc.wrapping_add(x.to_u64());
+            *x = T::from_u64(acc);
+        }
+    } else {
+        let mut acc = 0i64;
+        for x in v.iter_mut() {
+            acc = T::from_i64(acc.wrapping_add(x.to_i64())).to_i64();
+            *x = T::from_i64(acc);
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,13 +240,41 @@ impl ZArray {
             .map_err(|e| zarrs_err(path, "cannot open the store", e))?;
         // zarrs' complaints are about the metadata document: name it
         let doc = path.join(if meta.zarr_format == 3 { "zarr.json" } else { ".zarray" });
-        let opened = panics::guarded(|| Array::open(Arc::new(store), "/"))
+        let mut delta = false;
+        let mut without_filters = None;
+        if meta.zarr_format == 2 && meta.codecs.iter().any(|c| c.get("name").and_then(|n| n.as_str()) == Some("delta"))
+        {
+            if remote::is_url(path) {
+                return Err(Error::input(
+                    &doc,
+                    "has a delta filter, which dsk reads from local arrays only for now — copy the array to a local disk",
+                ));
+            }
+            let text = std::fs::read(&doc).map_err(|e| Error::io(&doc, "read", e))?;
+            let mut zarray: serde_json::Value =
+                serde_json::from_slice(&text).map_err(|e| Error::input(&doc, format!("not JSON: {e}")))?;
+            delta = delta_filter(&meta, &zarray).map_err(|e| match e {
+                Error::Input { msg, .. } => Error::input(&doc, msg),
+                e => e,
+            })?;
+            if delta {
+                zarray["filters"] = serde_json::Value::Null;
+                let m: zarrs::array::ArrayMetadataV2 = serde_json::from_value(zarray)
+                    .map_err(|e| Error::input(&doc, format!("cannot open the array: {e}")))?;
+                without_filters = Some(zarrs::array::ArrayMetadata::V2(m));
+            }
+        }
+        let store = Arc::new(store);
+        let opened = panics::guarded(|| match without_filters {
+            Some(m) => Array::new_with_metadata(store, "/", m),
+            None => Array::open(store, "/"),
+        })
             .map_err(|p| Error::input(&doc, format!("cannot open the array: zarrs failed ({p}) — the array's metadata is not valid Zarr; rewrite it (e.g. with zarr-python)")))?;
         let array = opened.map_err(|e| {
             // zarrs quotes the metadata (e.g. a codec name): one line, no control characters
             let text = meta::printable(&one_line(&e.to_string()));
             let hint = if text.contains("codec") || text.contains("Codec") {
-                " — dsk reads zstd, blosc, gzip, zlib, uncompressed and sharded arrays; rewrite it with one of those (e.g. with zarr-python)"
+                " — dsk reads zstd, blosc, gzip, zlib, uncompressed and sharded arrays (and v2 delta filters); rewrite it with one of those (e.g. with zarr-python)"
             } else {
                 " — the array's metadata is not valid Zarr; rewrite it (e.g. with zarr-python)"
             };
@@ -211,6 +293,7 @@ impl ZArray {
             direct,
             _dir: dir,
             unpublished: false,
+            delta,
         })
     }
 
@@ -307,6 +390,9 @@ impl ZArray {
         if region.is_empty() {
             return Ok(vec![]);
         }
+        if self.delta {
+            return self.read_region_delta(region, concurrency);
+        }
         if self.direct.is_some() {
             let grid = self.grid();
             let idx = grid.chunk_index_of(&region.start);
@@ -350,6 +436,52 @@ impl ZArray {
                 "zarrs failed on it ({p}) — the chunk file is damaged; restore it or rewrite the array"
             ))),
         }
+    }
+
+    /// [`ZArray::read_region`] of an array with a delta filter: each chunk it touches is read
+    /// whole (the delta runs over the whole chunk, edges included, in C order), summed back, and
+    /// the part inside `region` copied out.
+    fn read_region_delta<T: Elem>(&self, region: &Region, concurrency: usize) -> Result<Vec<T>> {
+        let grid = self.grid();
+        let nd = region.ndim();
+        let opts = codec_options(concurrency);
+        let mut out = vec![T::from_scalar(self.fill); region.len() as usize];
+        let ranges: Vec<_> = (0..nd).map(|a| grid.chunks_overlapping(a, region.start[a], region.end(a))).collect();
+        let counts: Vec<u64> = ranges.iter().map(|r| r.end - r.start).collect();
+        let out_strides = crate::grid::strides(&region.shape);
+        let full = &grid.chunks;
+        let chunk_strides = crate::grid::strides(full);
+        for linear in 0..counts.iter().product::<u64>() {
+            let rel = crate::grid::unravel(linear, &counts);
+            let idx: Vec<u64> = rel.iter().zip(&ranges).map(|(r, rg)| rg.start + r).collect();
+            let err = |msg: String| Error::Chunk { path: self.path.clone(), chunk: idx.clone(), msg };
+            let got = panics::guarded(|| self.array.retrieve_chunk_if_exists_opt::<Vec<T>>(&idx, &opts))
+                .map_err(|p| err(format!("zarrs failed on it ({p}) — the chunk file is damaged")))?
+                .map_err(|e| {
+                    err(format!("cannot read: {}", read_failure(&meta::printable(&one_line(&e.to_string())))))
+                })?;
+            let Some(mut values) = got else { continue }; // never written: the fill value
+            if values.len() as u64 != full.iter().product::<u64>() {
+                return Err(err(format!(
+                    "holds {} elements where a chunk has {}",
+                    values.len(),
+                    full.iter().product::<u64>()
+                )));
+            }
+            undo_delta(&mut values);
+            // the part of this chunk inside the region
+            let cr = grid.chunk_region(&idx);
+            let start: Vec<u64> = (0..nd).map(|a| cr.start[a].max(region.start[a])).collect();
+            let shape: Vec<u64> = (0..nd).map(|a| cr.end(a).min(region.end(a)) - start[a]).collect();
+            let part = Region::new(start, shape);
+            let row = if nd == 0 { 1 } else { part.shape[nd - 1] as usize };
+            crate::grid::for_each_row(&part, |p, _| {
+                let src: u64 = (0..nd).map(|a| (p[a] - cr.start[a]) * chunk_strides[a]).sum();
+                let dst: u64 = (0..nd).map(|a| (p[a] - region.start[a]) * out_strides[a]).sum();
+                out[dst as usize..dst as usize + row].copy_from_slice(&values[src as usize..src as usize + row]);
+            });
+        }
+        Ok(out)
     }
 
     /// On object storage, fetch the chunks of `region` at once (their requests in flight together)
@@ -772,6 +904,7 @@ fn create_unpublished(dir: &Path, built: Array<backend::Store>) -> Result<ZArray
         direct,
         _dir: None,
         unpublished: true,
+        delta: false,
     })
 }
 

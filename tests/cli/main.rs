@@ -633,3 +633,39 @@ fn json_results_for_scripts() {
     assert_eq!(fs::read_to_string(t.path("s.csv")).expect("read"), "3\n5\n7\n");
     t.dsk(&["reduce", "r.zarr", "--op", "sum", "--json", "--format", "csv"]).fails(2, &["--json"]);
 }
+
+#[test]
+fn manual_pages_for_every_subcommand() {
+    let t = TestDir::new();
+    t.dsk(&["man", "pages"]).ok();
+    let mut names: Vec<String> = fs::read_dir(t.path("pages"))
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for want in ["dsk.1", "dsk-create.1", "dsk-create-random.1", "dsk-reduce.1", "dsk-ls.1", "dsk-completions.1"] {
+        assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+    }
+    assert!(!names.iter().any(|n| n.contains("worker")), "the internal worker has no page: {names:?}");
+    let page = fs::read_to_string(t.path("pages/dsk-reduce.1")).expect("read");
+    assert!(page.starts_with(".ie") || page.contains(".TH dsk-reduce 1"), "{}", &page[..200.min(page.len())]);
+    assert!(page.contains("dimension\\-names") && page.contains("Examples"), "options and examples on the page");
+}
+
+#[test]
+fn color_follows_the_option_and_no_color() {
+    let t = TestDir::new();
+    let esc = |args: &[&str], env: Option<(&str, &str)>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dsk"));
+        c.args(args).current_dir(t.root());
+        if let Some((k, v)) = env {
+            c.env(k, v);
+        }
+        let out = c.output().expect("run");
+        out.stdout.contains(&0x1b) || out.stderr.contains(&0x1b)
+    };
+    assert!(esc(&["reduce", "--help", "--color", "always"], None));
+    assert!(!esc(&["reduce", "--help", "--color=never"], None));
+    assert!(!esc(&["reduce", "--help"], Some(("NO_COLOR", "1"))));
+    t.dsk(&["info", "x.zarr", "--color", "sometimes"]).fails(2, &["--color", "auto, always, never"]);
+}

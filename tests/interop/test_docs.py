@@ -149,7 +149,8 @@ def test_doc_examples_run(doc, tmp_path):
 def test_help_examples_run(tmp_path):
     fixtures(tmp_path)
     examples = []
-    for cmd in ["create", "info", "ls", "export", "transform", "eval", "reduce", "rechunk", "graph", "plot"]:
+    for cmd in ["create", "info", "ls", "export", "transform", "eval", "reduce", "rechunk", "graph", "plot",
+                "completions", "man"]:
         ex = help_examples(cmd)
         assert ex, f"dsk {cmd} --help has no examples"
         examples += [(f"dsk {cmd} --help", l) for l in ex]
@@ -158,3 +159,32 @@ def test_help_examples_run(tmp_path):
 
 def test_top_level_help_examples_run(tmp_path):
     run_session(tmp_path, [("dsk --help", l) for l in help_examples()])
+
+
+def test_examples_makefile_rebuilds_only_what_is_stale(tmp_path):
+    """examples/Makefile: arrays are targets, a second make does nothing, a changed input reruns
+    the steps after it."""
+    work = tmp_path / "ex"
+    shutil.copytree(ROOT / "examples", work, ignore=shutil.ignore_patterns("*.rs"))
+    make = ["make", "-C", str(work), f"DSK={os.path.abspath(DSK)}", "SHAPE=400,60", "CHUNKS=100,25"]
+    first = subprocess.run(make, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert "expected (1 + exp(-2)) / 2" in first.stdout
+    mean = float(first.stdout.split("normal values: ")[1].split()[0])
+    assert abs(mean - (1 + np.exp(-2)) / 2) < 0.02
+    again = subprocess.run(make, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "dsk" not in again.stdout.replace("DSK=", ""), again.stdout
+    os.utime(work / "cos2.zarr/zarr.json")
+    third = subprocess.run(make, capture_output=True, text=True, timeout=300)
+    assert "create random" not in third.stdout and "transform" not in third.stdout
+    assert "reduce cos2.zarr row_means.zarr" in third.stdout
+    # the names given to x reach the row means (the reduced axis dropped)
+    assert zarr.open_array(work / "row_means.zarr").metadata.dimension_names == ("time",)
+
+
+def test_tutorial_is_what_its_commands_print():
+    """docs/tutorial.md is generated (make docs): run its commands again and compare, timings
+    aside."""
+    r = subprocess.run([sys.executable, str(ROOT / "scripts/tutorial.py"), "--dsk", os.path.abspath(DSK), "--check"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
