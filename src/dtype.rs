@@ -39,6 +39,12 @@ pub const ALL_DTYPES: [DType; 11] = [
     DType::Float64,
 ];
 
+/// Whether `t` names float16 (`float16`, `f2`, `<f2`, `f16`, `half`): an array stored as
+/// float16 and computed as float32 (see `ArrayMeta::half`).
+pub fn is_half_name(t: &str) -> bool {
+    matches!(t.trim().to_ascii_lowercase().as_str(), "float16" | "f2" | "<f2" | "f16" | "half")
+}
+
 impl DType {
     /// The NumPy name (`float64`), which is also the Zarr v3 `data_type` name.
     pub fn name(self) -> &'static str {

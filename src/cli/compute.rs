@@ -186,6 +186,8 @@ pub fn plan_options(run: &RunArgs) -> Result<PlanOptions> {
 
 fn parse_dtype(t: Option<&str>) -> Result<Option<DType>> {
     t.map(|t| {
+        // float16: computed as float32, rounded when stored
+        let t = if crate::dtype::is_half_name(t) { "float32" } else { t };
         DType::parse(t)
             .ok_or_else(|| Error::usage("--dtype", format!("unknown dtype {t:?}; use one of {}", DType::accepted())))
     })
@@ -232,6 +234,11 @@ pub fn output_spec(
             default_fill(dtype, zarr_format)
         }
     };
+    // float16 as NumPy gives it: asked for with --dtype, or the result of float16 inputs only
+    let half = match o.dtype {
+        Some(t) => crate::dtype::is_half_name(t),
+        None => o.carried.half && result_dtype == DType::Float32,
+    };
     let mut spec = CreateSpec {
         shape: shape.to_vec(),
         chunks,
@@ -242,6 +249,7 @@ pub fn output_spec(
         dimension_names: names,
         zarr_format,
         attributes,
+        half,
     };
     fit_destination(&mut spec, dest)?;
     Ok(spec)
@@ -403,6 +411,7 @@ fn rechunk_memory(inp: &Input, chunks: &[u64], opts: &PlanOptions) -> Option<u64
         dimension_names: None,
         zarr_format: 3,
         attributes: Default::default(),
+        half: false,
     };
     let mut o = opts.clone();
     for _ in 0..8 {

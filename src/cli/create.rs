@@ -191,6 +191,8 @@ enum Source {
 fn parse_dtype(text: &Option<String>) -> Result<Option<DType>> {
     text.as_deref()
         .map(|t| {
+            // float16 is generated in float32 and rounded when stored
+            let t = if crate::dtype::is_half_name(t) { "float32" } else { t };
             DType::parse(t).ok_or_else(|| {
                 Error::usage("--dtype", format!("unknown dtype {t:?}; use one of {}", DType::accepted()))
             })
@@ -396,6 +398,14 @@ fn resolve<'k>(
 }
 
 pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
+    if let Kind::FromRaw { common, .. } | Kind::FromNpy { common, .. } = &args.kind {
+        if common.dtype.as_deref().is_some_and(crate::dtype::is_half_name) {
+            return Err(Error::usage(
+                "--dtype",
+                "float16 files are not read yet — convert the file to float32 first (numpy: a.astype('float32'))",
+            ));
+        }
+    }
     let mut spools = vec![];
     let (c, source, shape, dtype) = resolve(&args.kind, &mut spools)?;
     let codec = CodecSpec::parse(&c.codec)?;
@@ -408,6 +418,7 @@ pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
         Source::Raw(_) => None,
     };
     let fill = constant.unwrap_or_else(|| super::compute::default_fill(dtype, zarr_format));
+    let half = c.dtype.as_deref().is_some_and(crate::dtype::is_half_name);
     let mut spec = CreateSpec {
         shape: shape.clone(),
         chunks,
@@ -418,6 +429,7 @@ pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
         dimension_names,
         zarr_format,
         attributes: Default::default(),
+        half,
     };
     super::compute::fit_destination(&mut spec, &c.out)?;
     let opts = plan_options(run)?;

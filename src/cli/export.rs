@@ -61,8 +61,23 @@ pub fn run(args: &ExportArgs, run: &RunArgs) -> Result<()> {
     let m = super::open_input(&args.path)?;
     let shape = m.shape.clone();
     let sel = super::selection(args.slice.as_deref(), &shape)?;
-    let format =
-        if args.json { Format::Json } else { args.format.unwrap_or_else(|| infer_format(args.output.as_deref())) };
+    let asked = if args.json { Some(Format::Json) } else { args.format };
+    // one rule with eval and reduce: a format that contradicts -o's extension is refused
+    if let (Some(f), Some(e)) = (asked, args.output.as_deref().and_then(file_format)) {
+        if f != e {
+            let name = |f: Format| format!("{f:?}").to_lowercase();
+            return Err(Error::usage(
+                if args.json { "--json" } else { "--format" },
+                format!(
+                    "{} does not match the extension of {} ({}) — drop it or rename the file",
+                    name(f),
+                    args.output.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
+                    name(e)
+                ),
+            ));
+        }
+    }
+    let format = asked.unwrap_or_else(|| infer_format(args.output.as_deref()));
     let input =
         Input { name: "x".into(), path: args.path.clone(), shape, dtype: m.dtype, chunks: m.storage_chunks().to_vec() };
     let opts = plan_options(run)?;

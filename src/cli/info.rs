@@ -26,7 +26,7 @@ pub struct InfoArgs {
 
 /// Everything `info` reports, as JSON.
 pub fn describe(path: &std::path::Path, m: &ArrayMeta) -> Result<Value> {
-    let item = m.dtype.size() as u64;
+    let item = m.itemsize();
     let nbytes = m.shape.iter().product::<u64>() * item;
     let stored = stored_bytes(path)?;
     let inner = Grid::new(m.shape.clone(), m.chunks.clone());
@@ -37,7 +37,7 @@ pub fn describe(path: &std::path::Path, m: &ArrayMeta) -> Result<Value> {
         "zarr_format": m.zarr_format,
         "shape": m.shape,
         "ndim": m.shape.len(),
-        "dtype": m.dtype.name(),
+        "dtype": m.dtype_name(),
         "itemsize": item,
         "chunks": m.chunks,
         "shards": m.shards,
@@ -92,14 +92,23 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         out = serde_json::to_string_pretty(&d).map_err(|e| Error::Internal(e.to_string()))?;
         out.push('\n');
     } else {
-        let item = m.dtype.size() as u64;
+        let item = m.itemsize();
         let g = Grid::new(m.shape.clone(), m.chunks.clone());
         let per_axis: Vec<String> = g.grid_shape().iter().map(|x| x.to_string()).collect();
         let line = |out: &mut String, k: &str, v: String| out.push_str(&format!("{k:<14}{v}\n"));
         line(&mut out, "path", args.path.display().to_string());
         line(&mut out, "format", format!("Zarr v{}", m.zarr_format));
         line(&mut out, "shape", tuple(&m.shape));
-        line(&mut out, "dtype", format!("{} ({} bytes per element)", m.dtype, item));
+        line(
+            &mut out,
+            "dtype",
+            format!(
+                "{} ({} bytes per element{})",
+                m.dtype_name(),
+                item,
+                if m.half { ", computed as float32" } else { "" }
+            ),
+        );
         line(
             &mut out,
             "chunks",

@@ -210,6 +210,10 @@ pub fn run(args: &PlotArgs, run: &RunArgs) -> Result<()> {
         PictureFormat::Png => draw::svg_to_png(&svg, 1.0)?,
         _ => svg.into_bytes(),
     };
+    // a signal while the picture was drawn: no picture (Ctrl-C means stop)
+    if crate::exec::interrupted() {
+        return Err(crate::error::Error::Interrupted);
+    }
     draw::write_file_over(&out, "-o", &bytes, args.overwrite)?;
 
     let kind = if kept.len() == 1 { "line plot" } else { "heatmap" };

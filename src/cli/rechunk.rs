@@ -66,7 +66,7 @@ pub fn run(a: &RechunkArgs, run: &RunArgs) -> Result<()> {
         Some(t) => Some(super::compute::dimension_names_arg(t, m.shape.len())?),
         None => m.dimension_names.clone(),
     };
-    let fill = crate::store::parse_fill(&m.fill_value, m.dtype, m.zarr_format)
+    let fill = crate::store::fill_of(&m)
         .map_err(|e| Error::input(&a.input, format!("fill value {}: {e} — fix the array's metadata", m.fill_value)))?;
     let mut spec = CreateSpec {
         shape: m.shape.clone(),
@@ -79,6 +79,7 @@ pub fn run(a: &RechunkArgs, run: &RunArgs) -> Result<()> {
         zarr_format: crate::store::group::format_for(&a.out),
         // the same values: every attribute keeps its meaning
         attributes: m.attributes.clone(),
+        half: m.half,
     };
     super::compute::fit_destination(&mut spec, &a.out)?;
     let input = Input {

@@ -394,6 +394,10 @@ pub fn stream(
     if format == Format::Json {
         w.write_all(b"}\n").map_err(werr)?;
     }
+    // a signal while the last block was formatted and written: no output (Ctrl-C means stop)
+    if super::interrupted() {
+        return Err(Error::Interrupted);
+    }
     w.flush().map_err(werr)?;
     drop(w);
     if let Some(s) = staged {

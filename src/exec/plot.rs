@@ -223,6 +223,7 @@ mod tests {
             dimension_names: None,
             zarr_format: 3,
             attributes: Default::default(),
+            half: false,
         };
         let arr = crate::store::create(&path, &spec).unwrap();
         let grid = arr.grid();
@@ -270,6 +271,7 @@ mod tests {
             dimension_names: None,
             zarr_format: 3,
             attributes: Default::default(),
+            half: false,
         };
         let arr = crate::store::create(&path, &spec).unwrap();
         let value = |i: u64, j: u64| ((i * 23 + j) as f64 * 0.37).sin() * (i as f64 + 1.0);

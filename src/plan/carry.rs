@@ -22,6 +22,7 @@ pub struct Inherited {
     pub attributes: Map<String, Value>,
     pub fill: Option<Scalar>,
     pub dtype: Option<DType>,
+    pub half: bool,
 }
 
 impl Inherited {
@@ -29,8 +30,9 @@ impl Inherited {
         Inherited {
             dimension_names: m.dimension_names.clone(),
             attributes: m.attributes.clone(),
-            fill: crate::store::parse_fill(&m.fill_value, m.dtype, m.zarr_format).ok(),
+            fill: crate::store::fill_of(m).ok(),
             dtype: Some(m.dtype),
+            half: m.half,
         }
     }
 }
@@ -43,6 +45,8 @@ pub struct Carried {
     pub attributes: Map<String, Value>,
     /// The fill value of an input of the result's dtype (the first such input).
     pub fill: Option<Scalar>,
+    /// Every input array is float16 (a float32 result is then float16, as in NumPy).
+    pub half: bool,
 }
 
 /// Attributes that keep their meaning through a unit-preserving reduction.
@@ -56,7 +60,8 @@ fn keeps_units(op: ReduceOp) -> bool {
 pub fn carried(plan: &Plan, inputs: &[Inherited]) -> Carried {
     let names = names(plan, inputs);
     let dimension_names = names.filter(|n| n.iter().any(Option::is_some));
-    Carried { dimension_names, attributes: attributes(plan, inputs), fill: fill(plan, inputs) }
+    let half = !inputs.is_empty() && inputs.iter().all(|i| i.half);
+    Carried { dimension_names, attributes: attributes(plan, inputs), fill: fill(plan, inputs), half }
 }
 
 /// The names of the root's axes, node by node.
@@ -207,6 +212,7 @@ mod tests {
             attributes,
             fill: Some(Scalar::Float(f64::NAN)),
             dtype: Some(DType::Float64),
+            half: false,
         }
     }
 

@@ -88,6 +88,7 @@ fn work_array(what: String, file: String, shape: Vec<u64>, chunks: Vec<u64>, dty
             dimension_names: None,
             zarr_format: 3,
             attributes: Default::default(),
+            half: false,
         },
         write_empty_chunks: true,
     }

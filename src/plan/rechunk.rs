@@ -360,6 +360,7 @@ mod random_grids {
                 dimension_names: None,
                 zarr_format: 3,
                 attributes: Default::default(),
+                half: false,
             };
             let opts =
                 PlanOptions { memory, workers: 2, processes: false, scheduler: "threads".into(), split_every: None };

@@ -262,6 +262,7 @@ fn spec(codec: CodecSpec, shard: Option<Vec<u64>>) -> CreateSpec {
         dimension_names: Some(vec![Some("y".into()), Some("x".into())]),
         zarr_format: 3,
         attributes: Default::default(),
+        half: false,
     }
 }
 

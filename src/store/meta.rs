@@ -32,9 +32,30 @@ pub struct ArrayMeta {
     /// The user attributes (v3 `attributes`, v2 `.zattrs` without `_ARRAY_DIMENSIONS`).
     #[serde(skip)]
     pub attributes: serde_json::Map<String, Value>,
+    /// Stored as IEEE float16: `dtype` is then float32, the type dsk computes in (as NumPy's
+    /// float16 loops do); values are widened when read and rounded when written.
+    pub half: bool,
 }
 
 impl ArrayMeta {
+    /// The stored dtype's name: `float16` for a half array, else the dtype's.
+    pub fn dtype_name(&self) -> &'static str {
+        if self.half {
+            "float16"
+        } else {
+            self.dtype.name()
+        }
+    }
+
+    /// Bytes per stored element.
+    pub fn itemsize(&self) -> u64 {
+        if self.half {
+            2
+        } else {
+            self.dtype.size() as u64
+        }
+    }
+
     /// The shape of the unit that is read and written as one object: the shard if sharded.
     pub fn storage_chunks(&self) -> &[u64] {
         self.shards.as_deref().unwrap_or(&self.chunks)
@@ -184,7 +205,7 @@ fn checked(file: &Path, m: ArrayMeta) -> Result<ArrayMeta> {
                 ));
             }
         }
-        if let Err(e) = super::parse_fill(&m.fill_value, m.dtype, m.zarr_format) {
+        if let Err(e) = super::fill_of(&m) {
             return Err(bad(file, format!("fill value {}: {e}", m.fill_value)));
         }
         if let Some(names) = &m.dimension_names {
@@ -343,8 +364,12 @@ fn parse_v3(file: &Path, j: &Value) -> Result<ArrayMeta> {
         Some(other) => other.get("name").and_then(Value::as_str).unwrap_or("?").to_string(),
         None => return Err(bad(file, "'data_type' is missing")),
     };
-    let dtype =
-        DType::parse(&dt_name).filter(|d| d.name() == dt_name).ok_or_else(|| unsupported_dtype(file, &dt_name))?;
+    let half = dt_name == "float16";
+    let dtype = if half {
+        DType::Float32
+    } else {
+        DType::parse(&dt_name).filter(|d| d.name() == dt_name).ok_or_else(|| unsupported_dtype(file, &dt_name))?
+    };
     let codecs: Vec<Value> = j.get("codecs").and_then(Value::as_array).cloned().unwrap_or_default();
     let mut shards = None;
     let mut chunks = grid_chunks.clone();
@@ -378,6 +403,7 @@ fn parse_v3(file: &Path, j: &Value) -> Result<ArrayMeta> {
         codecs,
         dimension_names,
         order: 'C',
+        half,
         attributes: j.get("attributes").and_then(Value::as_object).cloned().unwrap_or_default(),
     })
 }
@@ -401,7 +427,12 @@ fn parse_v2(file: &Path, j: &Value, attrs: Option<&Value>) -> Result<ArrayMeta> 
         Some(other) => return Err(unsupported_dtype(file, &other.to_string())),
         None => return Err(bad(file, "'dtype' is missing")),
     };
-    let (dtype, big_endian) = DType::parse_typestr(&typestr).ok_or_else(|| unsupported_dtype(file, &typestr))?;
+    let half = matches!(typestr.as_str(), "<f2" | ">f2" | "=f2" | "|f2");
+    let (dtype, big_endian) = if half {
+        (DType::Float32, typestr.starts_with('>') || (typestr.starts_with('=') && cfg!(target_endian = "big")))
+    } else {
+        DType::parse_typestr(&typestr).ok_or_else(|| unsupported_dtype(file, &typestr))?
+    };
     let order = match j.get("order").and_then(Value::as_str) {
         Some("F") => 'F',
         Some("C") | None => 'C',
@@ -428,6 +459,7 @@ fn parse_v2(file: &Path, j: &Value, attrs: Option<&Value>) -> Result<ArrayMeta> 
         codecs,
         dimension_names,
         order,
+        half,
         attributes: attrs
             .and_then(Value::as_object)
             .map(|a| a.iter().filter(|(k, _)| *k != "_ARRAY_DIMENSIONS").map(|(k, v)| (k.clone(), v.clone())).collect())

@@ -84,20 +84,32 @@ pub struct ZArray {
 /// (`Some(false)`: no filter at all; `None`: some other filter chain).
 fn delta_filter(meta: &ArrayMeta, zarray: &serde_json::Value) -> Result<bool> {
     let filters = zarray.get("filters").and_then(|f| f.as_array()).cloned().unwrap_or_default();
-    let [only] = filters.as_slice() else { return Ok(false) };
+    let [only] = filters.as_slice() else {
+        return Err(Error::input(
+            "",
+            format!(
+                "has the filters {} — dsk reads a delta filter only when it is the only filter; rewrite the array (e.g. with zarr-python) without them",
+                serde_json::Value::Array(filters.clone())
+            ),
+        ));
+    };
     if only.get("id").and_then(|v| v.as_str()) != Some("delta") {
         return Ok(false);
     }
     let own = zarray.get("dtype").and_then(|v| v.as_str()).unwrap_or("");
     let dtype = only.get("dtype").and_then(|v| v.as_str()).unwrap_or(own);
     let astype = only.get("astype").and_then(|v| v.as_str()).unwrap_or(dtype);
-    let same = |t: &str| DType::parse_typestr(t).map(|(d, _)| d) == Some(meta.dtype);
+    // the same type in the same byte order (numcodecs takes NumPy's names too: "int32")
+    let same = |t: &str| match DType::parse_typestr(t) {
+        Some((d, big)) => d == meta.dtype && (big == meta.big_endian || meta.dtype.size() == 1),
+        None => DType::parse(t).is_some_and(|d| d == meta.dtype && d.name() == t && !meta.big_endian),
+    };
     if !same(dtype) || !same(astype) || meta.dtype.is_bool() || meta.order != 'C' {
         return Err(Error::input(
             "",
             format!(
-                "a delta filter with dtype {dtype:?}, astype {astype:?} on a {} array in {} order: dsk reads delta filters in the array's own dtype, C order — rewrite it (e.g. with zarr-python) without the filter",
-                meta.dtype, meta.order
+                "a delta filter with dtype {dtype:?}, astype {astype:?} on a {own:?} array in {} order: dsk reads delta filters in the array's own dtype and byte order, C order — rewrite it (e.g. with zarr-python) without the filter",
+                meta.order
             ),
         ));
     }
@@ -141,7 +153,7 @@ enum DirectCodec {
 /// optionally zstd-compressed (zarr-python's default for v3), in C order.
 fn direct_codec(meta: &ArrayMeta) -> Option<DirectCodec> {
     // (bools go through zarrs, which validates them: arbitrary bytes must never become a bool)
-    if meta.shards.is_some() || meta.big_endian || meta.order != 'C' || meta.dtype.is_bool() {
+    if meta.shards.is_some() || meta.big_endian || meta.order != 'C' || meta.dtype.is_bool() || meta.half {
         return None;
     }
     let names: Vec<&str> = meta.codecs.iter().filter_map(|c| c.get("name").and_then(|n| n.as_str())).collect();
@@ -281,7 +293,7 @@ impl ZArray {
             Error::input(&doc, format!("cannot open the array: {text}{hint}"))
         })?;
         let direct = if cfg!(target_endian = "little") { direct_codec(&meta) } else { None };
-        let fill = parse_fill(&meta.fill_value, meta.dtype, meta.zarr_format).map_err(|m| {
+        let fill = fill_of(&meta).map_err(|m| {
             Error::input(&doc, format!("fill value {}: {m} — fix the array's metadata", meta.fill_value))
         })?;
         Ok(ZArray {
@@ -392,6 +404,27 @@ impl ZArray {
         }
         if self.delta {
             return self.read_region_delta(region, concurrency);
+        }
+        if self.meta.half {
+            // float16, widened exactly to the float32 dsk computes in
+            let subset = ArraySubset::new_with_ranges(&region.ranges());
+            let opts = codec_options(concurrency);
+            let got = panics::guarded(|| self.array.retrieve_array_subset_opt::<Vec<half::f16>>(&subset, &opts));
+            return match got {
+                Ok(Ok(v)) => Ok(v.into_iter().map(|h| T::from_f64(h.to_f64())).collect()),
+                Ok(Err(e)) => Err(Error::Chunk {
+                    path: self.path.clone(),
+                    chunk: self.grid().chunk_index_of(&region.start),
+                    msg: format!("cannot read: {}", read_failure(&meta::printable(&one_line(&e.to_string())))),
+                }),
+                Err(p) => Err(Error::Chunk {
+                    path: self.path.clone(),
+                    chunk: self.grid().chunk_index_of(&region.start),
+                    msg: format!(
+                        "zarrs failed on it ({p}) — the chunk file is damaged; restore it or rewrite the array"
+                    ),
+                }),
+            };
         }
         if self.direct.is_some() {
             let grid = self.grid();
@@ -587,7 +620,20 @@ impl ZArray {
         if let (Some(codec), true, false) = (self.direct, region.shape == grid.chunks, T::DTYPE.is_bool()) {
             return self.write_chunk_direct(idx, data, codec);
         }
-        let res = if region.shape == grid.chunks {
+        let res = if self.meta.half {
+            // rounded to float16 (to nearest, ties to even, as NumPy's astype)
+            let h = |v: T| half::f16::from_f64(v.to_f64());
+            let mut full = vec![h(T::from_scalar(self.fill)); grid.chunk_len() as usize];
+            if region.shape == grid.chunks {
+                for (d, &v) in full.iter_mut().zip(data) {
+                    *d = h(v);
+                }
+            } else {
+                let halves: Vec<half::f16> = data.iter().map(|&v| h(v)).collect();
+                copy_into(&halves, &region.shape, &mut full, &grid.chunks);
+            }
+            self.array.store_chunk_opt(idx, &full[..], &opts)
+        } else if region.shape == grid.chunks {
             self.array.store_chunk_opt(idx, data, &opts)
         } else {
             // Edge chunks are stored with the full chunk shape: pad with the fill value.
@@ -683,6 +729,28 @@ unsafe impl<T: Elem> zstd::zstd_safe::WriteBuf for SpareBytes<'_, T> {
     }
 }
 
+/// The fill value of the array `m` describes (see [`parse_fill`]); for a float16 array, the
+/// float16 value (numbers rounded to float16, as NumPy stores them; `"0x3c00"` bit patterns).
+pub fn fill_of(m: &ArrayMeta) -> std::result::Result<Scalar, String> {
+    if !m.half {
+        return parse_fill(&m.fill_value, m.dtype, m.zarr_format);
+    }
+    match &m.fill_value {
+        serde_json::Value::String(t) if t.starts_with("0x") => {
+            if t.len() != 6 {
+                return Err(format!("{t:?} is not a float16 bit pattern"));
+            }
+            let bits = u16::from_str_radix(&t[2..], 16).map_err(|_| format!("{t:?} is not a hex bit pattern"))?;
+            Ok(Scalar::Float(half::f16::from_bits(bits).to_f64()))
+        }
+        v => match parse_fill(v, DType::Float64, m.zarr_format)? {
+            Scalar::Float(f) => Ok(Scalar::Float(half::f16::from_f64(f).to_f64())),
+            Scalar::Int(i) => Ok(Scalar::Float(half::f16::from_f64(i as f64).to_f64())),
+            other => Ok(other),
+        },
+    }
+}
+
 /// The fill value of an array's metadata as a scalar of `dtype`, exactly: numbers (integers must
 /// fit the dtype), `true`/`false`, `"NaN"`, `"Infinity"`, `"-Infinity"`, and Zarr v3's hex bit
 /// patterns (`"0x7fc00000"`) for floats. Zarr v2's `null` ("no fill value") reads as 0, as in
@@ -771,6 +839,9 @@ pub struct CreateSpec {
     /// User attributes carried over from an input (units, long_name, …).
     #[serde(default)]
     pub attributes: serde_json::Map<String, serde_json::Value>,
+    /// Store as float16 (`dtype` is then float32, what the values are computed in).
+    #[serde(default)]
+    pub half: bool,
 }
 
 fn zarr_v3() -> u8 {
@@ -785,15 +856,19 @@ pub fn create(dir: &Path, spec: &CreateSpec) -> Result<ZArray> {
     let (store, _dir_fd) =
         backend::Store::open(dir, None).map_err(|e| Error::output(dir, format!("cannot create the store: {e}")))?;
     let storage_chunks = spec.shard.clone().unwrap_or_else(|| spec.chunks.clone());
-    let fill_bytes = crate::with_dtype!(spec.dtype, T => {
-        let mut b = Vec::new();
-        T::encode_le(&[T::from_scalar(spec.fill)], &mut b);
-        b
-    });
+    let fill_bytes = if spec.half {
+        half::f16::from_f64(spec.fill.as_f64()).to_le_bytes().to_vec()
+    } else {
+        crate::with_dtype!(spec.dtype, T => {
+            let mut b = Vec::new();
+            T::encode_le(&[T::from_scalar(spec.fill)], &mut b);
+            b
+        })
+    };
     let mut builder = ArrayBuilder::new(
         spec.shape.clone(),
         storage_chunks,
-        zarr_data_type(spec.dtype),
+        if spec.half { zarrs::array::data_type::float16() } else { zarr_data_type(spec.dtype) },
         zarrs::array::FillValue::new(fill_bytes),
     );
     builder.bytes_to_bytes_codecs(spec.codec.build(spec.dtype)?);
@@ -855,7 +930,7 @@ fn create_v2(dir: &Path, spec: &CreateSpec) -> Result<ZArray> {
         "zarr_format": 2,
         "shape": spec.shape,
         "chunks": spec.chunks,
-        "dtype": spec.dtype.typestr(),
+        "dtype": if spec.half { "<f2" } else { spec.dtype.typestr() },
         "compressor": compressor,
         "fill_value": fill,
         "order": "C",
@@ -892,8 +967,8 @@ fn create_unpublished(dir: &Path, built: Array<backend::Store>) -> Result<ZArray
         .map_err(|e| Error::output(dir, format!("cannot create the store: {e}")))?;
     let array = Array::new_with_metadata(Arc::new(store), "/", built.metadata().clone())
         .map_err(|e| Error::Internal(format!("{}: reopen the new array: {e}", dir.display())))?;
-    let fill = parse_fill(&meta.fill_value, meta.dtype, meta.zarr_format)
-        .map_err(|m| Error::Internal(format!("{}: the new array's fill value: {m}", dir.display())))?;
+    let fill =
+        fill_of(&meta).map_err(|m| Error::Internal(format!("{}: the new array's fill value: {m}", dir.display())))?;
     let direct = if cfg!(target_endian = "little") { direct_codec(&meta) } else { None };
     Ok(ZArray {
         path: dir.to_path_buf(),

@@ -178,6 +178,11 @@ def test_examples_makefile_rebuilds_only_what_is_stale(tmp_path):
     third = subprocess.run(make, capture_output=True, text=True, timeout=300)
     assert "create random" not in third.stdout and "transform" not in third.stdout
     assert "reduce cos2.zarr row_means.zarr" in third.stdout
+    # a step that fails leaves no target make would take as done
+    (work / "cos2.zarr/c/1/1").write_bytes(b"garbage")
+    (work / "summary.txt").unlink()
+    broken = subprocess.run(make, capture_output=True, text=True, timeout=300)
+    assert broken.returncode != 0 and not (work / "summary.txt").exists()
     # the names given to x reach the row means (the reduced axis dropped)
     assert zarr.open_array(work / "row_means.zarr").metadata.dimension_names == ("time",)
 

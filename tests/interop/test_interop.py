@@ -311,3 +311,80 @@ def test_rechunk_to_shards_and_reencode(tmp_path):
     g = zarr.open_array(str(tmp_path / "g.zarr"), mode="r")
     assert g.chunks == (5, 7)
     assert_same(g[...], data)
+
+
+@pytest.mark.parametrize("fmt,dtype", [(3, "float16"), (2, "<f2"), (2, ">f2")])
+def test_float16_read_computed_as_float32_and_stored_as_float16(tmp_path, fmt, dtype):
+    """float16 arrays: read exactly, computed in float32, results of float16 inputs stored as
+    float16 (NumPy's types); single operations match NumPy bit for bit."""
+    shape, chunks = (13, 7), (5, 3)
+    rng = np.random.default_rng(4)
+    data = (rng.standard_normal(shape) * 100).astype("float16")
+    data[0, :3] = [np.nan, np.inf, -np.inf]
+    path = tmp_path / "h.zarr"
+    z = zarr.create_array(store=str(path), shape=shape, chunks=chunks, dtype=dtype, zarr_format=fmt,
+                          fill_value=np.float16(0.1))
+    z[:10] = data[:10]
+    want = z[...]  # the last rows: the fill value, 0.1 rounded to float16
+    info = json.loads(dsk("info", path, "--json").stdout)
+    assert info["dtype"] == "float16" and info["itemsize"] == 2 and info["nbytes"] == want.nbytes
+    dsk("export", path, "-o", tmp_path / "h.npy")
+    assert_same(np.load(tmp_path / "h.npy"), want.astype("float32"))
+    for expr, f in [("x * 3", lambda a: a * np.float16(3)), ("cos(x)", np.cos), ("-x[::-1, 1:]", lambda a: -a[::-1, 1:]),
+                    ("sqrt(abs(x))", lambda a: np.sqrt(np.abs(a)))]:
+        dsk("transform", path, tmp_path / "o.zarr", "--expr", expr, "--overwrite", "-q")
+        got = zarr.open_array(tmp_path / "o.zarr")
+        assert got.dtype == np.float16, expr
+        assert_same(got[...], f(want))
+    dsk("reduce", path, tmp_path / "m.zarr", "--op", "nanmax", "--axis", "0", "-q")
+    assert_same(zarr.open_array(tmp_path / "m.zarr")[...], np.nanmax(want, axis=0))
+    dsk("reduce", path, tmp_path / "s.zarr", "--op", "mean", "--axis", "1", "-q")
+    s = zarr.open_array(tmp_path / "s.zarr")
+    assert s.dtype == np.float16
+    np.testing.assert_array_equal(s[3:], want[3:].mean(axis=1))
+    # with another dtype in the expression, NumPy's promotion: float32 + float16 is float32
+    dsk("transform", path, tmp_path / "w.zarr", "--expr", "x * 2", "--dtype", "float64", "-q")
+    assert zarr.open_array(tmp_path / "w.zarr").dtype == np.float64
+
+
+def test_float16_created_and_cast_to(tmp_path):
+    dsk("create", "arange", tmp_path / "a.zarr", "--stop", "3000", "--dtype", "float16", "--chunks", "700")
+    a = zarr.open_array(tmp_path / "a.zarr")
+    assert a.dtype == np.float16
+    assert_same(a[...], np.arange(3000, dtype="float32").astype("float16"))
+    dsk("transform", tmp_path / "a.zarr", tmp_path / "b.zarr", "--expr", "x / 7", "--dtype", "f2")
+    assert_same(zarr.open_array(tmp_path / "b.zarr")[...], (a[...].astype("float32") / 7).astype("float16"))
+    (tmp_path / "h.bin").write_bytes(np.ones(3, dtype="float16").tobytes())
+    r = dsk("create", "from-raw", tmp_path / "h.bin", tmp_path / "c.zarr", "--dtype", "float16", "--shape", "3",
+            ok=False)
+    assert r.returncode == 2 and b"float16" in r.stderr
+
+
+def test_delta_filters_in_another_byte_order_or_with_more_filters_are_refused(tmp_path):
+    cases = [("<i4", [numcodecs.Delta(dtype=">i4")]), (">f8", [numcodecs.Delta(dtype="<f8")]),
+             ("<i4", [numcodecs.Delta(dtype="<i4"), numcodecs.Shuffle(elementsize=4)])]
+    for i, (dtype, filters) in enumerate(cases):
+        path = tmp_path / f"d{i}.zarr"
+        z = zarr.create_array(store=str(path), shape=(10,), chunks=(4,), dtype=dtype, zarr_format=2, filters=filters)
+        z[...] = np.arange(10) * 1000 + 7
+        r = dsk("export", path, "--format", "csv", ok=False)
+        assert r.returncode == 1 and r.stderr.count(b"\n") == 1, r.stderr
+        assert b"delta filter" in r.stderr and b"without" in r.stderr, r.stderr
+    # numcodecs also takes NumPy's names for the filter's dtype
+    path = tmp_path / "named.zarr"
+    z = zarr.create_array(store=str(path), shape=(10,), chunks=(4,), dtype="<i4", zarr_format=2,
+                          filters=[numcodecs.Delta(dtype="<i4")])
+    z[...] = np.arange(10) * 3
+    meta = json.loads((path / ".zarray").read_text())
+    meta["filters"][0]["dtype"] = "int32"
+    (path / ".zarray").write_text(json.dumps(meta))
+    assert dsk("export", path, "--format", "csv").stdout.decode().split() == [str(v) for v in zarr.open_array(path)[...]]
+
+
+def test_export_format_must_match_the_file_name(tmp_path):
+    dsk("create", "ones", tmp_path / "a.zarr", "--shape", "3")
+    for args in (["--json", "-o", tmp_path / "j.npy"], ["--format", "json", "-o", tmp_path / "j.csv"]):
+        r = dsk("export", tmp_path / "a.zarr", *args, ok=False)
+        assert r.returncode == 2 and b"does not match the extension" in r.stderr
+    dsk("export", tmp_path / "a.zarr", "--json", "-o", tmp_path / "j.json")
+    assert json.loads((tmp_path / "j.json").read_text())["value"] == [1.0, 1.0, 1.0]
