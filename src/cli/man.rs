@@ -15,8 +15,14 @@ pub struct ManArgs {
 }
 
 pub fn run(a: &ManArgs) -> Result<()> {
+    if a.dir.exists() && !a.dir.is_dir() {
+        return Err(Error::usage("DIR", format!("{} is a file — give a directory for the pages", a.dir.display())));
+    }
     std::fs::create_dir_all(&a.dir).map_err(|e| Error::io(&a.dir, "create the directory", e))?;
-    let mut cmd = super::Cli::command();
+    // `dsk help` needs no page of its own (the SEE ALSO lists would name pages never written)
+    let mut cmd = super::Cli::command()
+        .disable_help_subcommand(true)
+        .mut_subcommand("create", |c| c.disable_help_subcommand(true));
     cmd.build();
     let mut written = 0;
     write_pages(&cmd, "dsk", &a.dir, &mut written)?;

@@ -499,6 +499,13 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     match &cli.command {
         Command::Plot(a) => refuse_run_views("plot", &a.run)?,
+        // an export streams in this process: no cluster to send it to
+        Command::Export(a) if a.run.cluster.executor != crate::exec::cluster::Executor::Local => {
+            return Err(Error::usage(
+                "--executor",
+                "dsk export streams the array from this machine — drop --executor (compute on the cluster with transform or eval, then export the result)",
+            ))
+        }
         Command::Graph(a) if a.run.dashboard.is_some() || a.run.report.is_some() => refuse_run_views("graph", &a.run)?,
         _ => {}
     }

@@ -43,6 +43,11 @@ pub fn parse(text: &str) -> Result<Vec<Item>, String> {
     if t.trim().is_empty() {
         return Ok(vec![]);
     }
+    // one trailing comma, as Python allows (`0:3,` is the tuple `(0:3,)`)
+    let t = match t.trim_end().strip_suffix(',') {
+        Some(rest) if !rest.trim().is_empty() && !rest.trim_end().ends_with(',') => rest,
+        _ => t,
+    };
     t.split(',')
         .map(|part| {
             let p = part.trim();
@@ -183,6 +188,9 @@ mod tests {
         assert!(normalize(&parse("5").unwrap_or_default(), &[5]).is_err());
         assert!(normalize(&parse("0,0").unwrap_or_default(), &[5]).is_err());
         assert!(parse("::0").is_err());
+        // Python's trailing comma, once
+        assert_eq!(parse("0:3,").map(|v| v.len()), Ok(1));
+        assert!(parse("0:3,,").is_err());
         assert!(parse("a:b").is_err());
     }
 }
