@@ -657,3 +657,46 @@ mod tests {
         assert_eq!(s, "0.1,-inf,1.0");
     }
 }
+
+/// `v` rounded to the nearest float16, ties to even — NumPy's `astype(float16)` from float64.
+/// (`half::f16::from_f64` may round through float32 first, which rounds twice near a tie.)
+pub fn f16_nearest(v: f64) -> half::f16 {
+    let c = half::f16::from_f64(v);
+    if !v.is_finite() || !c.is_finite() {
+        return c;
+    }
+    let step = |h: half::f16, up: bool| {
+        // the next float16 away from h (bit patterns are ordered within a sign)
+        let b = h.to_bits();
+        let toward_bigger_magnitude = up == h.is_sign_positive() || b & 0x7fff == 0;
+        if b & 0x7fff == 0 {
+            return half::f16::from_bits(if up { 0x0001 } else { 0x8001 });
+        }
+        half::f16::from_bits(if toward_bigger_magnitude { b + 1 } else { b - 1 })
+    };
+    let mut best = c;
+    for cand in [step(c, true), step(c, false)] {
+        if !cand.is_finite() {
+            continue;
+        }
+        let (d_best, d_cand) = ((v - best.to_f64()).abs(), (v - cand.to_f64()).abs());
+        if d_cand < d_best || (d_cand == d_best && cand.to_bits() & 1 == 0 && best.to_bits() & 1 == 1) {
+            best = cand;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod f16_tests {
+    #[test]
+    fn rounds_once_from_float64() {
+        // just above the tie between 1.0 and 1.0009765625: up (a float32 detour lands on the tie,
+        // then to even: 1.0)
+        assert_eq!(super::f16_nearest(1.000488281250001).to_f64(), 1.0009765625);
+        assert_eq!(super::f16_nearest(1.00048828125).to_f64(), 1.0); // the tie itself: to even
+        assert_eq!(super::f16_nearest(2f64.powi(-25) + 2f64.powi(-50)).to_bits(), 1); // the smallest subnormal
+        assert_eq!(super::f16_nearest(-0.1).to_f64(), half::f16::from_f32(-0.1).to_f64());
+        assert!(super::f16_nearest(70000.0).is_infinite());
+    }
+}

@@ -70,7 +70,8 @@ pub fn build_plan(text: &str, arg: &str, named: &[(String, PathBuf)]) -> Result<
         });
         metas.push(m);
     }
-    let plan = plan::build(text, inputs).map_err(|e| Error::Expr { arg: arg.to_string(), msg: e.render(text) })?;
+    let mut plan = plan::build(text, inputs).map_err(|e| Error::Expr { arg: arg.to_string(), msg: e.render(text) })?;
+    carry::round_half_literals(&mut plan, &metas.iter().map(|m| m.half).collect::<Vec<_>>());
     Ok((plan, metas))
 }
 
@@ -194,6 +195,18 @@ fn parse_dtype(t: Option<&str>) -> Result<Option<DType>> {
     .transpose()
 }
 
+/// `--dtype float16` for a printed number or a file: dsk writes float16 to Zarr arrays only (a
+/// printed or exported value would be the float32 one, not what was asked).
+fn refuse_half_text(dtype: Option<&str>) -> Result<()> {
+    if dtype.is_some_and(crate::dtype::is_half_name) {
+        return Err(Error::usage(
+            "--dtype",
+            "float16 results are written to Zarr arrays only — write OUT.zarr, or drop --dtype for the float32 values",
+        ));
+    }
+    Ok(())
+}
+
 fn zero(d: DType) -> Scalar {
     if d.is_bool() {
         Scalar::Bool(false)
@@ -312,7 +325,10 @@ pub fn plan_expression(
         }
         Some(Dest::File(p, f)) => file_target(Some(p), f, &o, &root)?,
         Some(Dest::Stdout(f)) => file_target(None, f, &o, &root)?,
-        None => Target::Print { dtype: parse_dtype(o.dtype)? },
+        None => {
+            refuse_half_text(o.dtype)?;
+            Target::Print { dtype: parse_dtype(o.dtype)? }
+        }
     };
     let popts = plan_options(run)?;
     let pplan = match planner::expression(command, plan.clone(), target.clone(), &popts) {
@@ -439,6 +455,7 @@ fn file_target(path: Option<&Path>, format: Format, o: &OutputOpts<'_>, root: &p
             ));
         }
     }
+    refuse_half_text(o.dtype)?;
     let dtype = parse_dtype(o.dtype)?.unwrap_or(root.dtype);
     let spec = output_spec(
         &OutputOpts { dtype: None, codec: Some("none"), shard: None, ..o.clone() },

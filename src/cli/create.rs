@@ -402,7 +402,7 @@ pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
         if common.dtype.as_deref().is_some_and(crate::dtype::is_half_name) {
             return Err(Error::usage(
                 "--dtype",
-                "float16 files are not read yet — convert the file to float32 first (numpy: a.astype('float32'))",
+                "float16 is not written from files yet — drop --dtype, then cast: dsk transform IN.zarr OUT.zarr --expr x --dtype float16 (float16 .npy/raw files are not read yet either)",
             ));
         }
     }
@@ -413,12 +413,34 @@ pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
     let dimension_names =
         c.dimension_names.as_deref().map(|t| super::compute::dimension_names_arg(t, shape.len())).transpose()?;
     let zarr_format = store::group::format_for(&c.out);
+    let half = c.dtype.as_deref().is_some_and(crate::dtype::is_half_name);
+    if half && matches!(args.kind, Kind::Random { .. }) {
+        // float32 values just below the upper bound round up to it in float16: [low, high) would
+        // not hold
+        return Err(Error::usage(
+            "--dtype",
+            "random float16 is not generated yet — create float32 and cast it: dsk transform R.zarr R16.zarr --expr x --dtype float16 (values may then round up to --high)",
+        ));
+    }
+    // a constant's value rounded once, from the number given, as NumPy's full(…, dtype=float16)
+    let source = match (source, &args.kind) {
+        (Source::Gen(Generator::Const(crate::kernels::generate::ScalarRepr::Float(v))), kind) if half => {
+            // from the text of --value, not from its float32 rounding
+            let exact = match kind {
+                Kind::Full { value, .. } => value.trim().parse::<f64>().unwrap_or(v),
+                _ => v,
+            };
+            Source::Gen(Generator::Const(crate::kernels::generate::ScalarRepr::Float(
+                crate::dtype::f16_nearest(exact).to_f64(),
+            )))
+        }
+        (s, _) => s,
+    };
     let constant = match &source {
         Source::Gen(g) => g.constant(),
         Source::Raw(_) => None,
     };
     let fill = constant.unwrap_or_else(|| super::compute::default_fill(dtype, zarr_format));
-    let half = c.dtype.as_deref().is_some_and(crate::dtype::is_half_name);
     let mut spec = CreateSpec {
         shape: shape.clone(),
         chunks,

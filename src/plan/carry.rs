@@ -60,8 +60,83 @@ fn keeps_units(op: ReduceOp) -> bool {
 pub fn carried(plan: &Plan, inputs: &[Inherited]) -> Carried {
     let names = names(plan, inputs);
     let dimension_names = names.filter(|n| n.iter().any(Option::is_some));
-    let half = !inputs.is_empty() && inputs.iter().all(|i| i.half);
+    let half = half_nodes(plan, &inputs.iter().map(|i| i.half).collect::<Vec<_>>())[plan.root].0;
     Carried { dimension_names, attributes: attributes(plan, inputs), fill: fill(plan, inputs), half }
+}
+
+/// Per node: (its values are float16 in NumPy's typing, it computes in float16). float16 arrays
+/// are read as float32; NumPy's float16 is then tracked here: an input stored as float16; an
+/// operation whose array operands are float16 or narrower (int8, uint8, bool), at least one
+/// float16, computing in float32; selections, scans and float reductions of such values. An
+/// explicit `astype` ends it.
+pub fn half_nodes(plan: &Plan, input_half: &[bool]) -> Vec<(bool, bool)> {
+    use crate::dtype::DType;
+    let mut out: Vec<(bool, bool)> = Vec::with_capacity(plan.nodes.len());
+    for node in &plan.nodes {
+        let f32_result = node.dtype == DType::Float32;
+        let v = match &node.kind {
+            NodeKind::Input { input } => (input_half.get(*input).copied().unwrap_or(false), false),
+            NodeKind::Map { args, compute, .. } => {
+                let arrays: Vec<usize> = args.iter().copied().filter(|&a| plan.nodes[a].weak.is_none()).collect();
+                let narrow =
+                    |a: usize| out[a].0 || matches!(plan.nodes[a].dtype, DType::Int8 | DType::Uint8 | DType::Bool);
+                let computes =
+                    *compute == DType::Float32 && arrays.iter().any(|&a| out[a].0) && arrays.iter().all(|&a| narrow(a));
+                (computes && f32_result, computes)
+            }
+            NodeKind::Index { arg, .. }
+            | NodeKind::Transpose { arg, .. }
+            | NodeKind::Rechunk { arg }
+            | NodeKind::Scan { arg, .. }
+            | NodeKind::Reduce { arg, .. } => (out[*arg].0 && f32_result, false),
+            NodeKind::Astype { .. } | NodeKind::Gen { .. } | NodeKind::Const { .. } | NodeKind::Temp { .. } => {
+                (false, false)
+            }
+        };
+        out.push(v);
+    }
+    out
+}
+
+/// Python float literals that meet float16 values are float16 in NumPy (NEP 50): round them so,
+/// in the operations that compute in float16 (`x == 0.1` holds where `x` holds float16(0.1)).
+pub fn round_half_literals(plan: &mut Plan, input_half: &[bool]) {
+    if !input_half.iter().any(|&h| h) {
+        return;
+    }
+    let half = half_nodes(plan, input_half);
+    let mut round = vec![false; plan.nodes.len()];
+    let mut keep = vec![false; plan.nodes.len()];
+    for (i, node) in plan.nodes.iter().enumerate() {
+        if let NodeKind::Map { args, .. } = &node.kind {
+            for &a in args {
+                if matches!(plan.nodes[a].weak, Some(super::WeakKind::Float | super::WeakKind::Int)) {
+                    if half[i].1 {
+                        round[a] = true;
+                    } else {
+                        keep[a] = true; // a literal shared with a wider operation stays as it is
+                    }
+                }
+            }
+        }
+    }
+    for (i, node) in plan.nodes.iter_mut().enumerate() {
+        if round[i] && !keep[i] {
+            use crate::kernels::generate::ScalarRepr;
+            if let NodeKind::Const { value } = &mut node.kind {
+                let rounded = |v: f64| crate::dtype::f16_nearest(v).to_f64();
+                *value = match *value {
+                    ScalarRepr::Float(v) => ScalarRepr::Float(rounded(v)),
+                    // an integer literal too: 2049 is float16's 2048, 70000 its inf
+                    ScalarRepr::Int(i) if rounded(i as f64).is_finite() => ScalarRepr::Int(rounded(i as f64) as i64),
+                    ScalarRepr::Uint(u) if rounded(u as f64).is_finite() => ScalarRepr::Uint(rounded(u as f64) as u64),
+                    ScalarRepr::Int(i) => ScalarRepr::Float(rounded(i as f64)),
+                    ScalarRepr::Uint(u) => ScalarRepr::Float(rounded(u as f64)),
+                    other => other,
+                };
+            }
+        }
+    }
 }
 
 /// The names of the root's axes, node by node.

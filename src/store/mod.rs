@@ -622,7 +622,7 @@ impl ZArray {
         }
         let res = if self.meta.half {
             // rounded to float16 (to nearest, ties to even, as NumPy's astype)
-            let h = |v: T| half::f16::from_f64(v.to_f64());
+            let h = |v: T| crate::dtype::f16_nearest(v.to_f64());
             let mut full = vec![h(T::from_scalar(self.fill)); grid.chunk_len() as usize];
             if region.shape == grid.chunks {
                 for (d, &v) in full.iter_mut().zip(data) {
@@ -744,8 +744,8 @@ pub fn fill_of(m: &ArrayMeta) -> std::result::Result<Scalar, String> {
             Ok(Scalar::Float(half::f16::from_bits(bits).to_f64()))
         }
         v => match parse_fill(v, DType::Float64, m.zarr_format)? {
-            Scalar::Float(f) => Ok(Scalar::Float(half::f16::from_f64(f).to_f64())),
-            Scalar::Int(i) => Ok(Scalar::Float(half::f16::from_f64(i as f64).to_f64())),
+            Scalar::Float(f) => Ok(Scalar::Float(crate::dtype::f16_nearest(f).to_f64())),
+            Scalar::Int(i) => Ok(Scalar::Float(crate::dtype::f16_nearest(i as f64).to_f64())),
             other => Ok(other),
         },
     }
@@ -857,7 +857,7 @@ pub fn create(dir: &Path, spec: &CreateSpec) -> Result<ZArray> {
         backend::Store::open(dir, None).map_err(|e| Error::output(dir, format!("cannot create the store: {e}")))?;
     let storage_chunks = spec.shard.clone().unwrap_or_else(|| spec.chunks.clone());
     let fill_bytes = if spec.half {
-        half::f16::from_f64(spec.fill.as_f64()).to_le_bytes().to_vec()
+        crate::dtype::f16_nearest(spec.fill.as_f64()).to_le_bytes().to_vec()
     } else {
         crate::with_dtype!(spec.dtype, T => {
             let mut b = Vec::new();
@@ -871,7 +871,8 @@ pub fn create(dir: &Path, spec: &CreateSpec) -> Result<ZArray> {
         if spec.half { zarrs::array::data_type::float16() } else { zarr_data_type(spec.dtype) },
         zarrs::array::FillValue::new(fill_bytes),
     );
-    builder.bytes_to_bytes_codecs(spec.codec.build(spec.dtype)?);
+    // blosc shuffles by the stored element's size: 2 bytes for float16 (as int16's)
+    builder.bytes_to_bytes_codecs(spec.codec.build(if spec.half { DType::Int16 } else { spec.dtype })?);
     if spec.shard.is_some() {
         builder.subchunk_shape(spec.chunks.clone());
     }

@@ -388,3 +388,36 @@ def test_export_format_must_match_the_file_name(tmp_path):
         assert r.returncode == 2 and b"does not match the extension" in r.stderr
     dsk("export", tmp_path / "a.zarr", "--json", "-o", tmp_path / "j.json")
     assert json.loads((tmp_path / "j.json").read_text())["value"] == [1.0, 1.0, 1.0]
+
+
+def test_float16_literals_promotions_and_casts_as_numpy(tmp_path):
+    """Python literals meeting float16 are float16 (NEP 50), int8/uint8/bool with float16 stay
+    float16, an explicit astype ends float16; every result bit-equal to NumPy's."""
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal(400) * 30).astype("float16")
+    x[:4] = [0.1, 1 / 3, 2048, -0.0]
+    zarr.create_array(store=str(tmp_path / "h.zarr"), shape=x.shape, chunks=(64,), dtype="float16")[...] = x
+    y = rng.integers(-100, 100, 400).astype("int8")
+    zarr.create_array(store=str(tmp_path / "i8.zarr"), shape=y.shape, chunks=(64,), dtype="int8")[...] = y
+    with np.errstate(all="ignore"):
+        cases = {"x*0.1": x * 0.1, "x+0.1": x + 0.1, "x//0.1": x // 0.1, "x%0.1": x % 0.1, "x+2049": x + 2049,
+                 "x*1e5": x * 1e5, "x==0.1": x == 0.1, "x<1/3": x < 1 / 3, "x+y": x + y,
+                 "where(x>0.1, x, 0.5)": np.where(x > 0.1, x, 0.5), "maximum(x, 1e-8)": np.maximum(x, 1e-8),
+                 "astype(x, 'float32') * 0.1": x.astype("float32") * np.float32(0.1)}
+    for expr, want in cases.items():
+        dsk("transform", tmp_path / "h.zarr", tmp_path / "o.zarr", "--expr", expr, "--in", f"y={tmp_path / 'i8.zarr'}",
+            "--overwrite", "-q")
+        got = zarr.open_array(tmp_path / "o.zarr")[...]
+        assert got.dtype == want.dtype, expr
+        assert_same(got, want)
+    dsk("create", "full", tmp_path / "f.zarr", "--shape", "3", "--dtype", "float16", "--value", "1.000488281250001")
+    assert_same(zarr.open_array(tmp_path / "f.zarr")[...], np.full(3, 1.000488281250001, dtype="float16"))
+    # blosc shuffles float16 by its 2 bytes
+    dsk("create", "linspace", tmp_path / "b.zarr", "--start", "0", "--stop", "1", "--num", "1000", "--dtype", "float16",
+        "--codec", "blosc:lz4:5")
+    codecs = json.loads((tmp_path / "b.zarr/zarr.json").read_text())["codecs"]
+    assert codecs[-1]["configuration"]["typesize"] == 2
+    for args in (["create", "random", tmp_path / "r.zarr", "--shape", "3", "--dtype", "float16"],
+                 ["eval", "x.sum()", f"x={tmp_path / 'h.zarr'}", "--dtype", "float16"]):
+        r = dsk(*args, ok=False)
+        assert r.returncode == 2 and b"float16" in r.stderr
