@@ -99,6 +99,8 @@ VOLATILE = [
     (re.compile(r"peak RSS \d+(\.\d+)?\s?(B|KiB|MiB|GiB)"), "peak RSS M"),
     (re.compile(r"workers of up to \d+(\.\d+)?\s?(B|KiB|MiB|GiB)"), "workers of up to M"),
     (re.compile(r"dsk-\d+-\w+"), "dsk-PID"),
+    # a hash of the plan's internal form, which changes with dsk's own data structures
+    (re.compile(r"fingerprint [0-9a-f]+"), "fingerprint H"),
 ]
 
 
