@@ -45,6 +45,36 @@ pub fn is_half_name(t: &str) -> bool {
     matches!(t.trim().to_ascii_lowercase().as_str(), "float16" | "f2" | "<f2" | "f16" | "half")
 }
 
+/// The dtype of the parts of a complex dtype named `t` (`complex64` → float32, `complex128` →
+/// float64; NumPy's spellings `c8`, `<c16`, `F`, `D`, `complex`, `cdouble`, …), or `None` when
+/// `t` is not complex. dsk holds a complex array as its real and imaginary parts side by side on
+/// a last axis of length 2 (see `ArrayMeta::complex`).
+pub fn complex_part(t: &str) -> Option<DType> {
+    let t = t.trim();
+    let t = t.strip_prefix("np.").or_else(|| t.strip_prefix("numpy.")).unwrap_or(t);
+    match t {
+        "F" => return Some(DType::Float32),
+        "D" => return Some(DType::Float64),
+        _ => {}
+    }
+    let t = t.to_ascii_lowercase();
+    let t = t.strip_prefix(['<', '|', '=']).unwrap_or(&t);
+    match t {
+        "complex64" | "c8" | "csingle" | "singlecomplex" => Some(DType::Float32),
+        "complex128" | "c16" | "complex" | "complex_" | "cdouble" | "cfloat" => Some(DType::Float64),
+        _ => None,
+    }
+}
+
+/// The NumPy name of the complex dtype whose parts are `part` (float32 → complex64).
+pub fn complex_name(part: DType) -> &'static str {
+    if part == DType::Float32 {
+        "complex64"
+    } else {
+        "complex128"
+    }
+}
+
 impl DType {
     /// The NumPy name (`float64`), which is also the Zarr v3 `data_type` name.
     pub fn name(self) -> &'static str {
@@ -655,6 +685,52 @@ mod tests {
         s.push(',');
         1.0f32.write_text(&mut s);
         assert_eq!(s, "0.1,-inf,1.0");
+    }
+}
+
+/// Write `re + im·i` as Python's `repr` of a complex number does: `(1+2j)`, `(1.5-0j)`,
+/// `(nan+infj)`, and `2j` without parentheses when the real part is +0.
+pub fn write_complex<T: Elem>(re: T, im: T, out: &mut String) {
+    let text = |v: T| {
+        let mut s = String::new();
+        v.write_text(&mut s);
+        match s.strip_suffix(".0") {
+            Some(t) => t.to_string(),
+            None => s,
+        }
+    };
+    let (r, i) = (re.to_f64(), im.to_f64());
+    let imag = if i.is_sign_negative() && !i.is_nan() {
+        format!("-{}j", text(T::from_f64(-i)))
+    } else {
+        format!("+{}j", text(T::from_f64(i.abs())))
+    };
+    if r == 0.0 && r.is_sign_positive() {
+        out.push_str(imag.trim_start_matches('+'));
+    } else {
+        out.push_str(&format!("({}{imag})", text(re)));
+    }
+}
+
+#[cfg(test)]
+mod complex_text_tests {
+    #[test]
+    fn complex_numbers_print_as_python_prints_them() {
+        let show = |re: f64, im: f64| {
+            let mut s = String::new();
+            super::write_complex(re, im, &mut s);
+            s
+        };
+        assert_eq!(show(1.0, 2.0), "(1+2j)");
+        assert_eq!(show(1.5, -0.0), "(1.5-0j)");
+        assert_eq!(show(0.0, 2.0), "2j");
+        assert_eq!(show(-0.0, 2.0), "(-0+2j)");
+        assert_eq!(show(f64::NAN, f64::INFINITY), "(nan+infj)");
+        assert_eq!(show(1.0, f64::NEG_INFINITY), "(1-infj)");
+        assert_eq!(show(0.1, 0.2), "(0.1+0.2j)");
+        let mut s = String::new();
+        super::write_complex(0.1f32, 1.0f32, &mut s);
+        assert_eq!(s, "(0.1+1j)");
     }
 }
 

@@ -61,12 +61,14 @@ pub fn build_plan(text: &str, arg: &str, named: &[(String, PathBuf)]) -> Result<
             return Err(Error::usage(arg, format!("the name {name} is given twice")));
         }
         let m = super::open_input(path)?;
+        // a complex array is computed with as its view (see `plan::complex`)
         inputs.push(Input {
             name: name.clone(),
             path: path.clone(),
-            shape: m.shape.clone(),
+            shape: m.view(&m.shape),
             dtype: m.dtype,
-            chunks: m.storage_chunks().to_vec(),
+            chunks: m.view(m.storage_chunks()),
+            complex: m.complex,
         });
         metas.push(m);
     }
@@ -138,6 +140,8 @@ pub struct OutputOpts<'a> {
     pub dimension_names: Option<&'a str>,
     /// Names, attributes and fill value from the inputs.
     pub carried: Carried,
+    /// The result is complex (its shape and chunks are given as its view's; see `plan::complex`).
+    pub complex: bool,
 }
 
 impl<'a> OutputOpts<'a> {
@@ -155,6 +159,7 @@ impl<'a> OutputOpts<'a> {
             default_codec: None,
             dimension_names: w.dimension_names.as_deref(),
             carried: carry::carried(plan, &inherited),
+            complex: plan.complex,
         }
     }
 }
@@ -187,6 +192,12 @@ pub fn plan_options(run: &RunArgs) -> Result<PlanOptions> {
 
 fn parse_dtype(t: Option<&str>) -> Result<Option<DType>> {
     t.map(|t| {
+        if crate::dtype::complex_part(t).is_some() {
+            return Err(Error::usage(
+                "--dtype",
+                format!("the result is real, not {t} — make it complex in the expression (e.g. + 0j) instead"),
+            ));
+        }
         // float16: computed as float32, rounded when stored
         let t = if crate::dtype::is_half_name(t) { "float32" } else { t };
         DType::parse(t)
@@ -215,6 +226,19 @@ fn zero(d: DType) -> Scalar {
     }
 }
 
+/// The dtype of a complex result's parts, from `--dtype` (complex64 or complex128) or the result's.
+fn complex_part_arg(t: Option<&str>, result: DType) -> Result<DType> {
+    match t {
+        None => Ok(result),
+        Some(t) => crate::dtype::complex_part(t).ok_or_else(|| {
+            Error::usage(
+                "--dtype",
+                format!("{t} would discard the imaginary part of the complex result — give complex64 or complex128, or take real(…) or abs(…) in the expression"),
+            )
+        }),
+    }
+}
+
 /// The new Zarr array `o` describes at `dest` for a result of `shape` and `dtype`.
 pub fn output_spec(
     o: &OutputOpts<'_>,
@@ -223,6 +247,9 @@ pub fn output_spec(
     result_dtype: DType,
     natural_chunks: &[u64],
 ) -> Result<CreateSpec> {
+    if o.complex {
+        return complex_output_spec(o, dest, shape, result_dtype, natural_chunks);
+    }
     let dtype = parse_dtype(o.dtype)?.unwrap_or(result_dtype);
     if let Some(m) = crate::grid::check_size(shape, dtype.size() as u64) {
         return Err(Error::usage("--dtype", format!("{m} — choose a narrower dtype")));
@@ -263,8 +290,34 @@ pub fn output_spec(
         zarr_format,
         attributes,
         half,
+        complex: false,
     };
     fit_destination(&mut spec, dest)?;
+    Ok(spec)
+}
+
+/// [`output_spec`] of a complex result, whose `shape`, `natural_chunks` and carried names are its
+/// view's (see `plan::complex`): the complex array's are worked out as a real one's, then given as
+/// the view's. Its fill value is 0 (zarr-python's default; xarray writes `null` in v2 groups).
+fn complex_output_spec(
+    o: &OutputOpts<'_>,
+    dest: &Path,
+    shape: &[u64],
+    result_part: DType,
+    natural_chunks: &[u64],
+) -> Result<CreateSpec> {
+    let part = complex_part_arg(o.dtype, result_part)?;
+    let nd = shape.len().saturating_sub(1);
+    let mut carried = o.carried.clone();
+    carried.dimension_names = carried.dimension_names.map(|n| n[..n.len().min(nd)].to_vec());
+    carried.fill = None;
+    carried.half = false;
+    let real = OutputOpts { dtype: Some(part.name()), complex: false, carried, ..o.clone() };
+    let mut spec = output_spec(&real, dest, &shape[..nd], part, &natural_chunks[..nd])?;
+    if let Some(m) = crate::grid::check_size(shape, part.size() as u64) {
+        return Err(Error::usage("--dtype", format!("{m} — choose complex64")));
+    }
+    spec.make_complex();
     Ok(spec)
 }
 
@@ -327,7 +380,8 @@ pub fn plan_expression(
         Some(Dest::Stdout(f)) => file_target(None, f, &o, &root)?,
         None => {
             refuse_half_text(o.dtype)?;
-            Target::Print { dtype: parse_dtype(o.dtype)? }
+            let dtype = if o.complex { Some(complex_part_arg(o.dtype, root.dtype)?) } else { parse_dtype(o.dtype)? };
+            Target::Print { dtype }
         }
     };
     let popts = plan_options(run)?;
@@ -371,8 +425,13 @@ fn suggest(command: &str, plan: &Plan, target: &Target, opts: &PlanOptions, need
         }
     }
     // the inputs' own chunks are too large: rechunk the largest one first
-    let largest =
-        plan.inputs.iter().enumerate().max_by_key(|(_, i)| i.chunks.iter().product::<u64>() * i.dtype.size() as u64);
+    // (a complex input's chunks are its view's, which `dsk rechunk` is not given)
+    let largest = plan
+        .inputs
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| !i.complex)
+        .max_by_key(|(_, i)| i.chunks.iter().product::<u64>() * i.dtype.size() as u64);
     if let Some((n, inp)) = largest {
         let mut k = 0.5;
         for _ in 0..12 {
@@ -428,6 +487,7 @@ fn rechunk_memory(inp: &Input, chunks: &[u64], opts: &PlanOptions) -> Option<u64
         zarr_format: 3,
         attributes: Default::default(),
         half: false,
+        complex: inp.complex,
     };
     let mut o = opts.clone();
     for _ in 0..8 {
@@ -456,7 +516,14 @@ fn file_target(path: Option<&Path>, format: Format, o: &OutputOpts<'_>, root: &p
         }
     }
     refuse_half_text(o.dtype)?;
-    let dtype = parse_dtype(o.dtype)?.unwrap_or(root.dtype);
+    let dtype =
+        if o.complex { complex_part_arg(o.dtype, root.dtype)? } else { parse_dtype(o.dtype)?.unwrap_or(root.dtype) };
+    if o.complex && format == Format::Csv {
+        return Err(Error::usage(
+            "--format",
+            "csv holds real numbers — write the complex result as npy or json, or take real(…), imag(…) or abs(…) in the expression",
+        ));
+    }
     let spec = output_spec(
         &OutputOpts { dtype: None, codec: Some("none"), shard: None, ..o.clone() },
         path.unwrap_or(Path::new("-")),
@@ -693,19 +760,20 @@ pub fn summarize(pplan: &PhysicalPlan, r: &RunReport, run: &RunArgs) {
             };
             let logical = a.nbytes();
             let unit = if a.spec.shard.is_some() { "shards" } else { "chunks" };
+            let (shape, chunks, shard) = a.spec.stored();
             fields["path"] = json!(path.display().to_string());
-            fields["shape"] = json!(a.spec.shape);
-            fields["chunks"] = json!(a.spec.chunks);
-            fields["shards"] = json!(a.spec.shard);
-            fields["dtype"] = json!(a.spec.dtype.name());
+            fields["shape"] = json!(shape);
+            fields["chunks"] = json!(chunks);
+            fields["shards"] = json!(shard);
+            fields["dtype"] = json!(a.spec.dtype_name());
             fields["nbytes"] = json!(logical);
             fields["nbytes_stored"] = json!(store::meta::stored_bytes(&path).ok().flatten());
             format!(
                 "dsk: wrote {} — {} {}, {unit} {}, {} task{} in {} stage{}, {} in {:.2} s ({}/s), {}",
                 path.display(),
-                tuple(&a.spec.shape),
-                a.spec.dtype,
-                tuple(&a.grid().chunks),
+                tuple(&shape),
+                a.spec.dtype_name(),
+                tuple(shard.as_ref().unwrap_or(&chunks)),
                 r.tasks,
                 if r.tasks == 1 { "" } else { "s" },
                 r.stages,

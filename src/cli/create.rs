@@ -193,6 +193,12 @@ fn parse_dtype(text: &Option<String>) -> Result<Option<DType>> {
         .map(|t| {
             // float16 is generated in float32 and rounded when stored
             let t = if crate::dtype::is_half_name(t) { "float32" } else { t };
+            if crate::dtype::complex_part(t).is_some() {
+                return Err(Error::usage(
+                    "--dtype",
+                    format!("create makes real arrays, not {t} — make a complex one from real parts: dsk eval 'x + 1j * y' x=re.zarr y=im.zarr -o z.zarr"),
+                ));
+            }
             DType::parse(t).ok_or_else(|| {
                 Error::usage("--dtype", format!("unknown dtype {t:?}; use one of {}", DType::accepted()))
             })
@@ -452,6 +458,7 @@ pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
         zarr_format,
         attributes: Default::default(),
         half,
+        complex: false,
     };
     super::compute::fit_destination(&mut spec, &c.out)?;
     let opts = plan_options(run)?;
@@ -472,6 +479,7 @@ pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
                         label,
                     }],
                     root: 0,
+                    complex: false,
                     temps: vec![],
                 };
                 planner::generate(gen_plan, &c.out, spec.clone(), c.write_empty_chunks, &opts)

@@ -44,19 +44,19 @@ pub struct EvalArgs {
 pub fn run(a: &EvalArgs, run: &RunArgs) -> Result<()> {
     let named = parse_named(&a.inputs, "NAME=PATH")?;
     let (plan, metas) = build_plan(&a.expr, "EXPR", &named)?;
-    let root = plan.root().clone();
+    let shape = plan.result_shape().to_vec();
     let opts = OutputOpts::new(&a.write, &plan, &metas);
     let format = if a.json { Some(Format::Json) } else { a.format };
     match Dest::of(a.output.as_deref(), format)? {
         Some(dest) => compute(plan, Some(dest), opts, run, "eval"),
-        None if root.shape.is_empty() => compute(plan, None, opts, run, "eval"),
+        None if plan.result_shape().is_empty() => compute(plan, None, opts, run, "eval"),
         // the plan of an array result, as if printed
         None if run.explain.is_some() || run.graph.is_some() => compute(plan, Some(Dest::Stdout(Format::Npy)), opts, run, "eval"),
         None => Err(Error::usage(
             "-o",
             format!(
                 "the result is an array of shape {}: write it with -o OUT.zarr (or OUT.npy), or print it with --format csv|npy",
-                tuple(&root.shape)
+                tuple(&shape)
             ),
         )),
     }

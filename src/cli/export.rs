@@ -59,8 +59,11 @@ pub fn infer_format(out: Option<&Path>) -> Format {
 
 pub fn run(args: &ExportArgs, run: &RunArgs) -> Result<()> {
     let m = super::open_input(&args.path)?;
-    let shape = m.shape.clone();
-    let sel = super::selection(args.slice.as_deref(), &shape)?;
+    let mut sel = super::selection(args.slice.as_deref(), &m.shape)?;
+    if m.complex {
+        // both parts of each complex element (the last axis of the array's view)
+        sel.push(crate::expr::slice::AxisSel::full(2));
+    }
     let asked = if args.json { Some(Format::Json) } else { args.format };
     // one rule with eval and reduce: a format that contradicts -o's extension is refused
     if let (Some(f), Some(e)) = (asked, args.output.as_deref().and_then(file_format)) {
@@ -78,8 +81,24 @@ pub fn run(args: &ExportArgs, run: &RunArgs) -> Result<()> {
         }
     }
     let format = asked.unwrap_or_else(|| infer_format(args.output.as_deref()));
-    let input =
-        Input { name: "x".into(), path: args.path.clone(), shape, dtype: m.dtype, chunks: m.storage_chunks().to_vec() };
+    if m.complex && format == Format::Csv {
+        return Err(Error::usage(
+            "--format",
+            format!(
+                "csv holds real numbers and {} is {} — export it as npy or json, or take real(x), imag(x) or abs(x) with dsk eval",
+                args.path.display(),
+                m.dtype_name()
+            ),
+        ));
+    }
+    let input = Input {
+        name: "x".into(),
+        path: args.path.clone(),
+        shape: m.view(&m.shape),
+        dtype: m.dtype,
+        chunks: m.view(m.storage_chunks()),
+        complex: m.complex,
+    };
     let opts = plan_options(run)?;
     let plan = |o: &planner::PlanOptions| planner::export(input.clone(), sel.clone(), format, args.output.clone(), o);
     let pplan = match plan(&opts) {

@@ -61,7 +61,7 @@ pub fn run(a: &GraphArgs, run: &RunArgs) -> Result<()> {
     let named = parse_named(&a.inputs, "NAME=PATH")?;
     let (plan, _metas) = build_plan(&a.expr, "EXPR", &named)?;
     let opts = OutputOpts::default();
-    let dest = if plan.root().shape.is_empty() { None } else { Some(Dest::Zarr(Path::new("result.zarr"))) };
+    let dest = if plan.result_shape().is_empty() { None } else { Some(Dest::Zarr(Path::new("result.zarr"))) };
     let pplan = plan_expression(plan, dest, opts, run, "eval")?;
     if run.explain.is_some() {
         super::compute::execute(&pplan, run, false)?;

@@ -346,7 +346,7 @@ impl RunArgs {
 /// (storage) chunks must fit [`crate::grid::MAX_CHUNK_BYTES`].
 pub fn open_input(path: &std::path::Path) -> Result<crate::store::ArrayMeta> {
     let m = crate::store::meta::read_meta(path)?;
-    if let Some(msg) = crate::grid::check_chunk(m.storage_chunks(), &m.shape, m.dtype.size() as u64) {
+    if let Some(msg) = crate::grid::check_chunk(&m.view(m.storage_chunks()), &m.view(&m.shape), m.dtype.size() as u64) {
         return Err(Error::input(
             path,
             format!("{msg} — dsk cannot read this array; rewrite it with smaller chunks (dsk info still describes it)"),

@@ -126,6 +126,16 @@ pub fn run(args: &PlotArgs, run: &RunArgs) -> Result<()> {
         opts.workers = 1;
     }
     let m = super::open_input(&args.path)?;
+    if m.complex {
+        return Err(Error::input(
+            &args.path,
+            format!(
+                "is {} and a plot shows real numbers — plot its abs, real or imag part: dsk eval 'abs(z)' z={} -o abs.zarr",
+                m.dtype_name(),
+                args.path.display()
+            ),
+        ));
+    }
     let shape = m.shape.clone();
     let sel = super::selection(args.slice.as_deref(), &shape)?;
     let name = args

@@ -66,8 +66,13 @@ pub fn run(a: &RechunkArgs, run: &RunArgs) -> Result<()> {
         Some(t) => Some(super::compute::dimension_names_arg(t, m.shape.len())?),
         None => m.dimension_names.clone(),
     };
-    let fill = crate::store::fill_of(&m)
-        .map_err(|e| Error::input(&a.input, format!("fill value {}: {e} — fix the array's metadata", m.fill_value)))?;
+    // a complex array keeps its values, not its fill value: dsk writes complex arrays with 0
+    let fill = match m.complex {
+        true => crate::dtype::Scalar::Float(0.0),
+        false => crate::store::fill_of(&m).map_err(|e| {
+            Error::input(&a.input, format!("fill value {}: {e} — fix the array's metadata", m.fill_value))
+        })?,
+    };
     let mut spec = CreateSpec {
         shape: m.shape.clone(),
         chunks,
@@ -80,14 +85,19 @@ pub fn run(a: &RechunkArgs, run: &RunArgs) -> Result<()> {
         // the same values: every attribute keeps its meaning
         attributes: m.attributes.clone(),
         half: m.half,
+        complex: false,
     };
     super::compute::fit_destination(&mut spec, &a.out)?;
+    if m.complex {
+        spec.make_complex();
+    }
     let input = Input {
         name: "x".into(),
         path: a.input.clone(),
-        shape: m.shape.clone(),
+        shape: m.view(&m.shape),
         dtype: m.dtype,
-        chunks: m.storage_chunks().to_vec(),
+        chunks: m.view(m.storage_chunks()),
+        complex: m.complex,
     };
     let pplan = rechunk::rechunk(input, &a.out, spec, &plan_options(run)?)?;
     if let Some(report) = execute(&pplan, run, a.overwrite)? {

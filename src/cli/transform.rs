@@ -37,7 +37,7 @@ pub fn run(a: &TransformArgs, run: &RunArgs) -> Result<()> {
     named.extend(parse_named(&a.more, "--in")?);
     let (plan, metas) = build_plan(&a.expr, "--expr", &named)?;
     let first = &metas[0];
-    let same_shape = plan.root().shape == first.shape;
+    let same_shape = plan.result_shape() == first.shape;
     let o = OutputOpts {
         default_chunks: if same_shape { Some((first.chunks.clone(), first.shards.clone())) } else { None },
         default_codec: CodecSpec::from_codecs(&first.codecs),

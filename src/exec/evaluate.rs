@@ -130,6 +130,26 @@ impl<'a> Evaluator<'a> {
                 self.eval(*arg, &r)?.cast(node.dtype)
             }
             NodeKind::Rechunk { arg } => self.eval(*arg, region)?,
+            NodeKind::Pair { re, im } => {
+                let r = arg_region(self.plan, id, 0, region);
+                let nd = region.ndim();
+                let shape: Vec<usize> = r.shape.iter().map(|&s| s as usize).collect();
+                let (first, len) = (region.start[nd - 1] as usize, region.shape[nd - 1] as usize);
+                let mut parts = vec![];
+                for &p in &[*re, *im][first..first + len] {
+                    parts.push(contiguous(&self.eval(p, &r)?.cast(node.dtype), &shape));
+                }
+                with_dtype!(node.dtype, T => {
+                    let views = parts
+                        .iter()
+                        .map(|b| T::view(b).map(|a| a.view().insert_axis(ndarray::Axis(nd - 1))))
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or_else(|| Error::Internal("complex parts of another dtype".into()))?;
+                    let stacked = ndarray::concatenate(ndarray::Axis(nd - 1), &views)
+                        .map_err(|e| Error::Internal(format!("complex parts: {e}")))?;
+                    T::wrap(stacked.into_shared())
+                })
+            }
             NodeKind::Transpose { arg, perm } => {
                 let r = arg_region(self.plan, id, 0, region);
                 let a = self.eval(*arg, &r)?;

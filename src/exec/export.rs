@@ -8,7 +8,7 @@ use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
 use super::{Event, EventSink, RunOptions};
-use crate::dtype::Elem;
+use crate::dtype::{DType, Elem};
 use crate::error::{Error, Result};
 use crate::expr::slice::AxisSel;
 use crate::grid::Region;
@@ -224,9 +224,12 @@ impl Json {
         Json { shape: shape.to_vec(), idx: vec![0; shape.len()], written: 0, text: String::new() }
     }
 
-    /// `{"shape": …, "dtype": …, "value": ` — and for an empty array its whole (empty) value.
-    fn header(&self, dtype: crate::dtype::DType) -> String {
-        let shape: Vec<String> = self.shape.iter().map(u64::to_string).collect();
+    /// `{"shape": …, "dtype": …, "value": ` — and for an empty array its whole (empty) value. A
+    /// complex array's view is written as is (each element `[re, im]`, as Zarr writes complex
+    /// fill values), its shape as the complex array's.
+    fn header(&self, dtype: &str, complex: bool) -> String {
+        let shown = &self.shape[..self.shape.len() - complex as usize];
+        let shape: Vec<String> = shown.iter().map(u64::to_string).collect();
         let mut h = format!("{{\"shape\": [{}], \"dtype\": \"{dtype}\", \"value\": ", shape.join(", "));
         if self.shape.contains(&0) {
             // nested empty lists down to the first empty axis, as NumPy's tolist() gives
@@ -300,6 +303,9 @@ pub fn stream(
     stage: &str,
 ) -> Result<u64> {
     let out_shape: Vec<u64> = sel.iter().filter(|s| s.keep).map(|s| s.len).collect();
+    if format == Format::Csv && arr.meta().complex {
+        return Err(Error::Internal("a complex array to csv".into()));
+    }
     if format == Format::Csv && out_shape.len() > 2 {
         return Err(Error::usage(
             "--format",
@@ -316,8 +322,9 @@ pub fn stream(
         }
     }
     let item = arr.dtype().size() as u64;
+    let m = arr.meta();
     // a block is decoded (bounding box + gathered copy) while up to two wait to be written
-    let blocks = plan_blocks(sel, &arr.meta().chunks, item, block_bytes.max(item));
+    let blocks = plan_blocks(sel, &m.view(&m.chunks), item, block_bytes.max(item));
     let total: u64 = out_shape.iter().product::<u64>() * item;
     let started = Instant::now();
     sink.event(&Event::StageStart { stage, tasks: blocks.len() as u64, bytes: total });
@@ -335,8 +342,19 @@ pub fn stream(
     let werr = |e: std::io::Error| Error::io(&out_name, "write", e);
     let mut json = Json::new(&out_shape);
     match format {
-        Format::Npy => w.write_all(&header_bytes(arr.dtype(), &out_shape)).map_err(werr)?,
-        Format::Json => w.write_all(json.header(arr.dtype()).as_bytes()).map_err(werr)?,
+        Format::Npy => {
+            // a complex array's view is its elements' bytes: only the header says complex
+            let descr = match (m.complex, arr.dtype()) {
+                (true, DType::Float32) => "<c8",
+                (true, _) => "<c16",
+                (false, d) => d.typestr(),
+            };
+            w.write_all(&header_bytes(descr, &out_shape[..out_shape.len() - m.complex as usize])).map_err(werr)?
+        }
+        Format::Json => {
+            let name = if m.complex { m.dtype_name() } else { arr.dtype().name() };
+            w.write_all(json.header(name, m.complex).as_bytes()).map_err(werr)?
+        }
         _ => {}
     }
     let row_len = if out_shape.len() == 2 { out_shape[1] } else { 1 };

@@ -224,6 +224,7 @@ mod tests {
             zarr_format: 3,
             attributes: Default::default(),
             half: false,
+            complex: false,
         };
         let arr = crate::store::create(&path, &spec).unwrap();
         let grid = arr.grid();
@@ -272,6 +273,7 @@ mod tests {
             zarr_format: 3,
             attributes: Default::default(),
             half: false,
+            complex: false,
         };
         let arr = crate::store::create(&path, &spec).unwrap();
         let value = |i: u64, j: u64| ((i * 23 + j) as f64 * 0.37).sin() * (i as f64 + 1.0);

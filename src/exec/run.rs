@@ -665,12 +665,14 @@ fn resume_plan(plan: &PhysicalPlan, done: Done, work_adopted: bool) -> Vec<Skip>
     skip
 }
 
-/// The value of a 0-d array as the text dsk prints (read back exactly), with a newline.
+/// The value of a 0-d array as the text dsk prints (read back exactly), with a newline; a complex
+/// one as Python prints it, `(1+2j)`.
 fn scalar_text(arr: &ZArray, dtype: Option<crate::dtype::DType>) -> Result<String> {
     use crate::dtype::Elem;
+    let shape: Vec<usize> = arr.shape().iter().map(|&n| n as usize).collect();
     let b = crate::with_dtype!(arr.dtype(), T => {
-        let v: Vec<T> = arr.read_region::<T>(&crate::grid::Region::full(&[]), 1)?;
-        crate::kernels::buf::Buf::from_vec(&[], v)
+        let v: Vec<T> = arr.read_region::<T>(&crate::grid::Region::full(arr.shape()), 1)?;
+        crate::kernels::buf::Buf::from_vec(&shape, v)
     });
     let b = match dtype {
         Some(d) => b.cast(d),
@@ -678,8 +680,13 @@ fn scalar_text(arr: &ZArray, dtype: Option<crate::dtype::DType>) -> Result<Strin
     };
     let mut text = String::new();
     with_buf!(&b, T, a => {
-        let v: T = a.iter().next().copied().ok_or_else(|| Error::Internal("an empty 0-d result".into()))?;
-        v.write_text(&mut text);
+        let mut it = a.iter().copied();
+        let v: T = it.next().ok_or_else(|| Error::Internal("an empty 0-d result".into()))?;
+        match (arr.meta().complex, it.next()) {
+            (true, Some(im)) => crate::dtype::write_complex(v, im, &mut text),
+            (true, None) => return Err(Error::Internal("a complex result without its imaginary part".into())),
+            _ => v.write_text(&mut text),
+        }
     });
     text.push('\n');
     Ok(text)

@@ -86,6 +86,8 @@ pub enum ExprKind {
         value: f64,
         int: Option<i64>,
     },
+    /// An imaginary literal, `2j` (`plan::complex` lowers it to its parts before planning).
+    Imag(f64),
     Str(String),
     Name(String),
     Unary {
@@ -143,7 +145,7 @@ impl ExprKind {
     /// The sub-expressions of a node.
     pub fn children(&self) -> impl Iterator<Item = &Expr> {
         let v: Vec<&Expr> = match self {
-            ExprKind::Num { .. } | ExprKind::Str(_) | ExprKind::Name(_) => vec![],
+            ExprKind::Num { .. } | ExprKind::Imag(_) | ExprKind::Str(_) | ExprKind::Name(_) => vec![],
             ExprKind::Unary { arg, .. } => vec![arg],
             ExprKind::Binary { lhs, rhs, .. } => vec![lhs, rhs],
             ExprKind::Call { args, kwargs, .. } => args.iter().chain(kwargs.iter().map(|(_, v)| v)).collect(),

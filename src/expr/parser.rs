@@ -33,6 +33,7 @@ impl ExprError {
 #[derive(Clone, Debug, PartialEq)]
 enum Tok {
     Num(f64, Option<i64>),
+    Imag(f64),
     Str(String),
     Ident(String),
     Op(&'static str),
@@ -81,6 +82,17 @@ fn lex(text: &str) -> Result<Vec<(Tok, Span)>, ExprError> {
                 }
             }
             let lit = text[start..i].replace('_', "");
+            // an imaginary literal, as Python's 2j or 1.5e3J
+            if i < bytes.len()
+                && (bytes[i] == b'j' || bytes[i] == b'J')
+                && !bytes.get(i + 1).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            {
+                let span = Span::new(start, i + 1);
+                let value: f64 = lit.parse().map_err(|_| ExprError::new(format!("{lit:?} is not a number"), span))?;
+                out.push((Tok::Imag(value), span));
+                i += 1;
+                continue;
+            }
             let span = Span::new(start, i);
             if is_int && lit.len() > 1 && lit.starts_with('0') && lit.bytes().any(|b| b != b'0') {
                 return Err(ExprError::new(
@@ -424,6 +436,7 @@ impl Parser {
         let (tok, span) = self.bump();
         match tok {
             Tok::Num(value, int) => Ok(Expr::new(ExprKind::Num { value, int }, span)),
+            Tok::Imag(value) => Ok(Expr::new(ExprKind::Imag(value), span)),
             Tok::Str(s) => Ok(Expr::new(ExprKind::Str(s), span)),
             Tok::Ident(name) => {
                 if self.is_op("(") {
@@ -468,6 +481,7 @@ mod tests {
     fn show(e: &Expr) -> String {
         match &e.kind {
             ExprKind::Num { value, .. } => format!("{value}"),
+            ExprKind::Imag(value) => format!("{value}j"),
             ExprKind::Str(s) => format!("'{s}'"),
             ExprKind::Name(n) => n.clone(),
             ExprKind::Unary { op, arg } => format!("({op:?} {})", show(arg)),

@@ -30,6 +30,8 @@ pub enum MapOp {
     Pow,
     Minimum,
     Maximum,
+    /// `hypot(a, b)`: the C library's, as NumPy's (and the absolute value of a complex number).
+    Hypot,
     And,
     Or,
     Xor,
@@ -75,8 +77,8 @@ impl MapOp {
     pub fn arity(self) -> usize {
         use MapOp::*;
         match self {
-            Add | Sub | Mul | Div | FloorDiv | Mod | Pow | Minimum | Maximum | And | Or | Xor | Lt | Le | Gt | Ge
-            | Eq | Ne => 2,
+            Add | Sub | Mul | Div | FloorDiv | Mod | Pow | Minimum | Maximum | Hypot | And | Or | Xor | Lt | Le
+            | Gt | Ge | Eq | Ne => 2,
             Where | Clip => 3,
             _ => 1,
         }
@@ -98,7 +100,7 @@ impl MapOp {
         use MapOp::*;
         matches!(
             self,
-            Div | Sqrt | Sin | Cos | Tan | Arcsin | Arccos | Arctan | Exp | Expm1 | Log | Log1p | Log10 | Log2
+            Div | Hypot | Sqrt | Sin | Cos | Tan | Arcsin | Arccos | Arctan | Exp | Expm1 | Log | Log1p | Log10 | Log2
         )
     }
 
@@ -114,6 +116,7 @@ impl MapOp {
             Pow => "power",
             Minimum => "minimum",
             Maximum => "maximum",
+            Hypot => "hypot",
             And => "bitwise_and",
             Or => "bitwise_or",
             Xor => "bitwise_xor",
@@ -183,6 +186,8 @@ pub trait NumElem: BufElem {
     fn recip(a: Self) -> Self;
     fn is_nan(a: Self) -> bool;
     fn is_finite(a: Self) -> bool;
+    /// The C library's `hypot` (floats only: integers are converted first).
+    fn hypot(a: Self, b: Self) -> Self;
 }
 
 fn int_pow_u(mut base: u64, mut e: u64) -> u64 {
@@ -334,6 +339,9 @@ macro_rules! int_num {
             fn is_nan(_: Self) -> bool { false }
             #[inline(always)]
             fn is_finite(_: Self) -> bool { true }
+            fn hypot(a: Self, b: Self) -> Self {
+                <$t as crate::dtype::Elem>::from_f64((a as f64).hypot(b as f64))
+            }
         }
     };
 }
@@ -515,6 +523,10 @@ macro_rules! float_num {
             fn is_finite(a: Self) -> bool {
                 a.is_finite()
             }
+            #[inline(always)]
+            fn hypot(a: Self, b: Self) -> Self {
+                a.hypot(b)
+            }
         }
     };
 }
@@ -596,6 +608,9 @@ impl NumElem for bool {
     }
     fn is_finite(_: Self) -> bool {
         true
+    }
+    fn hypot(a: Self, b: Self) -> Self {
+        a | b
     }
 }
 
@@ -751,6 +766,7 @@ pub fn apply<T: NumElem>(op: MapOp, args: &[Buf], shape: &[usize]) -> Result<Buf
             Pow => Buf::from_vec(shape, binary_loop(&a, &b, n, T::pow)),
             Minimum => Buf::from_vec(shape, binary_loop(&a, &b, n, T::minimum)),
             Maximum => Buf::from_vec(shape, binary_loop(&a, &b, n, T::maximum)),
+            Hypot => Buf::from_vec(shape, binary_loop(&a, &b, n, T::hypot)),
             And => Buf::from_vec(shape, binary_loop(&a, &b, n, T::and)),
             Or => Buf::from_vec(shape, binary_loop(&a, &b, n, T::or)),
             Xor => Buf::from_vec(shape, binary_loop(&a, &b, n, T::xor)),

@@ -28,7 +28,13 @@ pub struct Inherited {
 impl Inherited {
     pub fn of(m: &ArrayMeta) -> Inherited {
         Inherited {
-            dimension_names: m.dimension_names.clone(),
+            // a complex array is given as its view: its parts' axis has no name
+            dimension_names: m.dimension_names.clone().map(|mut n| {
+                if m.complex {
+                    n.push(None);
+                }
+                n
+            }),
             attributes: m.attributes.clone(),
             fill: crate::store::fill_of(m).ok(),
             dtype: Some(m.dtype),
@@ -89,9 +95,11 @@ pub fn half_nodes(plan: &Plan, input_half: &[bool]) -> Vec<(bool, bool)> {
             | NodeKind::Rechunk { arg }
             | NodeKind::Scan { arg, .. }
             | NodeKind::Reduce { arg, .. } => (out[*arg].0 && f32_result, false),
-            NodeKind::Astype { .. } | NodeKind::Gen { .. } | NodeKind::Const { .. } | NodeKind::Temp { .. } => {
-                (false, false)
-            }
+            NodeKind::Astype { .. }
+            | NodeKind::Gen { .. }
+            | NodeKind::Const { .. }
+            | NodeKind::Temp { .. }
+            | NodeKind::Pair { .. } => (false, false),
         };
         out.push(v);
     }
@@ -183,6 +191,8 @@ fn names(plan: &Plan, inputs: &[Inherited]) -> Option<Vec<Option<String>>> {
             NodeKind::Reduce { arg, axes, .. } => {
                 of[*arg].iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, n)| n.clone()).collect()
             }
+            // the axis of a complex value's parts has no name
+            NodeKind::Pair { re, .. } => of[*re].iter().cloned().chain([None]).collect(),
             NodeKind::Gen { .. } | NodeKind::Const { .. } | NodeKind::Temp { .. } => none,
         };
         debug_assert_eq!(v.len(), rank);
@@ -216,7 +226,11 @@ fn attributes(plan: &Plan, inputs: &[Inherited]) -> Map<String, Value> {
                     i.attributes.clone()
                 };
             }
-            NodeKind::Index { arg, .. } | NodeKind::Transpose { arg, .. } | NodeKind::Rechunk { arg } => id = *arg,
+            // a complex result has the attributes of its real part
+            NodeKind::Index { arg, .. }
+            | NodeKind::Transpose { arg, .. }
+            | NodeKind::Rechunk { arg }
+            | NodeKind::Pair { re: arg, .. } => id = *arg,
             NodeKind::Astype { arg } => {
                 // a cast to another kind of number changes what the fill value means
                 reduced |= plan.nodes[id].dtype != plan.nodes[*arg].dtype;
@@ -273,6 +287,7 @@ mod tests {
                 shape: s.to_vec(),
                 dtype: DType::Float64,
                 chunks: s.iter().map(|&n| n.max(1)).collect(),
+                complex: false,
             })
             .collect();
         build(text, inputs).unwrap()

@@ -68,6 +68,11 @@ pub fn arg_region(plan: &Plan, id: usize, pos: usize, region: &Region) -> Region
             Region::new(start, shape)
         }
         NodeKind::Astype { .. } => region.clone(),
+        // both parts of the elements of `region` (its last axis is the parts')
+        NodeKind::Pair { .. } => {
+            let nd = region.ndim();
+            Region::new(region.start[..nd - 1].to_vec(), region.shape[..nd - 1].to_vec())
+        }
         _ => region.clone(),
     }
 }

@@ -11,6 +11,7 @@
 //! pruned, so every node of a plan is computed.
 
 pub mod carry;
+pub mod complex;
 pub mod literal;
 pub mod lower;
 pub mod physical;
@@ -21,7 +22,7 @@ pub mod types;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use crate::dtype::DType;
+use crate::dtype::{DType, Elem, Scalar};
 use crate::expr::ast::{BinOp, Expr, ExprKind, IndexItem, Span, UnOp};
 use crate::expr::parser::ExprError;
 use crate::expr::slice::{self, AxisSel, Item};
@@ -30,6 +31,7 @@ use crate::kernels::elementwise::MapOp;
 use crate::kernels::generate::{arange_len, arange_len_int, Generator, ScalarRepr};
 use crate::kernels::random::Dist;
 use crate::kernels::reduce::ReduceOp;
+use crate::with_dtype;
 use types::{float_of, result_type, Ty};
 
 /// A named input array.
@@ -42,6 +44,10 @@ pub struct Input {
     pub dtype: DType,
     /// The input's chunk shape (the storage chunks: shards when sharded).
     pub chunks: Vec<u64>,
+    /// A complex array, given as its view: `shape` and `chunks` end with the axis of its parts
+    /// (length 2) and `dtype` is theirs (see [`complex`]).
+    #[serde(default)]
+    pub complex: bool,
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -95,6 +101,12 @@ pub enum NodeKind {
     Rechunk {
         arg: usize,
     },
+    /// A complex value's parts side by side on a new last axis of 2 (`re`, `im`: one shape, one
+    /// dtype), as complex numbers lie in memory; element-wise, so it fuses too.
+    Pair {
+        re: usize,
+        im: usize,
+    },
 }
 
 /// A materialised intermediate: array `array` of the physical plan (in the work directory, or the
@@ -128,6 +140,7 @@ impl Node {
     pub fn args(&self) -> Vec<usize> {
         match &self.kind {
             NodeKind::Map { args, .. } => args.clone(),
+            NodeKind::Pair { re, im } => vec![*re, *im],
             NodeKind::Index { arg, .. }
             | NodeKind::Transpose { arg, .. }
             | NodeKind::Astype { arg }
@@ -141,6 +154,7 @@ impl Node {
     fn args_mut(&mut self) -> Vec<&mut usize> {
         match &mut self.kind {
             NodeKind::Map { args, .. } => args.iter_mut().collect(),
+            NodeKind::Pair { re, im } => vec![re, im],
             NodeKind::Index { arg, .. }
             | NodeKind::Transpose { arg, .. }
             | NodeKind::Astype { arg }
@@ -170,21 +184,32 @@ pub struct Plan {
     pub root: usize,
     #[serde(default)]
     pub temps: Vec<TempInfo>,
+    /// The result is complex: the root is a [`NodeKind::Pair`], the view of the complex values.
+    #[serde(default)]
+    pub complex: bool,
 }
 
 impl Plan {
     pub fn root(&self) -> &Node {
         &self.nodes[self.root]
     }
+
+    /// The result's shape (a complex result's, without its view's axis of parts).
+    pub fn result_shape(&self) -> &[u64] {
+        let s = &self.root().shape;
+        &s[..s.len() - self.complex as usize]
+    }
 }
 
 /// Build the plan of `text` over `inputs`.
 pub fn build(text: &str, inputs: Vec<Input>) -> Result<Plan, ExprError> {
     let ast = crate::expr::parser::parse(text)?;
+    let complex_inputs: Vec<&str> = inputs.iter().filter(|i| i.complex).map(|i| i.name.as_str()).collect();
+    let (ast, complex) = complex::lower(&ast, &complex_inputs)?;
     let mut b = Builder { inputs: &inputs, nodes: vec![], by_name: HashMap::new(), seen: HashMap::new() };
     let root = b.expr(&ast)?;
     let (nodes, root) = prune(b.nodes, root);
-    Ok(Plan { text: text.to_string(), inputs, nodes, root, temps: vec![] })
+    Ok(Plan { text: text.to_string(), inputs, nodes, root, temps: vec![], complex })
 }
 
 /// Keep only the nodes the root depends on (a literal folded into `x ** 2` is left behind by the
@@ -305,6 +330,7 @@ impl Builder<'_> {
                 };
                 Ok(self.constant(value, dtype, Some(weak), label))
             }
+            ExprKind::Imag(_) => err("an imaginary literal left after lowering (a bug in dsk)", e.span),
             ExprKind::Str(_) => err("a string is only allowed as astype's argument, e.g. x.astype('float32')", e.span),
             ExprKind::Name(name) => self.name(name, e.span),
             ExprKind::Unary { op, arg } => {
@@ -643,6 +669,92 @@ impl Builder<'_> {
         self.map(if d == 0 { MapOp::Round } else { MapOp::RoundTo(d) }, vec![a], span)
     }
 
+    /// The parts `re` and `im` of a complex value side by side on a new last axis of 2.
+    fn pair(&mut self, re: usize, im: usize, span: Span) -> Result<usize, ExprError> {
+        let dtype = result_type(&[self.nodes[re].ty(), self.nodes[im].ty()]);
+        let as_part = |b: &mut Self, x: usize| {
+            if b.nodes[x].dtype == dtype && b.nodes[x].weak.is_none() {
+                Ok(x)
+            } else {
+                b.astype(x, dtype, span)
+            }
+        };
+        let (re, im) = (as_part(self, re)?, as_part(self, im)?);
+        let (r, i) = (&self.nodes[re], &self.nodes[im]);
+        if r.shape != i.shape || !dtype.is_float() {
+            return err(
+                format!(
+                    "complex parts of shapes {} and {} and dtype {dtype} (a bug in dsk)",
+                    tuple(&r.shape),
+                    tuple(&i.shape)
+                ),
+                span,
+            );
+        }
+        let (mut shape, mut chunks) = (r.shape.clone(), r.chunks.clone());
+        shape.push(2);
+        chunks.push(2);
+        let label = crate::dtype::complex_name(dtype).to_string();
+        self.push_sized(Node { kind: NodeKind::Pair { re, im }, shape, dtype, chunks, weak: None, label }, span)
+    }
+
+    /// `x`, a Python literal made the NumPy scalar a ufunc gives for it (int64, float64, bool).
+    fn strong(&mut self, x: usize) -> usize {
+        let n = &self.nodes[x];
+        match (&n.kind, n.weak) {
+            (NodeKind::Const { value }, Some(_)) => {
+                let (value, dtype, label) = (*value, n.dtype, n.label.clone());
+                self.constant(value, dtype, None, label)
+            }
+            _ => x,
+        }
+    }
+
+    /// Zeros of `x`'s shape, dtype and chunks (the imaginary part of a real operand); a literal
+    /// zero of the same kind for a literal.
+    fn zero_like(&mut self, x: usize) -> usize {
+        let n = self.nodes[x].clone();
+        match n.weak {
+            Some(WeakKind::Bool) => self.literal(literal::Py::Bool(false)),
+            Some(WeakKind::Int) => self.literal(literal::Py::Int(0)),
+            Some(WeakKind::Float) => self.literal(literal::Py::Float(0.0)),
+            None => {
+                let value = if n.dtype.is_bool() { ScalarRepr::Bool(false) } else { ScalarRepr::Int(0) };
+                let label = format!("zeros({}, {})", tuple(&n.shape), n.dtype);
+                self.push(Node {
+                    kind: NodeKind::Gen { gen: Generator::Const(value) },
+                    shape: n.shape,
+                    dtype: n.dtype,
+                    chunks: n.chunks,
+                    weak: None,
+                    label,
+                })
+            }
+        }
+    }
+
+    /// `x` in the type `operands` compute in together (the parts of a complex operation's
+    /// operands, cast to their common complex type as NumPy does before its complex loop); a
+    /// literal among literals stays one.
+    fn common_part(&mut self, x: usize, operands: &[usize], span: Span) -> Result<usize, ExprError> {
+        let tys: Vec<Ty> = operands.iter().map(|&a| self.nodes[a].ty()).collect();
+        if tys.iter().all(|t| !matches!(t, Ty::Array(_))) {
+            return Ok(x);
+        }
+        let dtype = float_of(result_type(&tys));
+        let n = &self.nodes[x];
+        if n.weak.is_none() && n.dtype == dtype {
+            return Ok(x);
+        }
+        if let (Some(_), NodeKind::Const { value }) = (n.weak, &n.kind) {
+            let (value, label) = (*value, n.label.clone());
+            let v = Scalar::from(value);
+            let cast = with_dtype!(dtype, T => T::from_scalar(v).to_scalar());
+            return Ok(self.constant(ScalarRepr::from(cast), dtype, None, label));
+        }
+        self.astype(x, dtype, span)
+    }
+
     fn astype(&mut self, a: usize, dtype: DType, span: Span) -> Result<usize, ExprError> {
         let n = &self.nodes[a];
         let (shape, chunks) = (n.shape.clone(), n.chunks.clone());
@@ -762,6 +874,41 @@ impl Builder<'_> {
                 let a = self.args_exact(func, args, 1, span)?;
                 let op = if func == "isnan" { MapOp::IsNan } else { MapOp::IsFinite };
                 self.map(op, a, span)
+            }
+            "square" => {
+                no_kwargs(func, kwargs, &[], span)?;
+                let a = self.args_exact(func, args, 1, span)?;
+                let two = self.literal(literal::Py::Int(2));
+                self.power(a[0], two, span)
+            }
+            "hypot" => {
+                no_kwargs(func, kwargs, &[], span)?;
+                let a = self.args_exact(func, args, 2, span)?;
+                self.map(MapOp::Hypot, a, span)
+            }
+            complex::PAIR => {
+                let a = self.args_exact(func, args, 2, span)?;
+                self.pair(a[0], a[1], span)
+            }
+            complex::ZERO => {
+                let a = self.args_exact(func, args, 1, span)?;
+                Ok(self.zero_like(a[0]))
+            }
+            complex::CONJ_REAL => {
+                let a = self.args_exact(func, args, 1, span)?;
+                match (self.nodes[a[0]].dtype, self.nodes[a[0]].weak) {
+                    (DType::Bool, _) => self.astype(a[0], DType::Int8, span),
+                    (_, Some(_)) => Ok(self.strong(a[0])),
+                    _ => Ok(a[0]),
+                }
+            }
+            complex::STRONG => {
+                let a = self.args_exact(func, args, 1, span)?;
+                Ok(self.strong(a[0]))
+            }
+            complex::COMMON => {
+                let a = self.args_exact(func, args, 5, span)?;
+                self.common_part(a[0], &a[1..], span)
             }
             "minimum" | "maximum" => {
                 no_kwargs(func, kwargs, &[], span)?;
@@ -1264,14 +1411,23 @@ mod tests {
                 shape: vec![6, 4],
                 dtype: DType::Float64,
                 chunks: vec![4, 3],
+                complex: false,
             },
-            Input { name: "i".into(), path: "i.zarr".into(), shape: vec![4], dtype: DType::Int16, chunks: vec![2] },
+            Input {
+                name: "i".into(),
+                path: "i.zarr".into(),
+                shape: vec![4],
+                dtype: DType::Int16,
+                chunks: vec![2],
+                complex: false,
+            },
             Input {
                 name: "u".into(),
                 path: "u.zarr".into(),
                 shape: vec![6, 4],
                 dtype: DType::Uint8,
                 chunks: vec![6, 4],
+                complex: false,
             },
         ]
     }
@@ -1428,7 +1584,21 @@ mod tests {
         assert!(typ("x[0:0].min()").unwrap_err().contains("zero-size"));
         assert!(typ("x[10]").unwrap_err().contains("out of bounds"));
         assert!(typ("foo(x)").unwrap_err().contains("unknown function"));
-        assert!(typ("x.astype('complex64')").unwrap_err().contains("unknown dtype"));
+        assert!(typ("x.astype('int7')").unwrap_err().contains("unknown dtype"));
         assert!(typ("cos(x, x)").unwrap_err().contains("takes 1 argument"));
+    }
+
+    #[test]
+    fn complex_results_are_their_parts_side_by_side() {
+        let p = build("x.astype('complex64') * 1j + i", inputs()).unwrap();
+        assert!(p.complex);
+        assert_eq!((p.root().shape.clone(), p.root().dtype), (vec![6, 4, 2], DType::Float32));
+        assert_eq!(p.result_shape(), &[6, 4]);
+        assert!(matches!(p.root().kind, NodeKind::Pair { .. }));
+        // int16 meets complex64 in complex64, float64 in complex128 (NumPy's promotion)
+        assert_eq!(build("(x + 0j)", inputs()).unwrap().root().dtype, DType::Float64);
+        let p = build("abs(x + 1j) == real(x * 2j)", inputs()).unwrap();
+        assert!(!p.complex);
+        assert_eq!(p.root().dtype, DType::Bool);
     }
 }

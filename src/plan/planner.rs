@@ -89,6 +89,7 @@ fn work_array(what: String, file: String, shape: Vec<u64>, chunks: Vec<u64>, dty
             zarr_format: 3,
             attributes: Default::default(),
             half: false,
+            complex: false,
         },
         write_empty_chunks: true,
     }
@@ -98,7 +99,8 @@ impl Plan {
     /// The plan of node `root`: only the nodes it needs, renumbered.
     pub fn sub(&self, root: usize) -> Plan {
         let (nodes, root) = super::prune(self.nodes.clone(), root);
-        Plan { text: self.text.clone(), inputs: self.inputs.clone(), nodes, root, temps: self.temps.clone() }
+        let complex = self.complex && matches!(nodes[root].kind, NodeKind::Pair { .. });
+        Plan { text: self.text.clone(), inputs: self.inputs.clone(), nodes, root, temps: self.temps.clone(), complex }
     }
 }
 
@@ -676,17 +678,19 @@ pub fn expression(command: &str, plan: Plan, target: Target, opts: &PlanOptions)
             (out, None, None)
         }
         Target::File { path, format, chunks, dtype } => {
-            let out = b.add_array(work_array(
-                "the result, to export".into(),
-                "result.zarr".into(),
-                root.shape.clone(),
-                chunks,
-                dtype,
-            ));
+            let mut decl =
+                work_array("the result, to export".into(), "result.zarr".into(), root.shape.clone(), chunks, dtype);
+            // a complex result is stored complex, which the export writes as such
+            decl.spec.complex = plan.complex;
+            let out = b.add_array(decl);
             (out, None, Some((path, format)))
         }
         Target::Print { dtype } => {
-            let out = b.add_array(work_array("the result".into(), "result.zarr".into(), vec![], vec![], root.dtype));
+            // a 0-d result; a complex one is its view, its two parts
+            let parts = if plan.complex { vec![2] } else { vec![] };
+            let mut decl = work_array("the result".into(), "result.zarr".into(), parts.clone(), parts, root.dtype);
+            decl.spec.complex = plan.complex;
+            let out = b.add_array(decl);
             (out, Some(Print { array: out, dtype }), None)
         }
     };

@@ -263,6 +263,7 @@ fn leaf_plan(input: &Input, text: &str) -> Plan {
             label: input.name.clone(),
         }],
         root: 0,
+        complex: input.complex,
         temps: vec![],
     }
 }
@@ -349,6 +350,7 @@ mod random_grids {
                 shape: shape.clone(),
                 dtype: DType::Float64,
                 chunks: s.clone(),
+                complex: false,
             };
             let spec = CreateSpec {
                 shape: shape.clone(),
@@ -361,6 +363,7 @@ mod random_grids {
                 zarr_format: 3,
                 attributes: Default::default(),
                 half: false,
+                complex: false,
             };
             let opts =
                 PlanOptions { memory, workers: 2, processes: false, scheduler: "threads".into(), split_every: None };

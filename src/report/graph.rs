@@ -201,6 +201,7 @@ pub fn op_chain(expr: &Plan) -> String {
                 NodeKind::Index { .. } => Some("getitem".to_string()),
                 NodeKind::Transpose { .. } => Some("transpose".to_string()),
                 NodeKind::Astype { .. } => Some(n.label.clone()),
+                NodeKind::Pair { .. } => Some(n.label.clone()),
                 NodeKind::Rechunk { .. } => Some("rechunk".to_string()),
                 NodeKind::Reduce { op, .. } => Some(op.name().to_string()),
                 NodeKind::Scan { prod, .. } => Some(if *prod { "cumprod" } else { "cumsum" }.to_string()),

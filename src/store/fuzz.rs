@@ -263,6 +263,7 @@ fn spec(codec: CodecSpec, shard: Option<Vec<u64>>) -> CreateSpec {
         zarr_format: 3,
         attributes: Default::default(),
         half: false,
+        complex: false,
     }
 }
 

@@ -186,7 +186,8 @@ pub fn encoded_bound(raw: u64, codecs: &[Value]) -> u64 {
 impl ReadLimits {
     /// The limits of the files of the array described by `meta`.
     pub fn of(meta: &ArrayMeta) -> ReadLimits {
-        let item = meta.dtype.size() as u64;
+        // (float16 is read as float32; a complex element is two of its parts)
+        let item = meta.itemsize().max(meta.dtype.size() as u64);
         let raw = |shape: &[u64]| shape.iter().fold(item, |a, &b| a.saturating_mul(b));
         let sharding =
             meta.codecs.iter().position(|c| c.get("name").and_then(Value::as_str) == Some("sharding_indexed"));

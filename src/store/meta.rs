@@ -35,13 +35,22 @@ pub struct ArrayMeta {
     /// Stored as IEEE float16: `dtype` is then float32, the type dsk computes in (as NumPy's
     /// float16 loops do); values are widened when read and rounded when written.
     pub half: bool,
+    /// Stored as complex64/complex128: `dtype` is then the type of its parts (float32/float64),
+    /// and inside dsk the array is its *view* — the parts side by side on a last axis of length 2
+    /// (`view_shape`), which is how the elements lie in memory. `shape`, `chunks` and
+    /// `dimension_names` stay those of the complex array.
+    #[serde(default)]
+    pub complex: bool,
 }
 
 impl ArrayMeta {
-    /// The stored dtype's name: `float16` for a half array, else the dtype's.
+    /// The stored dtype's name: `float16` for a half array, `complex64` for a complex one, else
+    /// the dtype's.
     pub fn dtype_name(&self) -> &'static str {
         if self.half {
             "float16"
+        } else if self.complex {
+            crate::dtype::complex_name(self.dtype)
         } else {
             self.dtype.name()
         }
@@ -51,9 +60,21 @@ impl ArrayMeta {
     pub fn itemsize(&self) -> u64 {
         if self.half {
             2
+        } else if self.complex {
+            2 * self.dtype.size() as u64
         } else {
             self.dtype.size() as u64
         }
+    }
+
+    /// `dims` with the axis of a complex array's parts appended (`[..., 2]`): its shape or chunks as
+    /// dsk computes with them.
+    pub fn view(&self, dims: &[u64]) -> Vec<u64> {
+        let mut v = dims.to_vec();
+        if self.complex {
+            v.push(2);
+        }
+        v
     }
 
     /// The shape of the unit that is read and written as one object: the shard if sharded.
@@ -205,7 +226,7 @@ fn checked(file: &Path, m: ArrayMeta) -> Result<ArrayMeta> {
                 ));
             }
         }
-        if let Err(e) = super::fill_of(&m) {
+        if let Err(e) = super::complex_fill_of(&m) {
             return Err(bad(file, format!("fill value {}: {e}", m.fill_value)));
         }
         if let Some(names) = &m.dimension_names {
@@ -365,8 +386,11 @@ fn parse_v3(file: &Path, j: &Value) -> Result<ArrayMeta> {
         None => return Err(bad(file, "'data_type' is missing")),
     };
     let half = dt_name == "float16";
+    let complex = crate::dtype::complex_part(&dt_name).filter(|_| dt_name.starts_with("complex"));
     let dtype = if half {
         DType::Float32
+    } else if let Some(part) = complex {
+        part
     } else {
         DType::parse(&dt_name).filter(|d| d.name() == dt_name).ok_or_else(|| unsupported_dtype(file, &dt_name))?
     };
@@ -404,6 +428,7 @@ fn parse_v3(file: &Path, j: &Value) -> Result<ArrayMeta> {
         dimension_names,
         order: 'C',
         half,
+        complex: complex.is_some(),
         attributes: j.get("attributes").and_then(Value::as_object).cloned().unwrap_or_default(),
     })
 }
@@ -428,8 +453,17 @@ fn parse_v2(file: &Path, j: &Value, attrs: Option<&Value>) -> Result<ArrayMeta> 
         None => return Err(bad(file, "'dtype' is missing")),
     };
     let half = matches!(typestr.as_str(), "<f2" | ">f2" | "=f2" | "|f2");
+    let complex = match typestr.get(1..) {
+        Some("c8") => Some(DType::Float32),
+        Some("c16") => Some(DType::Float64),
+        _ => None,
+    }
+    .filter(|_| typestr.starts_with(['<', '>', '=', '|']));
+    let big = typestr.starts_with('>') || (typestr.starts_with('=') && cfg!(target_endian = "big"));
     let (dtype, big_endian) = if half {
-        (DType::Float32, typestr.starts_with('>') || (typestr.starts_with('=') && cfg!(target_endian = "big")))
+        (DType::Float32, big)
+    } else if let Some(part) = complex {
+        (part, big)
     } else {
         DType::parse_typestr(&typestr).ok_or_else(|| unsupported_dtype(file, &typestr))?
     };
@@ -460,6 +494,7 @@ fn parse_v2(file: &Path, j: &Value, attrs: Option<&Value>) -> Result<ArrayMeta> 
         dimension_names,
         order,
         half,
+        complex: complex.is_some(),
         attributes: attrs
             .and_then(Value::as_object)
             .map(|a| a.iter().filter(|(k, _)| *k != "_ARRAY_DIMENSIONS").map(|(k, v)| (k.clone(), v.clone())).collect())

@@ -78,6 +78,12 @@ pub struct ZArray {
     /// A Zarr v2 array with numcodecs' `delta` filter (zarrs has none): zarrs decodes the
     /// compressor, dsk undoes the delta chunk by chunk ([`ZArray::read_region_delta`]).
     delta: bool,
+    /// The shape and storage chunks dsk computes with: the metadata's, with the axis of a complex
+    /// array's parts appended (see [`ArrayMeta::complex`]).
+    view_shape: Vec<u64>,
+    view_storage: Vec<u64>,
+    /// The imaginary part of a complex array's fill value (`fill` holds the real part).
+    fill_im: f64,
 }
 
 /// Whether `meta` is a v2 array whose only filter is numcodecs' `delta` in the array's own dtype
@@ -153,7 +159,13 @@ enum DirectCodec {
 /// optionally zstd-compressed (zarr-python's default for v3), in C order.
 fn direct_codec(meta: &ArrayMeta) -> Option<DirectCodec> {
     // (bools go through zarrs, which validates them: arbitrary bytes must never become a bool)
-    if meta.shards.is_some() || meta.big_endian || meta.order != 'C' || meta.dtype.is_bool() || meta.half {
+    if meta.shards.is_some()
+        || meta.big_endian
+        || meta.order != 'C'
+        || meta.dtype.is_bool()
+        || meta.half
+        || meta.complex
+    {
         return None;
     }
     let names: Vec<&str> = meta.codecs.iter().filter_map(|c| c.get("name").and_then(|n| n.as_str())).collect();
@@ -276,6 +288,27 @@ impl ZArray {
                 without_filters = Some(zarrs::array::ArrayMetadata::V2(m));
             }
         }
+        // xarray writes complex v2 arrays with a null fill value (no _FillValue), which zarrs
+        // refuses: it reads as 0, as in zarr-python
+        if meta.zarr_format == 2 && meta.complex && meta.fill_value.is_null() {
+            if remote::is_url(path) {
+                return Err(Error::input(
+                    &doc,
+                    "a complex Zarr v2 array without a fill value is read from local arrays only — copy it to a local disk",
+                ));
+            }
+            let text = std::fs::read(&doc).map_err(|e| Error::io(&doc, "read", e))?;
+            let mut zarray: serde_json::Value = match &without_filters {
+                Some(zarrs::array::ArrayMetadata::V2(m)) => {
+                    serde_json::to_value(m).map_err(|e| Error::Internal(format!("{}: {e}", doc.display())))?
+                }
+                _ => serde_json::from_slice(&text).map_err(|e| Error::input(&doc, format!("not JSON: {e}")))?,
+            };
+            zarray["fill_value"] = serde_json::json!([0.0, 0.0]);
+            let m: zarrs::array::ArrayMetadataV2 = serde_json::from_value(zarray)
+                .map_err(|e| Error::input(&doc, format!("cannot open the array: {e}")))?;
+            without_filters = Some(zarrs::array::ArrayMetadata::V2(m));
+        }
         let store = Arc::new(store);
         let opened = panics::guarded(|| match without_filters {
             Some(m) => Array::new_with_metadata(store, "/", m),
@@ -293,15 +326,18 @@ impl ZArray {
             Error::input(&doc, format!("cannot open the array: {text}{hint}"))
         })?;
         let direct = if cfg!(target_endian = "little") { direct_codec(&meta) } else { None };
-        let fill = fill_of(&meta).map_err(|m| {
+        let (fill, fill_im) = complex_fill_of(&meta).map_err(|m| {
             Error::input(&doc, format!("fill value {}: {m} — fix the array's metadata", meta.fill_value))
         })?;
         Ok(ZArray {
             path: path.to_path_buf(),
             array,
+            view_shape: meta.view(&meta.shape),
+            view_storage: meta.view(meta.storage_chunks()),
             meta,
             write_empty_chunks: false,
             fill,
+            fill_im,
             direct,
             _dir: dir,
             unpublished: false,
@@ -362,8 +398,9 @@ impl ZArray {
         &self.meta
     }
 
+    /// The shape dsk computes with: the array's, with a last axis of 2 for a complex array's parts.
     pub fn shape(&self) -> &[u64] {
-        &self.meta.shape
+        &self.view_shape
     }
 
     pub fn dtype(&self) -> DType {
@@ -372,7 +409,7 @@ impl ZArray {
 
     /// The grid of storage objects (shards when sharded, else chunks): the unit of a write task.
     pub fn grid(&self) -> Grid {
-        Grid::new(self.meta.shape.clone(), self.meta.storage_chunks().to_vec())
+        Grid::new(self.view_shape.clone(), self.view_storage.clone())
     }
 
     fn check_dtype<T: Elem>(&self) -> Result<()> {
@@ -405,26 +442,13 @@ impl ZArray {
         if self.delta {
             return self.read_region_delta(region, concurrency);
         }
+        if self.meta.complex {
+            return self.read_region_complex(region, concurrency);
+        }
         if self.meta.half {
             // float16, widened exactly to the float32 dsk computes in
-            let subset = ArraySubset::new_with_ranges(&region.ranges());
-            let opts = codec_options(concurrency);
-            let got = panics::guarded(|| self.array.retrieve_array_subset_opt::<Vec<half::f16>>(&subset, &opts));
-            return match got {
-                Ok(Ok(v)) => Ok(v.into_iter().map(|h| T::from_f64(h.to_f64())).collect()),
-                Ok(Err(e)) => Err(Error::Chunk {
-                    path: self.path.clone(),
-                    chunk: self.grid().chunk_index_of(&region.start),
-                    msg: format!("cannot read: {}", read_failure(&meta::printable(&one_line(&e.to_string())))),
-                }),
-                Err(p) => Err(Error::Chunk {
-                    path: self.path.clone(),
-                    chunk: self.grid().chunk_index_of(&region.start),
-                    msg: format!(
-                        "zarrs failed on it ({p}) — the chunk file is damaged; restore it or rewrite the array"
-                    ),
-                }),
-            };
+            let v = self.retrieve::<half::f16>(region, concurrency)?;
+            return Ok(v.into_iter().map(|h| T::from_f64(h.to_f64())).collect());
         }
         if self.direct.is_some() {
             let grid = self.grid();
@@ -434,11 +458,17 @@ impl ZArray {
                 return self.read_chunk_direct(&idx, &whole);
             }
         }
+        self.retrieve::<T>(region, concurrency)
+    }
+
+    /// The elements of `region` (in the array's own shape, without the axis of a complex array's
+    /// parts) as zarrs decodes them into `E`.
+    fn retrieve<E: zarrs::array::ElementOwned>(&self, region: &Region, concurrency: usize) -> Result<Vec<E>> {
         let subset = ArraySubset::new_with_ranges(&region.ranges());
         let opts = codec_options(concurrency);
         let prefetched = self.prefetch(region);
         let chunk_err = |msg: String| {
-            let grid = self.grid();
+            let grid = Grid::new(self.meta.shape.clone(), self.meta.storage_chunks().to_vec());
             let first = grid.chunk_index_of(&region.start);
             let last_point: Vec<u64> = (0..region.ndim()).map(|a| region.end(a) - 1).collect();
             let last = grid.chunk_index_of(&last_point);
@@ -450,7 +480,7 @@ impl ZArray {
             };
             Error::Chunk { path: self.path.clone(), chunk: first, msg: format!("cannot read{which}: {msg}") }
         };
-        let got = panics::guarded(|| self.array.retrieve_array_subset_opt::<Vec<T>>(&subset, &opts));
+        let got = panics::guarded(|| self.array.retrieve_array_subset_opt::<Vec<E>>(&subset, &opts));
         if let Some(remote) = prefetched.as_ref().and_then(|(s, keys)| s.remote().map(|r| (r, keys))) {
             remote.0.forget(remote.1);
         }
@@ -469,6 +499,63 @@ impl ZArray {
                 "zarrs failed on it ({p}) — the chunk file is damaged; restore it or rewrite the array"
             ))),
         }
+    }
+
+    /// [`ZArray::read_region`] of a complex array: `region` spans the parts' axis too (its last);
+    /// the complex elements are decoded and laid out as their parts, real then imaginary.
+    fn read_region_complex<T: Elem>(&self, region: &Region, concurrency: usize) -> Result<Vec<T>> {
+        let nd = region.ndim();
+        let rest = Region::new(region.start[..nd - 1].to_vec(), region.shape[..nd - 1].to_vec());
+        let pairs: Vec<[T; 2]> = match T::DTYPE {
+            DType::Float32 => self
+                .retrieve::<num_complex::Complex<f32>>(&rest, concurrency)?
+                .into_iter()
+                .map(|c| [T::from_f64(c.re as f64), T::from_f64(c.im as f64)])
+                .collect(),
+            _ => self
+                .retrieve::<num_complex::Complex<f64>>(&rest, concurrency)?
+                .into_iter()
+                .map(|c| [T::from_f64(c.re), T::from_f64(c.im)])
+                .collect(),
+        };
+        let (first, len) = (region.start[nd - 1] as usize, region.shape[nd - 1] as usize);
+        Ok(pairs.iter().flat_map(|p| p[first..first + len].iter().copied()).collect())
+    }
+
+    /// [`ZArray::write_chunk`] of a complex array: `idx` and `region` span the parts' axis (one
+    /// chunk along it), `data` holds the parts of each element side by side.
+    fn write_chunk_complex<T: Elem>(
+        &self,
+        idx: &[u64],
+        region: &Region,
+        data: &[T],
+        opts: &CodecOptions,
+    ) -> Result<()> {
+        let nd = idx.len();
+        let err = |msg: String| Error::Chunk { path: self.path.clone(), chunk: idx.to_vec(), msg };
+        if idx[nd - 1] != 0 || region.shape[nd - 1] != 2 {
+            return Err(Error::Internal(format!("a complex chunk {idx:?} without both parts")));
+        }
+        let (cidx, rshape) = (&idx[..nd - 1], &region.shape[..nd - 1]);
+        let chunks = self.meta.storage_chunks();
+        let full_len: u64 = chunks.iter().product();
+        let res = match T::DTYPE {
+            DType::Float32 => {
+                let c = |p: &[T]| num_complex::Complex::new(p[0].to_f64() as f32, p[1].to_f64() as f32);
+                let mut full = vec![c(&[T::from_scalar(self.fill), T::from_f64(self.fill_im)]); full_len as usize];
+                let vals: Vec<_> = data.chunks_exact(2).map(c).collect();
+                copy_into(&vals, rshape, &mut full, chunks);
+                self.array.store_chunk_opt(cidx, &full[..], opts)
+            }
+            _ => {
+                let c = |p: &[T]| num_complex::Complex::new(p[0].to_f64(), p[1].to_f64());
+                let mut full = vec![c(&[T::from_scalar(self.fill), T::from_f64(self.fill_im)]); full_len as usize];
+                let vals: Vec<_> = data.chunks_exact(2).map(c).collect();
+                copy_into(&vals, rshape, &mut full, chunks);
+                self.array.store_chunk_opt(cidx, &full[..], opts)
+            }
+        };
+        res.map_err(|e| err(write_failure("cannot write", e)))
     }
 
     /// [`ZArray::read_region`] of an array with a delta filter: each chunk it touches is read
@@ -620,6 +707,9 @@ impl ZArray {
         if let (Some(codec), true, false) = (self.direct, region.shape == grid.chunks, T::DTYPE.is_bool()) {
             return self.write_chunk_direct(idx, data, codec);
         }
+        if self.meta.complex {
+            return self.write_chunk_complex(idx, &region, data, &opts);
+        }
         let res = if self.meta.half {
             // rounded to float16 (to nearest, ties to even, as NumPy's astype)
             let h = |v: T| crate::dtype::f16_nearest(v.to_f64());
@@ -726,6 +816,24 @@ unsafe impl<T: Elem> zstd::zstd_safe::WriteBuf for SpareBytes<'_, T> {
         assert!(!T::DTYPE.is_bool(), "bools must not be written as raw bytes");
         // SAFETY: the caller guarantees the first n bytes are written; whole elements only
         unsafe { self.0.set_len(n / std::mem::size_of::<T>()) }
+    }
+}
+
+/// The fill value of the array `m` describes as (its real part, its imaginary part): the second is
+/// 0 but for complex arrays, whose fill value is `[re, im]` (Zarr v2's `null` reads as 0, as in
+/// zarr-python).
+pub fn complex_fill_of(m: &ArrayMeta) -> std::result::Result<(Scalar, f64), String> {
+    if !m.complex {
+        return Ok((fill_of(m)?, 0.0));
+    }
+    match &m.fill_value {
+        serde_json::Value::Null if m.zarr_format == 2 => Ok((Scalar::Float(0.0), 0.0)),
+        serde_json::Value::Array(parts) if parts.len() == 2 => {
+            let re = parse_fill(&parts[0], m.dtype, m.zarr_format)?;
+            let im = parse_fill(&parts[1], m.dtype, m.zarr_format)?;
+            Ok((Scalar::Float(re.as_f64()), im.as_f64()))
+        }
+        _ => Err(format!("a {} fill value is [real, imaginary]", m.dtype_name())),
     }
 }
 
@@ -842,6 +950,44 @@ pub struct CreateSpec {
     /// Store as float16 (`dtype` is then float32, what the values are computed in).
     #[serde(default)]
     pub half: bool,
+    /// Store as complex64/complex128 (`dtype` is then float32/float64, its parts' type): `shape`,
+    /// `chunks` and `shard` are then the *view*'s, with a last axis of 2 for the parts (see
+    /// [`ArrayMeta::complex`]), `fill` is the fill value's real part (its imaginary part is 0) and
+    /// `dimension_names` name the complex array's axes.
+    #[serde(default)]
+    pub complex: bool,
+}
+
+impl CreateSpec {
+    /// Make the spec of a real array of the parts' dtype the spec of the complex array (given as
+    /// its view, with fill value 0 — zarr-python's default; xarray writes `null` in v2 groups).
+    pub fn make_complex(&mut self) {
+        self.fill = Scalar::Float(0.0);
+        self.attributes.remove("_FillValue");
+        self.half = false;
+        self.complex = true;
+        self.shape.push(2);
+        self.chunks.push(2);
+        if let Some(s) = self.shard.as_mut() {
+            s.push(2);
+        }
+    }
+
+    /// The dtype's name as stored: `complex64` for a complex array's float32 parts.
+    pub fn dtype_name(&self) -> &'static str {
+        if self.complex {
+            crate::dtype::complex_name(self.dtype)
+        } else {
+            self.dtype.name()
+        }
+    }
+
+    /// The shape, chunks and shard of the array as stored (a complex array's, without the axis of
+    /// its parts).
+    pub fn stored(&self) -> (Vec<u64>, Vec<u64>, Option<Vec<u64>>) {
+        let cut = |v: &[u64]| if self.complex { v[..v.len().saturating_sub(1)].to_vec() } else { v.to_vec() };
+        (cut(&self.shape), cut(&self.chunks), self.shard.as_deref().map(cut))
+    }
 }
 
 fn zarr_v3() -> u8 {
@@ -855,26 +1001,32 @@ pub fn create(dir: &Path, spec: &CreateSpec) -> Result<ZArray> {
     }
     let (store, _dir_fd) =
         backend::Store::open(dir, None).map_err(|e| Error::output(dir, format!("cannot create the store: {e}")))?;
-    let storage_chunks = spec.shard.clone().unwrap_or_else(|| spec.chunks.clone());
+    let (shape, chunks, shard) = spec.stored();
+    let storage_chunks = shard.clone().unwrap_or_else(|| chunks.clone());
     let fill_bytes = if spec.half {
         crate::dtype::f16_nearest(spec.fill.as_f64()).to_le_bytes().to_vec()
     } else {
         crate::with_dtype!(spec.dtype, T => {
             let mut b = Vec::new();
             T::encode_le(&[T::from_scalar(spec.fill)], &mut b);
+            if spec.complex {
+                T::encode_le(&[T::from_f64(0.0)], &mut b);
+            }
             b
         })
     };
-    let mut builder = ArrayBuilder::new(
-        spec.shape.clone(),
-        storage_chunks,
-        if spec.half { zarrs::array::data_type::float16() } else { zarr_data_type(spec.dtype) },
-        zarrs::array::FillValue::new(fill_bytes),
-    );
+    let data_type = match (spec.half, spec.complex, spec.dtype) {
+        (true, _, _) => zarrs::array::data_type::float16(),
+        (_, true, DType::Float32) => zarrs::array::data_type::complex64(),
+        (_, true, DType::Float64) => zarrs::array::data_type::complex128(),
+        (_, true, d) => return Err(Error::Internal(format!("complex parts of {d}"))),
+        _ => zarr_data_type(spec.dtype),
+    };
+    let mut builder = ArrayBuilder::new(shape, storage_chunks, data_type, zarrs::array::FillValue::new(fill_bytes));
     // blosc shuffles by the stored element's size: 2 bytes for float16 (as int16's)
     builder.bytes_to_bytes_codecs(spec.codec.build(if spec.half { DType::Int16 } else { spec.dtype })?);
-    if spec.shard.is_some() {
-        builder.subchunk_shape(spec.chunks.clone());
+    if shard.is_some() {
+        builder.subchunk_shape(chunks);
     }
     if let Some(names) = &spec.dimension_names {
         builder.dimension_names(Some(names.clone()));
@@ -916,7 +1068,10 @@ fn create_v2(dir: &Path, spec: &CreateSpec) -> Result<ZArray> {
             "shuffle": if spec.dtype.size() > 1 { 1 } else { 0 }, "blocksize": 0
         }),
     };
+    let (shape, chunks, _) = spec.stored();
     let fill = match spec.fill {
+        _ if spec.complex && spec.fill.as_f64() == 0.0 && spec.fill.as_f64().is_sign_positive() => Value::Null,
+        _ if spec.complex => return Err(Error::Internal("a complex fill value other than 0".into())),
         Scalar::Bool(false) | Scalar::Int(0) | Scalar::Uint(0) => Value::Null,
         Scalar::Float(f) if f == 0.0 && f.is_sign_positive() => Value::Null,
         Scalar::Float(f) if f.is_nan() => json!("NaN"),
@@ -929,9 +1084,14 @@ fn create_v2(dir: &Path, spec: &CreateSpec) -> Result<ZArray> {
     };
     let zarray = json!({
         "zarr_format": 2,
-        "shape": spec.shape,
-        "chunks": spec.chunks,
-        "dtype": if spec.half { "<f2" } else { spec.dtype.typestr() },
+        "shape": shape,
+        "chunks": chunks,
+        "dtype": match (spec.half, spec.complex) {
+            (true, _) => "<f2",
+            (_, true) if spec.dtype == DType::Float32 => "<c8",
+            (_, true) => "<c16",
+            _ => spec.dtype.typestr(),
+        },
         "compressor": compressor,
         "fill_value": fill,
         "order": "C",
@@ -946,7 +1106,7 @@ fn create_v2(dir: &Path, spec: &CreateSpec) -> Result<ZArray> {
             }
         }
         // a 0-d variable has no axes to name (xarray writes the empty list)
-        None if spec.shape.is_empty() => {
+        None if shape.is_empty() => {
             attrs.insert("_ARRAY_DIMENSIONS".into(), json!([]));
         }
         None => {}
@@ -968,15 +1128,18 @@ fn create_unpublished(dir: &Path, built: Array<backend::Store>) -> Result<ZArray
         .map_err(|e| Error::output(dir, format!("cannot create the store: {e}")))?;
     let array = Array::new_with_metadata(Arc::new(store), "/", built.metadata().clone())
         .map_err(|e| Error::Internal(format!("{}: reopen the new array: {e}", dir.display())))?;
-    let fill =
-        fill_of(&meta).map_err(|m| Error::Internal(format!("{}: the new array's fill value: {m}", dir.display())))?;
+    let (fill, fill_im) = complex_fill_of(&meta)
+        .map_err(|m| Error::Internal(format!("{}: the new array's fill value: {m}", dir.display())))?;
     let direct = if cfg!(target_endian = "little") { direct_codec(&meta) } else { None };
     Ok(ZArray {
         path: dir.to_path_buf(),
         array,
+        view_shape: meta.view(&meta.shape),
+        view_storage: meta.view(meta.storage_chunks()),
         meta,
         write_empty_chunks: false,
         fill,
+        fill_im,
         direct,
         _dir: None,
         unpublished: true,

@@ -99,12 +99,12 @@ fn dict_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 }
 
 /// A .npy header for a little-endian C-order array (version 1.0, or 2.0 if the header is large).
-pub fn header_bytes(dtype: DType, shape: &[u64]) -> Vec<u8> {
+pub fn header_bytes(descr: &str, shape: &[u64]) -> Vec<u8> {
     let shape_txt = match shape.len() {
         1 => format!("({},)", shape[0]),
         _ => format!("({})", shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")),
     };
-    let dict = format!("{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}", dtype.typestr(), shape_txt);
+    let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_txt}, }}");
     let (major, prefix) = if dict.len() + 11 < 65536 { (1u8, 10) } else { (2u8, 12) };
     // pad with spaces so that the data starts at a multiple of 64 bytes, ending with '\n'
     let total = (prefix + dict.len() + 1).div_ceil(64) * 64;
@@ -279,7 +279,7 @@ mod tests {
 
     #[test]
     fn header_round_trips() {
-        let h = header_bytes(DType::Float64, &[3, 4]);
+        let h = header_bytes(DType::Float64.typestr(), &[3, 4]);
         assert_eq!(h.len() % 64, 0);
         let p = parse_header(&h, Path::new("x.npy")).ok();
         assert_eq!(
@@ -292,9 +292,9 @@ mod tests {
                 data_offset: h.len()
             })
         );
-        let h1 = header_bytes(DType::Int16, &[5]);
+        let h1 = header_bytes(DType::Int16.typestr(), &[5]);
         assert!(std::str::from_utf8(&h1[10..]).unwrap_or("").contains("(5,)"));
-        let h0 = header_bytes(DType::Bool, &[]);
+        let h0 = header_bytes(DType::Bool.typestr(), &[]);
         assert_eq!(parse_header(&h0, Path::new("x")).map(|h| h.shape).ok(), Some(vec![]));
     }
 
