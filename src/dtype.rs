@@ -688,16 +688,52 @@ mod tests {
     }
 }
 
+/// The shortest round-trip text of a number (as `write_text` gives it) in the form of Python's
+/// `repr` inside a complex number: positional for decimal exponents from -4 to 15, without a
+/// trailing `.0` (`1000000000000000`, `0.0001`), else scientific with a signed exponent of two
+/// digits at least (`1e+16`, `1e-05`, `2.5e-300`); `nan`, `inf` unchanged.
+fn python_repr(s: &str) -> String {
+    let (sign, body) = s.strip_prefix('-').map(|b| ("-", b)).unwrap_or(("", s));
+    if !body.starts_with(|c: char| c.is_ascii_digit()) {
+        return s.to_string(); // nan, inf
+    }
+    let (mantissa, exp) = match body.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i64>().unwrap_or(0)),
+        None => (body, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all = format!("{int}{frac}");
+    let lead = all.len() - all.trim_start_matches('0').len();
+    let digits = all.trim_matches('0');
+    if digits.is_empty() {
+        return format!("{sign}0");
+    }
+    // value = 0.digits × 10^point
+    let point = int.len() as i64 - lead as i64 + exp;
+    let sci = point - 1;
+    let n = digits.len() as i64;
+    let text = if (-4..16).contains(&sci) {
+        if point <= 0 {
+            format!("0.{}{digits}", "0".repeat((-point) as usize))
+        } else if point >= n {
+            format!("{digits}{}", "0".repeat((point - n) as usize))
+        } else {
+            format!("{}.{}", &digits[..point as usize], &digits[point as usize..])
+        }
+    } else {
+        let rest = if n > 1 { format!(".{}", &digits[1..]) } else { String::new() };
+        format!("{}{rest}e{}{:02}", &digits[..1], if sci < 0 { '-' } else { '+' }, sci.abs())
+    };
+    format!("{sign}{text}")
+}
+
 /// Write `re + im·i` as Python's `repr` of a complex number does: `(1+2j)`, `(1.5-0j)`,
 /// `(nan+infj)`, and `2j` without parentheses when the real part is +0.
 pub fn write_complex<T: Elem>(re: T, im: T, out: &mut String) {
     let text = |v: T| {
         let mut s = String::new();
         v.write_text(&mut s);
-        match s.strip_suffix(".0") {
-            Some(t) => t.to_string(),
-            None => s,
-        }
+        python_repr(&s)
     };
     let (r, i) = (re.to_f64(), im.to_f64());
     let imag = if i.is_sign_negative() && !i.is_nan() {
@@ -728,6 +764,13 @@ mod complex_text_tests {
         assert_eq!(show(f64::NAN, f64::INFINITY), "(nan+infj)");
         assert_eq!(show(1.0, f64::NEG_INFINITY), "(1-infj)");
         assert_eq!(show(0.1, 0.2), "(0.1+0.2j)");
+        assert_eq!(show(1e16, 1.0), "(1e+16+1j)");
+        assert_eq!(show(0.0, 1e-7), "1e-07j");
+        assert_eq!(show(1e22, 0.00001), "(1e+22+1e-05j)");
+        assert_eq!(show(-1.5e-300, -2e100), "(-1.5e-300-2e+100j)");
+        assert_eq!(show(1e15, 0.0001), "(1000000000000000+0.0001j)");
+        assert_eq!(show(123.456, 1.5e-5), "(123.456+1.5e-05j)");
+        assert_eq!(show(-0.0, -0.0), "(-0-0j)");
         let mut s = String::new();
         super::write_complex(0.1f32, 1.0f32, &mut s);
         assert_eq!(s, "(0.1+1j)");

@@ -230,11 +230,12 @@ fn zero(d: DType) -> Scalar {
 fn complex_part_arg(t: Option<&str>, result: DType) -> Result<DType> {
     match t {
         None => Ok(result),
-        Some(t) => crate::dtype::complex_part(t).ok_or_else(|| {
-            Error::usage(
+        Some(t) => crate::dtype::complex_part(t).ok_or_else(|| match DType::parse(t) {
+            Some(_) => Error::usage(
                 "--dtype",
                 format!("{t} would discard the imaginary part of the complex result — give complex64 or complex128, or take real(…) or abs(…) in the expression"),
-            )
+            ),
+            None => Error::usage("--dtype", format!("unknown dtype {t:?}; a complex result takes complex64 or complex128")),
         }),
     }
 }

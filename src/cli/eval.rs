@@ -44,7 +44,7 @@ pub struct EvalArgs {
 pub fn run(a: &EvalArgs, run: &RunArgs) -> Result<()> {
     let named = parse_named(&a.inputs, "NAME=PATH")?;
     let (plan, metas) = build_plan(&a.expr, "EXPR", &named)?;
-    let shape = plan.result_shape().to_vec();
+    let (shape, complex) = (plan.result_shape().to_vec(), plan.complex);
     let opts = OutputOpts::new(&a.write, &plan, &metas);
     let format = if a.json { Some(Format::Json) } else { a.format };
     match Dest::of(a.output.as_deref(), format)? {
@@ -55,8 +55,9 @@ pub fn run(a: &EvalArgs, run: &RunArgs) -> Result<()> {
         None => Err(Error::usage(
             "-o",
             format!(
-                "the result is an array of shape {}: write it with -o OUT.zarr (or OUT.npy), or print it with --format csv|npy",
-                tuple(&shape)
+                "the result is an array of shape {}: write it with -o OUT.zarr (or OUT.npy), or print it with --format {}",
+                tuple(&shape),
+                if complex { "npy|json" } else { "csv|npy" }
             ),
         )),
     }

@@ -82,7 +82,7 @@ pub fn run(a: &ReduceArgs, run: &RunArgs) -> Result<()> {
     }
     let expr = format!("x.{op}({})", kw.join(", "));
     let (plan, metas) = build_plan(&expr, "--op/--axis", &[("x".to_string(), a.input.clone())])?;
-    let shape = plan.result_shape().to_vec();
+    let (shape, complex) = (plan.result_shape().to_vec(), plan.complex);
     let o = OutputOpts {
         default_codec: CodecSpec::from_codecs(&metas[0].codecs),
         ..OutputOpts::new(&a.write, &plan, &metas)
@@ -91,12 +91,16 @@ pub fn run(a: &ReduceArgs, run: &RunArgs) -> Result<()> {
     match Dest::of(a.out.as_deref(), format)? {
         Some(dest) => compute(plan, Some(dest), o, run, "reduce"),
         None if plan.result_shape().is_empty() => compute(plan, None, o, run, "reduce"),
-        None if run.explain.is_some() || run.graph.is_some() => compute(plan, Some(Dest::Stdout(Format::Npy)), o, run, "reduce"),
+        None if run.explain.is_some() || run.graph.is_some() => {
+            compute(plan, Some(Dest::Stdout(Format::Npy)), o, run, "reduce")
+        }
         None => Err(Error::usage(
             "OUT",
             format!(
-                "the result has shape {}: give an output (out.zarr, out.npy or out.csv), or print it with --format csv|npy",
-                crate::grid::tuple(&shape)
+                "the result has shape {}: give an output (out.zarr, out.npy or out.{}), or print it with --format {}",
+                crate::grid::tuple(&shape),
+                if complex { "json" } else { "csv" },
+                if complex { "npy|json" } else { "csv|npy" }
             ),
         )),
     }

@@ -8,7 +8,8 @@
 //! - an input `z` is `z[..., 0]` + `z[..., 1]`·i; a literal `2j` is 0.0 + 2.0·i;
 //! - a real operand `x` of a complex operation is `x` + zeros·i (zeros of `x`'s shape and type:
 //!   NumPy converts it to complex, so `(inf+1j) * 2` is `inf+nanj` here too);
-//! - `+`, `-`, unary `-`, `conj`, `real`, `imag`, `where`, indexing, `.T`, `transpose`,
+//! - `+`, `-`, unary `-`, `conj`, `real`, `imag`, `where` (a complex condition holds where the
+//!   number is not 0), indexing, `.T`, `transpose`,
 //!   `rechunk`, `sum`, `mean` and `cumsum` act on each part; `astype(x, 'complex64')` casts both;
 //! - `*` is (ac − bd) + (ad + bc)i and `square(z)` is `z * z`, as NumPy's loops compute them; `/`
 //!   is Smith's algorithm exactly as NumPy's loop runs it, in the operands' common type; `abs` is
@@ -34,6 +35,9 @@ pub const COMMON: &str = "common part";
 /// The internal function giving the conjugate of a real value: itself, but int8 for bools (NumPy's
 /// `conjugate` has no bool loop), and a NumPy scalar for a Python literal (a ufunc's result).
 pub const CONJ_REAL: &str = "real conj";
+/// The internal function giving the number of elements of its first argument summed into each of
+/// its second (a Python int, as NumPy's `mean` divides by).
+pub const COUNT: &str = "count summed";
 /// The internal function making a Python literal the NumPy scalar a ufunc gives for it (float64;
 /// arrays are left as they are).
 pub const STRONG: &str = "numpy scalar";
@@ -340,7 +344,14 @@ impl Lowering<'_> {
                 }
             },
             "where" if args.len() == 3 && kwargs.is_empty() => {
-                let c = self.real(&args[0], "where's condition")?;
+                let c = match self.lower(&args[0])? {
+                    Low::Real(c) => c,
+                    // a complex condition holds where the number is not 0, as NumPy's truth value
+                    Low::Complex(a, b) => {
+                        let zero = || node(ExprKind::Num { value: 0.0, int: Some(0) }, span);
+                        bin(BinOp::Or, bin(BinOp::Ne, a, zero(), span), bin(BinOp::Ne, b, zero(), span), span)
+                    }
+                };
                 match (self.lower(&args[1])?, self.lower(&args[2])?) {
                     (Low::Real(x), Low::Real(y)) => Low::Real(call("where", vec![c, x, y], span)),
                     (x, y) => {
@@ -350,21 +361,27 @@ impl Lowering<'_> {
                 }
             }
             "astype" if args.len() == 2 && kwargs.is_empty() => {
-                let target = match &args[1].kind {
-                    ExprKind::Str(t) => crate::dtype::complex_part(t).map(|p| (t.clone(), p)),
+                let name = match &args[1].kind {
+                    ExprKind::Str(t) | ExprKind::Name(t) => Some(t.as_str()),
                     _ => None,
                 };
-                match (self.lower(&args[0])?, target) {
-                    (x, Some((_, p))) => {
+                match (self.lower(&args[0])?, name.and_then(crate::dtype::complex_part)) {
+                    (x, Some(p)) => {
                         let (a, b) = x.parts();
                         let t = node(ExprKind::Str(p.name().to_string()), args[1].span);
                         Low::Complex(call("astype", vec![a, t.clone()], span), call("astype", vec![b, t], span))
                     }
                     (Low::Real(x), None) => Low::Real(call("astype", vec![x, args[1].clone()], span)),
-                    (Low::Complex(..), None) => {
+                    (Low::Complex(..), None) if name.and_then(crate::dtype::DType::parse).is_some() => {
                         return err(
                             "casting complex numbers to a real dtype discards the imaginary part (NumPy warns) — write astype(real(z), …) or astype(abs(z), …)",
                             span,
+                        )
+                    }
+                    (Low::Complex(..), None) => {
+                        return err(
+                            format!("unknown dtype {}; complex values take complex64 or complex128", name.map(|n| format!("'{n}'")).unwrap_or_else(|| "(not a name)".into())),
+                            args[1].span,
                         )
                     }
                 }
@@ -375,14 +392,15 @@ impl Lowering<'_> {
                     .map(|a| self.real(a, &format!("{func}'s argument")))
                     .collect::<Result<Vec<_>, _>>()?;
                 let kwargs = self.real_kwargs(kwargs)?;
-                let apply = |x: Expr| {
+                let apply = |f: &str, x: Expr| {
                     let mut all = vec![x];
                     all.extend(rest.iter().cloned());
-                    node(ExprKind::Call { func: func.to_string(), args: all, kwargs: kwargs.clone() }, span)
+                    node(ExprKind::Call { func: f.to_string(), args: all, kwargs: kwargs.clone() }, span)
                 };
                 match self.lower(&args[0])? {
-                    Low::Real(x) => Low::Real(apply(x)),
-                    Low::Complex(a, b) => Low::Complex(apply(a), apply(b)),
+                    Low::Real(x) => Low::Real(apply(func, x)),
+                    Low::Complex(a, b) if func == "mean" => mean(apply("sum", a.clone()), apply("sum", b), a, span),
+                    Low::Complex(a, b) => Low::Complex(apply(func, a), apply(func, b)),
                 }
             }
             _ => {
@@ -440,7 +458,19 @@ impl Lowering<'_> {
         };
         Ok(match self.lower(recv)? {
             Low::Real(x) => Low::Real(apply(x)),
-            Low::Complex(a, b) if matches!(name, "sum" | "mean" | "cumsum" | "transpose" | "rechunk") => {
+            Low::Complex(a, b) if name == "mean" => {
+                let sum = |x: Expr| {
+                    let kind = ExprKind::Method {
+                        recv: Box::new(x),
+                        name: "sum".into(),
+                        args: args.clone(),
+                        kwargs: kwargs.clone(),
+                    };
+                    node(kind, span)
+                };
+                mean(sum(a.clone()), sum(b), a, span)
+            }
+            Low::Complex(a, b) if matches!(name, "sum" | "cumsum" | "transpose" | "rechunk") => {
                 Low::Complex(apply(a), apply(b))
             }
             Low::Complex(..) => {
@@ -448,6 +478,14 @@ impl Lowering<'_> {
             }
         })
     }
+}
+
+/// The mean of a complex value as NumPy's `mean` computes it: its sum (`re`, `im`, the sums of
+/// the parts of `part`) divided, as a complex number, by the count of elements summed.
+fn mean(re: Expr, im: Expr, part: Expr, span: Span) -> Low {
+    let count = call(COUNT, vec![part, re.clone()], span);
+    let zero = node(ExprKind::Num { value: 0.0, int: Some(0) }, span);
+    divide(re, im, count, zero, span)
 }
 
 /// `(a + bi) / (c + di)` as NumPy's loop computes it (Smith's algorithm), in the operands' common
@@ -526,7 +564,6 @@ mod tests {
             ("z.max()", "not supported"),
             ("z.astype('float32')", "discards the imaginary part"),
             ("x[1j]", "an index cannot be complex"),
-            ("where(z, 1, 2)", "condition cannot be complex"),
             ("zeros((2, 2), dtype='complex64')", "add 0j"),
         ] {
             let got = lowered(text, &["z"]).unwrap_err();

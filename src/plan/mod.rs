@@ -902,6 +902,13 @@ impl Builder<'_> {
                     _ => Ok(a[0]),
                 }
             }
+            complex::COUNT => {
+                let a = self.args_exact(func, args, 2, span)?;
+                let n: u64 = self.nodes[a[0]].shape.iter().product();
+                let s: u64 = self.nodes[a[1]].shape.iter().product();
+                let count = n.checked_div(s).unwrap_or(1);
+                Ok(self.literal(literal::Py::Int(i64::try_from(count).unwrap_or(i64::MAX))))
+            }
             complex::STRONG => {
                 let a = self.args_exact(func, args, 1, span)?;
                 Ok(self.strong(a[0]))
@@ -1367,8 +1374,12 @@ fn dtype_arg(e: &Expr) -> Result<DType, ExprError> {
         ExprKind::Name(n) => n.clone(),
         _ => return err("expected a dtype, like 'float32'", e.span),
     };
-    DType::parse(&name)
-        .ok_or_else(|| ExprError::new(format!("unknown dtype '{name}'; use one of {}", DType::accepted()), e.span))
+    DType::parse(&name).ok_or_else(|| {
+        ExprError::new(
+            format!("unknown dtype '{name}'; use one of {}, complex64, complex128", DType::accepted()),
+            e.span,
+        )
+    })
 }
 
 fn sel_text(sel: &[AxisSel]) -> String {

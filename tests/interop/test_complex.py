@@ -155,6 +155,19 @@ def test_reductions_match_numpy(arrays, expr):
     assert_close(got, want, False, 1e-5 if "z" in expr else 1e-12)
 
 
+def test_mean_divides_the_complex_sum_as_numpy_does(tmp_path):
+    # NumPy's mean is the complex sum divided by a complex count (Smith's algorithm), not the
+    # mean of each part: an infinite part makes both parts NaN, and finite ones round as 1/n
+    rng = np.random.default_rng(6)
+    for a in [np.array([complex(np.nan, np.inf), 2 + 1j, 3], "complex64"), cplx(rng, (6, 7), "complex128", False)]:
+        p = write(tmp_path / f"m{a.ndim}.zarr", a, (2,) * a.ndim)
+        for axis in [None] + list(range(a.ndim)):
+            expr = "m.mean()" if axis is None else f"m.mean(axis={axis})"
+            dsk("eval", expr, f"m={p}", "-o", tmp_path / "m.npy", "--overwrite")
+            with np.errstate(all="ignore"):
+                assert_close(np.load(tmp_path / "m.npy"), np.asarray(a.mean(axis=axis)), False, 1e-12)
+
+
 def test_reduce_command_and_printed_results(arrays):
     d, a, paths = arrays
     rng = np.random.default_rng(5)
@@ -166,6 +179,7 @@ def test_reduce_command_and_printed_results(arrays):
     assert complex(text) == c[1, 2]
     assert dsk("eval", "2j").stdout.decode().strip() == "2j"
     assert dsk("eval", "(1 + 2j) * (3 - 1j)").stdout.decode().strip() == "(5+5j)"
+    assert dsk("eval", "1e16 + 1e-7j").stdout.decode().strip() == "(1e+16+1e-07j)"  # Python's repr
     doc = json.loads(dsk("eval", "c[0, :2]", f"c={p}", "--json").stdout)
     assert doc["dtype"] == "complex128" and doc["shape"] == [2]
     assert [complex(*v) for v in doc["value"]] == list(c[0, :2])
@@ -256,3 +270,11 @@ def test_complex_refusals(arrays):
     assert r.returncode == 2 and "1j" in r.stderr.decode()
     r = dsk("plot", paths["z"], "-o", d / "p.png", ok=False)
     assert r.returncode != 0 and "abs" in r.stderr.decode()
+
+
+def test_a_complex_condition_is_true_where_not_zero(arrays):
+    d, a, paths = arrays
+    r, got = run_expr(d, paths, "where(z, 1, 2) + where(conj(z) * 0j, 1, 0)")
+    assert r.returncode == 0, r.stderr.decode()
+    with np.errstate(all="ignore"):
+        assert_close(got, np.where(a["z"], 1, 2) + np.where(np.conj(a["z"]) * 0j, 1, 0), True, 0)
