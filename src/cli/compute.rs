@@ -292,6 +292,7 @@ pub fn output_spec(
         attributes,
         half,
         complex: false,
+        fill_im: 0.0,
     };
     fit_destination(&mut spec, dest)?;
     Ok(spec)
@@ -318,7 +319,8 @@ fn complex_output_spec(
     if let Some(m) = crate::grid::check_size(shape, part.size() as u64) {
         return Err(Error::usage("--dtype", format!("{m} — choose complex64")));
     }
-    spec.make_complex();
+    // the fill value of a complex input of the result's type
+    spec.make_complex(if part == result_part { o.carried.complex_fill } else { None });
     Ok(spec)
 }
 
@@ -375,7 +377,8 @@ pub fn plan_expression(
     let root = plan.root().clone();
     let target = match dest {
         Some(Dest::Zarr(p)) => {
-            Target::Array { path: p.to_path_buf(), spec: output_spec(&o, p, &root.shape, root.dtype, &root.chunks)? }
+            let spec = output_spec(&o, p, &root.shape, root.dtype, &root.chunks)?;
+            Target::Array { path: p.to_path_buf(), spec: Box::new(spec) }
         }
         Some(Dest::File(p, f)) => file_target(Some(p), f, &o, &root)?,
         Some(Dest::Stdout(f)) => file_target(None, f, &o, &root)?,
@@ -414,7 +417,7 @@ fn suggest(command: &str, plan: &Plan, target: &Target, opts: &PlanOptions, need
             }
             let trial = Target::Array {
                 path: path.clone(),
-                spec: CreateSpec { chunks: c.clone(), shard: None, ..spec.clone() },
+                spec: Box::new(CreateSpec { chunks: c.clone(), shard: None, ..(**spec).clone() }),
             };
             if fits(plan.clone(), trial) {
                 return format!(
@@ -447,7 +450,8 @@ fn suggest(command: &str, plan: &Plan, target: &Target, opts: &PlanOptions, need
             let t = match target {
                 Target::Array { path, spec } if spec.chunks.len() == c.len() => {
                     let oc: Vec<u64> = spec.chunks.iter().zip(&c).map(|(&a, &b)| a.min(b)).collect();
-                    Target::Array { path: path.clone(), spec: CreateSpec { chunks: oc, shard: None, ..spec.clone() } }
+                    let spec = CreateSpec { chunks: oc, shard: None, ..(**spec).clone() };
+                    Target::Array { path: path.clone(), spec: Box::new(spec) }
                 }
                 t => t.clone(),
             };
@@ -489,6 +493,7 @@ fn rechunk_memory(inp: &Input, chunks: &[u64], opts: &PlanOptions) -> Option<u64
         attributes: Default::default(),
         half: false,
         complex: inp.complex,
+        fill_im: 0.0,
     };
     let mut o = opts.clone();
     for _ in 0..8 {

@@ -459,6 +459,7 @@ pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
         attributes: Default::default(),
         half,
         complex: false,
+        fill_im: 0.0,
     };
     super::compute::fit_destination(&mut spec, &c.out)?;
     let opts = plan_options(run)?;

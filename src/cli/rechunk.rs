@@ -86,10 +86,12 @@ pub fn run(a: &RechunkArgs, run: &RunArgs) -> Result<()> {
         attributes: m.attributes.clone(),
         half: m.half,
         complex: false,
+        fill_im: 0.0,
     };
     super::compute::fit_destination(&mut spec, &a.out)?;
     if m.complex {
-        spec.make_complex();
+        let fill = crate::store::complex_fill_of(&m).ok().map(|(re, im)| (re.as_f64(), im));
+        spec.make_complex(fill);
     }
     let input = Input {
         name: "x".into(),

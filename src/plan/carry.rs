@@ -23,6 +23,8 @@ pub struct Inherited {
     pub fill: Option<Scalar>,
     pub dtype: Option<DType>,
     pub half: bool,
+    /// A complex input's fill value (re, im); its `dtype` is its parts'.
+    pub complex_fill: Option<(f64, f64)>,
 }
 
 impl Inherited {
@@ -36,9 +38,10 @@ impl Inherited {
                 n
             }),
             attributes: m.attributes.clone(),
-            fill: crate::store::fill_of(m).ok(),
+            fill: crate::store::fill_of(m).ok().filter(|_| !m.complex),
             dtype: Some(m.dtype),
             half: m.half,
+            complex_fill: crate::store::complex_fill_of(m).ok().filter(|_| m.complex).map(|(re, im)| (re.as_f64(), im)),
         }
     }
 }
@@ -53,6 +56,8 @@ pub struct Carried {
     pub fill: Option<Scalar>,
     /// Every input array is float16 (a float32 result is then float16, as in NumPy).
     pub half: bool,
+    /// For a complex result, the fill value (re, im) of the first complex input of its type.
+    pub complex_fill: Option<(f64, f64)>,
 }
 
 /// Attributes that keep their meaning through a unit-preserving reduction.
@@ -67,7 +72,12 @@ pub fn carried(plan: &Plan, inputs: &[Inherited]) -> Carried {
     let names = names(plan, inputs);
     let dimension_names = names.filter(|n| n.iter().any(Option::is_some));
     let half = half_nodes(plan, &inputs.iter().map(|i| i.half).collect::<Vec<_>>())[plan.root].0;
-    Carried { dimension_names, attributes: attributes(plan, inputs), fill: fill(plan, inputs), half }
+    let complex_fill = match plan.complex {
+        true => inputs.iter().find(|i| i.complex_fill.is_some() && i.dtype == Some(plan.root().dtype)),
+        false => None,
+    }
+    .and_then(|i| i.complex_fill);
+    Carried { dimension_names, attributes: attributes(plan, inputs), fill: fill(plan, inputs), half, complex_fill }
 }
 
 /// Per node: (its values are float16 in NumPy's typing, it computes in float16). float16 arrays
@@ -247,7 +257,7 @@ fn attributes(plan: &Plan, inputs: &[Inherited]) -> Map<String, Value> {
 
 fn fill(plan: &Plan, inputs: &[Inherited]) -> Option<Scalar> {
     let dtype = plan.root().dtype;
-    inputs.iter().find(|i| i.dtype == Some(dtype)).and_then(|i| i.fill)
+    inputs.iter().find(|i| i.dtype == Some(dtype) && i.complex_fill.is_none()).and_then(|i| i.fill)
 }
 
 /// Parse `--dimension-names y,x` for an array of `rank` axes (`arg` names the option in errors).
@@ -303,6 +313,7 @@ mod tests {
             fill: Some(Scalar::Float(f64::NAN)),
             dtype: Some(DType::Float64),
             half: false,
+            complex_fill: None,
         }
     }
 

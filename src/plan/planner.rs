@@ -47,7 +47,7 @@ pub struct PlanOptions {
 #[derive(Clone, Debug)]
 pub enum Target {
     /// A Zarr array at `path`, created with `spec`.
-    Array { path: PathBuf, spec: CreateSpec },
+    Array { path: PathBuf, spec: Box<CreateSpec> },
     /// A file (`None`: stdout) in `format`, streamed from an uncompressed array in the work dir
     /// with these chunks and dtype.
     File { path: Option<PathBuf>, format: FileFormat, chunks: Vec<u64>, dtype: DType },
@@ -90,6 +90,7 @@ fn work_array(what: String, file: String, shape: Vec<u64>, chunks: Vec<u64>, dty
             attributes: Default::default(),
             half: false,
             complex: false,
+        fill_im: 0.0,
         },
         write_empty_chunks: true,
     }
@@ -672,7 +673,7 @@ pub fn expression(command: &str, plan: Plan, target: Target, opts: &PlanOptions)
             let out = b.add_array(ArrayDecl {
                 what: "the result".into(),
                 place: Place::Output(path),
-                spec,
+                spec: *spec,
                 write_empty_chunks: false,
             });
             (out, None, None)

@@ -264,6 +264,7 @@ fn spec(codec: CodecSpec, shard: Option<Vec<u64>>) -> CreateSpec {
         attributes: Default::default(),
         half: false,
         complex: false,
+        fill_im: 0.0,
     }
 }
 

@@ -952,17 +952,22 @@ pub struct CreateSpec {
     pub half: bool,
     /// Store as complex64/complex128 (`dtype` is then float32/float64, its parts' type): `shape`,
     /// `chunks` and `shard` are then the *view*'s, with a last axis of 2 for the parts (see
-    /// [`ArrayMeta::complex`]), `fill` is the fill value's real part (its imaginary part is 0) and
-    /// `dimension_names` name the complex array's axes.
+    /// [`ArrayMeta::complex`]), `fill` is the fill value's real part (`fill_im` its imaginary
+    /// part) and `dimension_names` name the complex array's axes.
     #[serde(default)]
     pub complex: bool,
+    #[serde(default, with = "crate::serial::exact_f64")]
+    pub fill_im: f64,
 }
 
 impl CreateSpec {
     /// Make the spec of a real array of the parts' dtype the spec of the complex array (given as
-    /// its view, with fill value 0 — zarr-python's default; xarray writes `null` in v2 groups).
-    pub fn make_complex(&mut self) {
-        self.fill = Scalar::Float(0.0);
+    /// its view) with fill value `fill` (re, im): 0 when `None` (zarr-python's default), and in a
+    /// Zarr v2 group, where xarray writes `null` (a fill value there is xarray's `_FillValue`).
+    pub fn make_complex(&mut self, fill: Option<(f64, f64)>) {
+        let (re, im) = fill.filter(|_| self.zarr_format != 2).unwrap_or((0.0, 0.0));
+        self.fill = Scalar::Float(re);
+        self.fill_im = im;
         self.attributes.remove("_FillValue");
         self.half = false;
         self.complex = true;
@@ -1010,7 +1015,7 @@ pub fn create(dir: &Path, spec: &CreateSpec) -> Result<ZArray> {
             let mut b = Vec::new();
             T::encode_le(&[T::from_scalar(spec.fill)], &mut b);
             if spec.complex {
-                T::encode_le(&[T::from_f64(0.0)], &mut b);
+                T::encode_le(&[T::from_f64(spec.fill_im)], &mut b);
             }
             b
         })
@@ -1070,8 +1075,20 @@ fn create_v2(dir: &Path, spec: &CreateSpec) -> Result<ZArray> {
     };
     let (shape, chunks, _) = spec.stored();
     let fill = match spec.fill {
-        _ if spec.complex && spec.fill.as_f64() == 0.0 && spec.fill.as_f64().is_sign_positive() => Value::Null,
-        _ if spec.complex => return Err(Error::Internal("a complex fill value other than 0".into())),
+        _ if spec.complex => {
+            let part = |v: f64| match v {
+                v if v.is_nan() => json!("NaN"),
+                f64::INFINITY => json!("Infinity"),
+                f64::NEG_INFINITY => json!("-Infinity"),
+                v => json!(v),
+            };
+            let (re, im) = (spec.fill.as_f64(), spec.fill_im);
+            if re == 0.0 && im == 0.0 && re.is_sign_positive() && im.is_sign_positive() {
+                Value::Null // xarray's: no _FillValue
+            } else {
+                json!([part(re), part(im)])
+            }
+        }
         Scalar::Bool(false) | Scalar::Int(0) | Scalar::Uint(0) => Value::Null,
         Scalar::Float(f) if f == 0.0 && f.is_sign_positive() => Value::Null,
         Scalar::Float(f) if f.is_nan() => json!("NaN"),

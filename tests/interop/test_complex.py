@@ -203,6 +203,16 @@ def test_missing_chunks_read_as_the_complex_fill_value(tmp_path, fmt):
     z[0:2, 0:2] = 3 - 1j  # every other chunk is never written
     dsk("eval", "f * 1", f"f={tmp_path / 'f.zarr'}", "-o", tmp_path / "g.npy")
     assert_close(np.load(tmp_path / "g.npy"), z[...], True, 0)
+    # the fill value is carried to outputs of the same type, whose fill-valued chunks are skipped
+    for cmd in [["eval", "f[::-1]", f"f={tmp_path / 'f.zarr'}", "-o", tmp_path / "e.zarr"],
+                ["rechunk", tmp_path / "f.zarr", tmp_path / "r.zarr", "--chunks", "1,4"]]:
+        dsk(*cmd)
+        out = zarr.open_array(str(cmd[-1] if cmd[0] == "eval" else cmd[2]))
+        assert out.fill_value == 1 + 2j and out.nchunks_initialized < out.nchunks
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "e.zarr"))[...], z[...][::-1])
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "r.zarr"))[...], z[...])
+    dsk("eval", "f.astype('complex128')", f"f={tmp_path / 'f.zarr'}", "-o", tmp_path / "c.zarr")
+    assert zarr.open_array(str(tmp_path / "c.zarr")).fill_value == 0  # another type: not carried
 
 
 def test_sharded_3d_and_odd_shapes(tmp_path):
