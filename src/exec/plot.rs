@@ -225,7 +225,7 @@ mod tests {
             attributes: Default::default(),
             half: false,
             complex: false,
-        fill_im: 0.0,
+            fill_im: 0.0,
         };
         let arr = crate::store::create(&path, &spec).unwrap();
         let grid = arr.grid();
@@ -275,7 +275,7 @@ mod tests {
             attributes: Default::default(),
             half: false,
             complex: false,
-        fill_im: 0.0,
+            fill_im: 0.0,
         };
         let arr = crate::store::create(&path, &spec).unwrap();
         let value = |i: u64, j: u64| ((i * 23 + j) as f64 * 0.37).sin() * (i as f64 + 1.0);

@@ -90,7 +90,7 @@ fn work_array(what: String, file: String, shape: Vec<u64>, chunks: Vec<u64>, dty
             attributes: Default::default(),
             half: false,
             complex: false,
-        fill_im: 0.0,
+            fill_im: 0.0,
         },
         write_empty_chunks: true,
     }

@@ -364,7 +364,7 @@ mod random_grids {
                 attributes: Default::default(),
                 half: false,
                 complex: false,
-        fill_im: 0.0,
+                fill_im: 0.0,
             };
             let opts =
                 PlanOptions { memory, workers: 2, processes: false, scheduler: "threads".into(), split_every: None };
