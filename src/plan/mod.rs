@@ -7,11 +7,12 @@
 //! `Map` (element-wise, N inputs, broadcasting), `Index` (basic indexing with steps), `Transpose`,
 //! `Astype`, `Rechunk` (fuse into the task that reads their sources), and `Reduce` and `Scan`
 //! (stage boundaries: `exec::stages` computes them first and replaces each by a `Temp` leaf holding
-//! its result). The same computation written twice is one node; nodes the root does not need are
-//! pruned, so every node of a plan is computed.
+//! its result). The same computation written twice is one node; constants are folded ([`fold`]);
+//! nodes the root does not need are pruned, so every node of a plan is computed.
 
 pub mod carry;
 pub mod complex;
+pub mod fold;
 pub mod literal;
 pub mod lower;
 pub mod physical;
@@ -209,7 +210,12 @@ pub fn build(text: &str, inputs: Vec<Input>) -> Result<Plan, ExprError> {
     let mut b = Builder { inputs: &inputs, nodes: vec![], by_name: HashMap::new(), seen: HashMap::new() };
     let root = b.expr(&ast)?;
     let (nodes, root) = prune(b.nodes, root);
-    Ok(Plan { text: text.to_string(), inputs, nodes, root, temps: vec![], complex })
+    let mut plan = Plan { text: text.to_string(), inputs, nodes, root, temps: vec![], complex };
+    if fold::enabled() {
+        fold::fold(&mut plan);
+        (plan.nodes, plan.root) = prune(std::mem::take(&mut plan.nodes), plan.root);
+    }
+    Ok(plan)
 }
 
 /// Keep only the nodes the root depends on (a literal folded into `x ** 2` is left behind by the
