@@ -13,8 +13,9 @@ use crate::error::{Error, Result};
 use crate::grid::Region;
 use crate::kernels::buf::{Buf, BufElem};
 use crate::kernels::elementwise;
+use crate::kernels::generate::ScalarRepr;
 use crate::plan::lower::{arg_region, leaf_grid, tile_rows};
-use crate::plan::{NodeKind, Plan};
+use crate::plan::{fold, NodeKind, Plan};
 use crate::store::ZArray;
 use crate::{with_buf, with_dtype};
 
@@ -26,6 +27,10 @@ pub struct Evaluator<'a> {
     codec_threads: usize,
     chunks: HashMap<(usize, u64), Buf>,
     memo: HashMap<(usize, Region), Buf>,
+    /// Whether constant regions are folded ([`fold::enabled`]), and which source chunks (leaf
+    /// node, chunk index) were found never written.
+    fold: bool,
+    missing: HashMap<(usize, u64), bool>,
 }
 
 fn info(ranges: &[(usize, usize)]) -> Result<SliceInfo<Vec<SliceInfoElem>, IxDyn, IxDyn>> {
@@ -43,7 +48,7 @@ fn slice_buf(b: &Buf, ranges: &[(usize, usize)]) -> Result<Buf> {
 
 impl<'a> Evaluator<'a> {
     pub fn new(plan: &'a Plan, sources: &'a [ZArray], temps: &'a [&'a ZArray], codec_threads: usize) -> Evaluator<'a> {
-        Evaluator { plan, sources, temps, codec_threads, chunks: HashMap::new(), memo: HashMap::new() }
+        Evaluator::with_chunks(plan, sources, temps, codec_threads, HashMap::new())
     }
 
     /// An evaluator starting with source chunks already decoded (shared by a task's members).
@@ -54,7 +59,16 @@ impl<'a> Evaluator<'a> {
         codec_threads: usize,
         chunks: HashMap<(usize, u64), Buf>,
     ) -> Evaluator<'a> {
-        Evaluator { plan, sources, temps, codec_threads, chunks, memo: HashMap::new() }
+        Evaluator {
+            plan,
+            sources,
+            temps,
+            codec_threads,
+            chunks,
+            memo: HashMap::new(),
+            fold: fold::enabled(),
+            missing: HashMap::new(),
+        }
     }
 
     /// Forget the values computed for the last region (keep the decoded source chunks).
@@ -72,6 +86,10 @@ impl<'a> Evaluator<'a> {
         let root = self.plan.root;
         let dtype = self.plan.nodes[root].dtype;
         let shape: Vec<usize> = region.shape.iter().map(|&s| s as usize).collect();
+        if let Some(c) = self.constant(root, region) {
+            let b = with_dtype!(dtype, T => Buf::scalar(T::from_scalar(c.into())));
+            return Ok(contiguous(&b, &shape));
+        }
         if region.ndim() == 0 || region.is_empty() {
             let b = self.eval(root, region)?;
             self.memo.clear();
@@ -104,6 +122,83 @@ impl<'a> Evaluator<'a> {
             }
             Ok(Buf::from_vec(&shape, out))
         })
+    }
+
+    /// The value every element of node `id` over `region` has, when it is known without computing
+    /// them: constants, and never-written chunks of local Zarr arrays (their fill value), through
+    /// the operations [`fold`] folds, computed as it computes them (so the bits are those computing
+    /// every element would give). `None` when folding is off or anything in the way is not
+    /// constant.
+    pub fn constant(&mut self, id: usize, region: &Region) -> Option<ScalarRepr> {
+        if !self.fold || region.is_empty() {
+            return None;
+        }
+        let plan = self.plan;
+        let node = &plan.nodes[id];
+        match &node.kind {
+            NodeKind::Const { value } => Some(*value),
+            NodeKind::Gen { gen } => gen.constant().map(ScalarRepr::from),
+            NodeKind::Input { input } => {
+                let arr = self.sources.get(*input)?;
+                self.unwritten(id, region, arr)
+            }
+            NodeKind::Temp { temp } => {
+                let arr = *self.temps.get(*temp)?;
+                self.unwritten(id, region, arr)
+            }
+            NodeKind::Rechunk { arg } => self.constant(*arg, region),
+            NodeKind::Index { arg, .. } | NodeKind::Transpose { arg, .. } => {
+                // a selection is a view of its argument: the same value, in the same dtype
+                if plan.nodes[*arg].dtype != node.dtype {
+                    return None;
+                }
+                let r = arg_region(plan, id, 0, region);
+                self.constant(*arg, &r)
+            }
+            NodeKind::Astype { arg } => {
+                let r = arg_region(plan, id, 0, region);
+                fold::cast_value(self.constant(*arg, &r)?, plan.nodes[*arg].dtype, node.dtype)
+            }
+            NodeKind::Map { op, args, compute } if fold::foldable(*op) => {
+                let mut vals = Vec::with_capacity(args.len());
+                for (pos, &a) in args.iter().enumerate() {
+                    let r = arg_region(plan, id, pos, region);
+                    vals.push((self.constant(a, &r)?, plan.nodes[a].dtype));
+                }
+                fold::map_value(*op, *compute, node.dtype, &vals)
+            }
+            _ => None,
+        }
+    }
+
+    /// The fill value of leaf `id` (a Zarr array) over `region` when none of the chunks it lies
+    /// in was ever written.
+    fn unwritten(&mut self, id: usize, region: &Region, arr: &ZArray) -> Option<ScalarRepr> {
+        let grid = leaf_grid(self.plan, id)?;
+        if arr.dtype() != self.plan.nodes[id].dtype || grid != arr.grid() {
+            return None;
+        }
+        let ranges: Vec<std::ops::Range<u64>> =
+            (0..region.ndim()).map(|a| grid.chunks_overlapping(a, region.start[a], region.end(a))).collect();
+        let counts: Vec<u64> = ranges.iter().map(|r| r.end - r.start).collect();
+        let strides = crate::grid::strides(&grid.grid_shape());
+        for k in 0..counts.iter().product::<u64>() {
+            let idx: Vec<u64> =
+                crate::grid::unravel(k, &counts).iter().zip(&ranges).map(|(i, r)| i + r.start).collect();
+            let lin: u64 = idx.iter().zip(&strides).map(|(i, s)| i * s).sum();
+            let missing = match self.missing.get(&(id, lin)) {
+                Some(&m) => m,
+                None => {
+                    let m = arr.chunk_missing(&idx) == Some(true);
+                    self.missing.insert((id, lin), m);
+                    m
+                }
+            };
+            if !missing {
+                return None;
+            }
+        }
+        Some(ScalarRepr::from(arr.fill()))
     }
 
     /// Evaluate node `id` over `region` (a view where possible).

@@ -19,7 +19,7 @@ use crate::plan::lower::{self, footprint, leaf_grid};
 use crate::plan::physical::{
     FileSource, FinalizeSpec, Groups, PartialStore, PartialTask, PartialsSpec, PhysicalPlan, StageOp,
 };
-use crate::plan::{NodeKind, Plan};
+use crate::plan::{fold, NodeKind, Plan};
 use crate::store::npy::RawSource;
 use crate::store::ZArray;
 use crate::{with_buf, with_dtype};
@@ -363,10 +363,19 @@ fn fold_chunks(
                 tile.start[0] += r0;
                 tile.shape[0] = rows.min(n0 - r0);
             }
-            let b = ev.eval(plan.root, &tile)?;
-            ev.clear_memo();
             let tshape: Vec<usize> = tile.shape.iter().map(|&s| s as usize).collect();
-            let p = with_dtype!(a.dtype, T => tile_partial::<T>(op, &b, &tshape, axes, &tile.start, &in_grid.shape)?);
+            // a constant tile (never-written chunks, constants) in closed form where that is exact
+            let folded = ev
+                .constant(plan.root, &tile)
+                .and_then(|c| fold::tile_partial(op, a.dtype, c, &tshape, axes, &tile.start, &in_grid.shape));
+            let p = match folded {
+                Some(p) => p,
+                None => {
+                    let b = ev.eval(plan.root, &tile)?;
+                    ev.clear_memo();
+                    with_dtype!(a.dtype, T => tile_partial::<T>(op, &b, &tshape, axes, &tile.start, &in_grid.shape)?)
+                }
+            };
             let offset: Vec<usize> =
                 kept.iter().enumerate().map(|(i, &ax)| (tile.start[ax] - block_region.start[i]) as usize).collect();
             reduce::merge_into(op, a.dtype, &mut cp, &p, &offset, axis0_kept || first).map_err(Error::Internal)?;

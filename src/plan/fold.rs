@@ -28,13 +28,18 @@
 //!   Anything else (sums of 0.1 over many elements, NaN, -0.0 products) is computed element by
 //!   element as before.
 //!
+//! The same rules fold tiles while a task runs: a tile whose source chunks were never written (they
+//! read as the fill value) is a constant too; `exec::evaluate::Evaluator::constant` pushes the
+//! fill value through the expression with [`map_value`] and [`cast_value`], and a reduction takes
+//! the tile's partial from [`tile_partial`] under the conditions above for the tile's elements.
+//!
 //! `DSK_NO_FOLD=1` in the environment turns folding off: the tests compare both ways bit for bit,
 //! and the benchmark can measure what folding saves.
 
 use super::{Node, NodeKind, Plan};
 use crate::dtype::{DType, Elem};
 use crate::grid::tuple;
-use crate::kernels::buf::Buf;
+use crate::kernels::buf::{Buf, BufElem};
 use crate::kernels::elementwise::{self, MapOp};
 use crate::kernels::generate::{Generator, ScalarRepr};
 use crate::kernels::reduce::{self, Partial, ReduceOp};
@@ -91,9 +96,33 @@ fn value_of(b: &Buf) -> Option<ScalarRepr> {
 }
 
 /// Operations whose kernels give a value the same bits wherever it lies in a tile.
-fn foldable(op: MapOp) -> bool {
+pub fn foldable(op: MapOp) -> bool {
     use MapOp::*;
     !op.is_float_function() || matches!(op, Div | Sqrt | Hypot)
+}
+
+/// The value of `op` (computed in `compute`, given as `out`) of constant operands (value, dtype):
+/// what the kernel gives every element. `None` for operations that are not folded.
+pub fn map_value(op: MapOp, compute: DType, out: DType, args: &[(ScalarRepr, DType)]) -> Option<ScalarRepr> {
+    if !foldable(op) {
+        return None;
+    }
+    let vals: Vec<Buf> = args
+        .iter()
+        .enumerate()
+        .map(|(pos, &(v, dtype))| {
+            // as the evaluator converts them: where's condition to bool, the rest to `compute`
+            let want = if op == MapOp::Where && pos == 0 { DType::Bool } else { compute };
+            scalar(v, dtype).cast(want)
+        })
+        .collect();
+    let got = with_dtype!(compute, T => elementwise::apply::<T>(op, &vals, &[])).ok()?;
+    value_of(&got.cast(out))
+}
+
+/// A constant of dtype `from` converted to `to` as every element would be.
+pub fn cast_value(v: ScalarRepr, from: DType, to: DType) -> Option<ScalarRepr> {
+    value_of(&scalar(v, from).cast(to))
 }
 
 /// What node `id` folds to, if it does.
@@ -101,15 +130,8 @@ fn folded(nodes: &[Node], id: usize) -> Option<ScalarRepr> {
     let node = &nodes[id];
     match &node.kind {
         NodeKind::Map { op, args, compute } if foldable(*op) => {
-            let mut vals = Vec::with_capacity(args.len());
-            for (pos, &a) in args.iter().enumerate() {
-                let v = scalar(constant(nodes, a)?, nodes[a].dtype);
-                // as the evaluator converts them: where's condition to bool, the rest to `compute`
-                let want = if *op == MapOp::Where && pos == 0 { DType::Bool } else { *compute };
-                vals.push(v.cast(want));
-            }
-            let out = with_dtype!(*compute, T => elementwise::apply::<T>(*op, &vals, &[])).ok()?;
-            value_of(&out.cast(node.dtype))
+            let vals = args.iter().map(|&a| Some((constant(nodes, a)?, nodes[a].dtype))).collect::<Option<Vec<_>>>()?;
+            map_value(*op, *compute, node.dtype, &vals)
         }
         NodeKind::Index { arg, .. } | NodeKind::Transpose { arg, .. } | NodeKind::Rechunk { arg } => {
             // a literal keeps its own typing; a selection of one is not built anyway
@@ -117,7 +139,7 @@ fn folded(nodes: &[Node], id: usize) -> Option<ScalarRepr> {
             let v = constant(nodes, *arg)?;
             (a.weak.is_none() && a.dtype == node.dtype).then_some(v)
         }
-        NodeKind::Astype { arg } => value_of(&scalar(constant(nodes, *arg)?, nodes[*arg].dtype).cast(node.dtype)),
+        NodeKind::Astype { arg } => cast_value(constant(nodes, *arg)?, nodes[*arg].dtype, node.dtype),
         NodeKind::Reduce { arg, op, axes, ddof, .. } => {
             let a = &nodes[*arg];
             let c = constant(nodes, *arg)?;
@@ -147,6 +169,40 @@ fn exact_multiples(c: f64, n: u64) -> bool {
 /// The result of reducing `n` (≥ 1) elements all equal to `c` (of `input` dtype), when its closed
 /// form is exactly what computing them gives.
 fn reduction(op: ReduceOp, input: DType, c: ScalarRepr, n: u64, ddof: f64) -> Option<ScalarRepr> {
+    let comps = state(op, input, c, n, 0)?;
+    let out = reduce::finalize(op, input, &Partial { comps }, ddof).ok()?;
+    value_of(&out)
+}
+
+/// The partial a tile of `shape` (at `start` of an array of `gshape`) whose elements all equal `c`
+/// reduces to over `axes`: the components [`reduce::reduce_tile`] computes from its elements, where
+/// their closed form is exactly those (see the module documentation), else `None`.
+pub fn tile_partial(
+    op: ReduceOp,
+    input: DType,
+    c: ScalarRepr,
+    shape: &[usize],
+    axes: &[usize],
+    start: &[u64],
+    gshape: &[u64],
+) -> Option<Partial> {
+    let n: u64 = axes.iter().map(|&a| shape[a] as u64).product();
+    let kshape: Vec<usize> = (0..shape.len()).filter(|a| !axes.contains(a)).map(|a| shape[a]).collect();
+    if kshape.contains(&0) {
+        return None;
+    }
+    // an arg reduction's index of the tile's first element, raveled over the reduced axes
+    let gstrides = crate::grid::strides(&axes.iter().map(|&a| gshape[a]).collect::<Vec<_>>());
+    let first: u64 = axes.iter().zip(&gstrides).map(|(&a, s)| start[a] * s).sum();
+    let comps = state(op, input, c, n, first as i64)?;
+    Some(Partial {
+        comps: comps.iter().map(|b| with_buf!(b, T, a => T::wrap(elementwise::materialize(a, &kshape)))).collect(),
+    })
+}
+
+/// The 0-d state of a reduction of `n` elements equal to `c` (an arg reduction's first element
+/// at index `first`), as reducing them element by element makes it, if the closed form is exact.
+fn state(op: ReduceOp, input: DType, c: ScalarRepr, n: u64, first: i64) -> Option<Vec<Buf>> {
     use ReduceOp::*;
     if n == 0 {
         return None;
@@ -158,7 +214,7 @@ fn reduction(op: ReduceOp, input: DType, c: ScalarRepr, n: u64, ddof: f64) -> Op
     }
     let nf = n as f64;
     let f64s = |v: f64| Buf::scalar(v);
-    let comps: Vec<Buf> = match op {
+    Some(match op {
         Sum | NanSum | Prod | NanProd => {
             let prod = matches!(op, Prod | NanProd);
             let acc = reduce::acc_dtype(input);
@@ -205,12 +261,10 @@ fn reduction(op: ReduceOp, input: DType, c: ScalarRepr, n: u64, ddof: f64) -> Op
             vec![f64s(nf), f64s(f), f64s(0.0)]
         }
         Min | Max | NanMin | NanMax => vec![cv],
-        Argmin | Argmax => vec![cv, Buf::scalar(0i64)],
+        Argmin | Argmax => vec![cv, Buf::scalar(first)],
         Any | All => vec![cv.cast(DType::Bool)],
         CountNonzero => vec![Buf::scalar(if f != 0.0 { n as i64 } else { 0 })],
-    };
-    let out = reduce::finalize(op, input, &Partial { comps }, ddof).ok()?;
-    value_of(&out)
+    })
 }
 
 fn wrapping_pow_i(mut base: i64, mut e: u64) -> i64 {

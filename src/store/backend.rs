@@ -62,6 +62,13 @@ impl Store {
         }
     }
 
+    pub fn fs(&self) -> Option<&Fs> {
+        match self {
+            Store::Fs(f) => Some(f),
+            Store::Remote(_) => None,
+        }
+    }
+
     pub fn remote(&self) -> Option<&Remote> {
         match self {
             Store::Remote(r) => Some(r),

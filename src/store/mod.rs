@@ -771,6 +771,23 @@ impl ZArray {
     pub fn fill(&self) -> Scalar {
         self.fill
     }
+
+    /// Whether storage object `idx` (a chunk, or a shard when sharded) was never written, so that
+    /// it reads as the fill value ([`ZArray::fill`]) without decoding anything: one `stat`. `None`
+    /// when that is not known this cheaply — on object storage (a request per chunk), and for
+    /// arrays whose elements are not the stored fill value as it is (complex, float16 and
+    /// delta-filtered arrays).
+    pub fn chunk_missing(&self, idx: &[u64]) -> Option<bool> {
+        if self.meta.complex || self.meta.half || self.delta {
+            return None;
+        }
+        let fs = self.array.storage().fs()?.path_of(&self.array.chunk_key(idx));
+        match std::fs::symlink_metadata(fs) {
+            Ok(_) => Some(false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(true),
+            Err(_) => None,
+        }
+    }
 }
 
 /// Requests in flight for the chunks of one read on object storage.
