@@ -29,6 +29,8 @@ ROOT = os.path.dirname(HERE)
 DSK = os.path.join(ROOT, "target", "release", "dsk")
 PY = sys.executable
 DOC = os.path.join(ROOT, "docs", "benchmarks.md")
+# every measurement behind docs/benchmarks.md (committed, so that `--merge` keeps the other workloads)
+LAST = os.path.join(ROOT, "docs", "benchmarks.json")
 
 
 def sh(cmd, **kw):
@@ -506,6 +508,10 @@ def render(report):
     for name, value in report["limits"].items():
         lines.append(f"- {name}: {value}")
     for w in report["workloads"]:
+        if w.get("markdown"):
+            # a section kept as it was rendered (measured on another machine or by an older bench)
+            lines += ["", w["markdown"].rstrip("\n")]
+            continue
         lines += ["", f"## {w['title']}", ""]
         if w.get("date") and w["date"] != report["date"]:
             lines += [f"(measured {w['date']}, in another run than the limits above)", ""]
@@ -531,12 +537,12 @@ def main():
     ap.add_argument("--data", default=os.environ.get("BENCH_DATA", os.path.join(HERE, "data")))
     ap.add_argument("--no-cubed", action="store_true", help="skip the (slow) Cubed runs")
     ap.add_argument("--merge", action="store_true",
-                    help="keep the other workloads of the last run (data/last_report.json) in the report")
+                    help="keep the other workloads of the last run (docs/benchmarks.json) in the report")
     ap.add_argument("--render-only", action="store_true",
-                    help="rewrite docs/benchmarks.md from the last run's measurements (data/last_report.json)")
+                    help="rewrite docs/benchmarks.md from the last run's measurements (docs/benchmarks.json)")
     args = ap.parse_args()
     if args.render_only:
-        with open(os.path.join(args.data, "last_report.json")) as f:
+        with open(LAST) as f:
             report = json.load(f)
         lv = report.setdefault("limit_values", {})
         if "decode_encode_floor_s" not in lv:
@@ -544,7 +550,8 @@ def main():
             if m:
                 lv["decode_encode_floor_s"] = float(m.group(1))
         for w in report["workloads"]:
-            w["note"] = ratios(w["rows"]) + limit_fractions(w, lv)
+            if not w.get("markdown"):
+                w["note"] = ratios(w["rows"]) + limit_fractions(w, w.get("limit_values", lv))
         with open(DOC, "w") as f:
             f.write(render(report))
         print(f"wrote {DOC}")
@@ -578,9 +585,12 @@ def main():
         print(f"workload {key}", flush=True)
         w = run_workload(WORKLOADS[key], args, args.data)
         w["date"] = report["date"]
+        w["limit_values"] = report["limit_values"]
         report["workloads"].append(w)
-    last = os.path.join(args.data, "last_report.json")
-    if args.merge and os.path.exists(last):
+    last = LAST
+    if args.merge and not os.path.exists(last):
+        sys.exit(f"--merge: {last} is missing, so the other workloads' figures are unknown; run every workload")
+    if args.merge:
         with open(last) as f:
             old = json.load(f)
         fresh = {w["key"] for w in report["workloads"]}
@@ -590,12 +600,14 @@ def main():
         order = list(WORKLOADS)
         report["workloads"] = sorted(kept + report["workloads"], key=lambda w: order.index(w["key"]))
     for w in report["workloads"]:
-        w["note"] = ratios(w["rows"]) + limit_fractions(w, report.get("limit_values", {}))
+        if not w.get("markdown"):
+            w["note"] = ratios(w["rows"]) + limit_fractions(w, w.get("limit_values", report.get("limit_values", {})))
     os.makedirs(os.path.dirname(DOC), exist_ok=True)
     with open(DOC, "w") as f:
         f.write(render(report))
-    with open(os.path.join(args.data, "last_report.json"), "w") as f:
-        json.dump(report, f, indent=1)
+    with open(LAST, "w") as f:
+        json.dump(report, f, indent=1, ensure_ascii=False)
+        f.write("\n")
     print(f"wrote {DOC}")
 
 
