@@ -315,6 +315,29 @@ def w_sparse(args, data):
             "chunks stored (zstd)", runs)
 
 
+def w_many(args, data):
+    """Several results from one read: mean, std, min and max of the on-disk array (whole, and along
+    axis 1) in one run — dsk's `reduce --op mean,std,min,max` against Dask's `dask.compute` of the
+    four, and each tool running the four one at a time (the four reads a shared pass saves)."""
+    x = ensure_input(data)
+    runs = []
+    for ax in (None, 1):
+        where = "" if ax is None else " axis 1"
+        out = None if ax is None else os.path.join(data, "many_dsk.zarr")
+        axis = [] if ax is None else ["--axis", "1"]
+        dst = [] if out is None else [out, "--overwrite"]
+        runs.append(("dsk", f"mean,std,min,max{where}", out,
+                     [DSK, "reduce", x, *dst, "--op", "mean,std,min,max", *axis, "--memory", "512MiB", "-q"]))
+        peer = [PY, os.path.join(HERE, "peers", "many_dask.py"), x, *(["--axis", "1"] if ax is not None else [])]
+        runs.append(("dask", f"mean,std,min,max{where}", None, peer))
+    # the same four, one run each (whole array): what sharing the read saves
+    for op in ("mean", "std", "min", "max"):
+        runs.append(("dsk", f"{op} alone", None, [DSK, "reduce", x, "--op", op, "--memory", "512MiB", "-q"]))
+        runs.append(("dask", f"{op} alone", None, [PY, os.path.join(HERE, "peers", "many_dask.py"), x, "--one", op]))
+    return ("many", "Several results from one read: mean, std, min, max of the (50000, 4000) float64 zstd array "
+            "(1.6 GB)", runs)
+
+
 def w_w5(args, data):
     """W5: sum/mean/max/std along axis 0 and 1 of the on-disk array, one reduction per run."""
     x = ensure_input(data)
@@ -391,7 +414,7 @@ def w_s3(args, data):
     return "S3", title, runs, {"meter": srv.counters, "close": close}
 
 
-WORKLOADS = {"create": w_create, "transform": w_transform, "flip": w_flip, "W1": w_w1, "W2": w_w2, "chunks": w_chunks, "W3": w_w3, "sparse": w_sparse,
+WORKLOADS = {"create": w_create, "transform": w_transform, "flip": w_flip, "W1": w_w1, "W2": w_w2, "chunks": w_chunks, "W3": w_w3, "sparse": w_sparse, "many": w_many,
              "W4": w_w4, "W5": w_w5, "S3": w_s3}
 
 
@@ -483,7 +506,7 @@ def limit_fractions(w, lv):
                          f"the array, and decoding it takes ≥ {dec:.1f} CPU-s, so no client finishes below "
                          f"{floor:.2f} s on {cores} cores; dsk takes {d['median_s']:.2f} s = "
                          f"{100 * floor / d['median_s']:.0f}% of that floor")
-        if w["key"] in ("W3", "W5") and lv.get("decode_floor_s"):
+        if w["key"] in ("W3", "W5", "many") and lv.get("decode_floor_s"):
             lines.append(f"- {d['label']}: the zstd decode floor of this array is {lv['decode_floor_s']:.2f} s; "
                          f"dsk takes {d['median_s']:.2f} s = {100 * lv['decode_floor_s'] / d['median_s']:.0f}% of it")
     return ("\n\nFraction of the machine's limit:\n\n" + "\n".join(lines)) if lines else ""

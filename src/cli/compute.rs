@@ -54,6 +54,15 @@ pub fn parse_named(items: &[std::ffi::OsString], arg: &str) -> Result<Vec<(Strin
 
 /// Open the inputs' metadata and build the plan of `text`.
 pub fn build_plan(text: &str, arg: &str, named: &[(String, PathBuf)]) -> Result<(Plan, Vec<store::ArrayMeta>)> {
+    build_plan_many(&[text.to_string()], arg, named)
+}
+
+/// [`build_plan`] of several expressions computed together (see [`plan::build_many`]).
+pub fn build_plan_many(
+    texts: &[String],
+    arg: &str,
+    named: &[(String, PathBuf)],
+) -> Result<(Plan, Vec<store::ArrayMeta>)> {
     let mut inputs = vec![];
     let mut metas = vec![];
     for (name, path) in named {
@@ -72,7 +81,8 @@ pub fn build_plan(text: &str, arg: &str, named: &[(String, PathBuf)]) -> Result<
         });
         metas.push(m);
     }
-    let mut plan = plan::build(text, inputs).map_err(|e| Error::Expr { arg: arg.to_string(), msg: e.render(text) })?;
+    let mut plan = plan::build_many(texts, inputs)
+        .map_err(|(k, e)| Error::Expr { arg: arg.to_string(), msg: e.render(&texts[k]) })?;
     carry::round_half_literals(&mut plan, &metas.iter().map(|m| m.half).collect::<Vec<_>>());
     Ok((plan, metas))
 }
@@ -397,6 +407,63 @@ pub fn plan_expression(
         r => r?,
     };
     Ok(pplan)
+}
+
+/// One result of a run that computes several: where it goes (`None`: printed, a 0-d result)
+/// and the label it is printed with.
+pub struct ResultDest<'a> {
+    pub dest: Option<Dest<'a>>,
+    pub label: Option<String>,
+}
+
+/// Compute every result of `plan` (its root, then its others) in one run, each to its
+/// destination: what they share is read once. `w` and `metas` give each result's output
+/// options, as [`OutputOpts::new`] does for one.
+pub fn compute_many(
+    plan: Plan,
+    dests: Vec<ResultDest<'_>>,
+    w: &super::OutputArgs,
+    metas: &[store::ArrayMeta],
+    default_codec: Option<CodecSpec>,
+    run: &RunArgs,
+    command: &str,
+) -> Result<()> {
+    let mut targets = vec![];
+    for (r, d) in plan.roots().into_iter().zip(dests) {
+        let sub = plan.sub(r);
+        let o = OutputOpts { default_codec: default_codec.clone(), ..OutputOpts::new(w, &sub, metas) };
+        let root = sub.root().clone();
+        let target = match d.dest {
+            Some(Dest::Zarr(p)) => {
+                let spec = output_spec(&o, p, &root.shape, root.dtype, &root.chunks)?;
+                Target::Array { path: p.to_path_buf(), spec: Box::new(spec) }
+            }
+            Some(Dest::File(p, f)) => file_target(Some(p), f, &o, &root)?,
+            Some(Dest::Stdout(f)) => file_target(None, f, &o, &root)?,
+            None => {
+                refuse_half_text(o.dtype)?;
+                Target::Print { dtype: parse_dtype(o.dtype)? }
+            }
+        };
+        targets.push((target, d.label));
+    }
+    let popts = plan_options(run)?;
+    let pplan = match planner::expressions(command, plan.clone(), targets.clone(), &popts) {
+        Err(Error::Budget { what, needed, budget, .. }) => {
+            let hint =
+                match least_memory(&popts, needed, |o| planner::expressions(command, plan.clone(), targets.clone(), o))
+                {
+                    Some(m) => format!("raise --memory to {}, or compute the results one at a time", mem_arg(m)),
+                    None => "raise --memory, or compute the results one at a time".to_string(),
+                };
+            return Err(Error::Budget { what, needed, budget, hint });
+        }
+        r => r?,
+    };
+    if let Some(report) = execute(&pplan, run, w.overwrite)? {
+        summarize(&pplan, &report, run);
+    }
+    Ok(())
 }
 
 /// Chunk shapes suggested to fit `--memory` stop short of grids with more chunks than this.
@@ -774,9 +841,28 @@ pub fn summarize(pplan: &PhysicalPlan, r: &RunReport, run: &RunArgs) {
             fields["dtype"] = json!(a.spec.dtype_name());
             fields["nbytes"] = json!(logical);
             fields["nbytes_stored"] = json!(store::meta::stored_bytes(&path).ok().flatten());
+            let mut written = path.display().to_string();
+            for &o in &pplan.also {
+                let (Place::Output(p) | Place::Work(p)) = &pplan.arrays[o].place;
+                written.push_str(&format!(", {}", p.display()));
+            }
+            for st in &pplan.stages {
+                if let StageOp::Export { path: Some(p), .. } = &st.op {
+                    written.push_str(&format!(", {}", p.display()));
+                }
+            }
+            if !pplan.also.is_empty() {
+                fields["also"] = json!(pplan
+                    .also
+                    .iter()
+                    .map(|&o| match &pplan.arrays[o].place {
+                        Place::Output(p) | Place::Work(p) => p.display().to_string(),
+                    })
+                    .collect::<Vec<_>>());
+            }
             format!(
                 "dsk: wrote {} — {} {}, {unit} {}, {} task{} in {} stage{}, {} in {:.2} s ({}/s), {}",
-                path.display(),
+                written,
                 tuple(&shape),
                 a.spec.dtype_name(),
                 tuple(shard.as_ref().unwrap_or(&chunks)),

@@ -482,6 +482,7 @@ pub fn run(args: &CreateArgs, run: &RunArgs) -> Result<()> {
                     root: 0,
                     complex: false,
                     temps: vec![],
+                    others: vec![],
                 };
                 planner::generate(gen_plan, &c.out, spec.clone(), c.write_empty_chunks, &opts)
             }

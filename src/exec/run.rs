@@ -99,8 +99,19 @@ fn resolved(p: &Path) -> Option<PathBuf> {
 /// with --overwrite, would replace) an array while it is read.
 fn check_outside_inputs(plan: &PhysicalPlan) -> Result<()> {
     let mut outs: Vec<&Path> = vec![];
-    if let Some(Place::Output(p)) = plan.output.map(|o| &plan.arrays[o].place) {
-        outs.push(p);
+    for o in plan.output.iter().chain(&plan.also) {
+        if let Place::Output(p) = &plan.arrays[*o].place {
+            outs.push(p);
+        }
+    }
+    // two results of one run into one array
+    for (i, a) in outs.iter().enumerate() {
+        if let Some(b) = outs[..i].iter().find(|b| resolved(b).is_some() && resolved(b) == resolved(a)) {
+            return Err(Error::output(
+                a,
+                format!("is given twice ({}): give every result a path of its own", b.display()),
+            ));
+        }
     }
     for st in &plan.stages {
         if let StageOp::Export { path: Some(p), .. } = &st.op {
@@ -236,10 +247,23 @@ fn run_staged(
             }
         }
     }
+    if !plan.also.is_empty() && ctx.resume {
+        return Err(Error::usage(
+            "--resume",
+            "a run with several results cannot be resumed yet — run it again without --resume (it starts over)",
+        ));
+    }
     *staged = match plan.output.map(|o| &plan.arrays[o].place) {
         Some(Place::Output(p)) => Some(Staged::open(p, OutKind::ZarrDir, ctx.overwrite, ctx.resume)?),
         _ => None,
     };
+    // the other results: staged and locked each (dropped on failure, which removes them)
+    let mut also_staged = vec![];
+    for &o in &plan.also {
+        if let Place::Output(p) = &plan.arrays[o].place {
+            also_staged.push(Staged::open(p, OutKind::ZarrDir, ctx.overwrite, false)?);
+        }
+    }
     // --resume: the plan the partial output was being written by (the same computation, checked),
     // run with this run's options
     let stored;
@@ -299,6 +323,12 @@ fn run_staged(
     }
     let cluster = on_cluster;
     let processes = scheduler == super::Scheduler::Processes || cluster;
+    if cluster && ctx.cluster.detach && !plan.also.is_empty() {
+        return Err(Error::usage(
+            "--detach",
+            "a run with several results cannot be detached yet — run it without --detach",
+        ));
+    }
     if cluster
         && ctx.cluster.detach
         && !plan
@@ -566,12 +596,20 @@ fn run_staged(
             ));
         }
     }
-    let printed = match &plan.print {
-        Some(p) => Some(scalar_text(&arrays[p.array], p.dtype)?),
-        None => None,
-    };
+    let mut printed = None;
+    for p in &plan.print {
+        let text = scalar_text(&arrays[p.array], p.dtype)?;
+        let line = match &p.label {
+            Some(l) => format!("{l} {text}"),
+            None => text,
+        };
+        printed.get_or_insert_with(String::new).push_str(&line);
+    }
     // an output on object storage gets its metadata last, now that every chunk is written
     if let Some(s) = staged.as_ref() {
+        s.verify()?;
+    }
+    for s in &also_staged {
         s.verify()?;
     }
     for z in arrays.iter_mut() {
@@ -580,6 +618,11 @@ fn run_staged(
     drop(arrays);
     drop(journal);
     if let Some(s) = staged.take() {
+        if let Some(w) = s.commit()? {
+            eprintln!("dsk: warning: {w}");
+        }
+    }
+    for s in also_staged {
         if let Some(w) = s.commit()? {
             eprintln!("dsk: warning: {w}");
         }
@@ -635,7 +678,7 @@ fn resume_plan(plan: &PhysicalPlan, done: Done, work_adopted: bool) -> Vec<Skip>
             StageOp::Compute { out, .. } | StageOp::Import { out, .. } | StageOp::ScanApply { out, .. } => vec![*out],
             StageOp::ScanTotals { totals, .. } => vec![*totals],
             StageOp::ScanCarries { carries, .. } => vec![*carries],
-            StageOp::Finalize(f) => vec![f.out],
+            StageOp::Finalize(f) => f.outs.iter().map(|o| o.out).collect(),
             StageOp::Partials(p) => match &p.store {
                 PartialStore::Memory { .. } => return false,
                 PartialStore::Disk { arrays } => arrays.clone(),

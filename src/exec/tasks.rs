@@ -320,7 +320,8 @@ impl TreeFold {
     }
 }
 
-/// Fold the input chunks of a partials task into one partial of its block.
+/// Fold the input chunks of a partials task into one partial of its block: every reduction of
+/// the stage from the same tiles (each evaluated once), their components one after the other.
 fn fold_chunks(
     spec: &PartialsSpec,
     task: &PartialTask,
@@ -328,14 +329,13 @@ fn fold_chunks(
     codec_threads: usize,
 ) -> Result<(Partial, u64)> {
     let plan = &spec.expr;
-    let (op, axes, in_grid, out_grid) = (spec.op, &spec.axes, &spec.in_grid, &spec.out_grid);
-    let a = plan.root();
+    let (axes, in_grid, out_grid) = (&spec.axes, &spec.in_grid, &spec.out_grid);
     let tmp = temps(plan, sh)?;
     let kept: Vec<usize> = (0..in_grid.ndim()).filter(|x| !axes.contains(x)).collect();
     let block_region = out_grid.chunk_region(&out_grid.chunk_index(task.block));
     let bshape: Vec<usize> = block_region.shape.iter().map(|&s| s as usize).collect();
     let split = spec.per_task.clamp(2, crate::plan::planner::DEFAULT_SPLIT);
-    let mut tree = TreeFold::new(op, a.dtype, split);
+    let mut trees: Vec<TreeFold> = spec.reds.iter().map(|r| TreeFold::new(r.op, r.input, split)).collect();
     let mut ev = Evaluator::new(plan, sh.inputs, &tmp, codec_threads);
     let mut bytes = 0;
     let axis0_kept = kept.first() == Some(&0);
@@ -349,10 +349,10 @@ fn fold_chunks(
         let live: HashSet<(usize, u64)> = feet[pos..].iter().flatten().copied().collect();
         ev.retain_chunks(&live);
         let region = in_grid.chunk_region(&in_grid.chunk_index(c));
-        bytes += region.len() * a.dtype.size() as u64;
+        bytes += region.len() * spec.reds.iter().map(|r| r.input.size() as u64).max().unwrap_or(0);
         // the chunk's partial, from its tiles: tiles split axis 0, so when axis 0 is kept they fill
         // disjoint rows of it, else each folds into all of it
-        let mut cp = reduce::empty_partial(op, a.dtype, &bshape);
+        let mut cps: Vec<Partial> = spec.reds.iter().map(|r| reduce::empty_partial(r.op, r.input, &bshape)).collect();
         let rows = lower::tile_rows(&region.shape);
         let n0 = region.shape.first().copied().unwrap_or(1);
         let mut r0 = 0;
@@ -364,21 +364,24 @@ fn fold_chunks(
                 tile.shape[0] = rows.min(n0 - r0);
             }
             let tshape: Vec<usize> = tile.shape.iter().map(|&s| s as usize).collect();
-            // a constant tile (never-written chunks, constants) in closed form where that is exact
-            let folded = ev
-                .constant(plan.root, &tile)
-                .and_then(|c| fold::tile_partial(op, a.dtype, c, &tshape, axes, &tile.start, &in_grid.shape));
-            let p = match folded {
-                Some(p) => p,
-                None => {
-                    let b = ev.eval(plan.root, &tile)?;
-                    ev.clear_memo();
-                    with_dtype!(a.dtype, T => tile_partial::<T>(op, &b, &tshape, axes, &tile.start, &in_grid.shape)?)
-                }
-            };
             let offset: Vec<usize> =
                 kept.iter().enumerate().map(|(i, &ax)| (tile.start[ax] - block_region.start[i]) as usize).collect();
-            reduce::merge_into(op, a.dtype, &mut cp, &p, &offset, axis0_kept || first).map_err(Error::Internal)?;
+            for (red, cp) in spec.reds.iter().zip(cps.iter_mut()) {
+                // a constant tile (never-written chunks, constants) in closed form where that is exact
+                let folded = ev
+                    .constant(red.root, &tile)
+                    .and_then(|c| fold::tile_partial(red.op, red.input, c, &tshape, axes, &tile.start, &in_grid.shape));
+                let p = match folded {
+                    Some(p) => p,
+                    None => {
+                        // (the tile's values stay memoised for the stage's other reductions)
+                        let b = ev.eval(red.root, &tile)?;
+                        with_dtype!(red.input, T => tile_partial::<T>(red.op, &b, &tshape, axes, &tile.start, &in_grid.shape)?)
+                    }
+                };
+                reduce::merge_into(red.op, red.input, cp, &p, &offset, axis0_kept || first).map_err(Error::Internal)?;
+            }
+            ev.clear_memo();
             first = false;
             if tile.ndim() == 0 {
                 break;
@@ -388,10 +391,16 @@ fn fold_chunks(
                 break;
             }
         }
-        tree.push(cp)?;
+        for (tree, cp) in trees.iter_mut().zip(cps) {
+            tree.push(cp)?;
+        }
     }
-    let acc = tree.finish()?.ok_or_else(|| Error::Internal("a reduction task without chunks".into()))?;
-    Ok((acc, bytes))
+    let mut comps = vec![];
+    for tree in trees {
+        let p = tree.finish()?.ok_or_else(|| Error::Internal("a reduction task without chunks".into()))?;
+        comps.extend(p.comps);
+    }
+    Ok((Partial { comps }, bytes))
 }
 
 fn tile_partial<T: NumElem>(
@@ -463,11 +472,14 @@ fn take_partial(spec: &PartialsSpec, stage: usize, block: u64, g: u64, sh: &Shar
     }
 }
 
-/// Task `b` of a finalize stage: merge block `b`'s partials and write the block of the result.
+/// Task `b` of a finalize stage: merge block `b`'s partials and write the block of each result.
 fn finalize(f: &FinalizeSpec, spec: &PartialsSpec, b: u64, sh: &Shared<'_>) -> Result<u64> {
     let count = spec.count(b);
     let out_grid = &spec.out_grid;
-    let p = if count == 0 {
+    if f.outs.len() != spec.reds.len() {
+        return Err(Error::Internal("a finalize stage whose results do not match its reductions".into()));
+    }
+    let merged: Vec<Partial> = if count == 0 {
         // nothing to reduce (a zero-length reduced axis): the identity state
         let r = out_grid.chunk_region(&out_grid.chunk_index(b));
         let kept: Vec<usize> = (0..f.nd).filter(|x| !f.axes.contains(x)).collect();
@@ -476,43 +488,62 @@ fn finalize(f: &FinalizeSpec, spec: &PartialsSpec, b: u64, sh: &Shared<'_>) -> R
             shape[k] = r.shape[i] as usize;
         }
         let in_shape = &spec.in_grid.shape;
-        with_dtype!(f.input, T => {
-            let empty = ArrayD::<T>::from_elem(IxDyn(&shape), T::default());
-            reduce::reduce_tile::<T>(f.op, &empty.view(), &f.axes, &vec![0; f.nd], in_shape)
-        })
+        spec.reds
+            .iter()
+            .map(|red| {
+                with_dtype!(red.input, T => {
+                    let empty = ArrayD::<T>::from_elem(IxDyn(&shape), T::default());
+                    reduce::reduce_tile::<T>(red.op, &empty.view(), &f.axes, &vec![0; f.nd], in_shape)
+                })
+            })
+            .collect()
     } else {
-        let mut tree = TreeFold::new(f.op, f.input, f.split);
+        let mut trees: Vec<TreeFold> = spec.reds.iter().map(|r| TreeFold::new(r.op, r.input, f.split)).collect();
         for g in 0..count {
-            tree.push(take_partial(spec, f.partials, b, g, sh)?)?;
-        }
-        tree.finish()?.ok_or_else(|| Error::Internal(format!("block {b} has no partials")))?
-    };
-    let v = reduce::finalize(f.op, f.input, &p, f.ddof).map_err(Error::Internal)?;
-    let out = &sh.arrays[f.out];
-    let region = out_grid.chunk_region(&out_grid.chunk_index(b));
-    // with keepdims, the reduced axes come back as length-1 axes
-    let start: Vec<u64> = if f.keepdims {
-        let mut st = vec![];
-        let mut k = 0;
-        for i in 0..f.nd {
-            if f.axes.contains(&i) {
-                st.push(0);
-            } else {
-                st.push(region.start[k]);
-                k += 1;
+            let mut p = take_partial(spec, f.partials, b, g, sh)?;
+            if p.comps.len() != spec.state_dtypes().len() {
+                return Err(Error::Internal(format!("partial {g} of block {b} has the wrong components")));
+            }
+            for (k, tree) in trees.iter_mut().enumerate().rev() {
+                let comps = p.comps.split_off(spec.comps_of(k).start);
+                tree.push(Partial { comps })?;
             }
         }
-        st
-    } else {
-        region.start.clone()
+        trees
+            .into_iter()
+            .map(|t| t.finish()?.ok_or_else(|| Error::Internal(format!("block {b} has no partials"))))
+            .collect::<Result<_>>()?
     };
-    let idx = out.grid().chunk_index_of(&start);
-    let v = v.cast(out.dtype());
-    with_buf!(v, T, a => {
-        let data: Vec<T> = a.iter().copied().collect();
-        out.write_chunk(&idx, &data, 1)?;
-    });
-    Ok(region.len() * out.dtype().size() as u64)
+    let region = out_grid.chunk_region(&out_grid.chunk_index(b));
+    let mut written = 0;
+    for ((red, o), p) in spec.reds.iter().zip(&f.outs).zip(merged) {
+        let v = reduce::finalize(red.op, red.input, &p, o.ddof).map_err(Error::Internal)?;
+        let out = &sh.arrays[o.out];
+        // with keepdims, the reduced axes come back as length-1 axes
+        let start: Vec<u64> = if o.keepdims {
+            let mut st = vec![];
+            let mut k = 0;
+            for i in 0..f.nd {
+                if f.axes.contains(&i) {
+                    st.push(0);
+                } else {
+                    st.push(region.start[k]);
+                    k += 1;
+                }
+            }
+            st
+        } else {
+            region.start.clone()
+        };
+        let idx = out.grid().chunk_index_of(&start);
+        let v = v.cast(out.dtype());
+        with_buf!(v, T, a => {
+            let data: Vec<T> = a.iter().copied().collect();
+            out.write_chunk(&idx, &data, 1)?;
+        });
+        written += region.len() * out.dtype().size() as u64;
+    }
+    Ok(written)
 }
 
 /// Evaluate chunk `t` of `grid` through `plan`, cast to `dtype`.

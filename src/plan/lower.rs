@@ -94,14 +94,17 @@ pub fn leaf_grid(plan: &Plan, id: usize) -> Option<Grid> {
     }
 }
 
-/// Every (leaf, region) the evaluation of `region` of the root reads.
+/// Every (leaf, region) the evaluation of `region` of the root (and of the plan's other results,
+/// which have the root's shape where a plan computes several) reads.
 pub fn leaf_reads(plan: &Plan, region: &Region) -> Vec<(usize, Region)> {
     let mut out = vec![];
-    walk(plan, plan.root, region, &mut |id, r| {
-        if plan.nodes[id].args().is_empty() {
-            out.push((id, r.clone()));
-        }
-    });
+    for root in plan.roots() {
+        walk(plan, root, region, &mut |id, r| {
+            if plan.nodes[id].args().is_empty() {
+                out.push((id, r.clone()));
+            }
+        });
+    }
     out
 }
 
@@ -157,14 +160,17 @@ fn tile_bytes(plan: &Plan, region: &Region) -> u64 {
         *first = (*first).min(tile_rows);
     }
     let mut total = 0;
-    walk(plan, plan.root, &tile, &mut |id, r| {
-        let n = &plan.nodes[id];
-        let elems = r.len();
-        total += elems * n.dtype.size() as u64;
-        if let NodeKind::Map { compute, args, .. } = &n.kind {
-            total += args.len() as u64 * elems * compute.size() as u64;
-        }
-    });
+    // (a tile's values are kept for every result of the plan until the tile is done)
+    for root in plan.roots() {
+        walk(plan, root, &tile, &mut |id, r| {
+            let n = &plan.nodes[id];
+            let elems = r.len();
+            total += elems * n.dtype.size() as u64;
+            if let NodeKind::Map { compute, args, .. } = &n.kind {
+                total += args.len() as u64 * elems * compute.size() as u64;
+            }
+        });
+    }
     total
 }
 

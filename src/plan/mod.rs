@@ -188,6 +188,10 @@ pub struct Plan {
     /// The result is complex: the root is a [`NodeKind::Pair`], the view of the complex values.
     #[serde(default)]
     pub complex: bool,
+    /// Further results computed with the root from the same nodes (`dsk reduce --op mean,std`,
+    /// `dsk eval -o a.zarr=… -o b.zarr=…`): one plan, so what they share is read once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub others: Vec<usize>,
 }
 
 impl Plan {
@@ -200,6 +204,11 @@ impl Plan {
         let s = &self.root().shape;
         &s[..s.len() - self.complex as usize]
     }
+
+    /// Every result: the root, then the others.
+    pub fn roots(&self) -> Vec<usize> {
+        std::iter::once(self.root).chain(self.others.iter().copied()).collect()
+    }
 }
 
 /// Build the plan of `text` over `inputs`.
@@ -209,11 +218,46 @@ pub fn build(text: &str, inputs: Vec<Input>) -> Result<Plan, ExprError> {
     let (ast, complex) = complex::lower(&ast, &complex_inputs)?;
     let mut b = Builder { inputs: &inputs, nodes: vec![], by_name: HashMap::new(), seen: HashMap::new() };
     let root = b.expr(&ast)?;
-    let (nodes, root) = prune(b.nodes, root);
-    let mut plan = Plan { text: text.to_string(), inputs, nodes, root, temps: vec![], complex };
+    let nodes = b.nodes;
+    finish(text.to_string(), inputs, nodes, vec![root], complex)
+}
+
+/// Build one plan computing every expression of `texts` over `inputs` (the first is the root):
+/// the nodes they have in common are shared, so a source read by several is read once. Errors
+/// carry the index of the expression at fault. Complex results are computed one at a time.
+pub fn build_many(texts: &[String], inputs: Vec<Input>) -> Result<Plan, (usize, ExprError)> {
+    if texts.len() == 1 {
+        return build(&texts[0], inputs).map_err(|e| (0, e));
+    }
+    let complex_inputs: Vec<&str> = inputs.iter().filter(|i| i.complex).map(|i| i.name.as_str()).collect();
+    let mut b = Builder { inputs: &inputs, nodes: vec![], by_name: HashMap::new(), seen: HashMap::new() };
+    let mut roots = vec![];
+    for (k, text) in texts.iter().enumerate() {
+        let ast = crate::expr::parser::parse(text).map_err(|e| (k, e))?;
+        let (ast, complex) = complex::lower(&ast, &complex_inputs).map_err(|e| (k, e))?;
+        if complex {
+            let msg = "a complex result cannot be computed together with others yet: compute it in a run of its own";
+            return Err((k, ExprError::new(msg, crate::expr::ast::Span { start: 0, end: text.len() })));
+        }
+        roots.push(b.expr(&ast).map_err(|e| (k, e))?);
+    }
+    let nodes = b.nodes;
+    finish(texts.join("; "), inputs, nodes, roots, false).map_err(|e| (0, e))
+}
+
+fn finish(
+    text: String,
+    inputs: Vec<Input>,
+    nodes: Vec<Node>,
+    roots: Vec<usize>,
+    complex: bool,
+) -> Result<Plan, ExprError> {
+    let (nodes, roots) = prune_many(nodes, &roots);
+    let mut plan = Plan { text, inputs, nodes, root: roots[0], temps: vec![], complex, others: roots[1..].to_vec() };
     if fold::enabled() {
         fold::fold(&mut plan);
-        (plan.nodes, plan.root) = prune(std::mem::take(&mut plan.nodes), plan.root);
+        let (nodes, roots) = prune_many(std::mem::take(&mut plan.nodes), &plan.roots());
+        (plan.nodes, plan.root, plan.others) = (nodes, roots[0], roots[1..].to_vec());
     }
     Ok(plan)
 }
@@ -221,8 +265,14 @@ pub fn build(text: &str, inputs: Vec<Input>) -> Result<Plan, ExprError> {
 /// Keep only the nodes the root depends on (a literal folded into `x ** 2` is left behind by the
 /// builder), renumbered in their order, so every node of a plan is computed by it.
 pub(crate) fn prune(nodes: Vec<Node>, root: usize) -> (Vec<Node>, usize) {
+    let (nodes, roots) = prune_many(nodes, &[root]);
+    (nodes, roots[0])
+}
+
+/// [`prune`] for several roots: the nodes any of them depends on.
+pub(crate) fn prune_many(nodes: Vec<Node>, roots: &[usize]) -> (Vec<Node>, Vec<usize>) {
     let mut live = vec![false; nodes.len()];
-    let mut stack = vec![root];
+    let mut stack = roots.to_vec();
     while let Some(id) = stack.pop() {
         if !std::mem::replace(&mut live[id], true) {
             stack.extend(nodes[id].args());
@@ -239,7 +289,7 @@ pub(crate) fn prune(nodes: Vec<Node>, root: usize) -> (Vec<Node>, usize) {
             out.push(n);
         }
     }
-    (out, new_id[root])
+    (out, roots.iter().map(|&r| new_id[r]).collect())
 }
 
 struct Builder<'a> {

@@ -155,12 +155,26 @@ pub enum PartialStore {
     Disk { arrays: Vec<ArrayId> },
 }
 
-/// A reduction's partials stage.
+/// One reduction of a partials stage: the values of node `root` of the stage's expression,
+/// reduced by `op`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Red {
+    pub root: usize,
+    pub op: ReduceOp,
+    /// The dtype of the values reduced.
+    pub input: DType,
+}
+
+/// A reduction's partials stage. Several reductions over the same axes of values with the same
+/// chunks (`x.mean()` and `x.std()`, or `x.sum()` and `(x * x).sum()`) share one: each tile is
+/// evaluated once for all of them, so what they read is read once.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PartialsSpec {
-    /// The fused expression whose values are reduced (its root is the reduction's input).
+    /// The fused expression whose values are reduced (its root is the first reduction's input,
+    /// its `others` the rest's).
     pub expr: Plan,
-    pub op: ReduceOp,
+    /// The reductions; a partial holds their state components one after the other.
+    pub reds: Vec<Red>,
     pub axes: Vec<usize>,
     /// The chunks of the reduction's input, and the blocks of its result (kept axes).
     pub in_grid: Grid,
@@ -176,6 +190,18 @@ pub struct PartialsSpec {
 }
 
 impl PartialsSpec {
+    /// The state components of reduction `k` within a partial.
+    pub fn comps_of(&self, k: usize) -> std::ops::Range<usize> {
+        let n = |r: &Red| r.op.state_dtypes(r.input).len();
+        let start: usize = self.reds[..k].iter().map(n).sum();
+        start..start + n(&self.reds[k])
+    }
+
+    /// The dtypes of a partial's components, every reduction's in turn.
+    pub fn state_dtypes(&self) -> Vec<DType> {
+        self.reds.iter().flat_map(|r| r.op.state_dtypes(r.input)).collect()
+    }
+
     pub fn tasks(&self) -> u64 {
         match &self.table {
             Some(t) => t.len() as u64,
@@ -235,23 +261,27 @@ impl PartialsSpec {
     }
 }
 
+/// One result of a finalize stage: reduction `k` of its partials stage, finalized into `out`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FinalOut {
+    #[serde(with = "crate::serial::exact_f64")]
+    pub ddof: f64,
+    pub keepdims: bool,
+    pub out: ArrayId,
+}
+
 /// A reduction's finalize stage: task `b` merges the partials of block `b` (in a tree of fan-in
-/// `split`) and writes the result's block.
+/// `split`) and writes the result's block, of every reduction of the partials stage.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FinalizeSpec {
     /// The partials stage this one reads.
     pub partials: usize,
-    pub op: ReduceOp,
-    /// The reduction input's dtype.
-    pub input: DType,
-    #[serde(with = "crate::serial::exact_f64")]
-    pub ddof: f64,
-    pub keepdims: bool,
+    /// Per reduction of the partials stage, in its order.
+    pub outs: Vec<FinalOut>,
     pub axes: Vec<usize>,
     /// Rank of the reduction's input.
     pub nd: usize,
     pub split: u64,
-    pub out: ArrayId,
 }
 
 /// A file read by `create from-npy` / `from-raw`.
@@ -336,6 +366,9 @@ pub struct Stage {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Print {
     pub array: ArrayId,
+    /// Printed before the value (`mean 0.5`) when a run prints several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
     /// `--dtype`: printed as this type.
     pub dtype: Option<DType>,
 }
@@ -352,7 +385,12 @@ pub struct PhysicalPlan {
     pub stages: Vec<Stage>,
     /// The Zarr array committed into place at the end.
     pub output: Option<ArrayId>,
-    pub print: Option<Print>,
+    /// Further Zarr arrays committed into place after it (a run with several results).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<ArrayId>,
+    /// 0-d results printed on stdout, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub print: Vec<Print>,
     /// The run options the plan was checked against (not in the fingerprint).
     pub memory: u64,
     pub workers: usize,
@@ -559,10 +597,13 @@ impl PhysicalPlan {
         if self.scratch_bytes > 0 {
             s.push_str(&format!("work dir: {} on disk at most\n", human(self.scratch_bytes)));
         }
-        match (&self.output, &self.print) {
-            (Some(o), _) => s.push_str(&format!("result: {}\n", self.array_path_text(*o))),
-            (None, Some(_)) => s.push_str("result: printed on stdout\n"),
-            _ => {}
+        for o in self.output.iter().chain(&self.also) {
+            s.push_str(&format!("result: {}\n", self.array_path_text(*o)));
+        }
+        match self.print.len() {
+            0 => {}
+            1 => s.push_str("result: printed on stdout\n"),
+            n => s.push_str(&format!("results: {n} numbers printed on stdout\n")),
         }
         s
     }

@@ -5,7 +5,7 @@
 //! Every stage is checked against `--memory` here, before the run starts: a stage whose task
 //! cannot fit is refused with a suggestion that has itself been checked to fit.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::lower::{self, footprint, group_by_footprint, OutputLayout};
@@ -97,11 +97,41 @@ fn work_array(what: String, file: String, shape: Vec<u64>, chunks: Vec<u64>, dty
 }
 
 impl Plan {
+    /// The plan computing nodes `roots` (the first is its root; repeats are computed once): only
+    /// the nodes they need, renumbered. Returns it and each root's node in it.
+    pub fn sub_many(&self, roots: &[usize]) -> (Plan, Vec<usize>) {
+        let (nodes, new) = super::prune_many(self.nodes.clone(), roots);
+        let mut others: Vec<usize> = vec![];
+        for &r in &new[1..] {
+            if r != new[0] && !others.contains(&r) {
+                others.push(r);
+            }
+        }
+        let plan = Plan {
+            text: self.text.clone(),
+            inputs: self.inputs.clone(),
+            nodes,
+            root: new[0],
+            temps: self.temps.clone(),
+            complex: false,
+            others,
+        };
+        (plan, new)
+    }
+
     /// The plan of node `root`: only the nodes it needs, renumbered.
     pub fn sub(&self, root: usize) -> Plan {
         let (nodes, root) = super::prune(self.nodes.clone(), root);
         let complex = self.complex && matches!(nodes[root].kind, NodeKind::Pair { .. });
-        Plan { text: self.text.clone(), inputs: self.inputs.clone(), nodes, root, temps: self.temps.clone(), complex }
+        Plan {
+            text: self.text.clone(),
+            inputs: self.inputs.clone(),
+            nodes,
+            root,
+            temps: self.temps.clone(),
+            complex,
+            others: vec![],
+        }
     }
 }
 
@@ -145,32 +175,49 @@ impl Builder<'_> {
     }
 
     /// Replace every reduction and scan of `plan` by a `Temp` leaf holding its result, adding
-    /// the stages that compute them (innermost first). `root_target`: the array the root's
-    /// result should go to when the root itself is a reduction or scan.
-    fn boundaries(&mut self, mut plan: Plan, root_target: Option<ArrayId>) -> Result<Plan> {
+    /// the stages that compute them (innermost first). `targets`: the arrays the results of
+    /// root nodes that are reductions or scans should go to. Reductions over the same axes of
+    /// values with the same chunks that are ready together (`x.mean()` and `x.std()`, also
+    /// within one expression: `(x - x.mean()) / x.std()`) share one stage, so their input is
+    /// read once.
+    fn boundaries(&mut self, mut plan: Plan, targets: &HashMap<usize, ArrayId>) -> Result<Plan> {
         let mut order = vec![];
-        post_order(&plan, plan.root, &mut vec![false; plan.nodes.len()], &mut order);
+        let mut seen = vec![false; plan.nodes.len()];
+        for r in plan.roots() {
+            post_order(&plan, r, &mut seen, &mut order);
+        }
         let mut n_stage = 0;
-        for id in order {
+        for (pos, &id) in order.iter().enumerate() {
             let node = plan.nodes[id].clone();
-            let target = if id == plan.root { root_target } else { None };
-            let array = match &node.kind {
-                NodeKind::Reduce { arg, op, axes, keepdims, ddof } => {
+            let arrays: Vec<(usize, ArrayId)> = match &node.kind {
+                NodeKind::Reduce { arg, axes, .. } => {
                     n_stage += 1;
-                    let sub = plan.sub(*arg);
-                    self.reduction(sub, &node, *op, axes, *keepdims, *ddof, id, n_stage, target)?
+                    let key = |n: &Node, axes: &[usize]| (n.shape.clone(), n.chunks.clone(), axes.to_vec());
+                    let want = key(&plan.nodes[*arg], axes);
+                    let mut members = vec![id];
+                    for &other in &order[pos + 1..] {
+                        if let NodeKind::Reduce { arg: oa, axes: ox, .. } = &plan.nodes[other].kind {
+                            if key(&plan.nodes[*oa], ox) == want && ready(&plan, *oa) {
+                                members.push(other);
+                            }
+                        }
+                    }
+                    self.reduction(&plan, &members, n_stage, targets)?
                 }
                 NodeKind::Scan { arg, axis, prod } => {
                     n_stage += 1;
                     let sub = plan.sub(*arg);
-                    self.scan(sub, &node, *axis, *prod, id, n_stage, target)?
+                    vec![(id, self.scan(sub, &node, *axis, *prod, id, n_stage, targets.get(&id).copied())?)]
                 }
                 _ => continue,
             };
-            plan.temps.push(TempInfo { array });
-            plan.nodes[id].kind = NodeKind::Temp { temp: plan.temps.len() - 1 };
+            for (id, array) in arrays {
+                plan.temps.push(TempInfo { array });
+                plan.nodes[id].kind = NodeKind::Temp { temp: plan.temps.len() - 1 };
+            }
         }
-        Ok(plan.sub(plan.root))
+        let (nodes, roots) = super::prune_many(plan.nodes.clone(), &plan.roots());
+        Ok(Plan { nodes, root: roots[0], others: roots[1..].to_vec(), ..plan })
     }
 
     /// The array holding the result of boundary node `id`: `target` when given, else a new one in
@@ -188,28 +235,52 @@ impl Builder<'_> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The stages of the reductions `members` of `plan` (same axes, arguments of one shape and
+    /// chunking): one partials stage folding all of them from the same tiles, one finalize stage
+    /// writing each result. Returns each member's result array.
     fn reduction(
         &mut self,
-        sub: Plan,
-        node: &Node,
-        op: ReduceOp,
-        axes: &[usize],
-        keepdims: bool,
-        ddof: f64,
-        id: usize,
+        plan: &Plan,
+        members: &[usize],
         n_stage: usize,
-        target: Option<ArrayId>,
-    ) -> Result<ArrayId> {
+        targets: &HashMap<usize, ArrayId>,
+    ) -> Result<Vec<(usize, ArrayId)>> {
+        struct Member {
+            id: usize,
+            node: Node,
+            arg: usize,
+            op: ReduceOp,
+            keepdims: bool,
+            ddof: f64,
+        }
+        let mut ms = vec![];
+        let mut axes = vec![];
+        for &id in members {
+            let node = plan.nodes[id].clone();
+            let NodeKind::Reduce { arg, op, axes: ax, keepdims, ddof } = node.kind.clone() else {
+                return Err(Error::Internal(format!("node {id} is not a reduction")));
+            };
+            axes = ax;
+            ms.push(Member { id, node, arg, op, keepdims, ddof });
+        }
+        let args: Vec<usize> = ms.iter().map(|m| m.arg).collect();
+        let (sub, roots) = plan.sub_many(&args);
+        let id = ms[0].id;
         let a = sub.root().clone();
+        let axes = axes.as_slice();
+        let reds: Vec<Red> =
+            ms.iter().zip(&roots).map(|(m, &root)| Red { root, op: m.op, input: sub.nodes[root].dtype }).collect();
+        let label = ms.iter().map(|m| format!("#{} {}", m.id, m.node.label)).collect::<Vec<_>>().join(", ");
         let nd = a.shape.len();
         let kept: Vec<usize> = (0..nd).filter(|x| !axes.contains(x)).collect();
         let in_grid = Grid::new(a.shape.clone(), a.chunks.iter().map(|&c| c.max(1)).collect());
         let out_grid =
             Grid::new(kept.iter().map(|&k| a.shape[k]).collect(), kept.iter().map(|&k| a.chunks[k].max(1)).collect());
-        let state_bytes: u64 = op.state_dtypes(a.dtype).iter().map(|d| d.size() as u64).sum();
+        let state_dtypes: Vec<DType> = reds.iter().flat_map(|r| r.op.state_dtypes(r.input)).collect();
+        let state_bytes: u64 = state_dtypes.iter().map(|d| d.size() as u64).sum();
         let block_bytes = out_grid.chunk_len() * state_bytes;
-        let chunk_in_bytes = in_grid.chunk_len() * a.dtype.size() as u64;
+        let item = reds.iter().map(|r| r.input.size() as u64).max().unwrap_or(1);
+        let chunk_in_bytes = in_grid.chunk_len() * item;
         let gshape = in_grid.grid_shape();
         let n_red: u64 = axes.iter().map(|&x| gshape[x]).product();
         // (a --split-every beyond the chunks there are changes nothing)
@@ -221,7 +292,7 @@ impl Builder<'_> {
         let nblocks = out_grid.nchunks();
         let mut spec = PartialsSpec {
             expr: sub.clone(),
-            op,
+            reds,
             axes: axes.to_vec(),
             in_grid: in_grid.clone(),
             out_grid: out_grid.clone(),
@@ -278,13 +349,12 @@ impl Builder<'_> {
             shape.extend_from_slice(&out_grid.shape);
             let mut chunks = vec![1];
             chunks.extend_from_slice(&out_grid.chunks);
-            let arrays = op
-                .state_dtypes(a.dtype)
+            let arrays = state_dtypes
                 .into_iter()
                 .enumerate()
                 .map(|(c, d)| {
                     self.add_array(work_array(
-                        format!("partials of #{id} {} (component {c})", node.label),
+                        format!("partials of {label} (component {c})"),
                         format!("partials-{id}/c{c}.zarr"),
                         shape.clone(),
                         chunks.clone(),
@@ -302,10 +372,9 @@ impl Builder<'_> {
                 human(room)
             )
         })?;
-        let read_bytes = in_grid.shape.iter().product::<u64>() * a.dtype.size() as u64;
+        let read_bytes = in_grid.shape.iter().product::<u64>() * item;
         let what = format!(
-            "partials of #{id} {} of ({}): {} input chunks {} → {} block{} {}, {} per task{}; partials {} {}",
-            node.label,
+            "partials of {label} of ({}): {} input chunks {} → {} block{} {}, {} per task{}; partials {} {}",
             sub.text_of_root(),
             in_grid.nchunks(),
             tuple(&in_grid.chunks),
@@ -335,10 +404,17 @@ impl Builder<'_> {
             local: false,
         });
         // finalize: one task per block, merging its partials in a tree of fan-in `split`
-        let out = self.result_array(node, id, target);
+        let outs: Vec<FinalOut> = ms
+            .iter()
+            .map(|m| FinalOut {
+                ddof: m.ddof,
+                keepdims: m.keepdims,
+                out: self.result_array(&m.node, m.id, targets.get(&m.id).copied()),
+            })
+            .collect();
         let max_count = spec.per_block;
         let levels = if max_count <= 1 { 1 } else { (max_count as f64).log(split as f64).ceil() as u64 + 1 };
-        let out_block = out_grid.chunk_len() * node.dtype.size() as u64;
+        let out_block: u64 = ms.iter().map(|m| out_grid.chunk_len() * m.node.dtype.size() as u64).sum();
         let fin_bytes = (split * levels + 2) * block_bytes + 2 * out_block;
         let fin_parallel = self.admit(&format!("{name} merge"), nblocks, fin_bytes, self.held + held_during, |_| {
             "use smaller chunks along the kept axes (a merge holds partials of one block), or raise --memory".into()
@@ -346,30 +422,30 @@ impl Builder<'_> {
         self.push_stage(Stage {
             name: format!("{name}-merge"),
             what: format!(
-                "merge the partials of each block (fan-in {split}) and finalize #{id} {} into a{out} {}",
-                node.label,
-                tuple(&node.shape)
+                "merge the partials of each block (fan-in {split}) and finalize {}",
+                ms.iter()
+                    .zip(&outs)
+                    .map(|(m, o)| format!("#{} {} into a{} {}", m.id, m.node.label, o.out, tuple(&m.node.shape)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             op: StageOp::Finalize(FinalizeSpec {
                 partials: partials_stage,
-                op,
-                input: a.dtype,
-                ddof,
-                keepdims,
+                outs: outs.clone(),
                 axes: axes.to_vec(),
                 nd,
                 split,
-                out,
             }),
             tasks: nblocks,
             task_bytes: fin_bytes,
             held_bytes: self.held + held_during,
             read_bytes: if in_memory { 0 } else { partial_bytes },
-            write_bytes: node.shape.iter().product::<u64>() * node.dtype.size() as u64,
+            write_bytes: ms.iter().map(|m| m.node.shape.iter().product::<u64>() * m.node.dtype.size() as u64).sum(),
             parallel: if in_memory { 1 } else { fin_parallel },
             local: in_memory,
         });
-        Ok(out)
+        let _ = id;
+        Ok(ms.iter().zip(outs).map(|(m, o)| (m.id, o.out)).collect())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -575,7 +651,7 @@ impl Builder<'_> {
         text: String,
         inputs: Vec<super::Input>,
         output: Option<ArrayId>,
-        print: Option<Print>,
+        print: Vec<Print>,
         source: serde_json::Value,
     ) -> PhysicalPlan {
         let logical = super::physical::logical_id(command, &text, &inputs, output.map(|o| &self.arrays[o]), source);
@@ -587,6 +663,7 @@ impl Builder<'_> {
             arrays: self.arrays,
             stages: self.stages,
             output,
+            also: vec![],
             print,
             memory: self.opts.memory,
             workers: self.opts.workers,
@@ -613,6 +690,18 @@ impl Plan {
             _ => format!("{} fused operations ending in {}", self.nodes.len(), n.label),
         }
     }
+}
+
+/// True when node `id` depends on no reduction or scan still to be computed.
+fn ready(plan: &Plan, id: usize) -> bool {
+    let mut stack = vec![id];
+    while let Some(n) = stack.pop() {
+        if matches!(plan.nodes[n].kind, NodeKind::Reduce { .. } | NodeKind::Scan { .. }) {
+            return false;
+        }
+        stack.extend(plan.nodes[n].args());
+    }
+    true
 }
 
 fn post_order(plan: &Plan, id: usize, seen: &mut Vec<bool>, out: &mut Vec<usize>) {
@@ -663,58 +752,93 @@ fn live_bytes(plan: &Plan, grid: &Grid, chunks: &[u64]) -> u64 {
 
 /// The physical plan of an expression (its array plan) writing to `target`.
 pub fn expression(command: &str, plan: Plan, target: Target, opts: &PlanOptions) -> Result<PhysicalPlan> {
+    expressions(command, plan, vec![(target, None)], opts)
+}
+
+/// The physical plan of the results of `plan` (its root, then its others), each written to its
+/// target; a printed result with a label is printed after it. What the results share is
+/// computed once: common nodes are one node, and reductions ready together share a stage.
+pub fn expressions(
+    command: &str,
+    plan: Plan,
+    targets: Vec<(Target, Option<String>)>,
+    opts: &PlanOptions,
+) -> Result<PhysicalPlan> {
+    let roots = plan.roots();
+    if roots.len() != targets.len() {
+        return Err(Error::Internal(format!("{} results for {} targets", roots.len(), targets.len())));
+    }
     let source = serde_json::to_value(&plan).unwrap_or_default();
     let inputs = plan.inputs.clone();
     let text = plan.text.clone();
-    let root = plan.root().clone();
     let mut b = Builder { opts, arrays: vec![], stages: vec![], held: 0 };
-    let (out, print, export) = match target {
-        Target::Array { path, spec } => {
-            let out = b.add_array(ArrayDecl {
-                what: "the result".into(),
-                place: Place::Output(path),
-                spec: *spec,
-                write_empty_chunks: false,
-            });
-            (out, None, None)
+    let several = roots.len() > 1;
+    let mut outs = vec![];
+    let mut prints = vec![];
+    let mut exports = vec![];
+    let mut outputs = vec![];
+    let mut direct: HashMap<usize, ArrayId> = HashMap::new();
+    for (k, (&r, (target, label))) in roots.iter().zip(targets).enumerate() {
+        let root = plan.nodes[r].clone();
+        let what = if several { format!("result {}", k + 1) } else { "the result".into() };
+        let file = if several { format!("result-{}.zarr", k + 1) } else { "result.zarr".into() };
+        let out = match target {
+            Target::Array { path, spec } => {
+                let out =
+                    b.add_array(ArrayDecl { what, place: Place::Output(path), spec: *spec, write_empty_chunks: false });
+                outputs.push(out);
+                out
+            }
+            Target::File { path, format, chunks, dtype } => {
+                let mut decl = work_array(format!("{what}, to export"), file, root.shape.clone(), chunks, dtype);
+                // a complex result is stored complex, which the export writes as such
+                decl.spec.complex = plan.complex;
+                let out = b.add_array(decl);
+                exports.push((out, path, format));
+                out
+            }
+            Target::Print { dtype } => {
+                // a 0-d result; a complex one is its view, its two parts
+                let parts = if plan.complex { vec![2] } else { vec![] };
+                let mut decl = work_array(what, file, parts.clone(), parts, root.dtype);
+                decl.spec.complex = plan.complex;
+                let out = b.add_array(decl);
+                prints.push(Print { array: out, label, dtype });
+                out
+            }
+        };
+        // a reduction or scan at a root writes straight into the result when it has the result's
+        // chunks and dtype (once: a result asked for twice is copied the second time)
+        let decl = &b.arrays[out];
+        let is_direct = matches!(root.kind, NodeKind::Reduce { .. } | NodeKind::Scan { .. })
+            && !direct.contains_key(&r)
+            && decl.spec.dtype == root.dtype
+            && decl.spec.shard.is_none()
+            && decl.grid()
+                == Grid::new(
+                    root.shape.clone(),
+                    root.chunks.iter().zip(&root.shape).map(|(&c, &n)| c.max(1).min(n.max(1))).collect(),
+                );
+        if is_direct {
+            direct.insert(r, out);
         }
-        Target::File { path, format, chunks, dtype } => {
-            let mut decl =
-                work_array("the result, to export".into(), "result.zarr".into(), root.shape.clone(), chunks, dtype);
-            // a complex result is stored complex, which the export writes as such
-            decl.spec.complex = plan.complex;
-            let out = b.add_array(decl);
-            (out, None, Some((path, format)))
-        }
-        Target::Print { dtype } => {
-            // a 0-d result; a complex one is its view, its two parts
-            let parts = if plan.complex { vec![2] } else { vec![] };
-            let mut decl = work_array("the result".into(), "result.zarr".into(), parts.clone(), parts, root.dtype);
-            decl.spec.complex = plan.complex;
-            let out = b.add_array(decl);
-            (out, Some(Print { array: out, dtype }), None)
-        }
-    };
-    // a reduction or scan at the root writes straight into the result when it has the result's
-    // chunks and dtype
-    let decl = &b.arrays[out];
-    let direct = matches!(root.kind, NodeKind::Reduce { .. } | NodeKind::Scan { .. })
-        && decl.spec.dtype == root.dtype
-        && decl.spec.shard.is_none()
-        && decl.grid()
-            == Grid::new(
-                root.shape.clone(),
-                root.chunks.iter().zip(&root.shape).map(|(&c, &n)| c.max(1).min(n.max(1))).collect(),
-            );
-    let plan = b.boundaries(plan, if direct { Some(out) } else { None })?;
-    if !direct {
-        b.compute(plan, out, command, false, true)?;
+        outs.push((out, is_direct));
     }
-    let output = if print.is_none() && export.is_none() { Some(out) } else { None };
-    if let Some((path, format)) = export {
+    let plan = b.boundaries(plan, &direct)?;
+    for (k, (&r, &(out, is_direct))) in plan.roots().iter().zip(&outs).enumerate() {
+        if !is_direct {
+            let name = if several { format!("{command}-{}", k + 1) } else { command.to_string() };
+            b.compute(plan.sub(r), out, &name, false, true)?;
+        }
+    }
+    for (out, path, format) in exports {
         export_stage(&mut b, out, path, format)?;
     }
-    Ok(b.finish(command, text, inputs, output, print, source))
+    let mut outputs = outputs.into_iter();
+    let output = outputs.next();
+    let mut p = b.finish(command, text, inputs, output, prints, source);
+    p.also = outputs.collect();
+    Ok(p)
 }
 
 fn export_stage(b: &mut Builder<'_>, array: ArrayId, path: Option<PathBuf>, format: FileFormat) -> Result<()> {
@@ -872,7 +996,7 @@ pub fn generate(
         write_empty_chunks: write_empty,
     });
     b.compute(gen_plan, out, "create", false, false)?;
-    Ok(b.finish("create", text, vec![], Some(out), None, source))
+    Ok(b.finish("create", text, vec![], Some(out), vec![], source))
 }
 
 /// `dsk create from-npy` / `from-raw`: one import stage, a chunk per task.
@@ -915,7 +1039,7 @@ pub fn import(file: FileSource, path: &Path, spec: CreateSpec, opts: &PlanOption
         parallel,
         local: false,
     });
-    Ok(b.finish("create", text, vec![], Some(out), None, source))
+    Ok(b.finish("create", text, vec![], Some(out), vec![], source))
 }
 
 /// `dsk export`: one local stage streaming a selection of an input array.
@@ -973,7 +1097,8 @@ pub fn export(
         arrays: vec![],
         stages: vec![stage],
         output: None,
-        print: None,
+        print: vec![],
+        also: vec![],
         memory: opts.memory,
         workers: opts.workers,
         scheduler: opts.scheduler.clone(),

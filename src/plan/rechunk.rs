@@ -265,6 +265,7 @@ fn leaf_plan(input: &Input, text: &str) -> Plan {
         root: 0,
         complex: input.complex,
         temps: vec![],
+        others: vec![],
     }
 }
 
@@ -286,7 +287,8 @@ fn finish(input: &Input, text: String, arrays: Vec<ArrayDecl>, stages: Vec<Stage
         arrays,
         stages,
         output,
-        print: None,
+        print: vec![],
+        also: vec![],
         memory: opts.memory,
         workers: opts.workers,
         scheduler: opts.scheduler.clone(),

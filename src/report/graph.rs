@@ -470,7 +470,7 @@ impl Tasks<'_> {
                 }
             }
             StageOp::Partials(spec) => {
-                let chain = then(&op_chain(&spec.expr), &format!("{} partial", spec.op.name()));
+                let chain = then(&op_chain(&spec.expr), &format!("{} partial", op_names(&spec.reds)));
                 for t in 0..spec.tasks() {
                     let task = spec.task(t);
                     let bidx = tuple(&spec.out_grid.chunk_index(task.block));
@@ -513,26 +513,27 @@ impl Tasks<'_> {
                     let last = self.merge_tree(items, split, &bidx, s, b)?;
                     let n = self.node(
                         Kind::Task,
-                        vec![format!("finalize {}", f.op.name()), format!("task {b} · block {bidx}")],
+                        vec![format!("finalize {}", op_names(&spec.reds)), format!("task {b} · block {bidx}")],
                         tip(b, &format!("merge the partials of block {bidx} (fan-in {split}) and write it")),
                     )?;
                     if let Some(l) = last {
                         self.edge(l, n)?;
                     }
-                    if let Some(decl) = plan.arrays.get(f.out) {
+                    for o in &f.outs {
+                        let Some(decl) = plan.arrays.get(o.out) else { continue };
                         // with keepdims the reduced axes come back as length-1 axes
                         let region = spec.out_grid.chunk_region(&spec.out_grid.chunk_index(b));
                         let mut start = vec![];
                         let mut k = 0;
                         for i in 0..decl.spec.shape.len() {
-                            if f.keepdims && f.axes.contains(&i) {
+                            if o.keepdims && f.axes.contains(&i) {
                                 start.push(0);
                             } else {
                                 start.push(region.start.get(k).copied().unwrap_or(0));
                                 k += 1;
                             }
                         }
-                        let d = self.data(Key::Array(f.out, lin_of(&decl.grid(), &start)))?;
+                        let d = self.data(Key::Array(o.out, lin_of(&decl.grid(), &start)))?;
                         self.edge(n, d)?;
                     }
                 }
@@ -723,7 +724,7 @@ pub fn tasks(plan: &PhysicalPlan, limit: usize) -> std::result::Result<Graph, To
     for s in 0..plan.stages.len() {
         b.stage(s)?;
     }
-    if let Some(p) = &plan.print {
+    for p in &plan.print {
         if let Some(d) = plan.arrays.get(p.array) {
             let chunks = chunks_in(&d.grid(), &Region::full(&d.spec.shape), limit as u64).ok_or(TooBig)?;
             let out = b.data(Key::Stdout)?;
@@ -805,14 +806,14 @@ pub fn stages(plan: &PhysicalPlan) -> Graph {
                 ("import".into(), plan.arrays.get(*out).map(|a| tuple(&a.grid().chunks)).unwrap_or_default())
             }
             StageOp::Partials(p) => {
-                (then(&op_chain(&p.expr), &format!("{} partial", p.op.name())), tuple(&p.in_grid.chunks))
+                (then(&op_chain(&p.expr), &format!("{} partial", op_names(&p.reds))), tuple(&p.in_grid.chunks))
             }
             StageOp::Finalize(f) => {
-                let c = match plan.stages.get(f.partials).map(|x| &x.op) {
-                    Some(StageOp::Partials(p)) => tuple(&p.out_grid.chunks),
-                    _ => String::new(),
+                let (c, names) = match plan.stages.get(f.partials).map(|x| &x.op) {
+                    Some(StageOp::Partials(p)) => (tuple(&p.out_grid.chunks), op_names(&p.reds)),
+                    _ => (String::new(), String::new()),
                 };
-                (format!("merge (fan-in {}) → finalize {}", f.split, f.op.name()), c)
+                (format!("merge (fan-in {}) → finalize {names}", f.split), c)
             }
             StageOp::ScanTotals { expr, grid, prod, .. } => {
                 (then(&op_chain(expr), if *prod { "chunk products" } else { "chunk totals" }), tuple(&grid.chunks))
@@ -884,7 +885,7 @@ pub fn stages(plan: &PhysicalPlan) -> Graph {
                     },
                     _ => vec![],
                 };
-                (r, arr(&f.out).into_iter().collect())
+                (r, f.outs.iter().filter_map(|o| arr(&o.out)).collect())
             }
             StageOp::ScanTotals { expr, totals, .. } => (reads_of(expr, &inputs), arr(totals).into_iter().collect()),
             StageOp::ScanCarries { totals, carries, .. } => {
@@ -916,9 +917,12 @@ pub fn stages(plan: &PhysicalPlan) -> Graph {
             edges.push((n, w));
         }
     }
-    if let Some(p) = &plan.print {
+    let mut stdout = None;
+    for p in &plan.print {
         if let Some(&a) = arrays.get(p.array) {
-            let out = add(&mut g, Kind::File, vec!["stdout".into()], "the result, printed on standard output".into());
+            let out = *stdout.get_or_insert_with(|| {
+                add(&mut g, Kind::File, vec!["stdout".into()], "the result, printed on standard output".into())
+            });
             edges.push((a, out));
         }
     }
@@ -926,4 +930,9 @@ pub fn stages(plan: &PhysicalPlan) -> Graph {
     edges.retain(|e| seen.insert(*e));
     g.edges = edges;
     g
+}
+
+/// The reductions of a partials stage, by name (`mean`, or `mean+std+min`).
+fn op_names(reds: &[crate::plan::physical::Red]) -> String {
+    reds.iter().map(|r| r.op.name()).collect::<Vec<_>>().join("+")
 }
