@@ -18,7 +18,7 @@ use crate::grid::tuple;
   dsk eval '(cos(x)**2).mean(axis=1)' x=big.zarr -o m.zarr
   dsk eval 'ones((3, 4)) * 2' --format csv
   dsk eval 'x[0, 0] + y[0, 0]' x=a.zarr y=b.zarr
-  dsk eval -o m.zarr='x.mean(axis=0)' -o s.zarr='x.std(axis=0)' x=big.zarr")]
+  dsk eval -o colmeans.zarr='x.mean(axis=0)' -o colstds.zarr='x.std(axis=0)' x=big.zarr")]
 pub struct EvalArgs {
     /// The expression (see docs/expressions.md); none when every -o gives its own.
     #[arg(allow_hyphen_values = true)]

@@ -95,6 +95,16 @@ impl<'a> Evaluator<'a> {
             self.memo.clear();
             return Ok(contiguous(&b, &shape));
         }
+        // a copy (a rechunk's passes, `transform --expr x`): straight from the source chunks
+        let mut leaf = root;
+        while let NodeKind::Rechunk { arg } = &self.plan.nodes[leaf].kind {
+            leaf = *arg;
+        }
+        if matches!(self.plan.nodes[leaf].kind, NodeKind::Input { .. } | NodeKind::Temp { .. }) {
+            if let Some(grid) = leaf_grid(self.plan, leaf) {
+                return self.copy_leaf(leaf, &grid, region);
+            }
+        }
         let rows = tile_rows(&region.shape);
         if rows >= region.shape[0] {
             let b = self.eval(root, region)?;
@@ -358,6 +368,48 @@ impl<'a> Evaluator<'a> {
         })
     }
 
+    /// `region` of leaf `id` in C order, copied from its source chunks in one pass: a run of the
+    /// last axis at a time, with no tile or view in between (the whole work of a rechunk besides
+    /// decoding and encoding).
+    fn copy_leaf(&mut self, id: usize, grid: &crate::grid::Grid, region: &Region) -> Result<Buf> {
+        let nd = region.ndim();
+        let ranges: Vec<std::ops::Range<u64>> =
+            (0..nd).map(|a| grid.chunks_overlapping(a, region.start[a], region.end(a))).collect();
+        let strides = crate::grid::strides(&grid.grid_shape());
+        let shape: Vec<usize> = region.shape.iter().map(|&s| s as usize).collect();
+        let counts: Vec<u64> = ranges.iter().map(|r| r.end - r.start).collect();
+        with_dtype!(self.plan.nodes[id].dtype, T => {
+            let mut out = vec![T::default(); region.len() as usize];
+            for k in 0..counts.iter().product::<u64>() {
+                let rel = crate::grid::unravel(k, &counts);
+                let idx: Vec<u64> = rel.iter().zip(&ranges).map(|(i, r)| i + r.start).collect();
+                let lin: u64 = idx.iter().zip(&strides).map(|(i, s)| i * s).sum();
+                let chunk = self.chunk(id, grid, lin)?;
+                let cr = grid.chunk_region(&idx);
+                let a = T::view(&chunk).ok_or_else(|| Error::Internal("chunk dtype".into()))?;
+                let owned;
+                let src: &[T] = match a.as_slice() {
+                    Some(s) => s,
+                    None => {
+                        owned = a.iter().copied().collect::<Vec<T>>();
+                        &owned
+                    }
+                };
+                let cshape: Vec<usize> = cr.shape.iter().map(|&s| s as usize).collect();
+                let (mut lo_c, mut lo_o, mut ext) = (vec![0usize; nd], vec![0usize; nd], vec![0usize; nd]);
+                for ax in 0..nd {
+                    let lo = region.start[ax].max(cr.start[ax]);
+                    let hi = region.end(ax).min(cr.end(ax));
+                    lo_c[ax] = (lo - cr.start[ax]) as usize;
+                    lo_o[ax] = (lo - region.start[ax]) as usize;
+                    ext[ax] = (hi - lo) as usize;
+                }
+                copy_box(src, &cshape, &lo_c, &mut out, &shape, &lo_o, &ext);
+            }
+            Ok(Buf::from_vec(&shape, out))
+        })
+    }
+
     /// Source chunk `lin` of leaf `id`, decoded or generated once per task.
     fn chunk(&mut self, id: usize, grid: &crate::grid::Grid, lin: u64) -> Result<Buf> {
         if let Some(b) = self.chunks.get(&(id, lin)) {
@@ -401,6 +453,47 @@ pub fn load_chunk(
         }),
         _ => return Err(Error::Internal("chunk of a non-leaf".into())),
     })
+}
+
+/// Copy the box of extent `ext` at `lo_s` of a C-order array of shape `sshape` to `lo_d` of one of
+/// shape `dshape`, a run of the last axis at a time.
+fn copy_box<T: Copy>(
+    src: &[T],
+    sshape: &[usize],
+    lo_s: &[usize],
+    dst: &mut [T],
+    dshape: &[usize],
+    lo_d: &[usize],
+    ext: &[usize],
+) {
+    let nd = ext.len();
+    if ext.contains(&0) {
+        return;
+    }
+    let stride = |shape: &[usize]| -> Vec<usize> {
+        let mut st = vec![1usize; nd];
+        for a in (0..nd.saturating_sub(1)).rev() {
+            st[a] = st[a + 1] * shape[a + 1];
+        }
+        st
+    };
+    let (ss, ds) = (stride(sshape), stride(dshape));
+    let run = ext[nd - 1];
+    let outer: usize = ext[..nd - 1].iter().product();
+    let mut i = vec![0usize; nd.saturating_sub(1)];
+    for _ in 0..outer {
+        let so: usize = (0..nd).map(|a| (lo_s[a] + i.get(a).copied().unwrap_or(0)) * ss[a]).sum();
+        let doff: usize = (0..nd).map(|a| (lo_d[a] + i.get(a).copied().unwrap_or(0)) * ds[a]).sum();
+        dst[doff..doff + run].copy_from_slice(&src[so..so + run]);
+        // the next index of the outer axes, in C order
+        for a in (0..nd - 1).rev() {
+            i[a] += 1;
+            if i[a] < ext[a] {
+                break;
+            }
+            i[a] = 0;
+        }
+    }
 }
 
 /// `b` broadcast to `shape` in C order (copies only when needed).
