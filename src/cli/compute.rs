@@ -826,6 +826,46 @@ pub fn summarize(pplan: &PhysicalPlan, r: &RunReport, run: &RunArgs) {
     if r.storage != Default::default() {
         fields["storage"] = json!(r.storage);
     }
+    // several results written: each with its shape, in the order they were given
+    let mut results: Vec<(crate::plan::physical::ArrayId, PathBuf)> = vec![];
+    for &o in pplan.output.iter().chain(&pplan.also) {
+        let (Place::Output(p) | Place::Work(p)) = &pplan.arrays[o].place;
+        results.push((o, p.clone()));
+    }
+    for st in &pplan.stages {
+        if let StageOp::Export { path: Some(p), array: crate::plan::physical::ExportSource::Array(a), .. } = &st.op {
+            results.push((*a, p.clone()));
+        }
+    }
+    if results.len() > 1 {
+        results.sort_by_key(|(a, _)| *a);
+        let each: Vec<String> = results
+            .iter()
+            .map(|(a, p)| {
+                let (shape, _, _) = pplan.arrays[*a].spec.stored();
+                format!("{} {} {}", p.display(), tuple(&shape), pplan.arrays[*a].spec.dtype_name())
+            })
+            .collect();
+        fields["outputs"] = json!(results
+            .iter()
+            .map(|(a, p)| {
+                let (shape, _, _) = pplan.arrays[*a].spec.stored();
+                json!({"path": p.display().to_string(), "shape": shape, "dtype": pplan.arrays[*a].spec.dtype_name()})
+            })
+            .collect::<Vec<_>>());
+        let text = format!(
+            "dsk: wrote {} — {} task{} in {} stage{}, {:.2} s, {}",
+            each.join(", "),
+            r.tasks,
+            if r.tasks == 1 { "" } else { "s" },
+            r.stages,
+            if r.stages == 1 { "" } else { "s" },
+            secs,
+            describe_memory(r)
+        );
+        report::summary(run.progress, run.quiet, &text, fields);
+        return;
+    }
     let text = match out {
         Some(a) => {
             let path = match &a.place {
@@ -841,28 +881,9 @@ pub fn summarize(pplan: &PhysicalPlan, r: &RunReport, run: &RunArgs) {
             fields["dtype"] = json!(a.spec.dtype_name());
             fields["nbytes"] = json!(logical);
             fields["nbytes_stored"] = json!(store::meta::stored_bytes(&path).ok().flatten());
-            let mut written = path.display().to_string();
-            for &o in &pplan.also {
-                let (Place::Output(p) | Place::Work(p)) = &pplan.arrays[o].place;
-                written.push_str(&format!(", {}", p.display()));
-            }
-            for st in &pplan.stages {
-                if let StageOp::Export { path: Some(p), .. } = &st.op {
-                    written.push_str(&format!(", {}", p.display()));
-                }
-            }
-            if !pplan.also.is_empty() {
-                fields["also"] = json!(pplan
-                    .also
-                    .iter()
-                    .map(|&o| match &pplan.arrays[o].place {
-                        Place::Output(p) | Place::Work(p) => p.display().to_string(),
-                    })
-                    .collect::<Vec<_>>());
-            }
             format!(
                 "dsk: wrote {} — {} {}, {unit} {}, {} task{} in {} stage{}, {} in {:.2} s ({}/s), {}",
-                written,
+                path.display(),
                 tuple(&shape),
                 a.spec.dtype_name(),
                 tuple(shard.as_ref().unwrap_or(&chunks)),

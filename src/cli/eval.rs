@@ -71,7 +71,7 @@ pub fn run(a: &EvalArgs, run: &RunArgs) -> Result<()> {
     if outs.len() > 1 {
         return Err(Error::usage(
             "-o",
-            "is given more than once: for several results give each as -o PATH=EXPR (and no EXPR before the inputs)",
+            "is given more than once: for several results give every one as -o PATH=EXPR (all of them, and no EXPR before the inputs)",
         ));
     }
     let Some(expr) = &a.expr else {
@@ -80,6 +80,14 @@ pub fn run(a: &EvalArgs, run: &RunArgs) -> Result<()> {
             "the expression to evaluate is missing: dsk eval EXPR [NAME=PATH …], or -o PATH=EXPR for each result (dsk eval --help)",
         ));
     };
+    if let (Some(o), Some(_)) = (outs.first(), &a.expr) {
+        if o.contains('=') {
+            return Err(Error::usage(
+                "-o",
+                format!("{o:?} holds '=': to name each result's expression write -o PATH=EXPR and no EXPR before the inputs; an OUT path cannot hold '='"),
+            ));
+        }
+    }
     let output = outs.first().map(PathBuf::from);
     let named = parse_named(&a.inputs, "NAME=PATH")?;
     let (plan, metas) = build_plan(expr, "EXPR", &named)?;

@@ -195,6 +195,17 @@ fn run_many(a: &ReduceArgs, run: &RunArgs) -> Result<()> {
                     format!("{} is a file: several reductions go to a Zarr group (e.g. stats.zarr), one array per op", out.display()),
                 ));
             }
+            // a group to put the results in: a new one, or a Zarr group already there
+            let local = !crate::store::remote::is_url(out);
+            if local
+                && std::fs::symlink_metadata(out).is_ok()
+                && !matches!(crate::store::group::node_type(out), crate::store::group::NodeType::Group(_))
+            {
+                return Err(Error::output(
+                    out,
+                    "exists and is not a Zarr group: several reductions go into a group, one array per op — give a new path (e.g. stats.zarr) or an existing group",
+                ));
+            }
             vec![]
         }
     };

@@ -95,6 +95,34 @@ fn resolved(p: &Path) -> Option<PathBuf> {
     Some(std::fs::canonicalize(parent).ok()?.join(p.file_name()?))
 }
 
+/// `p` absolute, without `.` and `..`, through the symbolic links of its longest existing prefix:
+/// what does not exist yet compares by its components.
+fn lexical(p: &Path) -> Option<PathBuf> {
+    if crate::store::remote::is_url(p) {
+        return resolved(p);
+    }
+    let abs = std::path::absolute(p).ok()?;
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    let mut base = out;
+    let mut rest = vec![];
+    while std::fs::symlink_metadata(&base).is_err() {
+        rest.push(base.file_name()?.to_os_string());
+        base = base.parent()?.to_path_buf();
+    }
+    let mut r = std::fs::canonicalize(&base).ok()?;
+    r.extend(rest.iter().rev());
+    Some(r)
+}
+
 /// Refuse an output that is one of the inputs or lies inside one: it would be written into (or,
 /// with --overwrite, would replace) an array while it is read.
 fn check_outside_inputs(plan: &PhysicalPlan) -> Result<()> {
@@ -104,13 +132,26 @@ fn check_outside_inputs(plan: &PhysicalPlan) -> Result<()> {
             outs.push(p);
         }
     }
-    // two results of one run into one array
+    // two results of one run into one array, or one inside the other
+    let keys: Vec<Option<PathBuf>> = outs.iter().map(|p| lexical(p)).collect();
     for (i, a) in outs.iter().enumerate() {
-        if let Some(b) = outs[..i].iter().find(|b| resolved(b).is_some() && resolved(b) == resolved(a)) {
-            return Err(Error::output(
-                a,
-                format!("is given twice ({}): give every result a path of its own", b.display()),
-            ));
+        for (j, b) in outs.iter().enumerate() {
+            let (Some(ka), Some(kb)) = (&keys[i], &keys[j]) else { continue };
+            if j < i && ka == kb {
+                return Err(Error::output(
+                    a,
+                    format!("is given twice ({}): give every result a path of its own", b.display()),
+                ));
+            }
+            if i != j && ka != kb && ka.starts_with(kb) {
+                return Err(Error::output(
+                    a,
+                    format!(
+                        "is inside {}, another result of this run: give every result a path of its own",
+                        b.display()
+                    ),
+                ));
+            }
         }
     }
     for st in &plan.stages {
@@ -617,6 +658,10 @@ fn run_staged(
     }
     drop(arrays);
     drop(journal);
+    // every result can go into place before any does
+    for s in staged.iter().chain(&also_staged) {
+        s.check_commit()?;
+    }
     if let Some(s) = staged.take() {
         if let Some(w) = s.commit()? {
             eprintln!("dsk: warning: {w}");

@@ -600,6 +600,13 @@ impl PhysicalPlan {
         for o in self.output.iter().chain(&self.also) {
             s.push_str(&format!("result: {}\n", self.array_path_text(*o)));
         }
+        if !self.also.is_empty() || self.output.is_some() {
+            for st in &self.stages {
+                if let StageOp::Export { path: Some(p), .. } = &st.op {
+                    s.push_str(&format!("result: {}\n", p.display()));
+                }
+            }
+        }
         match self.print.len() {
             0 => {}
             1 => s.push_str("result: printed on stdout\n"),

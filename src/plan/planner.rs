@@ -827,7 +827,8 @@ pub fn expressions(
     let plan = b.boundaries(plan, &direct)?;
     for (k, (&r, &(out, is_direct))) in plan.roots().iter().zip(&outs).enumerate() {
         if !is_direct {
-            let name = if several { format!("{command}-{}", k + 1) } else { command.to_string() };
+            // (`reduce-1` … name reduction stages)
+            let name = if several { format!("{command}-out{}", k + 1) } else { command.to_string() };
             b.compute(plan.sub(r), out, &name, false, true)?;
         }
     }

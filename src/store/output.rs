@@ -129,6 +129,9 @@ pub struct Staged {
     /// The groups created to hold the output (`store.zarr/var`), outermost first: removed again
     /// when the run fails and they are still empty.
     groups_made: Vec<PathBuf>,
+    /// `--overwrite`: checked again when the output is committed (a path that appeared meanwhile
+    /// is not the run's to replace without it).
+    overwrite: bool,
 }
 
 fn file_name(p: &Path) -> Result<OsString> {
@@ -409,12 +412,17 @@ impl Staged {
                 resumed: None,
                 remote: Some(out),
                 groups_made: vec![],
+                overwrite,
             });
         }
-        match kind {
+        let staged = match kind {
             Kind::ZarrDir => Staged::open_dir(dest, resume),
             Kind::File => Staged::open_file(dest),
-        }
+        };
+        staged.map(|mut s| {
+            s.overwrite = overwrite;
+            s
+        })
     }
 
     fn open_dir(dest: &Path, resume: bool) -> Result<Staged> {
@@ -562,6 +570,7 @@ impl Staged {
             resumed,
             remote: None,
             groups_made: vec![],
+            overwrite: false,
         }
     }
 
@@ -610,6 +619,24 @@ impl Staged {
         self.kept = true;
     }
 
+    /// Check that the output can still be committed: a path that appeared at its place while dsk
+    /// ran is replaced only as `--overwrite` allows (a run with several results checks every one
+    /// before committing any).
+    pub fn check_commit(&self) -> Result<()> {
+        if self.remote.is_some() || fs::symlink_metadata(&self.dest).is_err() {
+            return Ok(());
+        }
+        check_dest(&self.dest, self.kind, self.overwrite).map_err(|e| {
+            Error::output(
+                &self.dest,
+                format!(
+                    "appeared while dsk was computing it and cannot be replaced ({}) — the result is not written; move it away and run again",
+                    e.to_string().trim_start_matches("dsk: error: ")
+                ),
+            )
+        })
+    }
+
     /// Move the finished output into place, replacing the old one (already checked in `new`).
     /// Returns a warning when the replaced output could not be removed.
     pub fn commit(mut self) -> Result<Option<String>> {
@@ -620,9 +647,29 @@ impl Staged {
         }
         match self.kind {
             Kind::File => {
-                // rename replaces an existing file atomically
-                fs::rename(&self.partial, &self.dest)
-                    .map_err(|e| Error::io(&self.dest, "move the output into place", e))?;
+                // rename replaces an existing file atomically; without --overwrite, a file that
+                // appeared while dsk ran stays
+                let appeared = |e: Error| {
+                    Error::output(
+                        &self.dest,
+                        format!(
+                            "appeared while dsk was computing it and cannot be replaced ({}) — the result is not written; move it away and run again",
+                            e.to_string().trim_start_matches("dsk: error: ")
+                        ),
+                    )
+                };
+                if fs::symlink_metadata(&self.dest).is_ok() {
+                    check_dest(&self.dest, Kind::File, self.overwrite).map_err(appeared)?;
+                }
+                let r = if self.overwrite {
+                    fs::rename(&self.partial, &self.dest)
+                } else {
+                    rename_noreplace(&self.partial, &self.dest)
+                };
+                r.map_err(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => appeared(Error::output(&self.dest, "already exists")),
+                    _ => Error::io(&self.dest, "move the output into place", e),
+                })?;
                 self.committed = true;
                 Ok(None)
             }
@@ -657,6 +704,17 @@ impl Staged {
             let _ = fs::remove_file(&marker_in_dest);
             return Ok(None);
         }
+        // something there now: replaced only as --overwrite allows, as when the run started (a
+        // path that appeared while dsk ran is not the run's to remove without it)
+        check_dest(&self.dest, Kind::ZarrDir, self.overwrite).map_err(|e| {
+            Error::output(
+                &self.dest,
+                format!(
+                    "appeared while dsk was computing it and cannot be replaced ({}) — the result is not written; move it away and run again",
+                    e.to_string().trim_start_matches("dsk: error: ")
+                ),
+            )
+        })?;
         // replace: mark the old array as ours to remove, then swap the two atomically
         let mark = self.dest.join(REPLACED);
         fs::write(&mark, b"replaced by dsk; being removed\n")

@@ -212,6 +212,12 @@ def test_refusals_leave_nothing(tmp_path):
         (["eval", "-o", f"{tmp_path}/a.zarr=x.sum()", "-o", f"{tmp_path}/b.zarr=x.max()", f"x={x}", "--resume"],
          b"--resume"),
         (["eval", "-o", f"{tmp_path}/a.zarr=x", "-o", f"{tmp_path}/x.zarr/in=x + 1", f"x={x}"], b"inside the input"),
+        (["eval", "-o", f"{tmp_path}/c.zarr=x.sum()", "-o", f"{tmp_path}/c.zarr/in.zarr=x.max()", f"x={x}"],
+         b"another result"),
+        (["eval", "-o", f"{tmp_path}/g/in.zarr=x.sum()", "-o", f"{tmp_path}/./g=x.max()", f"x={x}"], b"another result"),
+        (["eval", "x.sum()", "-o", f"{tmp_path}/d.zarr=x.std()", f"x={x}"], b"holds '='"),
+        (["eval", "-o", f"{tmp_path}/a.npy", "-o", f"{tmp_path}/b.zarr=x.max()", f"x={x}"], b"-o"),
+        (["reduce", x, tmp_path, "--op", "mean,std", "--axis", "1"], b"not a Zarr group"),
     ]:
         r = dsk(*args, ok=False)
         assert r.returncode != 0, args
@@ -242,3 +248,31 @@ def test_every_scheduler(tmp_path, scheduler):
     vals = parse_lines(dsk("reduce", x, "--op", "max,nanmean", "--scheduler", scheduler).stdout)
     close(float(vals["max"]), a.max(), "max")
     close(float(vals["nanmean"]), a.mean(), "nanmean")
+
+
+def test_a_path_that_appears_meanwhile_is_not_replaced(tmp_path):
+    """A directory (or file) created at an output's path while dsk computes is left alone without
+    --overwrite, and no result of the run is committed."""
+    import subprocess
+    import time
+    from helpers import DSK
+    for second in ["b.zarr", "b.npy"]:
+        d = tmp_path / second.replace(".", "_")
+        d.mkdir()
+        p = subprocess.Popen([DSK, "eval", "-q", "-o", f"{d}/a.zarr=random((3000, 4000), chunks=(500, 500)).std(axis=0)",
+                              "-o", f"{d}/{second}=random((3000, 4000), chunks=(500, 500)).max(axis=0)"],
+                             stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while not any(n.endswith(".partial") for n in os.listdir(d)) and time.time() < deadline:
+            time.sleep(0.005)
+        if second.endswith(".zarr"):
+            (d / second / "sub").mkdir(parents=True)
+            (d / second / "sub" / "thesis.txt").write_text("precious")
+        else:
+            (d / second).write_text("precious")
+        _, err = p.communicate(timeout=120)
+        # (a file output is checked again when its export starts, before anything is committed)
+        assert p.returncode == 1 and (b"appeared while dsk was computing it" in err or b"already exists" in err), err
+        kept = d / second / "sub" / "thesis.txt" if second.endswith(".zarr") else d / second
+        assert kept.read_text() == "precious"
+        assert sorted(os.listdir(d)) == [second], os.listdir(d)
