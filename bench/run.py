@@ -326,10 +326,10 @@ def w_many(args, data):
         out = None if ax is None else os.path.join(data, "many_dsk.zarr")
         axis = [] if ax is None else ["--axis", "1"]
         dst = [] if out is None else [out, "--overwrite"]
-        runs.append(("dsk", f"mean,std,min,max{where}", out,
+        runs.append(("dsk", f"mean+std+min+max{where}", out,
                      [DSK, "reduce", x, *dst, "--op", "mean,std,min,max", *axis, "--memory", "512MiB", "-q"]))
         peer = [PY, os.path.join(HERE, "peers", "many_dask.py"), x, *(["--axis", "1"] if ax is not None else [])]
-        runs.append(("dask", f"mean,std,min,max{where}", None, peer))
+        runs.append(("dask", f"mean+std+min+max{where}", None, peer))
     # the same four, one run each (whole array): what sharing the read saves
     for op in ("mean", "std", "min", "max"):
         runs.append(("dsk", f"{op} alone", None, [DSK, "reduce", x, "--op", op, "--memory", "512MiB", "-q"]))

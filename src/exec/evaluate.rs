@@ -481,9 +481,15 @@ fn copy_box<T: Copy>(
     let run = ext[nd - 1];
     let outer: usize = ext[..nd - 1].iter().product();
     let mut i = vec![0usize; nd.saturating_sub(1)];
+    // short runs far apart (a narrow column of a wide chunk: a rechunk to tall chunks) wait on
+    // memory for every run: ask for the runs a few rows ahead meanwhile
+    let ahead = if nd >= 2 && run * std::mem::size_of::<T>() <= 512 { PREFETCH_ROWS * ss[nd - 2] } else { 0 };
     for _ in 0..outer {
         let so: usize = (0..nd).map(|a| (lo_s[a] + i.get(a).copied().unwrap_or(0)) * ss[a]).sum();
         let doff: usize = (0..nd).map(|a| (lo_d[a] + i.get(a).copied().unwrap_or(0)) * ds[a]).sum();
+        if ahead > 0 && so + ahead + run <= src.len() {
+            prefetch(&src[so + ahead..so + ahead + run]);
+        }
         dst[doff..doff + run].copy_from_slice(&src[so..so + run]);
         // the next index of the outer axes, in C order
         for a in (0..nd - 1).rev() {
@@ -494,6 +500,30 @@ fn copy_box<T: Copy>(
             i[a] = 0;
         }
     }
+}
+
+/// Rows ahead that [`copy_box`] asks the memory for.
+const PREFETCH_ROWS: usize = 16;
+
+/// Hint the processor to load `data`'s cache lines (a no-op where there is no such hint).
+#[inline]
+fn prefetch<T>(data: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let bytes = std::mem::size_of_val(data);
+        let p = data.as_ptr() as *const i8;
+        let mut off = 0;
+        while off < bytes {
+            // SAFETY: a prefetch is a hint; the address lies within `data`
+            unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.add(off)) };
+            off += 64;
+        }
+        // the last line, when the run straddles one more
+        // SAFETY: as above
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.add(bytes - 1)) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
 }
 
 /// `b` broadcast to `shape` in C order (copies only when needed).
