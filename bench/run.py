@@ -621,7 +621,7 @@ def main():
         for w in kept:
             w.setdefault("date", old.get("date"))
         order = list(WORKLOADS)
-        report["workloads"] = sorted(kept + report["workloads"], key=lambda w: order.index(w["key"]))
+        report["workloads"] = sorted(kept + report["workloads"], key=lambda w: order.index(w["key"]) if w["key"] in order else len(order))
     for w in report["workloads"]:
         if not w.get("markdown"):
             w["note"] = ratios(w["rows"]) + limit_fractions(w, w.get("limit_values", report.get("limit_values", {})))
