@@ -417,7 +417,8 @@ fn run_staged(
     }
     // what a later --resume needs: the plan, the work directory, what is computed
     if let Some(s) = staged.as_mut().filter(|s| !s.is_remote()) {
-        if resumed.is_none() {
+        // (a run with several results is not resumable: no plan to resume from)
+        if resumed.is_none() && plan.also.is_empty() {
             let f = s.path().join(crate::store::output::PLAN_FILE);
             // with absolute paths: a resume may run from another directory
             let text = serde_json::to_vec(&plan.with_absolute_paths())

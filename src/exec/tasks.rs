@@ -212,6 +212,10 @@ fn compute(
         let mut seen = HashSet::new();
         for &c in &group {
             for k in footprint(plan, &grid.chunk_region(&grid.chunk_index(c))) {
+                // (generators fill each tile where it is used)
+                if matches!(plan.nodes[k.0].kind, NodeKind::Gen { .. }) {
+                    continue;
+                }
                 if seen.insert(k) {
                     keys.push(k);
                 }

@@ -146,6 +146,8 @@ pub fn footprint(plan: &Plan, region: &Region) -> Vec<(usize, u64)> {
 /// Bytes a source chunk holds once decoded (or generated).
 fn chunk_bytes(plan: &Plan, leaf: usize, lin: u64) -> u64 {
     match leaf_grid(plan, leaf) {
+        // a generator fills each tile where it is used: no chunk of it is held
+        _ if matches!(plan.nodes[leaf].kind, NodeKind::Gen { .. }) => 0,
         Some(g) => g.chunk_region(&g.chunk_index(lin)).len() * plan.nodes[leaf].dtype.size() as u64,
         None => 0,
     }
@@ -185,6 +187,7 @@ pub fn write_bytes(out_bytes: u64, codec_scratch: u64) -> u64 {
 /// whole (at most the decoded size for the codecs dsk reads).
 pub fn decode_transient(plan: &Plan) -> u64 {
     (0..plan.nodes.len())
+        .filter(|&id| !matches!(plan.nodes[id].kind, NodeKind::Gen { .. }))
         .filter_map(|id| leaf_grid(plan, id).map(|g| g.chunk_len() * plan.nodes[id].dtype.size() as u64))
         .max()
         .unwrap_or(0)

@@ -493,8 +493,9 @@ impl Staged {
                         );
                     } else {
                         eprintln!(
-                            "dsk: removing {}, left by an earlier run that stopped{who}; --resume continues such a run instead",
-                            partial.display()
+                            "dsk: removing {}, left by an earlier run that stopped{who}{}",
+                            partial.display(),
+                            if resumable { "; --resume continues such a run instead" } else { "" }
                         );
                     }
                     if let Some(w) = owner.as_ref().and_then(|o| o.work_dir.as_deref()) {
