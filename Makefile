@@ -9,7 +9,7 @@ DSK_RELEASE := target/release/dsk
 DEMO    := target/demo
 
 
-.PHONY: all man docs docs-check install build release demo test test-rust test-interop lint fmt fixtures bench bench-large bench-cluster doc clean fuzz-diff pictures
+.PHONY: all man docs docs-check install build release demo test test-rust test-interop lint fmt fixtures bench bench-build bench-large bench-cluster doc clean fuzz-diff pictures
 
 all: build
 
@@ -66,6 +66,10 @@ fixtures: $(VENV)/.stamp
 # Side-by-side benchmarks against Dask (and Cubed); writes docs/benchmarks.md.
 bench: release
 	$(MAKE) -C bench
+
+# Cold build time, binary size and speed of release profiles (LTO, codegen units).
+bench-build:
+	$(MAKE) -C bench build-profiles
 
 # A rechunk larger than RAM (25.6 GB, --memory 1GiB; needs ~30 GB of free disk).
 bench-large: release
