@@ -1,8 +1,10 @@
-//! Evaluating a plan over a region: the fused kernel of a task. Source chunks are decoded (or
-//! generated) once per task and kept while the task runs; the output region is computed in tiles of
+//! Evaluating a plan over a region: the fused kernel of a task. Source chunks are decoded once per
+//! task and kept while the task runs; generators (random, arange, …), whose values depend on the
+//! element's index alone, fill each tile where it is used; the output region is computed in tiles of
 //! [`TILE_ELEMS`](crate::plan::lower::TILE_ELEMS) elements so that the temporaries of a chain of
 //! element-wise operations stay in cache; indexing and transposes are views (a reversed chunk is
-//! never copied until an operation needs it contiguous).
+//! never copied until an operation needs it contiguous); a plain copy is assembled straight from
+//! the source chunks.
 
 use std::collections::HashMap;
 
@@ -421,7 +423,7 @@ impl<'a> Evaluator<'a> {
         })
     }
 
-    /// Source chunk `lin` of leaf `id`, decoded or generated once per task.
+    /// Source chunk `lin` of leaf `id`, decoded (or generated, for a whole chunk) once per task.
     fn chunk(&mut self, id: usize, grid: &crate::grid::Grid, lin: u64) -> Result<Buf> {
         if let Some(b) = self.chunks.get(&(id, lin)) {
             return Ok(b.clone());

@@ -143,7 +143,8 @@ pub fn footprint(plan: &Plan, region: &Region) -> Vec<(usize, u64)> {
     out
 }
 
-/// Bytes a source chunk holds once decoded (or generated).
+/// Bytes a source chunk holds once decoded (a generator's none: it fills each tile where it is
+/// used).
 fn chunk_bytes(plan: &Plan, leaf: usize, lin: u64) -> u64 {
     match leaf_grid(plan, leaf) {
         // a generator fills each tile where it is used: no chunk of it is held
