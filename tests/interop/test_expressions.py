@@ -148,3 +148,22 @@ def test_generators_match_numpy(tmp_path):
             out.unlink()
         dsk("eval", expr, "-o", out)
         check(np.load(out), want, expr)
+
+
+def test_generators_filled_by_tile_match_created_arrays(tmp_path):
+    """A generator inside an expression fills each tile where it is used; its values must be the
+    ones `dsk create` stores (index-based), through mirrors, transposes and steps."""
+    import subprocess
+    import zarr
+    from helpers import DSK
+    for dist, fn in (("uniform", "random"), ("normal", "normal")):
+        store = tmp_path / f"r_{dist}.zarr"
+        subprocess.run([DSK, "create", "random", store, "--shape", "37,53", "--chunks", "8,11", "--dist", dist,
+                        "--seed", "5", "-q"], check=True)
+        a = zarr.open_array(str(store), mode="r")[...]
+        g = f"{fn}((37, 53), chunks=(8, 11), seed=5)"
+        for expr, want in [(g, a), (f"{g}[::-1, ::-2]", a[::-1, ::-2]), (f"{g}.T[3:20]", a.T[3:20]),
+                           (f"{g} * {g}[::-1, ::-1]", a * a[::-1, ::-1])]:
+            out = tmp_path / "t.npy"
+            subprocess.run([DSK, "eval", expr, "-o", out, "--overwrite", "-q"], check=True)
+            assert np.array_equal(np.load(out), want), expr
