@@ -395,7 +395,7 @@ pub fn plan_expression(
         None => {
             refuse_half_text(o.dtype)?;
             let dtype = if o.complex { Some(complex_part_arg(o.dtype, root.dtype)?) } else { parse_dtype(o.dtype)? };
-            Target::Print { dtype }
+            Target::Print { dtype, json: false }
         }
     };
     let popts = plan_options(run)?;
@@ -414,6 +414,8 @@ pub fn plan_expression(
 pub struct ResultDest<'a> {
     pub dest: Option<Dest<'a>>,
     pub label: Option<String>,
+    /// A printed result goes into one JSON object with the others, under its label.
+    pub json: bool,
 }
 
 /// Compute every result of `plan` (its root, then its others) in one run, each to its
@@ -442,7 +444,7 @@ pub fn compute_many(
             Some(Dest::Stdout(f)) => file_target(None, f, &o, &root)?,
             None => {
                 refuse_half_text(o.dtype)?;
-                Target::Print { dtype: parse_dtype(o.dtype)? }
+                Target::Print { dtype: parse_dtype(o.dtype)?, json: d.json }
             }
         };
         targets.push((target, d.label));

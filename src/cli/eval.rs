@@ -143,7 +143,7 @@ fn run_many(a: &EvalArgs, outs: &[String], run: &RunArgs) -> Result<()> {
     let (plan, metas) = super::compute::build_plan_many(&texts, "-o", &named)?;
     let mut dests = vec![];
     for p in &paths {
-        dests.push(ResultDest { dest: Dest::of(Some(p), None)?, label: None });
+        dests.push(ResultDest { dest: Dest::of(Some(p), None)?, label: None, json: false });
     }
     compute_many(plan, dests, &a.write, &metas, None, run, "eval")
 }

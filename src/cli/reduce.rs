@@ -168,16 +168,16 @@ fn run_many(a: &ReduceArgs, run: &RunArgs) -> Result<()> {
             "several reductions of a complex array are computed one at a time: give one --op per run",
         ));
     }
-    if a.json || a.format.is_some() {
+    let scalar = plan.result_shape().is_empty();
+    if a.format.is_some() || (a.json && !(scalar && a.out.is_none())) {
         return Err(Error::usage(
             if a.json { "--json" } else { "--format" },
-            "several reductions print one `op value` line each, or go to OUT/op in a Zarr group — give one --op to print it as JSON, CSV or npy",
+            "several reductions print one `op value` line each (or, when they are numbers, one JSON object with --json), or go to OUT/op in a Zarr group — give one --op to print an array as JSON, CSV or npy",
         ));
     }
-    let scalar = plan.result_shape().is_empty();
     let dests: Vec<ResultDest<'_>> = match &a.out {
         None if scalar => {
-            ops.iter().map(|op| ResultDest { dest: None, label: Some(op.clone()) }).collect()
+            ops.iter().map(|op| ResultDest { dest: None, label: Some(op.clone()), json: a.json }).collect()
         }
         None => {
             return Err(Error::usage(
@@ -216,7 +216,7 @@ fn run_many(a: &ReduceArgs, run: &RunArgs) -> Result<()> {
     let dests = if paths.is_empty() {
         dests
     } else {
-        paths.iter().map(|p| ResultDest { dest: Some(Dest::Zarr(p)), label: None }).collect()
+        paths.iter().map(|p| ResultDest { dest: Some(Dest::Zarr(p)), label: None, json: false }).collect()
     };
     // like one reduction: the input's codec by default
     let codec = CodecSpec::from_codecs(&metas[0].codecs);

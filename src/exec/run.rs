@@ -639,13 +639,32 @@ fn run_staged(
         }
     }
     let mut printed = None;
+    let mut json = vec![];
     for p in &plan.print {
         let text = scalar_text(&arrays[p.array], p.dtype)?;
+        if p.json {
+            let value = match text.trim_end() {
+                "nan" => "\"NaN\"",
+                "inf" => "\"Infinity\"",
+                "-inf" => "\"-Infinity\"",
+                "True" => "true",
+                "False" => "false",
+                v => v,
+            };
+            let dtype = p.dtype.unwrap_or(arrays[p.array].dtype());
+            let label = serde_json::to_string(p.label.as_deref().unwrap_or("value"))
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            json.push(format!("{label}: {{\"shape\": [], \"dtype\": \"{}\", \"value\": {value}}}", dtype.name()));
+            continue;
+        }
         let line = match &p.label {
             Some(l) => format!("{l} {text}"),
             None => text,
         };
         printed.get_or_insert_with(String::new).push_str(&line);
+    }
+    if !json.is_empty() {
+        printed.get_or_insert_with(String::new).push_str(&format!("{{{}}}\n", json.join(", ")));
     }
     // an output on object storage gets its metadata last, now that every chunk is written
     if let Some(s) = staged.as_ref() {

@@ -369,6 +369,10 @@ pub struct Print {
     /// Printed before the value (`mean 0.5`) when a run prints several.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// Printed as one JSON object keyed by label, `{"mean": {"shape": [], "dtype": …, "value": …}}`,
+    /// with the other printed results of the run (`--json` with several reductions).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub json: bool,
     /// `--dtype`: printed as this type.
     pub dtype: Option<DType>,
 }

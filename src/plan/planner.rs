@@ -51,8 +51,9 @@ pub enum Target {
     /// A file (`None`: stdout) in `format`, streamed from an uncompressed array in the work dir
     /// with these chunks and dtype.
     File { path: Option<PathBuf>, format: FileFormat, chunks: Vec<u64>, dtype: DType },
-    /// A 0-d result printed on stdout (`--dtype` casts it when printed).
-    Print { dtype: Option<DType> },
+    /// A 0-d result printed on stdout (`--dtype` casts it when printed), in a JSON object with the
+    /// run's other printed results when `json`.
+    Print { dtype: Option<DType>, json: bool },
 }
 
 /// A plan being assembled.
@@ -797,13 +798,13 @@ pub fn expressions(
                 exports.push((out, path, format));
                 out
             }
-            Target::Print { dtype } => {
+            Target::Print { dtype, json } => {
                 // a 0-d result; a complex one is its view, its two parts
                 let parts = if plan.complex { vec![2] } else { vec![] };
                 let mut decl = work_array(what, file, parts.clone(), parts, root.dtype);
                 decl.spec.complex = plan.complex;
                 let out = b.add_array(decl);
-                prints.push(Print { array: out, label, dtype });
+                prints.push(Print { array: out, label, dtype, json });
                 out
             }
         };

@@ -203,7 +203,8 @@ def test_refusals_leave_nothing(tmp_path):
         (["reduce", x, "--op", "mean,,std"], b"empty"),
         (["reduce", x, "--op", "mean,std", "--axis", "0"], b"Zarr group"),
         (["reduce", x, tmp_path / "s.npy", "--op", "mean,std", "--axis", "0"], b"is a file"),
-        (["reduce", x, "--op", "mean,std", "--json"], b"--json"),
+        (["reduce", x, "--op", "mean,std", "--axis", "0", "--json"], b"--json"),
+        (["reduce", x, "--op", "mean,std", "--format", "csv"], b"--format"),
         (["reduce", x, "--op", "mean,max", "--ddof", "1"], b"--ddof"),
         (["eval", "-o", f"{tmp_path}/a.zarr=x.sum()", "-o", f"{tmp_path}/a.zarr=x.max()", f"x={x}"], b"twice"),
         (["eval", "-o", f"{tmp_path}/a.zarr=x.sum()", "-o", "-=x.max()", f"x={x}"], b"standard output"),
@@ -276,3 +277,17 @@ def test_a_path_that_appears_meanwhile_is_not_replaced(tmp_path):
         kept = d / second / "sub" / "thesis.txt" if second.endswith(".zarr") else d / second
         assert kept.read_text() == "precious"
         assert sorted(os.listdir(d)) == [second], os.listdir(d)
+
+
+def test_reduce_many_json(tmp_path):
+    a = np.array([[1.0, np.inf], [2.0, 3.0]])
+    x = make(tmp_path, "x.zarr", a, (1, 2))
+    out = json.loads(dsk("reduce", x, "--op", "max,min,argmax,all,sum,nanmin", "--json").stdout)
+    assert list(out) == ["max", "min", "argmax", "all", "sum", "nanmin"]
+    assert out["max"] == {"shape": [], "dtype": "float64", "value": "Infinity"}
+    assert out["min"]["value"] == 1.0 and out["argmax"] == {"shape": [], "dtype": "int64", "value": 1}
+    assert out["all"] == {"shape": [], "dtype": "bool", "value": True}
+    b = np.array([np.nan, 1.0])
+    y = make(tmp_path, "y.zarr", b, (1,))
+    out = json.loads(dsk("reduce", y, "--op", "max,nanmax", "--json").stdout)
+    assert out["max"]["value"] == "NaN" and out["nanmax"]["value"] == 1.0
