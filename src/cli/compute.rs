@@ -384,20 +384,7 @@ pub fn plan_expression(
     run: &RunArgs,
     command: &str,
 ) -> Result<PhysicalPlan> {
-    let root = plan.root().clone();
-    let target = match dest {
-        Some(Dest::Zarr(p)) => {
-            let spec = output_spec(&o, p, &root.shape, root.dtype, &root.chunks)?;
-            Target::Array { path: p.to_path_buf(), spec: Box::new(spec) }
-        }
-        Some(Dest::File(p, f)) => file_target(Some(p), f, &o, &root)?,
-        Some(Dest::Stdout(f)) => file_target(None, f, &o, &root)?,
-        None => {
-            refuse_half_text(o.dtype)?;
-            let dtype = if o.complex { Some(complex_part_arg(o.dtype, root.dtype)?) } else { parse_dtype(o.dtype)? };
-            Target::Print { dtype, json: false }
-        }
-    };
+    let target = target_of(dest, &o, plan.root(), false)?;
     let popts = plan_options(run)?;
     let pplan = match planner::expression(command, plan.clone(), target.clone(), &popts) {
         Err(Error::Budget { what, needed, budget, .. }) => {
@@ -407,6 +394,24 @@ pub fn plan_expression(
         r => r?,
     };
     Ok(pplan)
+}
+
+/// The target of a result whose root is `root` going to `dest` (`None`: printed, in a JSON object
+/// with the run's other printed results when `json`).
+fn target_of(dest: Option<Dest<'_>>, o: &OutputOpts<'_>, root: &plan::Node, json: bool) -> Result<Target> {
+    Ok(match dest {
+        Some(Dest::Zarr(p)) => {
+            let spec = output_spec(o, p, &root.shape, root.dtype, &root.chunks)?;
+            Target::Array { path: p.to_path_buf(), spec: Box::new(spec) }
+        }
+        Some(Dest::File(p, f)) => file_target(Some(p), f, o, root)?,
+        Some(Dest::Stdout(f)) => file_target(None, f, o, root)?,
+        None => {
+            refuse_half_text(o.dtype)?;
+            let dtype = if o.complex { Some(complex_part_arg(o.dtype, root.dtype)?) } else { parse_dtype(o.dtype)? };
+            Target::Print { dtype, json }
+        }
+    })
 }
 
 /// One result of a run that computes several: where it goes (`None`: printed, a 0-d result)
@@ -434,19 +439,7 @@ pub fn compute_many(
     for (r, d) in plan.roots().into_iter().zip(dests) {
         let sub = plan.sub(r);
         let o = OutputOpts { default_codec: default_codec.clone(), ..OutputOpts::new(w, &sub, metas) };
-        let root = sub.root().clone();
-        let target = match d.dest {
-            Some(Dest::Zarr(p)) => {
-                let spec = output_spec(&o, p, &root.shape, root.dtype, &root.chunks)?;
-                Target::Array { path: p.to_path_buf(), spec: Box::new(spec) }
-            }
-            Some(Dest::File(p, f)) => file_target(Some(p), f, &o, &root)?,
-            Some(Dest::Stdout(f)) => file_target(None, f, &o, &root)?,
-            None => {
-                refuse_half_text(o.dtype)?;
-                Target::Print { dtype: parse_dtype(o.dtype)?, json: d.json }
-            }
-        };
+        let target = target_of(d.dest, &o, sub.root(), d.json)?;
         targets.push((target, d.label));
     }
     let popts = plan_options(run)?;

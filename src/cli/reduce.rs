@@ -67,14 +67,7 @@ pub fn run(a: &ReduceArgs, run: &RunArgs) -> Result<()> {
             format!("unknown reduction {op:?}; use sum, prod, mean, min, max, var, std, argmin, argmax, any, all, count_nonzero, nan… variants, cumsum or cumprod"),
         ));
     }
-    let mut kw = vec![];
-    if let Some(ax) = &a.axis {
-        let parts: Vec<&str> = ax.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-        for p in &parts {
-            p.parse::<i64>().map_err(|_| Error::usage("--axis", format!("{p:?} is not an axis number")))?;
-        }
-        kw.push(if parts.len() == 1 { format!("axis={}", parts[0]) } else { format!("axis=({})", parts.join(", ")) });
-    }
+    let mut kw = axis_kw(a)?;
     if a.keepdims {
         if scan {
             return Err(Error::usage("--keepdims", format!("{op} keeps every axis already")));
@@ -136,14 +129,7 @@ fn run_many(a: &ReduceArgs, run: &RunArgs) -> Result<()> {
             return Err(Error::usage("--op", format!("{op} is given twice")));
         }
     }
-    let mut kw = vec![];
-    if let Some(ax) = &a.axis {
-        let parts: Vec<&str> = ax.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-        for p in &parts {
-            p.parse::<i64>().map_err(|_| Error::usage("--axis", format!("{p:?} is not an axis number")))?;
-        }
-        kw.push(if parts.len() == 1 { format!("axis={}", parts[0]) } else { format!("axis=({})", parts.join(", ")) });
-    }
+    let mut kw = axis_kw(a)?;
     if a.keepdims {
         kw.push("keepdims=True".into());
     }
@@ -221,4 +207,14 @@ fn run_many(a: &ReduceArgs, run: &RunArgs) -> Result<()> {
     // like one reduction: the input's codec by default
     let codec = CodecSpec::from_codecs(&metas[0].codecs);
     compute_many(plan, dests, &a.write, &metas, codec, run, "reduce")
+}
+
+/// `--axis` as the keyword argument of the reduction's expression (none: every axis).
+fn axis_kw(a: &ReduceArgs) -> Result<Vec<String>> {
+    let Some(ax) = &a.axis else { return Ok(vec![]) };
+    let parts: Vec<&str> = ax.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    for p in &parts {
+        p.parse::<i64>().map_err(|_| Error::usage("--axis", format!("{p:?} is not an axis number")))?;
+    }
+    Ok(vec![if parts.len() == 1 { format!("axis={}", parts[0]) } else { format!("axis=({})", parts.join(", ")) }])
 }

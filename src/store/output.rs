@@ -650,25 +650,17 @@ impl Staged {
             Kind::File => {
                 // rename replaces an existing file atomically; without --overwrite, a file that
                 // appeared while dsk ran stays
-                let appeared = |e: Error| {
-                    Error::output(
-                        &self.dest,
-                        format!(
-                            "appeared while dsk was computing it and cannot be replaced ({}) — the result is not written; move it away and run again",
-                            e.to_string().trim_start_matches("dsk: error: ")
-                        ),
-                    )
-                };
-                if fs::symlink_metadata(&self.dest).is_ok() {
-                    check_dest(&self.dest, Kind::File, self.overwrite).map_err(appeared)?;
-                }
+                self.check_commit()?;
                 let r = if self.overwrite {
                     fs::rename(&self.partial, &self.dest)
                 } else {
                     rename_noreplace(&self.partial, &self.dest)
                 };
                 r.map_err(|e| match e.kind() {
-                    std::io::ErrorKind::AlreadyExists => appeared(Error::output(&self.dest, "already exists")),
+                    // (created since the check just above)
+                    std::io::ErrorKind::AlreadyExists => self.check_commit().err().unwrap_or_else(|| {
+                        Error::output(&self.dest, "appeared while dsk was computing it — the result is not written; move it away and run again")
+                    }),
                     _ => Error::io(&self.dest, "move the output into place", e),
                 })?;
                 self.committed = true;
@@ -707,15 +699,7 @@ impl Staged {
         }
         // something there now: replaced only as --overwrite allows, as when the run started (a
         // path that appeared while dsk ran is not the run's to remove without it)
-        check_dest(&self.dest, Kind::ZarrDir, self.overwrite).map_err(|e| {
-            Error::output(
-                &self.dest,
-                format!(
-                    "appeared while dsk was computing it and cannot be replaced ({}) — the result is not written; move it away and run again",
-                    e.to_string().trim_start_matches("dsk: error: ")
-                ),
-            )
-        })?;
+        self.check_commit()?;
         // replace: mark the old array as ours to remove, then swap the two atomically
         let mark = self.dest.join(REPLACED);
         fs::write(&mark, b"replaced by dsk; being removed\n")
