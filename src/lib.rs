@@ -51,7 +51,12 @@ pub fn run(cli: cli::Cli) -> Result<()> {
     init();
     exec::install_interrupt_handler();
     exec::ignore_file_size_signal();
-    store::fs::set_direct_writes(cli.io() == cli::IoMode::Auto);
+    plan::planner::check_work_codec()?;
+    store::fs::set_direct_writes(match cli.io() {
+        cli::IoMode::Auto => None,
+        cli::IoMode::Direct => Some(true),
+        cli::IoMode::Buffered => Some(false),
+    });
     if cli.anon() {
         store::remote::set_anonymous(true);
         // worker processes inherit it (they take AWS_NO_SIGN_REQUEST as --anon)

@@ -267,7 +267,7 @@ pub fn output_spec(
     }
     let codec = match o.codec {
         Some(t) => CodecSpec::parse(t)?,
-        None => o.default_codec.clone().unwrap_or_default(),
+        None => o.default_codec.clone().unwrap_or(CodecSpec::Auto),
     };
     let default = o.default_chunks.clone().or_else(|| Some((natural_chunks.to_vec(), None)));
     let (chunks, shard, _auto) = super::chunking(o.chunks, o.shard, shape, dtype, default)?;

@@ -162,8 +162,9 @@ pub struct Common {
     /// Element type: bool, int8…int64, uint8…uint64, float32, float64 (also f64, i32, …).
     #[arg(long)]
     pub dtype: Option<String>,
-    /// Compression: none, zstd[:LEVEL], blosc[:CNAME[:CLEVEL]], gzip[:LEVEL].
-    #[arg(long, default_value = "zstd")]
+    /// Compression: auto (chosen from samples of the data), none, zstd[:LEVEL],
+    /// blosc[:CNAME[:CLEVEL[:SHUFFLE]]], gzip[:LEVEL].
+    #[arg(long, default_value = "auto")]
     pub codec: String,
     /// Shard shape (sharding codec), a multiple of --chunks, which become the inner chunks.
     #[arg(long)]

@@ -163,8 +163,9 @@ pub struct OutputArgs {
     /// Output shard shape (sharding codec; --chunks become the inner chunks).
     #[arg(long)]
     pub shard: Option<String>,
-    /// Output compression: none, zstd[:LEVEL], blosc[:CNAME[:CLEVEL]], gzip[:LEVEL] (default: the
-    /// input's).
+    /// Output compression: auto (chosen from samples of the data), none, zstd[:LEVEL],
+    /// blosc[:CNAME[:CLEVEL[:SHUFFLE]]], gzip[:LEVEL] (default: the input's when dsk writes it,
+    /// else auto).
     #[arg(long)]
     pub codec: Option<String>,
     /// Names of the output's axes, e.g. time,lat,lon (default: carried over from the inputs —
@@ -224,8 +225,10 @@ pub struct RunArgs {
     /// it too stops. With nothing to resume, simply run.
     #[arg(long, global = true)]
     pub resume: bool,
-    /// How chunk files are written: auto (large chunks bypass the page cache with O_DIRECT where
-    /// the file system allows it) or buffered (always through the page cache).
+    /// How chunk files are written: auto (through the page cache, so that the next command reads
+    /// them from memory, unless the run writes more than half the available memory: then large
+    /// chunks bypass it with O_DIRECT), direct (O_DIRECT where the file system allows it) or
+    /// buffered (always through the page cache).
     #[arg(long, global = true, value_enum, default_value = "auto")]
     pub io: IoMode,
     /// Serve a live page of the run (task stream, progress per stage, memory, bytes, throughput)
@@ -316,6 +319,7 @@ pub enum ExplainFormat {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum IoMode {
     Auto,
+    Direct,
     Buffered,
 }
 

@@ -53,7 +53,7 @@ pub fn run(a: &RechunkArgs, run: &RunArgs) -> Result<()> {
     let m = super::open_input(&a.input)?;
     let codec = match &a.codec {
         Some(t) => CodecSpec::parse(t)?,
-        None => CodecSpec::from_codecs(&m.codecs).unwrap_or_default(),
+        None => CodecSpec::from_codecs(&m.codecs).unwrap_or(CodecSpec::Auto),
     };
     let (chunks, shard, _) = super::chunking(
         a.chunks.as_deref(),

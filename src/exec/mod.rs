@@ -8,6 +8,7 @@
 //! codec threads it may use so that chunk- and codec-level parallelism together stay within the
 //! worker count.
 
+pub mod autocodec;
 pub mod budget;
 pub mod cluster;
 pub mod evaluate;

@@ -252,6 +252,7 @@ fn run_staged(
 ) -> Result<RunReport> {
     let started = Instant::now();
     check_outside_inputs(plan)?;
+    crate::store::fs::choose_direct_writes(plan.arrays.iter().map(|a| a.nbytes()).sum());
     // refuse before anything is created: the output and every exported file
     for st in &plan.stages {
         if let StageOp::Export { path: Some(p), .. } = &st.op {
@@ -339,6 +340,15 @@ fn run_staged(
             (&stored, Some(r.owner.work_dir.clone()))
         }
         None => (plan, None),
+    };
+    // `--codec auto`: each such array's codec, chosen from samples of what it will hold (a resumed
+    // plan has its choices)
+    let chosen;
+    let plan = if super::autocodec::pending(plan) {
+        chosen = super::autocodec::resolve(plan)?;
+        &chosen
+    } else {
+        plan
     };
     // a resumed plan keeps the scheduler it was made for when the other would change where its
     // state lives (in this process or in files)
@@ -851,7 +861,7 @@ fn run_processes(
             .arg(plan_file)
             .args(["--stage", &s.to_string(), "--first", &first.to_string(), "--count", &count.to_string()])
             // the children write chunk files the way the parent was asked to (--io)
-            .args(["--io", if crate::store::fs::direct_writes() { "auto" } else { "buffered" }])
+            .args(["--io", if crate::store::fs::direct_writes() { "direct" } else { "buffered" }])
             .args(if skip_done { &["--skip-done"][..] } else { &[] })
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

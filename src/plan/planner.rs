@@ -73,7 +73,32 @@ fn zero(d: DType) -> Scalar {
     }
 }
 
-/// An uncompressed array in the work dir.
+/// The codec of intermediate arrays and spills: none, unless `DSK_WORK_CODEC` names another (a
+/// benchmark knob: `make bench` measures the two-pass rechunk and spilled reductions both ways,
+/// docs/benchmarks.md). An unparsable value is refused when dsk starts ([`check_work_codec`]).
+pub fn work_codec() -> CodecSpec {
+    match std::env::var("DSK_WORK_CODEC") {
+        Ok(v) => CodecSpec::parse(&v).unwrap_or(CodecSpec::None),
+        Err(_) => CodecSpec::None,
+    }
+}
+
+/// Refuse a `DSK_WORK_CODEC` that is not a codec dsk writes (`auto` is not: work arrays are made
+/// before anything can be sampled).
+pub fn check_work_codec() -> Result<()> {
+    if let Ok(v) = std::env::var("DSK_WORK_CODEC") {
+        match CodecSpec::parse(&v) {
+            Ok(CodecSpec::Auto) => {
+                return Err(Error::usage("DSK_WORK_CODEC", "auto is not available for intermediates — name a codec"))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(Error::usage("DSK_WORK_CODEC", format!("{v:?} is not a codec: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+/// An array in the work dir, uncompressed unless `DSK_WORK_CODEC` says otherwise.
 fn work_array(what: String, file: String, shape: Vec<u64>, chunks: Vec<u64>, dtype: DType) -> ArrayDecl {
     let chunks = chunks.iter().zip(&shape).map(|(&c, &n)| c.max(1).min(n.max(1))).collect();
     ArrayDecl {
@@ -85,7 +110,7 @@ fn work_array(what: String, file: String, shape: Vec<u64>, chunks: Vec<u64>, dty
             shard: None,
             dtype,
             fill: zero(dtype),
-            codec: CodecSpec::None,
+            codec: work_codec(),
             dimension_names: None,
             zarr_format: 3,
             attributes: Default::default(),

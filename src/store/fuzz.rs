@@ -276,7 +276,7 @@ fn issue10_fuzzed_metadata_never_panics_and_errors_name_the_file() {
     for (name, codec, shard) in [
         ("plain", CodecSpec::None, None),
         ("zstd", CodecSpec::Zstd { level: 1 }, None),
-        ("blosc", CodecSpec::Blosc { cname: "lz4".into(), clevel: 5 }, None),
+        ("blosc", CodecSpec::Blosc { cname: "lz4".into(), clevel: 5, shuffle: crate::store::Shuffle::Byte }, None),
         ("sharded", CodecSpec::Zstd { level: 1 }, Some(vec![6, 8])),
     ] {
         let dir = tmp.path().join(name);

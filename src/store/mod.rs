@@ -28,7 +28,7 @@ use zarrs::array::{Array, ArrayBuilder, ArraySubset, CodecOptions};
 use crate::dtype::{DType, Elem, Scalar};
 use crate::error::{Error, Result};
 use crate::grid::{Grid, Region};
-pub use codec::CodecSpec;
+pub use codec::{CodecSpec, Shuffle};
 
 /// The file formats arrays are exported to (and results written as).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -64,9 +64,10 @@ pub struct ZArray {
     /// The fill value, read from the metadata when the array is opened (an array whose fill value
     /// cannot be read exactly is refused, never read with some other value).
     fill: Scalar,
-    /// Chunks stored as plain little-endian bytes, optionally zstd-compressed, with nothing else in
-    /// the codec chain: read by [`ZArray::read_chunk_direct`], which decompresses straight into the
-    /// result (no intermediate copy), instead of through zarrs' codec chain.
+    /// Chunks stored as plain little-endian bytes, optionally zstd- or blosc-compressed, with
+    /// nothing else in the codec chain: read by [`ZArray::read_chunk_direct`], which decompresses
+    /// straight into the result (no zeroed buffer, no intermediate copy), instead of through zarrs'
+    /// codec chain.
     direct: Option<DirectCodec>,
     /// The open directory a store on a non-UTF-8 path reaches it through (see
     /// [`backend::Store::open`]).
@@ -152,11 +153,23 @@ fn undo_delta<T: Elem>(v: &mut [T]) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum DirectCodec {
     Raw,
-    Zstd { level: i32, checksum: bool },
+    Zstd {
+        level: i32,
+        checksum: bool,
+    },
+    /// c-blosc, called directly: `cname` is one of blosc's NUL-terminated compressor names.
+    Blosc {
+        cname: &'static [u8],
+        clevel: u8,
+        shuffle: u8,
+        typesize: usize,
+        blocksize: usize,
+    },
 }
 
 /// The codec chain of `meta`, when a chunk file holds the elements as little-endian bytes,
-/// optionally zstd-compressed (zarr-python's default for v3), in C order.
+/// optionally zstd-compressed (zarr-python's default for v3) or blosc-compressed (dsk's usual
+/// choice), in C order.
 fn direct_codec(meta: &ArrayMeta) -> Option<DirectCodec> {
     // (bools go through zarrs, which validates them: arbitrary bytes must never become a bool)
     if meta.shards.is_some()
@@ -175,13 +188,104 @@ fn direct_codec(meta: &ArrayMeta) -> Option<DirectCodec> {
         let checksum = conf.and_then(|c| c.get("checksum")).and_then(|v| v.as_bool()).unwrap_or(false);
         DirectCodec::Zstd { level, checksum }
     };
+    let blosc = || {
+        let conf = meta.codecs.last().and_then(|c| c.get("configuration"))?;
+        let cname: &'static [u8] = match conf.get("cname").and_then(|v| v.as_str())? {
+            "lz4" => blosc_src::BLOSC_LZ4_COMPNAME,
+            "lz4hc" => blosc_src::BLOSC_LZ4HC_COMPNAME,
+            "blosclz" => blosc_src::BLOSC_BLOSCLZ_COMPNAME,
+            "zstd" => blosc_src::BLOSC_ZSTD_COMPNAME,
+            "zlib" => blosc_src::BLOSC_ZLIB_COMPNAME,
+            _ => return None,
+        };
+        let clevel = conf.get("clevel").and_then(|v| v.as_u64()).filter(|&l| l <= 9)? as u8;
+        // v3 names the shuffle, numcodecs (v2) numbers it
+        let shuffle = match conf.get("shuffle")? {
+            v if v == "noshuffle" || v == 0 => 0,
+            v if v == "shuffle" || v == 1 => 1,
+            v if v == "bitshuffle" || v == 2 => 2,
+            _ => return None,
+        };
+        let typesize = conf.get("typesize").and_then(|v| v.as_u64()).map(|t| t as usize).unwrap_or(meta.dtype.size());
+        let blocksize = conf.get("blocksize").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+        Some(DirectCodec::Blosc { cname, clevel, shuffle, typesize: typesize.max(1), blocksize })
+    };
     match (meta.zarr_format, names.as_slice()) {
         (3, ["bytes"]) => Some(DirectCodec::Raw),
         (3, ["bytes", "zstd"]) => Some(zstd()),
+        (3, ["bytes", "blosc"]) => blosc(),
         (2, []) => Some(DirectCodec::Raw),
         (2, ["zstd"]) => Some(zstd()),
+        (2, ["blosc"]) => blosc(),
         _ => None,
     }
+}
+
+/// Decompress the blosc frame `src` into the spare capacity of `out`, which must end up holding
+/// exactly `nbytes`; the frame's header is validated first (sizes, version), so that a damaged or
+/// hostile file is an error, never a read outside the buffers.
+fn blosc_decompress_into<T: Elem>(src: &[u8], out: &mut Vec<T>, nbytes: usize) -> std::result::Result<(), String> {
+    use std::ffi::c_void;
+    assert!(!T::DTYPE.is_bool(), "bools must not be written as raw bytes");
+    let mut declared: usize = 0;
+    // SAFETY: blosc reads at most src.len() bytes of the header and frame it validates
+    let valid = unsafe { blosc_src::blosc_cbuffer_validate(src.as_ptr() as *const c_void, src.len(), &mut declared) };
+    if valid != 0 {
+        return Err("is not a valid blosc frame — the chunk file is damaged".into());
+    }
+    if declared != nbytes {
+        return Err(format!(
+            "holds {declared} bytes once decompressed where {nbytes} were expected — the chunk file is damaged"
+        ));
+    }
+    out.clear();
+    out.reserve_exact(nbytes.div_ceil(std::mem::size_of::<T>()));
+    // SAFETY: the destination has room for nbytes (reserved above), blosc writes at most destsize
+    // bytes, and the length is set only over the bytes it reports written, in whole elements
+    // (numbers without padding, every bit pattern valid)
+    let got = unsafe {
+        blosc_src::blosc_decompress_ctx(src.as_ptr() as *const c_void, out.as_mut_ptr() as *mut c_void, nbytes, 1)
+    };
+    if got < 0 || got as usize != nbytes {
+        return Err(format!("cannot decompress (blosc returned {got}) — the chunk file is damaged"));
+    }
+    unsafe { out.set_len(nbytes / std::mem::size_of::<T>()) };
+    Ok(())
+}
+
+/// Compress `src` into one blosc frame, one thread.
+fn blosc_compress(
+    src: &[u8],
+    cname: &'static [u8],
+    clevel: u8,
+    shuffle: u8,
+    typesize: usize,
+    blocksize: usize,
+) -> std::result::Result<Vec<u8>, String> {
+    use std::ffi::{c_char, c_int, c_void};
+    let destsize = src.len() + blosc_src::BLOSC_MAX_OVERHEAD as usize;
+    let mut dest: Vec<u8> = Vec::with_capacity(destsize);
+    // SAFETY: src and dest do not overlap; blosc writes at most destsize bytes into dest, whose
+    // capacity is destsize, and reports how many; cname is NUL-terminated
+    let n = unsafe {
+        blosc_src::blosc_compress_ctx(
+            clevel as c_int,
+            shuffle as c_int,
+            typesize,
+            src.len(),
+            src.as_ptr() as *const c_void,
+            dest.as_mut_ptr() as *mut c_void,
+            destsize,
+            cname.as_ptr() as *const c_char,
+            blocksize,
+            1,
+        )
+    };
+    if n <= 0 || n as usize > destsize {
+        return Err(format!("blosc could not compress {} bytes (returned {n})", src.len()));
+    }
+    unsafe { dest.set_len(n as usize) };
+    Ok(dest)
 }
 
 thread_local! {
@@ -672,6 +776,10 @@ impl ZArray {
                     Err(e) => return Err(err(format!("cannot decompress: {e} — the chunk file is damaged"))),
                 }
             }
+            Some(DirectCodec::Blosc { .. }) => {
+                out = Vec::new();
+                blosc_decompress_into(&encoded, &mut out, nbytes).map_err(err)?;
+            }
             _ => {
                 out = vec![T::default(); n];
                 if encoded.len() != nbytes {
@@ -760,9 +868,12 @@ impl ZArray {
             DirectCodec::Zstd { level, checksum } => {
                 zstd_compress(raw, level, checksum).map_err(|e| err(format!("cannot compress: {e}")))?
             }
+            DirectCodec::Blosc { cname, clevel, shuffle, typesize, blocksize } => {
+                blosc_compress(raw, cname, clevel, shuffle, typesize, blocksize).map_err(err)?
+            }
         };
         // SAFETY: the bytes are exactly what the array's codec chain produces: the elements in
-        // little-endian order (the `bytes` codec), then one zstd frame when zstd is configured.
+        // little-endian order (the `bytes` codec), then one zstd or blosc frame when configured.
         unsafe { self.array.store_encoded_chunk(idx, encoded.into()) }
             .map_err(|e| err(write_failure("cannot write", e)))
     }
@@ -1082,12 +1193,13 @@ fn create_v2(dir: &Path, spec: &CreateSpec) -> Result<ZArray> {
         ));
     }
     let compressor = match &spec.codec {
+        CodecSpec::Auto => return Err(Error::Internal("the codec `auto` was not chosen before writing".into())),
         CodecSpec::None => Value::Null,
         CodecSpec::Zstd { level } => json!({"id": "zstd", "level": level}),
         CodecSpec::Gzip { level } => json!({"id": "gzip", "level": level}),
-        CodecSpec::Blosc { cname, clevel } => json!({
+        CodecSpec::Blosc { cname, clevel, shuffle } => json!({
             "id": "blosc", "cname": cname, "clevel": clevel,
-            "shuffle": if spec.dtype.size() > 1 { 1 } else { 0 }, "blocksize": 0
+            "shuffle": shuffle.for_dtype(spec.dtype).number(), "blocksize": codec::BLOSC_BLOCKSIZE
         }),
     };
     let (shape, chunks, _) = spec.stored();

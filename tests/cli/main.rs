@@ -336,7 +336,7 @@ fn info_reports_what_dask_shows_and_more() {
     assert_eq!(j["nbytes"], 32000);
     assert_eq!(j["dimension_names"], serde_json::json!(["y", "x"]));
     let text = t.dsk(&["info", "r.zarr"]).ok().stdout();
-    for needle in ["Zarr v3", "(100, 40)", "float64", "8 chunks", "31.25 KiB", "zstd", "y, x"] {
+    for needle in ["Zarr v3", "(100, 40)", "float64", "8 chunks", "31.25 KiB", "blosc", "y, x"] {
         assert!(text.contains(needle), "info text lacks {needle:?}:\n{text}");
     }
 }

@@ -10,7 +10,7 @@ The tree's peak is at most parent + children x largest child, and must stay with
 where BASELINE is the peak of a dsk process that computes nothing (`dsk eval 1+1`, measured here
 with the same binary: the binary's pages, the allocator), SLACK the per-process overhead
 docs/commands.md states beyond it (codec contexts, I/O buffers, allocator granularity) and THREAD
-the stack and allocator cache of each worker thread. The tree's peak is the parent's plus, for the
+the stack, allocator cache and decompressor buffers of each worker thread. The tree's peak is the parent's plus, for the
 stage whose worker processes peaked highest together, the sum of their peaks.
 """
 
@@ -22,7 +22,8 @@ from helpers import DSK, dsk
 
 MiB = 1 << 20
 SLACK = 4 * MiB
-THREAD = MiB // 2
+# a worker thread's stack and allocator cache, and c-blosc's block buffers while it decodes
+THREAD = MiB
 WORKERS = 8
 
 COMMANDS = {

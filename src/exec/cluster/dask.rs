@@ -38,7 +38,7 @@ fn spec(l: &Launch<'_>) -> Result<serde_json::Value> {
         "cwd": l.cwd,
         "retries": l.opts.retries,
         "run": run,
-        "io": if crate::store::fs::direct_writes() { "auto" } else { "buffered" },
+        "io": if crate::store::fs::direct_writes() { "direct" } else { "buffered" },
         "stages": l.jobs.iter().map(|j| serde_json::json!({
             "stage": j.stage, "name": j.name, "tasks": j.tasks, "per": j.per, "indices": j.indices,
             "memory": j.mem_bytes,

@@ -70,7 +70,7 @@ fn wrap(dsk: &Path, plan_file: &Path, job: &StageJob, records: &Path) -> String 
         job.per,
         job.per,
         sh_quote(&records.to_string_lossy()),
-        if crate::store::fs::direct_writes() { "auto" } else { "buffered" },
+        if crate::store::fs::direct_writes() { "direct" } else { "buffered" },
     )
 }
 
