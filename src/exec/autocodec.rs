@@ -220,7 +220,7 @@ mod tests {
                 (x >> 56) as u8
             })
             .collect();
-        let a = choose(&[noise.clone()], DType::Uint8).unwrap();
+        let a = choose(std::slice::from_ref(&noise), DType::Uint8).unwrap();
         assert_eq!(a, choose(&[noise], DType::Uint8).unwrap());
         assert!(candidates().contains(&a));
     }
