@@ -71,9 +71,12 @@ bench: release
 bench-build:
 	$(MAKE) -C bench build-profiles
 
-# A rechunk larger than RAM (25.6 GB, --memory 1GiB; needs ~30 GB of free disk).
+# Larger than RAM (docs/benchmarks-large.md): a rechunk (25.6 GB, --memory 1GiB; ~30 GB of free
+# disk), then the create → transform → reduce pipeline on 32 GB against Dask (~70 GB; ~40 minutes).
 bench-large: release
 	bench/peers/large_rechunk.sh $(abspath $(DSK_RELEASE)) $(abspath bench/data/large) docs/benchmarks-large.md
+	$(MAKE) -C bench .venv/.stamp
+	bench/.venv/bin/python bench/large_pipeline.py --dsk $(DSK_RELEASE) --data bench/data/large --doc docs/benchmarks-large.md
 
 # What a cluster costs: dsk through a real Slurm and a real Dask cluster here, against local runs.
 bench-cluster: release $(VENV)/.stamp

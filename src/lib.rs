@@ -51,7 +51,6 @@ pub fn run(cli: cli::Cli) -> Result<()> {
     init();
     exec::install_interrupt_handler();
     exec::ignore_file_size_signal();
-    plan::planner::check_work_codec()?;
     store::fs::set_direct_writes(match cli.io() {
         cli::IoMode::Auto => None,
         cli::IoMode::Direct => Some(true),

@@ -18,6 +18,8 @@ rechunk=$(t "$DSK" rechunk "$DATA/large.zarr" "$DATA/large_t.zarr" --chunks 8000
 check=$("$DSK" eval 'abs(x[799999, 3999] - 3199999999) + abs(x[12345, 678] - 49380678)' "x=$DATA/large_t.zarr" -q)
 out=$("$DSK" info "$DATA/large_t.zarr" | grep -E "chunks|stored")
 rm -rf "$DATA/large.zarr" "$DATA/large_t.zarr"
+# the pipeline's section (bench/large_pipeline.py) stays
+pipeline=$(sed -n '/^## A pipeline larger than RAM/,$p' "$DOC" 2>/dev/null || true)
 cat > "$DOC" <<DOCEOF
 # Benchmark: a rechunk larger than RAM
 
@@ -38,4 +40,5 @@ $out
 check (two corner values, exact integers; 0.0 means equal): $check
 \`\`\`
 DOCEOF
+if [ -n "$pipeline" ]; then printf '\n%s\n' "$pipeline" >> "$DOC"; fi
 cat "$DOC"

@@ -4,8 +4,12 @@ array with zarr-python's default codecs (Zarr v3, zstd level 0 = 3), as a Makefi
   python pipeline_dask.py create random|smooth X.zarr   # x, (50000, 4000) float64, chunks 1000²
   python pipeline_dask.py transform X.zarr Y.zarr       # cos(x) ** 2
   python pipeline_dask.py reduce Y.zarr M.zarr          # y.mean(axis=1)
+
+PIPE_SHAPE and PIPE_CHUNKS (e.g. "100000,40000" and "2000,2000") change the shape and chunks
+(`make bench-large`, bench/large_pipeline.py).
 """
 
+import os
 import shutil
 import sys
 
@@ -13,7 +17,8 @@ import dask
 import dask.array as da
 import numpy as np
 
-SHAPE, CHUNKS = (50000, 4000), (1000, 1000)
+SHAPE, CHUNKS = (tuple(int(v) for v in os.environ.get(k, d).split(","))
+                 for k, d in (("PIPE_SHAPE", "50000,4000"), ("PIPE_CHUNKS", "1000,1000")))
 
 
 def smooth():

@@ -605,6 +605,7 @@ fn file_target(path: Option<&Path>, format: Format, o: &OutputOpts<'_>, root: &p
 /// Draw the plan (`--graph`) and/or print it (`--explain`), or run it: `None` for a plan drawn or
 /// explained.
 pub fn execute(pplan: &PhysicalPlan, run: &RunArgs, overwrite: bool) -> Result<Option<RunReport>> {
+    crate::plan::planner::check_work_codec(pplan)?;
     if let Some(path) = &run.graph {
         report::graph::write(pplan, path, run.graph_level, "--graph", "--graph-level")?;
         if run.explain.is_none() {

@@ -73,29 +73,36 @@ fn zero(d: DType) -> Scalar {
     }
 }
 
-/// The codec of intermediate arrays and spills: none, unless `DSK_WORK_CODEC` names another (a
-/// benchmark knob: `make bench` measures the two-pass rechunk and spilled reductions both ways,
-/// docs/benchmarks.md). An unparsable value is refused when dsk starts ([`check_work_codec`]).
-pub fn work_codec() -> CodecSpec {
-    match std::env::var("DSK_WORK_CODEC") {
-        Ok(v) => CodecSpec::parse(&v).unwrap_or(CodecSpec::None),
-        Err(_) => CodecSpec::None,
-    }
+/// The value of `DSK_WORK_CODEC`, `None` when unset or blank.
+fn work_codec_var() -> Option<String> {
+    std::env::var("DSK_WORK_CODEC").ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
 }
 
-/// Refuse a `DSK_WORK_CODEC` that is not a codec dsk writes (`auto` is not: work arrays are made
-/// before anything can be sampled).
-pub fn check_work_codec() -> Result<()> {
-    if let Ok(v) = std::env::var("DSK_WORK_CODEC") {
-        match CodecSpec::parse(&v) {
-            Ok(CodecSpec::Auto) => {
-                return Err(Error::usage("DSK_WORK_CODEC", "auto is not available for intermediates — name a codec"))
-            }
-            Ok(_) => {}
-            Err(e) => return Err(Error::usage("DSK_WORK_CODEC", format!("{v:?} is not a codec: {e}"))),
-        }
+/// The codec of intermediate arrays and spills: none, unless `DSK_WORK_CODEC` names another (a
+/// benchmark knob: `make bench` measures the two-pass rechunk and spilled reductions both ways,
+/// docs/benchmarks.md). A plan that has work arrays is refused before it is explained or run when
+/// the value is not a codec ([`check_work_codec`]), so the fallback here is never what runs.
+pub fn work_codec() -> CodecSpec {
+    work_codec_var().and_then(|v| CodecSpec::parse(&v).ok()).unwrap_or(CodecSpec::None)
+}
+
+/// Refuse a plan with work arrays while `DSK_WORK_CODEC` is not a codec dsk writes (`auto` is
+/// not: work arrays are made before anything can be sampled). Commands that make no work array
+/// ignore the variable.
+pub fn check_work_codec(plan: &PhysicalPlan) -> Result<()> {
+    if !plan.arrays.iter().any(|a| matches!(a.place, Place::Work(_))) {
+        return Ok(());
     }
-    Ok(())
+    let Some(v) = work_codec_var() else { return Ok(()) };
+    match CodecSpec::parse(&v) {
+        Ok(CodecSpec::Auto) => Err(Error::usage(
+            "DSK_WORK_CODEC",
+            "auto is not available for intermediates — name a codec (e.g. none or zstd:1) or unset it",
+        )),
+        Ok(_) => Ok(()),
+        Err(Error::Usage { msg, .. }) => Err(Error::usage("DSK_WORK_CODEC", format!("{msg} — or unset it"))),
+        Err(e) => Err(e),
+    }
 }
 
 /// An array in the work dir, uncompressed unless `DSK_WORK_CODEC` says otherwise.

@@ -231,8 +231,10 @@ fn plan_with(input: &Input, out: &Path, spec: &CreateSpec, opts: &PlanOptions) -
         ));
         let groups = Groups::Blocks { grid_shape: igrid.clone(), cuts };
         let k = per_src.iter().product::<u64>();
+        let all = igrid.iter().product::<u64>();
         let what = format!(
-            "pass 1: each of {distinct} source chunks decoded once into {k} uncompressed intermediate chunk{} {} (chunks that tile the source chunks)",
+            "pass 1: {distinct} source chunks, each decoded once and cut into {k} uncompressed intermediate chunk{} {} \
+             (chunks that tile the source chunks), {all} in all",
             if k == 1 { "" } else { "s" },
             tuple(&inter)
         );

@@ -218,9 +218,22 @@ def test_intermediates_with_each_work_codec(tmp_path):
         r = env_run("rechunk", tmp_path / "x.zarr", out, "--chunks", "3000,4", "--memory", "4MiB", "-q")
         assert r.returncode == 0, r.stderr
         np.testing.assert_array_equal(zarr.open_array(str(out))[...], want)
-    for bad in ("lzma", "auto"):
-        r = dsk_env({"DSK_WORK_CODEC": bad})("info", tmp_path / "x.zarr")
-        assert r.returncode == 2 and "DSK_WORK_CODEC" in r.stderr and "\n" not in r.stderr.strip(), r.stderr
+    two_pass = ("rechunk", tmp_path / "x.zarr", tmp_path / "bad.zarr", "--chunks", "3000,4", "--memory", "4MiB")
+    for bad in ("lzma", "auto", "blosc:lz9"):
+        env_run = dsk_env({"DSK_WORK_CODEC": bad})
+        # a run that makes work arrays is refused before it starts, explained or not
+        for extra in ("-q", "--explain"):
+            r = env_run(*two_pass, extra)
+            assert r.returncode == 2 and "DSK_WORK_CODEC" in r.stderr and "\n" not in r.stderr.strip(), r.stderr
+            assert not (tmp_path / "bad.zarr").exists()
+        # commands that make none ignore it
+        assert env_run("info", tmp_path / "x.zarr").returncode == 0
+        r = env_run("transform", tmp_path / "x.zarr", tmp_path / "t.zarr", "--expr", "x + 1", "--overwrite", "-q")
+        assert r.returncode == 0, r.stderr
+    # blank is unset
+    r = dsk_env({"DSK_WORK_CODEC": " "})(*two_pass, "-q")
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "bad.zarr"))[...], want)
 
 
 def dsk_env(env):
