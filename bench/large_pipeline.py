@@ -50,6 +50,7 @@ def main():
     shape = tuple(int(v) for v in args.shape.split(","))
     chunks = tuple(int(v) for v in args.chunks.split(","))
     logical = shape[0] * shape[1] * 8
+    args.data = os.path.abspath(args.data)
     os.makedirs(args.data, exist_ok=True)
     free = shutil.disk_usage(args.data).free
     if free < 2.1 * logical:
@@ -107,9 +108,11 @@ def main():
         "",
         f"Written by `make bench-large` (bench/large_pipeline.py) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"on {os.cpu_count()} cores and {ram / 2**30:.0f} GiB of RAM.",
-        f"x is {shape} float64 in {chunks} chunks, {logical / 1e9:.1f} GB logical (larger than RAM, so",
-        "every step reads from disk, not from the page cache): `random` (uniform) or a smooth field",
-        "(sum of sines); then `transform --expr 'cos(x)**2'` and `reduce y --op mean --axis 1`, three",
+        f"x is {shape} float64 in {chunks} chunks, {logical / 1e9:.1f} GB logical",
+        ("(larger than RAM, so every step reads most of its input from disk, not from the page cache):"
+         if logical > ram else "(it fits in RAM here: not the larger-than-RAM case):"),
+        "`random` (uniform) or a smooth field (sum of sines); then `transform --expr 'cos(x)**2'` and",
+        "`reduce y --op mean --axis 1`, three",
         "processes. One run per configuration (whole-process wall clock); peak RSS is the largest of",
         "the steps. The same pipeline on 1.6 GB, with repetitions, is in benchmarks.md.",
         "",

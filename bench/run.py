@@ -535,7 +535,7 @@ def render(report):
         "Written by `make bench` (bench/run.py); do not edit by hand. Whole-process wall time and peak RSS",
         "(VmHWM, from `/usr/bin/time -v`), medians over interleaved repetitions with the range; each run's",
         "output is deleted (untimed) before it starts. The machine is shared and noisy: compare rows of the",
-        "same run, not across runs. A rechunk larger than RAM is in [benchmarks-large.md](benchmarks-large.md)",
+        "same run, not across runs. A rechunk and the create → transform → reduce pipeline larger than RAM are in [benchmarks-large.md](benchmarks-large.md)",
         "(`make bench-large`).",
         "",
         f"- date: {report['date']}",
