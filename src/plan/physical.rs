@@ -471,9 +471,14 @@ fn canonical_paths(v: &mut serde_json::Value) {
 }
 
 impl PhysicalPlan {
-    /// True when the run needs a work directory (intermediates, spills, or job files).
+    /// True when the plan writes arrays to the work directory (intermediates, spills).
+    pub fn has_work_arrays(&self) -> bool {
+        self.arrays.iter().any(|a| matches!(a.place, Place::Work(_)))
+    }
+
+    /// True when the run needs a work directory (work arrays, or job files).
     pub fn needs_work_dir(&self) -> bool {
-        self.scheduler == "processes" || self.arrays.iter().any(|a| matches!(a.place, Place::Work(_)))
+        self.scheduler == "processes" || self.has_work_arrays()
     }
 
     pub fn total_tasks(&self) -> u64 {

@@ -90,7 +90,7 @@ pub fn work_codec() -> CodecSpec {
 /// not: work arrays are made before anything can be sampled). Commands that make no work array
 /// ignore the variable.
 pub fn check_work_codec(plan: &PhysicalPlan) -> Result<()> {
-    if !plan.arrays.iter().any(|a| matches!(a.place, Place::Work(_))) {
+    if !plan.has_work_arrays() {
         return Ok(());
     }
     let Some(v) = work_codec_var() else { return Ok(()) };

@@ -375,7 +375,7 @@ impl ZArray {
             if remote::is_url(path) {
                 return Err(Error::input(
                     &doc,
-                    "has a delta filter, which dsk reads from local arrays only for now — copy the array to a local disk",
+                    "has a delta filter, which dsk reads from local arrays only — copy the array to a local disk",
                 ));
             }
             let text = std::fs::read(&doc).map_err(|e| Error::io(&doc, "read", e))?;
