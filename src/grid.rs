@@ -157,6 +157,81 @@ pub fn for_each_row(region: &Region, mut f: impl FnMut(&[u64], usize)) {
     }
 }
 
+/// Copy the box of extent `ext` at `lo_s` of a C-order array of shape `sshape` to `lo_d` of one of
+/// shape `dshape`, a run of the last axis at a time.
+pub fn copy_box<T: Copy>(
+    src: &[T],
+    sshape: &[usize],
+    lo_s: &[usize],
+    dst: &mut [T],
+    dshape: &[usize],
+    lo_d: &[usize],
+    ext: &[usize],
+) {
+    let nd = ext.len();
+    if ext.contains(&0) {
+        return;
+    }
+    if nd == 0 {
+        dst[0] = src[0];
+        return;
+    }
+    let stride = |shape: &[usize]| -> Vec<usize> {
+        let mut st = vec![1usize; nd];
+        for a in (0..nd.saturating_sub(1)).rev() {
+            st[a] = st[a + 1] * shape[a + 1];
+        }
+        st
+    };
+    let (ss, ds) = (stride(sshape), stride(dshape));
+    let run = ext[nd - 1];
+    let outer: usize = ext[..nd - 1].iter().product();
+    let mut i = vec![0usize; nd.saturating_sub(1)];
+    // short runs far apart (a narrow column of a wide chunk: a rechunk to tall chunks) wait on
+    // memory for every run: ask for the runs a few rows ahead meanwhile
+    let ahead = if nd >= 2 && run * std::mem::size_of::<T>() <= 512 { PREFETCH_ROWS * ss[nd - 2] } else { 0 };
+    for _ in 0..outer {
+        let so: usize = (0..nd).map(|a| (lo_s[a] + i.get(a).copied().unwrap_or(0)) * ss[a]).sum();
+        let doff: usize = (0..nd).map(|a| (lo_d[a] + i.get(a).copied().unwrap_or(0)) * ds[a]).sum();
+        if ahead > 0 && so + ahead + run <= src.len() {
+            prefetch(&src[so + ahead..so + ahead + run]);
+        }
+        dst[doff..doff + run].copy_from_slice(&src[so..so + run]);
+        // the next index of the outer axes, in C order
+        for a in (0..nd - 1).rev() {
+            i[a] += 1;
+            if i[a] < ext[a] {
+                break;
+            }
+            i[a] = 0;
+        }
+    }
+}
+
+/// Rows ahead that [`copy_box`] asks the memory for.
+const PREFETCH_ROWS: usize = 16;
+
+/// Hint the processor to load `data`'s cache lines (a no-op where there is no such hint).
+#[inline]
+fn prefetch<T>(data: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let bytes = std::mem::size_of_val(data);
+        let p = data.as_ptr() as *const i8;
+        let mut off = 0;
+        while off < bytes {
+            // SAFETY: a prefetch is a hint; the address lies within `data`
+            unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.add(off)) };
+            off += 64;
+        }
+        // the last line, when the run straddles one more
+        // SAFETY: as above
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.add(bytes - 1)) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
+
 /// A shape as Python writes a tuple: `(3, 4)`, `(5,)`, `()`.
 pub fn tuple(v: &[u64]) -> String {
     match v.len() {

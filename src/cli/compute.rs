@@ -76,7 +76,7 @@ pub fn build_plan_many(
             path: path.clone(),
             shape: m.view(&m.shape),
             dtype: m.dtype,
-            chunks: m.view(m.storage_chunks()),
+            chunks: m.view(crate::store::read_chunks(&m, path)),
             complex: m.complex,
         });
         metas.push(m);

@@ -96,7 +96,7 @@ pub fn run(args: &ExportArgs, run: &RunArgs) -> Result<()> {
         path: args.path.clone(),
         shape: m.view(&m.shape),
         dtype: m.dtype,
-        chunks: m.view(m.storage_chunks()),
+        chunks: m.view(crate::store::read_chunks(&m, &args.path)),
         complex: m.complex,
     };
     let opts = plan_options(run)?;

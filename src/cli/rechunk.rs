@@ -98,7 +98,7 @@ pub fn run(a: &RechunkArgs, run: &RunArgs) -> Result<()> {
         path: a.input.clone(),
         shape: m.view(&m.shape),
         dtype: m.dtype,
-        chunks: m.view(m.storage_chunks()),
+        chunks: m.view(crate::store::read_chunks(&m, &a.input)),
         complex: m.complex,
     };
     let pplan = rechunk::rechunk(input, &a.out, spec, &plan_options(run)?)?;

@@ -104,6 +104,49 @@ impl Fs {
         Ok(Some(buf))
     }
 
+    /// The inner chunks `wanted` (C-order positions in the shard) of the shard file of `key`, read
+    /// with one open: its index read, checked and its checksum verified, then each inner chunk's
+    /// bytes. Returns the bytes one after the other and where each inner chunk lies in them
+    /// (`None`: never written); `None` when the shard does not exist.
+    #[allow(clippy::type_complexity)]
+    pub fn read_inner(
+        &self,
+        key: &StoreKey,
+        layout: &ShardLayout,
+        wanted: &[usize],
+    ) -> Result<Option<(Vec<u8>, Vec<Option<std::ops::Range<usize>>>)>, String> {
+        let path = self.path_of(key);
+        let (max, _) = self.limits_of(key);
+        let Some((file, len)) = open_checked(&path, max)? else {
+            return Ok(None);
+        };
+        let read_at = |buf: &mut [u8], at: u64| {
+            file.read_exact_at(buf, at).map_err(|e| format!("{}: cannot read: {e}", path.display()))
+        };
+        let Some((istart, ilen)) = layout.index_range(len) else {
+            return Err(bad_shard(&path, &format!("it holds {len} bytes, less than its index")));
+        };
+        let mut index = vec![0u8; ilen as usize];
+        read_at(&mut index, istart)?;
+        let entries = layout.entries(&index, len).map_err(|m| bad_shard(&path, &m))?;
+        let total: u64 = wanted.iter().filter_map(|&w| entries.get(w).copied().flatten()).map(|(_, l)| l).sum();
+        let mut bytes = vec![0u8; total as usize];
+        let mut ranges = Vec::with_capacity(wanted.len());
+        let mut at = 0usize;
+        for &w in wanted {
+            match entries.get(w).copied().flatten() {
+                None => ranges.push(None),
+                Some((offset, l)) => {
+                    let r = at..at + l as usize;
+                    read_at(&mut bytes[r.clone()], offset)?;
+                    ranges.push(Some(r));
+                    at += l as usize;
+                }
+            }
+        }
+        Ok(Some((bytes, ranges)))
+    }
+
     fn read_ranges(&self, key: &StoreKey, ranges: Vec<ByteRange>) -> Result<Option<Vec<Bytes>>, String> {
         let path = self.path_of(key);
         let (max, shard) = self.limits_of(key);

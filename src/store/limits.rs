@@ -150,6 +150,57 @@ impl ShardLayout {
         Ok(())
     }
 
+    /// The entries of the encoded index `index` (as stored) of a shard file of `file_len` bytes,
+    /// checked as [`ShardLayout::check_index`] does and against its checksum: per inner chunk in C
+    /// order, its byte range (offset, length), or `None` for one never written.
+    pub fn entries(&self, index: &[u8], file_len: u64) -> Result<Vec<Option<(u64, u64)>>, String> {
+        self.check_index(index, file_len)?;
+        let body = &index[..index.len() - if self.crc32c { 4 } else { 0 }];
+        if self.crc32c {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(&index[body.len()..]);
+            let (stored, actual) = (u32::from_le_bytes(b), crc32c::crc32c(body));
+            if stored != actual {
+                return Err(format!(
+                    "its index checksum is {stored:#010x} where its bytes give {actual:#010x} (the index was altered)"
+                ));
+            }
+        }
+        Ok(body
+            .chunks_exact(16)
+            .map(|pair| {
+                let word = |b: &[u8]| {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(b);
+                    if self.big_endian {
+                        u64::from_be_bytes(a)
+                    } else {
+                        u64::from_le_bytes(a)
+                    }
+                };
+                let (offset, len) = (word(&pair[..8]), word(&pair[8..]));
+                (offset != u64::MAX).then_some((offset, len))
+            })
+            .collect())
+    }
+
+    /// The encoded index (with its checksum when the layout has one) of `entries`, as
+    /// [`ShardLayout::entries`] returns them.
+    pub fn encode_index(&self, entries: &[Option<(u64, u64)>]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.index_bytes() as usize);
+        for e in entries {
+            let (o, l) = e.unwrap_or((u64::MAX, u64::MAX));
+            for w in [o, l] {
+                v.extend_from_slice(&if self.big_endian { w.to_be_bytes() } else { w.to_le_bytes() });
+            }
+        }
+        if self.crc32c {
+            let c = crc32c::crc32c(&v);
+            v.extend_from_slice(&c.to_le_bytes());
+        }
+        v
+    }
+
     /// Where the index sits in a file of `file_len` bytes: (start, length).
     pub fn index_range(&self, file_len: u64) -> Option<(u64, u64)> {
         let n = self.index_bytes();

@@ -19,6 +19,7 @@ pub mod output;
 mod panics;
 pub mod remote;
 pub mod remote_output;
+mod shard;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -69,6 +70,8 @@ pub struct ZArray {
     /// straight into the result (no zeroed buffer, no intermediate copy), instead of through zarrs'
     /// codec chain.
     direct: Option<DirectCodec>,
+    /// Shards dsk reads and writes itself (see [`shard`]), instead of through zarrs.
+    sharded: Option<Box<shard::ShardDirect>>,
     /// The open directory a store on a non-UTF-8 path reaches it through (see
     /// [`backend::Store::open`]).
     _dir: Option<std::fs::File>,
@@ -167,29 +170,38 @@ enum DirectCodec {
     },
 }
 
+/// Whether the elements of `meta` are stored as they lie in memory here: little-endian numbers
+/// in C order (bools go through zarrs, which validates them: arbitrary bytes must never become a
+/// bool).
+fn plain_elements(meta: &ArrayMeta) -> bool {
+    cfg!(target_endian = "little")
+        && !(meta.big_endian || meta.order != 'C' || meta.dtype.is_bool() || meta.half || meta.complex)
+}
+
 /// The codec chain of `meta`, when a chunk file holds the elements as little-endian bytes,
 /// optionally zstd-compressed (zarr-python's default for v3) or blosc-compressed (dsk's usual
-/// choice), in C order.
+/// choice), in C order. (Sharded arrays: see [`shard::ShardDirect`].)
 fn direct_codec(meta: &ArrayMeta) -> Option<DirectCodec> {
-    // (bools go through zarrs, which validates them: arbitrary bytes must never become a bool)
-    if meta.shards.is_some()
-        || meta.big_endian
-        || meta.order != 'C'
-        || meta.dtype.is_bool()
-        || meta.half
-        || meta.complex
-    {
+    if meta.shards.is_some() || !plain_elements(meta) {
         return None;
     }
-    let names: Vec<&str> = meta.codecs.iter().filter_map(|c| c.get("name").and_then(|n| n.as_str())).collect();
+    codec_chain(meta.zarr_format, &meta.codecs, meta.dtype)
+}
+
+/// [`DirectCodec`] of a chain of codecs (`{name, configuration}` objects) of an array of `dtype`.
+fn codec_chain(zarr_format: u8, codecs: &[serde_json::Value], dtype: DType) -> Option<DirectCodec> {
+    let names: Vec<&str> = codecs.iter().filter_map(|c| c.get("name").and_then(|n| n.as_str())).collect();
+    if names.len() != codecs.len() {
+        return None;
+    }
     let zstd = || {
-        let conf = meta.codecs.last().and_then(|c| c.get("configuration"));
+        let conf = codecs.last().and_then(|c| c.get("configuration"));
         let level = conf.and_then(|c| c.get("level")).and_then(|v| v.as_i64()).unwrap_or(0) as i32;
         let checksum = conf.and_then(|c| c.get("checksum")).and_then(|v| v.as_bool()).unwrap_or(false);
         DirectCodec::Zstd { level, checksum }
     };
     let blosc = || {
-        let conf = meta.codecs.last().and_then(|c| c.get("configuration"))?;
+        let conf = codecs.last().and_then(|c| c.get("configuration"))?;
         let cname: &'static [u8] = match conf.get("cname").and_then(|v| v.as_str())? {
             "lz4" => blosc_src::BLOSC_LZ4_COMPNAME,
             "lz4hc" => blosc_src::BLOSC_LZ4HC_COMPNAME,
@@ -206,11 +218,11 @@ fn direct_codec(meta: &ArrayMeta) -> Option<DirectCodec> {
             v if v == "bitshuffle" || v == 2 => 2,
             _ => return None,
         };
-        let typesize = conf.get("typesize").and_then(|v| v.as_u64()).map(|t| t as usize).unwrap_or(meta.dtype.size());
+        let typesize = conf.get("typesize").and_then(|v| v.as_u64()).map(|t| t as usize).unwrap_or(dtype.size());
         let blocksize = conf.get("blocksize").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
         Some(DirectCodec::Blosc { cname, clevel, shuffle, typesize: typesize.max(1), blocksize })
     };
-    match (meta.zarr_format, names.as_slice()) {
+    match (zarr_format, names.as_slice()) {
         (3, ["bytes"]) => Some(DirectCodec::Raw),
         (3, ["bytes", "zstd"]) => Some(zstd()),
         (3, ["bytes", "blosc"]) => blosc(),
@@ -219,6 +231,75 @@ fn direct_codec(meta: &ArrayMeta) -> Option<DirectCodec> {
         (2, ["blosc"]) => blosc(),
         _ => None,
     }
+}
+
+/// Decode one chunk file `encoded` holding `n` elements through `codec`, straight into the
+/// result (no zeroed buffer, no intermediate copy). The message says what is wrong.
+fn decode_direct<T: Elem>(codec: DirectCodec, encoded: &[u8], n: usize) -> std::result::Result<Vec<T>, String> {
+    let nbytes = n * T::DTYPE.size();
+    let mut out: Vec<T>;
+    match codec {
+        DirectCodec::Zstd { .. } => {
+            // decompressed straight into the new vector's spare capacity (no zeroing first)
+            out = Vec::with_capacity(n);
+            let got = DCTX.with(|cell| -> std::io::Result<usize> {
+                let mut slot = cell.borrow_mut();
+                if slot.is_none() {
+                    *slot = Some(zstd::bulk::Decompressor::new()?);
+                }
+                let d = slot.as_mut().ok_or_else(|| std::io::Error::other("no decompressor"))?;
+                d.decompress_to_buffer(encoded, &mut SpareBytes(&mut out))
+            });
+            match got {
+                Ok(len) if len == nbytes => {}
+                Ok(len) => {
+                    return Err(format!(
+                        "decompressed {len} bytes where {nbytes} were expected — the chunk file is damaged"
+                    ))
+                }
+                Err(e) => return Err(format!("cannot decompress: {e} — the chunk file is damaged")),
+            }
+        }
+        DirectCodec::Blosc { .. } => {
+            out = Vec::new();
+            blosc_decompress_into(encoded, &mut out, nbytes)?;
+        }
+        DirectCodec::Raw => {
+            if encoded.len() != nbytes {
+                return Err(format!(
+                    "holds {} bytes where {nbytes} were expected — the chunk file is damaged",
+                    encoded.len()
+                ));
+            }
+            out = vec![T::default(); n];
+            T::decode_bytes(encoded, false, &mut out);
+        }
+    }
+    Ok(out)
+}
+
+/// Encode the elements' bytes `raw` through `codec`, appending the result to `out`.
+fn encode_append(codec: DirectCodec, raw: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), String> {
+    match codec {
+        DirectCodec::Raw => {
+            out.extend_from_slice(raw);
+            Ok(())
+        }
+        DirectCodec::Zstd { level, checksum } => {
+            zstd_compress(raw, level, checksum, out).map_err(|e| format!("cannot compress: {e}"))
+        }
+        DirectCodec::Blosc { cname, clevel, shuffle, typesize, blocksize } => {
+            blosc_compress(raw, cname, clevel, shuffle, typesize, blocksize, out)
+        }
+    }
+}
+
+/// Whether every element of `data` is `fill`, bit for bit, as Zarr's fill-value check (a NaN
+/// fill matches NaN chunks).
+fn all_fill<T: Elem>(data: &[T], fill: T) -> bool {
+    let mut fb = Vec::new();
+    T::encode_le(&[fill], &mut fb);
+    elem_bytes(data).chunks_exact(fb.len()).all(|b| b == fb.as_slice())
 }
 
 /// Decompress the blosc frame `src` into the spare capacity of `out`, which must end up holding
@@ -253,7 +334,7 @@ fn blosc_decompress_into<T: Elem>(src: &[u8], out: &mut Vec<T>, nbytes: usize) -
     Ok(())
 }
 
-/// Compress `src` into one blosc frame, one thread.
+/// Compress `src` into one blosc frame, one thread, appended to `dest`.
 fn blosc_compress(
     src: &[u8],
     cname: &'static [u8],
@@ -261,12 +342,15 @@ fn blosc_compress(
     shuffle: u8,
     typesize: usize,
     blocksize: usize,
-) -> std::result::Result<Vec<u8>, String> {
+    dest: &mut Vec<u8>,
+) -> std::result::Result<(), String> {
     use std::ffi::{c_char, c_int, c_void};
     let destsize = src.len() + blosc_src::BLOSC_MAX_OVERHEAD as usize;
-    let mut dest: Vec<u8> = Vec::with_capacity(destsize);
-    // SAFETY: src and dest do not overlap; blosc writes at most destsize bytes into dest, whose
-    // capacity is destsize, and reports how many; cname is NUL-terminated
+    dest.reserve(destsize);
+    let at = dest.len();
+    // SAFETY: src and dest do not overlap; blosc writes at most destsize bytes after dest's
+    // length, where its capacity has room for them (reserved above), and reports how many;
+    // cname is NUL-terminated
     let n = unsafe {
         blosc_src::blosc_compress_ctx(
             clevel as c_int,
@@ -274,7 +358,7 @@ fn blosc_compress(
             typesize,
             src.len(),
             src.as_ptr() as *const c_void,
-            dest.as_mut_ptr() as *mut c_void,
+            dest.as_mut_ptr().add(at) as *mut c_void,
             destsize,
             cname.as_ptr() as *const c_char,
             blocksize,
@@ -284,8 +368,9 @@ fn blosc_compress(
     if n <= 0 || n as usize > destsize {
         return Err(format!("blosc could not compress {} bytes (returned {n})", src.len()));
     }
-    unsafe { dest.set_len(n as usize) };
-    Ok(dest)
+    // SAFETY: blosc initialised the n bytes after the old length
+    unsafe { dest.set_len(at + n as usize) };
+    Ok(())
 }
 
 thread_local! {
@@ -294,8 +379,8 @@ thread_local! {
     static CCTX: std::cell::RefCell<Option<(i32, bool, zstd::bulk::Compressor<'static>)>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Compress `src` with a reused per-thread context.
-fn zstd_compress(src: &[u8], level: i32, checksum: bool) -> std::io::Result<Vec<u8>> {
+/// Compress `src` with a reused per-thread context, appended to `dest`.
+fn zstd_compress(src: &[u8], level: i32, checksum: bool, dest: &mut Vec<u8>) -> std::io::Result<()> {
     CCTX.with(|cell| {
         let mut slot = cell.borrow_mut();
         if !matches!(slot.as_ref(), Some((l, c, _)) if *l == level && *c == checksum) {
@@ -303,11 +388,45 @@ fn zstd_compress(src: &[u8], level: i32, checksum: bool) -> std::io::Result<Vec<
             c.include_checksum(checksum)?;
             *slot = Some((level, checksum, c));
         }
+        dest.reserve(zstd::zstd_safe::compress_bound(src.len()));
         match slot.as_mut() {
-            Some((_, _, c)) => c.compress(src),
+            Some((_, _, c)) => c.compress_to_buffer(src, &mut Appending::new(dest)).map(|_| ()),
             None => Err(std::io::Error::other("no compressor")),
         }
     })
+}
+
+/// The spare capacity of a byte vector as zstd's output buffer: what zstd writes is appended.
+struct Appending<'a> {
+    v: &'a mut Vec<u8>,
+    at: usize,
+}
+
+impl<'a> Appending<'a> {
+    fn new(v: &'a mut Vec<u8>) -> Appending<'a> {
+        let at = v.len();
+        Appending { v, at }
+    }
+}
+
+// SAFETY: `as_slice` covers the bytes written so far after the old length, `capacity` and
+// `as_mut_ptr` describe the allocation after it, and `filled_until` extends the length over the n
+// bytes zstd reports written from there.
+unsafe impl zstd::zstd_safe::WriteBuf for Appending<'_> {
+    fn as_slice(&self) -> &[u8] {
+        &self.v[self.at..]
+    }
+    fn capacity(&self) -> usize {
+        self.v.capacity() - self.at
+    }
+    fn as_mut_ptr(&mut self) -> *mut u8 {
+        // SAFETY: at ≤ len ≤ capacity
+        unsafe { self.v.as_mut_ptr().add(self.at) }
+    }
+    unsafe fn filled_until(&mut self, n: usize) {
+        // SAFETY: the caller guarantees the n bytes after the old length are written
+        unsafe { self.v.set_len(self.at + n) }
+    }
 }
 
 impl std::fmt::Debug for ZArray {
@@ -429,7 +548,8 @@ impl ZArray {
             };
             Error::input(&doc, format!("cannot open the array: {text}{hint}"))
         })?;
-        let direct = if cfg!(target_endian = "little") { direct_codec(&meta) } else { None };
+        let direct = direct_codec(&meta);
+        let sharded = shard::ShardDirect::of(&meta).map(Box::new);
         let (fill, fill_im) = complex_fill_of(&meta).map_err(|m| {
             Error::input(&doc, format!("fill value {}: {m} — fix the array's metadata", meta.fill_value))
         })?;
@@ -443,6 +563,7 @@ impl ZArray {
             fill,
             fill_im,
             direct,
+            sharded,
             _dir: dir,
             unpublished: false,
             delta,
@@ -553,6 +674,11 @@ impl ZArray {
             // float16, widened exactly to the float32 dsk computes in
             let v = self.retrieve::<half::f16>(region, concurrency)?;
             return Ok(v.into_iter().map(|h| T::from_f64(h.to_f64())).collect());
+        }
+        if let Some(sd) = self.sharded.as_deref() {
+            if let Some(v) = self.read_region_sharded::<T>(sd, region, concurrency)? {
+                return Ok(v);
+            }
         }
         if self.direct.is_some() {
             let grid = self.grid();
@@ -752,46 +878,8 @@ impl ZArray {
             Err(m) if m.contains(" — ") => return Err(err(format!("cannot read: {m}"))),
             Err(m) => return Err(err(format!("cannot read: {}", read_failure(&m)))),
         };
-        let nbytes = n * T::DTYPE.size();
-        let mut out: Vec<T>;
-        match self.direct {
-            Some(DirectCodec::Zstd { .. }) => {
-                // decompressed straight into the new vector's spare capacity (no zeroing first)
-                out = Vec::with_capacity(n);
-                let got = DCTX.with(|cell| -> std::io::Result<usize> {
-                    let mut slot = cell.borrow_mut();
-                    if slot.is_none() {
-                        *slot = Some(zstd::bulk::Decompressor::new()?);
-                    }
-                    let d = slot.as_mut().ok_or_else(|| std::io::Error::other("no decompressor"))?;
-                    d.decompress_to_buffer(&encoded, &mut SpareBytes(&mut out))
-                });
-                match got {
-                    Ok(len) if len == nbytes => {}
-                    Ok(len) => {
-                        return Err(err(format!(
-                            "decompressed {len} bytes where {nbytes} were expected — the chunk file is damaged"
-                        )))
-                    }
-                    Err(e) => return Err(err(format!("cannot decompress: {e} — the chunk file is damaged"))),
-                }
-            }
-            Some(DirectCodec::Blosc { .. }) => {
-                out = Vec::new();
-                blosc_decompress_into(&encoded, &mut out, nbytes).map_err(err)?;
-            }
-            _ => {
-                out = vec![T::default(); n];
-                if encoded.len() != nbytes {
-                    return Err(err(format!(
-                        "holds {} bytes where {nbytes} were expected — the chunk file is damaged",
-                        encoded.len()
-                    )));
-                }
-                T::decode_bytes(&encoded, false, &mut out);
-            }
-        }
-        Ok(out)
+        let codec = self.direct.ok_or_else(|| Error::Internal("a direct read of an array without one".into()))?;
+        decode_direct(codec, &encoded, n).map_err(err)
     }
 
     /// Write the storage chunk `idx`; `data` holds the chunk's region clipped to the array (C order).
@@ -812,6 +900,9 @@ impl ZArray {
         }
         let mut opts = codec_options(concurrency);
         opts.set_store_empty_chunks(self.write_empty_chunks);
+        if let (Some(sd), false) = (self.sharded.as_deref(), T::DTYPE.is_bool()) {
+            return self.write_shard_direct(sd, idx, &region, data, concurrency);
+        }
         if let (Some(codec), true, false) = (self.direct, region.shape == grid.chunks, T::DTYPE.is_bool()) {
             return self.write_chunk_direct(idx, data, codec);
         }
@@ -848,30 +939,16 @@ impl ZArray {
         })
     }
 
-    /// Write a whole chunk of a plain little-endian (optionally zstd) array: encode with a reused
-    /// context and store the bytes, skipping chunks equal to the fill value as zarrs does.
+    /// Write a whole chunk of a plain little-endian (optionally zstd or blosc) array: encode with
+    /// a reused context and store the bytes, skipping chunks equal to the fill value as zarrs does.
     fn write_chunk_direct<T: Elem>(&self, idx: &[u64], data: &[T], codec: DirectCodec) -> Result<()> {
         let err = |msg: String| Error::Chunk { path: self.path.clone(), chunk: idx.to_vec(), msg };
-        if !self.write_empty_chunks {
-            let fill = T::from_scalar(self.fill);
-            // bitwise equality, as Zarr's fill-value check (NaN fills match NaN chunks)
-            let mut fb = Vec::new();
-            T::encode_le(&[fill], &mut fb);
-            let bytes = elem_bytes(data);
-            if bytes.chunks_exact(fb.len()).all(|b| b == fb.as_slice()) {
-                return self.array.erase_chunk(idx).map_err(|e| err(format!("cannot erase: {e}")));
-            }
+        if !self.write_empty_chunks && all_fill(data, T::from_scalar(self.fill)) {
+            return self.array.erase_chunk(idx).map_err(|e| err(format!("cannot erase: {e}")));
         }
         let raw = elem_bytes(data);
-        let encoded = match codec {
-            DirectCodec::Raw => raw.to_vec(),
-            DirectCodec::Zstd { level, checksum } => {
-                zstd_compress(raw, level, checksum).map_err(|e| err(format!("cannot compress: {e}")))?
-            }
-            DirectCodec::Blosc { cname, clevel, shuffle, typesize, blocksize } => {
-                blosc_compress(raw, cname, clevel, shuffle, typesize, blocksize).map_err(err)?
-            }
-        };
+        let mut encoded = Vec::new();
+        encode_append(codec, raw, &mut encoded).map_err(err)?;
         // SAFETY: the bytes are exactly what the array's codec chain produces: the elements in
         // little-endian order (the `bytes` codec), then one zstd or blosc frame when configured.
         unsafe { self.array.store_encoded_chunk(idx, encoded.into()) }
@@ -898,6 +975,18 @@ impl ZArray {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(true),
             Err(_) => None,
         }
+    }
+}
+
+/// The chunk shape dsk reads the array `m` at `path` by: the inner chunks of a local sharded
+/// array whose shards dsk decodes itself (reading one inner chunk reads only its bytes, so a task
+/// holds an inner chunk, not a whole shard), else the storage chunks (on object storage a shard is
+/// fetched with one request).
+pub fn read_chunks<'a>(m: &'a ArrayMeta, path: &Path) -> &'a [u64] {
+    if !remote::is_url(path) && shard::ShardDirect::of(m).is_some() {
+        &m.chunks
+    } else {
+        m.storage_chunks()
     }
 }
 
@@ -1276,7 +1365,8 @@ fn create_unpublished(dir: &Path, built: Array<backend::Store>) -> Result<ZArray
         .map_err(|e| Error::Internal(format!("{}: reopen the new array: {e}", dir.display())))?;
     let (fill, fill_im) = complex_fill_of(&meta)
         .map_err(|m| Error::Internal(format!("{}: the new array's fill value: {m}", dir.display())))?;
-    let direct = if cfg!(target_endian = "little") { direct_codec(&meta) } else { None };
+    let direct = direct_codec(&meta);
+    let sharded = shard::ShardDirect::of(&meta).map(Box::new);
     Ok(ZArray {
         path: dir.to_path_buf(),
         array,
@@ -1287,6 +1377,7 @@ fn create_unpublished(dir: &Path, built: Array<backend::Store>) -> Result<ZArray
         fill,
         fill_im,
         direct,
+        sharded,
         _dir: None,
         unpublished: true,
         delta: false,
