@@ -78,6 +78,11 @@ impl<'a> Evaluator<'a> {
         self.memo.clear();
     }
 
+    /// Forget the decoded source chunk `key` (leaf node, chunk index): no region left needs it.
+    pub fn forget_chunk(&mut self, key: &(usize, u64)) {
+        self.chunks.remove(key);
+    }
+
     /// Drop the cached source chunks that `keep` does not list (leaf node, chunk index).
     pub fn retain_chunks(&mut self, keep: &std::collections::HashSet<(usize, u64)>) {
         self.chunks.retain(|k, _| keep.contains(k));

@@ -181,14 +181,19 @@ fn compute(
             let idx = grid.chunk_index(c);
             let region = grid.chunk_region(&idx);
             with_dtype!(root.dtype, T => {
-                let mut v = vec![T::default(); region.len() as usize];
-                gen.fill(&root.shape, &region, &mut v);
                 if T::DTYPE == dtype {
-                    out.write_chunk(&idx, &v, codec_threads)?;
+                    out.write_chunk_by::<T>(&idx, codec_threads, &mut |r| {
+                        let mut v = vec![T::default(); r.len() as usize];
+                        gen.fill(&root.shape, r, &mut v);
+                        Ok(v)
+                    })?;
                 } else {
                     with_dtype!(dtype, U => {
-                        let u: Vec<U> = v.iter().map(|x| x.cast::<U>()).collect();
-                        out.write_chunk(&idx, &u, codec_threads)?;
+                        out.write_chunk_by::<U>(&idx, codec_threads, &mut |r| {
+                            let mut v = vec![T::default(); r.len() as usize];
+                            gen.fill(&root.shape, r, &mut v);
+                            Ok(v.iter().map(|x| x.cast::<U>()).collect())
+                        })?;
                     });
                 }
             });
@@ -199,10 +204,35 @@ fn compute(
     let one = |ev: &mut Evaluator<'_>, c: u64, threads: usize| -> Result<u64> {
         let idx = grid.chunk_index(c);
         let region = grid.chunk_region(&idx);
-        let b = ev.root_region(&region)?;
+        let Some(parts) = out.inner_regions(&idx) else {
+            let b = ev.root_region(&region)?;
+            with_dtype!(dtype, T => {
+                let v = into_elems::<T>(b)?;
+                out.write_chunk(&idx, &v, threads)?;
+            });
+            return Ok(region.len() * item);
+        };
+        // a shard dsk writes itself is made one inner chunk at a time, each source chunk
+        // forgotten once no inner chunk left needs it: the task holds one inner chunk's sources
+        let needs: Vec<Vec<(usize, u64)>> = parts.iter().map(|p| footprint(plan, p)).collect();
+        let mut uses: HashMap<(usize, u64), usize> = HashMap::new();
+        for k in needs.iter().flatten() {
+            *uses.entry(*k).or_default() += 1;
+        }
         with_dtype!(dtype, T => {
-            let v = into_elems::<T>(b)?;
-            out.write_chunk(&idx, &v, threads)?;
+            out.write_chunk_by::<T>(&idx, threads, &mut |r| {
+                let v = into_elems::<T>(ev.root_region(r)?)?;
+                ev.clear_memo();
+                for k in parts.iter().position(|p| p == r).map(|i| &needs[i]).into_iter().flatten() {
+                    if let Some(n) = uses.get_mut(k) {
+                        *n -= 1;
+                        if *n == 0 {
+                            ev.forget_chunk(k);
+                        }
+                    }
+                }
+                Ok(v)
+            })?;
         });
         Ok(region.len() * item)
     };

@@ -939,6 +939,41 @@ impl ZArray {
         })
     }
 
+    /// The regions (inner chunks cut to the array, in the order they are written) that
+    /// [`ZArray::write_chunk_by`] asks values for when it writes shard `idx` one inner chunk at a
+    /// time; `None` when it asks for the whole chunk at once.
+    pub fn inner_regions(&self, idx: &[u64]) -> Option<Vec<Region>> {
+        let sd = self.sharded.as_deref()?;
+        let region = self.grid().chunk_region(idx);
+        Some(self.inner_parts(sd, &region))
+    }
+
+    /// Write the storage chunk `idx` with the values `produce` makes for regions of the array:
+    /// the whole chunk (cut to the array) at once, or, for a shard dsk writes itself, one inner
+    /// chunk at a time, so that a shard's values are never all in memory together.
+    pub fn write_chunk_by<T: Elem>(
+        &self,
+        idx: &[u64],
+        concurrency: usize,
+        produce: &mut dyn FnMut(&Region) -> Result<Vec<T>>,
+    ) -> Result<()> {
+        let region = self.grid().chunk_region(idx);
+        match self.sharded.as_deref() {
+            Some(sd) if !T::DTYPE.is_bool() => {
+                self.check_dtype::<T>()?;
+                let gshape = self.grid().grid_shape();
+                if idx.len() != gshape.len() || idx.iter().zip(&gshape).any(|(i, n)| i >= n) {
+                    return Err(Error::Internal(format!("chunk {idx:?} is outside the grid {gshape:?}")));
+                }
+                self.write_shard_produced(sd, idx, &region, produce)
+            }
+            _ => {
+                let v = produce(&region)?;
+                self.write_chunk(idx, &v, concurrency)
+            }
+        }
+    }
+
     /// Write a whole chunk of a plain little-endian (optionally zstd or blosc) array: encode with
     /// a reused context and store the bytes, skipping chunks equal to the fill value as zarrs does.
     fn write_chunk_direct<T: Elem>(&self, idx: &[u64], data: &[T], codec: DirectCodec) -> Result<()> {

@@ -19,8 +19,8 @@
 use std::ops::Range;
 
 use super::limits::ShardLayout;
-use super::{codec_chain, decode_direct, encode_append, plain_elements, read_failure, write_failure, ZArray};
 use super::{all_fill, elem_bytes, DirectCodec};
+use super::{codec_chain, decode_direct, encode_append, plain_elements, read_failure, write_failure, ZArray};
 use crate::dtype::Elem;
 use crate::error::{Error, Result};
 use crate::grid::{copy_box, strides, unravel, Region};
@@ -102,10 +102,8 @@ impl ZArray {
             return Ok(None);
         };
         let len = bytes.len() as u64;
-        let (start, n) = sd
-            .layout
-            .index_range(len)
-            .ok_or_else(|| damaged(format!("it holds {len} bytes, less than its index")))?;
+        let (start, n) =
+            sd.layout.index_range(len).ok_or_else(|| damaged(format!("it holds {len} bytes, less than its index")))?;
         let entries = sd.layout.entries(&bytes[start as usize..(start + n) as usize], len).map_err(damaged)?;
         let ranges = wanted
             .iter()
@@ -168,7 +166,7 @@ impl ZArray {
             let exact = shards.len() == 1
                 && needed.len() == 1
                 && region.shape == sd.inner
-                && (0..nd).all(|a| (region.start[a] - srange.start[a]) % sd.inner[a] == 0);
+                && (0..nd).all(|a| (region.start[a] - srange.start[a]).is_multiple_of(sd.inner[a]));
             if exact {
                 return Ok(Some(match decode(0)? {
                     Some(v) => v,
@@ -222,86 +220,195 @@ impl ZArray {
         concurrency: usize,
     ) -> Result<()> {
         let nd = region.ndim();
-        let per = &sd.layout.per_shard;
-        let n_inner = per.iter().product::<u64>() as usize;
-        let inner_len = sd.inner_len();
-        let item = std::mem::size_of::<T>();
-        let fill = T::from_scalar(self.fill);
         let us = |v: &[u64]| v.iter().map(|&x| x as usize).collect::<Vec<_>>();
         // the elements of inner chunk k (padded with the fill value past the array's end), or
-        // None when it lies outside the array or holds only the fill value (and those are skipped)
+        // false when it lies outside the array
         let gather = |k: usize, scratch: &mut Vec<T>| -> bool {
-            let at = unravel(k as u64, per);
-            let o: Vec<u64> = (0..nd).map(|a| at[a] * sd.inner[a]).collect();
-            if (0..nd).any(|a| o[a] >= region.shape[a]) {
-                return false;
-            }
-            let ext: Vec<u64> = (0..nd).map(|a| sd.inner[a].min(region.shape[a] - o[a])).collect();
+            let Some(ext) = self.inner_extent(sd, region, k) else { return false };
+            let o: Vec<u64> = (0..nd).map(|a| unravel(k as u64, &sd.layout.per_shard)[a] * sd.inner[a]).collect();
             scratch.clear();
-            scratch.resize(inner_len, fill);
+            scratch.resize(sd.inner_len(), T::from_scalar(self.fill));
             copy_box(data, &us(&region.shape), &us(&o), scratch, &us(&sd.inner), &vec![0; nd], &us(&ext));
-            self.write_empty_chunks || !all_fill(scratch, fill)
+            true
         };
-        let err = |k: usize, m: String| {
-            self.shard_err(idx, format!("inner chunk ({}): {m}", list(&unravel(k as u64, per))))
-        };
-        let index_bytes = sd.layout.index_bytes() as usize;
-        // room for every inner chunk at its encoded bound: never reallocated while filling
-        let bound = inner_len * item + inner_len * item / 128 + 1024;
-        let in_array: usize = (0..nd).map(|a| region.shape[a].div_ceil(sd.inner[a]) as usize).product();
-        let mut file: Vec<u8> = Vec::with_capacity(index_bytes + in_array * bound);
-        if sd.layout.at_start {
-            file.resize(index_bytes, 0);
-        }
-        let mut entries: Vec<Option<(u64, u64)>> = vec![None; n_inner];
-        if concurrency > 1 && n_inner > 1 {
+        let mut file = ShardFile::new(sd, region, std::mem::size_of::<T>());
+        if concurrency > 1 && file.entries.len() > 1 {
             use rayon::prelude::*;
-            let ids: Vec<usize> = (0..n_inner).collect();
+            let ids: Vec<usize> = (0..file.entries.len()).collect();
             for batch in ids.chunks(2 * concurrency) {
                 let encoded: Vec<Option<Vec<u8>>> = batch
                     .par_iter()
                     .map(|&k| {
-                        let mut scratch = Vec::with_capacity(inner_len);
-                        if !gather(k, &mut scratch) {
+                        let mut scratch = Vec::with_capacity(sd.inner_len());
+                        if !gather(k, &mut scratch) || self.skipped(&scratch) {
                             return Ok(None);
                         }
                         let mut e = Vec::new();
-                        encode_append(sd.codec, elem_bytes(&scratch), &mut e).map_err(|m| err(k, m))?;
+                        encode_append(sd.codec, elem_bytes(&scratch), &mut e)
+                            .map_err(|m| self.inner_err(sd, idx, k, m))?;
                         Ok(Some(e))
                     })
                     .collect::<Result<_>>()?;
                 for (&k, e) in batch.iter().zip(encoded) {
                     if let Some(e) = e {
-                        entries[k] = Some((file.len() as u64, e.len() as u64));
-                        file.extend_from_slice(&e);
+                        file.push(k, |out| {
+                            out.extend_from_slice(&e);
+                            Ok(())
+                        })
+                        .map_err(|m| self.inner_err(sd, idx, k, m))?;
                     }
                 }
             }
         } else {
-            let mut scratch = Vec::with_capacity(inner_len);
-            for (k, entry) in entries.iter_mut().enumerate() {
-                if !gather(k, &mut scratch) {
-                    continue;
+            let mut scratch = Vec::with_capacity(sd.inner_len());
+            for k in 0..file.entries.len() {
+                if gather(k, &mut scratch) && !self.skipped(&scratch) {
+                    file.push(k, |out| encode_append(sd.codec, elem_bytes(&scratch), out))
+                        .map_err(|m| self.inner_err(sd, idx, k, m))?;
                 }
-                let at = file.len();
-                encode_append(sd.codec, elem_bytes(&scratch), &mut file).map_err(|m| err(k, m))?;
-                *entry = Some((at as u64, (file.len() - at) as u64));
             }
         }
-        if entries.iter().all(Option::is_none) {
+        self.store_shard(sd, idx, file)
+    }
+
+    /// [`ZArray::write_shard_direct`] with the values made one inner chunk at a time: `produce`
+    /// returns the elements of a region of the array (an inner chunk cut to the array), so that
+    /// the shard's values are never all in memory at once — only its encoded file is.
+    pub(super) fn write_shard_produced<T: Elem>(
+        &self,
+        sd: &ShardDirect,
+        idx: &[u64],
+        region: &Region,
+        produce: &mut dyn FnMut(&Region) -> Result<Vec<T>>,
+    ) -> Result<()> {
+        let nd = region.ndim();
+        let us = |v: &[u64]| v.iter().map(|&x| x as usize).collect::<Vec<_>>();
+        let mut file = ShardFile::new(sd, region, std::mem::size_of::<T>());
+        let mut scratch: Vec<T> = vec![];
+        for (k, part) in self.inner_parts_numbered(sd, region) {
+            let ext = part.shape.clone();
+            let v = produce(&part)?;
+            if v.len() as u64 != part.len() {
+                return Err(Error::Internal(format!("{} values for the {} of {part:?}", v.len(), part.len())));
+            }
+            let values: &[T] = if ext == sd.inner {
+                &v
+            } else {
+                // an inner chunk past the array's end is stored whole, padded with the fill value
+                scratch.clear();
+                scratch.resize(sd.inner_len(), T::from_scalar(self.fill));
+                copy_box(&v, &us(&ext), &vec![0; nd], &mut scratch, &us(&sd.inner), &vec![0; nd], &us(&ext));
+                &scratch
+            };
+            if !self.skipped(values) {
+                file.push(k, |out| encode_append(sd.codec, elem_bytes(values), out))
+                    .map_err(|m| self.inner_err(sd, idx, k, m))?;
+            }
+        }
+        self.store_shard(sd, idx, file)
+    }
+
+    /// The inner chunks of a shard whose part inside the array is `region`, cut to the array, in
+    /// the order they are written.
+    pub(super) fn inner_parts(&self, sd: &ShardDirect, region: &Region) -> Vec<Region> {
+        self.inner_parts_numbered(sd, region).into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// [`ZArray::inner_parts`] with each one's position in the shard's index.
+    fn inner_parts_numbered(&self, sd: &ShardDirect, region: &Region) -> Vec<(usize, Region)> {
+        let n_inner = sd.layout.per_shard.iter().product::<u64>() as usize;
+        let nd = region.ndim();
+        (0..n_inner)
+            .filter_map(|k| {
+                let ext = self.inner_extent(sd, region, k)?;
+                let at = unravel(k as u64, &sd.layout.per_shard);
+                let start: Vec<u64> = (0..nd).map(|a| region.start[a] + at[a] * sd.inner[a]).collect();
+                Some((k, Region::new(start, ext)))
+            })
+            .collect()
+    }
+
+    /// The extent of inner chunk `k` of a shard whose part inside the array is `region`, cut to
+    /// the array: `None` when it lies wholly outside.
+    fn inner_extent(&self, sd: &ShardDirect, region: &Region, k: usize) -> Option<Vec<u64>> {
+        let at = unravel(k as u64, &sd.layout.per_shard);
+        let nd = region.ndim();
+        let o: Vec<u64> = (0..nd).map(|a| at[a] * sd.inner[a]).collect();
+        if (0..nd).any(|a| o[a] >= region.shape[a]) {
+            return None;
+        }
+        Some((0..nd).map(|a| sd.inner[a].min(region.shape[a] - o[a])).collect())
+    }
+
+    /// Whether an inner chunk holding `values` is left out of its shard (all the fill value, and
+    /// empty chunks are not written).
+    fn skipped<T: Elem>(&self, values: &[T]) -> bool {
+        !self.write_empty_chunks && all_fill(values, T::from_scalar(self.fill))
+    }
+
+    fn inner_err(&self, sd: &ShardDirect, idx: &[u64], k: usize, m: String) -> Error {
+        self.shard_err(idx, format!("inner chunk ({}): {m}", list(&unravel(k as u64, &sd.layout.per_shard))))
+    }
+
+    /// Store the shard `file` as shard `idx`, or erase the shard when it holds no inner chunk.
+    fn store_shard(&self, sd: &ShardDirect, idx: &[u64], file: ShardFile) -> Result<()> {
+        let Some(bytes) = file.finish(&sd.layout) else {
             return self.array.erase_chunk(idx).map_err(|e| self.shard_err(idx, format!("cannot erase: {e}")));
-        }
-        let index = sd.layout.encode_index(&entries);
-        if sd.layout.at_start {
-            file[..index_bytes].copy_from_slice(&index);
-        } else {
-            file.extend_from_slice(&index);
-        }
+        };
         // SAFETY: the bytes are what the sharding codec produces: each inner chunk through its
         // codecs (`bytes`, then one zstd or blosc frame when configured), the index of (offset,
         // length) pairs through its codecs, where the metadata puts it
-        unsafe { self.array.store_encoded_chunk(idx, file.into()) }
+        unsafe { self.array.store_encoded_chunk(idx, bytes.into()) }
             .map_err(|e| self.shard_err(idx, write_failure("cannot write", e)))
+    }
+}
+
+/// A shard file being filled: its bytes (room for the index first when it goes first) and the
+/// index entries so far.
+struct ShardFile {
+    bytes: Vec<u8>,
+    entries: Vec<Option<(u64, u64)>>,
+    index_first: usize,
+}
+
+impl ShardFile {
+    fn new(sd: &ShardDirect, region: &Region, item: usize) -> ShardFile {
+        let n_inner = sd.layout.per_shard.iter().product::<u64>() as usize;
+        let index_bytes = sd.layout.index_bytes() as usize;
+        // room for every inner chunk inside the array at its encoded bound: never reallocated
+        let raw = sd.inner_len() * item;
+        let bound = raw + raw / 128 + 1024;
+        let in_array: usize = (0..region.ndim()).map(|a| region.shape[a].div_ceil(sd.inner[a]) as usize).product();
+        let mut bytes = Vec::with_capacity(index_bytes + in_array * bound);
+        let index_first = if sd.layout.at_start { index_bytes } else { 0 };
+        bytes.resize(index_first, 0);
+        ShardFile { bytes, entries: vec![None; n_inner], index_first }
+    }
+
+    /// Append inner chunk `k`, which `encode` appends to the bytes.
+    fn push(
+        &mut self,
+        k: usize,
+        encode: impl FnOnce(&mut Vec<u8>) -> std::result::Result<(), String>,
+    ) -> std::result::Result<(), String> {
+        let at = self.bytes.len();
+        encode(&mut self.bytes)?;
+        self.entries[k] = Some((at as u64, (self.bytes.len() - at) as u64));
+        Ok(())
+    }
+
+    /// The file's bytes with the index in place; `None` when no inner chunk was pushed.
+    fn finish(mut self, layout: &ShardLayout) -> Option<Vec<u8>> {
+        if self.entries.iter().all(Option::is_none) {
+            return None;
+        }
+        let index = layout.encode_index(&self.entries);
+        if self.index_first > 0 {
+            self.bytes[..self.index_first].copy_from_slice(&index);
+        } else {
+            self.bytes.extend_from_slice(&index);
+        }
+        Some(self.bytes)
     }
 }
 
@@ -367,7 +474,10 @@ mod tests {
         let data: Vec<T> = (0..n)
             .map(|i| if (i / 7) % 3 == 0 { T::from_scalar(fill) } else { T::from_f64((i % 97) as f64 - 20.0) })
             .collect();
-        let what = format!("case {case}: {dtype} {shape:?} inner {inner:?} shard {shard:?} {:?} start {at_start} empty {empty}", spec.codec);
+        let what = format!(
+            "case {case}: {dtype} {shape:?} inner {inner:?} shard {shard:?} {:?} start {at_start} empty {empty}",
+            spec.codec
+        );
         let mut arrays = vec![];
         for (name, ours) in [("dsk", true), ("zarrs", false)] {
             let d = dir.join(format!("{case}-{name}"));
@@ -375,7 +485,8 @@ mod tests {
             drop(create(&d, &spec).expect("create"));
             if at_start {
                 let doc = d.join("zarr.json");
-                let mut j: serde_json::Value = serde_json::from_slice(&std::fs::read(&doc).expect("read")).expect("json");
+                let mut j: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&doc).expect("read")).expect("json");
                 j["codecs"][0]["configuration"]["index_location"] = serde_json::json!("start");
                 std::fs::write(&doc, j.to_string()).expect("write");
             }
