@@ -110,7 +110,7 @@ fn plan_blocks(sel: &[AxisSel], chunks: &[u64], item: u64, budget: u64) -> Vec<B
 /// than one chunk is held decoded besides the result, however many chunks the box crosses.
 fn read_by_chunk<T: Elem>(arr: &ZArray, bbox: &Region, threads: usize) -> Result<Vec<T>> {
     let nd = bbox.ndim();
-    let grid = arr.grid();
+    let grid = arr.read_grid();
     if nd == 0 || bbox.is_empty() {
         return arr.read_region(bbox, threads);
     }

@@ -58,7 +58,7 @@ pub fn reduce(
         return Err(Error::Internal(format!("plot: cannot bin the selection {sel:?} into {max_bins:?}")));
     }
     let axes: Vec<BinAxis> = kept.iter().zip(max_bins).map(|(&a, &m)| BinAxis::new(sel[a].len, m)).collect();
-    let grid = arr.grid();
+    let grid = arr.read_grid();
     let item = arr.dtype().size() as u64;
     let per_task = task_bytes(&grid.chunks, item, sel, &axes);
     let cells_bytes = Bins::bytes(&axes);

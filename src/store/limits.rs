@@ -137,9 +137,12 @@ impl ShardLayout {
             } else if len > self.inner {
                 Some(format!("has length {len}, more than an encoded inner chunk can have ({})", self.inner))
             } else {
+                let in_index =
+                    if self.at_start { offset < data_start } else { offset >= data_end && offset < file_len };
                 match offset.checked_add(len) {
                     Some(end) if offset >= data_start && end <= data_end => None,
                     Some(end) if end <= file_len => Some("overlaps the index".to_string()),
+                    _ if in_index => Some("points into the index".to_string()),
                     _ => Some(format!("points beyond the end of the file ({file_len} bytes)")),
                 }
             };

@@ -637,6 +637,15 @@ impl ZArray {
         Grid::new(self.view_shape.clone(), self.view_storage.clone())
     }
 
+    /// The grid of the units the array is best read by: the inner chunks of a local sharded array
+    /// whose shards dsk decodes itself (see [`read_chunks`]), else [`ZArray::grid`].
+    pub fn read_grid(&self) -> Grid {
+        match (self.sharded.as_deref(), self.is_remote()) {
+            (Some(_), false) => Grid::new(self.view_shape.clone(), self.meta.chunks.clone()),
+            _ => self.grid(),
+        }
+    }
+
     fn check_dtype<T: Elem>(&self) -> Result<()> {
         if T::DTYPE != self.meta.dtype {
             return Err(Error::Internal(format!(

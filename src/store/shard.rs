@@ -78,6 +78,13 @@ impl ZArray {
         Error::Chunk { path: self.path.clone(), chunk: shard.to_vec(), msg }
     }
 
+    /// Inner chunk `at` of shard `shard` cannot be decoded (`m` says why, as for a chunk file).
+    fn inner_damaged(&self, shard: &[u64], at: &[u64], m: &str) -> Error {
+        let file = self.path.join(self.array.chunk_key(shard).as_str());
+        let m = m.replace("the chunk file is damaged", "the shard is damaged; restore it or rewrite the array");
+        self.shard_err(shard, format!("inner chunk ({}) of {}: {m}", list(at), file.display()))
+    }
+
     /// The bytes of inner chunks `wanted` (C-order positions in the shard) of shard `idx`, its
     /// index checked: `None` when the shard was never written. `whole` reads the file at once.
     fn shard_parts(&self, sd: &ShardDirect, idx: &[u64], wanted: &[usize], whole: bool) -> Result<Option<Parts>> {
@@ -90,8 +97,13 @@ impl ZArray {
                 self.shard_err(idx, format!("cannot read: {}", read_failure(&m)))
             }
         };
-        let damaged =
-            |m: String| self.shard_err(idx, format!("damaged shard: {m} — restore the shard or rewrite the array"));
+        let damaged = |m: String| {
+            let file = self.path.join(key.as_str());
+            self.shard_err(
+                idx,
+                format!("cannot read: {}: damaged shard: {m} — restore the shard or rewrite the array", file.display()),
+            )
+        };
         if let (false, Some(fs)) = (whole, store.fs()) {
             return match fs.read_inner(&key, &sd.layout, wanted).map_err(cannot)? {
                 None => Ok(None),
@@ -147,7 +159,8 @@ impl ZArray {
                     (at, lin)
                 })
                 .collect();
-            let whole = 2 * needed.len() as u64 >= in_array;
+            // the whole file when every inner chunk in it is needed, else only theirs
+            let whole = needed.len() as u64 >= in_array;
             if !local && !whole {
                 return Ok(None);
             }
@@ -159,7 +172,7 @@ impl ZArray {
                     None => Ok(None),
                     Some(r) => decode_direct::<T>(sd.codec, &parts.bytes[r.clone()], sd.inner_len())
                         .map(Some)
-                        .map_err(|m| self.shard_err(sidx, format!("inner chunk ({}): {m}", list(&needed[i].0)))),
+                        .map_err(|m| self.inner_damaged(sidx, &needed[i].0, &m)),
                 }
             };
             // one inner chunk that is the whole region: its decoded vector is the result
