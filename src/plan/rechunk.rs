@@ -14,7 +14,10 @@
 //! 3. **Two passes** otherwise: pass 1 decodes every source chunk once and writes it, uncompressed,
 //!    into an intermediate array in the work directory whose chunks tile each source chunk
 //!    exactly (per axis the source chunk, or — where the target is smaller — a divisor of it
-//!    close to the target chunk); pass 2 assembles each target chunk from the intermediate.
+//!    close to the target chunk); pass 2 assembles each target chunk from the intermediate. When
+//!    a source chunk holds several intermediate chunks, the intermediate is sharded, one shard per
+//!    source chunk: a file per source chunk, not per intermediate chunk (W4 under 64 MiB: 200
+//!    files instead of 20 000 of 80 KB, pass 1 7.5 s → 1.5 s).
 //!    Unlike a gcd of the two grids, this never degenerates: coprime sizes (1000 → 721) get
 //!    intermediate chunks of 500, not 1.
 //!
