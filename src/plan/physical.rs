@@ -63,6 +63,29 @@ impl ArrayDecl {
     pub fn grid(&self) -> Grid {
         Grid::new(self.spec.shape.clone(), self.spec.shard.clone().unwrap_or_else(|| self.spec.chunks.clone()))
     }
+
+    /// When dsk writes this array's shards itself, making each one inner chunk at a time
+    /// (`ZArray::write_chunk_by`): the inner chunk shape, and whether the shard's file is
+    /// streamed to a local disk (else it is filled in memory, then stored at once).
+    pub fn shards_by_inner(&self) -> Option<(Vec<u64>, bool)> {
+        let s = &self.spec;
+        s.shard.as_ref()?;
+        let plain = matches!(
+            s.codec,
+            crate::store::CodecSpec::Auto
+                | crate::store::CodecSpec::None
+                | crate::store::CodecSpec::Zstd { .. }
+                | crate::store::CodecSpec::Blosc { .. }
+        );
+        if !plain || s.dtype.is_bool() || s.half || s.complex || s.zarr_format != 3 {
+            return None;
+        }
+        let local = match &self.place {
+            Place::Output(p) => !crate::store::remote::is_url(p),
+            _ => true,
+        };
+        Some((s.chunks.clone(), local))
+    }
 }
 
 /// Which chunks of a chunk grid each task of a stage covers.

@@ -14,7 +14,7 @@ use super::{Node, NodeKind, Plan, TempInfo};
 use crate::dtype::{DType, Scalar};
 use crate::error::{human, Error, Result};
 use crate::expr::slice::AxisSel;
-use crate::grid::{tuple, Grid};
+use crate::grid::{tuple, Grid, Region};
 use crate::kernels::generate::Generator;
 use crate::kernels::reduce::ReduceOp;
 use crate::store::{CodecSpec, CreateSpec, FileFormat};
@@ -605,8 +605,36 @@ impl Builder<'_> {
             }
             _ => false,
         };
+        let leaves = || -> u64 {
+            plan.nodes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| lower::leaf_grid(&plan, *i).is_some())
+                .map(|(_, n)| n.shape.iter().product::<u64>() * n.dtype.size() as u64)
+                .sum()
+        };
         let (groups, task_bytes, read_bytes, reads, distinct) = if skip {
             (Groups::Each { chunks: 0 }, 0, 0, 0, 0)
+        } else if let Some((inner, streamed)) = decl.shards_by_inner() {
+            // a shard per task, made one inner chunk at a time: the task holds the source chunks
+            // still needed (each forgotten after the last inner chunk that needs it), one inner
+            // chunk's values and encoding, and the shard's file when it is not streamed to disk
+            let n = grid.nchunks();
+            let inner_bytes = inner.iter().product::<u64>() * item;
+            let file = if streamed { 0 } else { grid.chunk_len() * item + grid.chunk_len() * item / 128 };
+            let first = grid.chunk_region(&vec![0; grid.ndim()]);
+            let inner_region =
+                Region::new(first.start.clone(), inner.iter().zip(&first.shape).map(|(i, s)| *i.min(s)).collect());
+            let member = lower::tile_peak(&plan, &inner_region)
+                + lower::write_bytes(inner_bytes, decl.spec.codec.scratch_bytes(inner_bytes))
+                + lower::decode_transient(&plan)
+                + file;
+            let held = sample_tasks(n)
+                .into_iter()
+                .map(|c| held_sources(&plan, &grid.chunk_region(&grid.chunk_index(c)), &inner))
+                .max()
+                .unwrap_or(0);
+            (Groups::Each { chunks: n }, held + member, leaves(), 0, 0)
         } else if (group || band) && grid.nchunks() <= TABLE_MAX {
             let t = if band {
                 lower::tasks(&plan, &layout, usize::MAX, Some(self.opts.memory), self.opts.workers)
@@ -634,14 +662,7 @@ impl Builder<'_> {
                 .max()
                 .unwrap_or(0)
                 + member;
-            let leaves: u64 = plan
-                .nodes
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| lower::leaf_grid(&plan, *i).is_some())
-                .map(|(_, n)| n.shape.iter().product::<u64>() * n.dtype.size() as u64)
-                .sum();
-            (Groups::Each { chunks: n }, tb, leaves, 0, 0)
+            (Groups::Each { chunks: n }, tb, leaves(), 0, 0)
         };
         let tasks = groups.len();
         let inner = if band { self.opts.workers } else { 1 };
@@ -749,6 +770,36 @@ fn post_order(plan: &Plan, id: usize, seen: &mut Vec<bool>, out: &mut Vec<usize>
 }
 
 /// A few task indices to size a stage by: the first, the middle and the last.
+/// The most bytes of decoded source chunks held at once while the shard `shard` is made one inner
+/// chunk (of shape `inner`) at a time, in the order they are written: a source chunk is held from
+/// the first inner chunk that needs it to the last.
+fn held_sources(plan: &Plan, shard: &Region, inner: &[u64]) -> u64 {
+    let parts = Grid::new(shard.shape.clone(), inner.to_vec());
+    let feet: Vec<Vec<(usize, u64)>> = (0..parts.nchunks())
+        .map(|k| {
+            let r = parts.chunk_region(&parts.chunk_index(k));
+            let start = r.start.iter().zip(&shard.start).map(|(a, b)| a + b).collect();
+            lower::footprint(plan, &Region::new(start, r.shape))
+        })
+        .collect();
+    let mut last: HashMap<(usize, u64), usize> = HashMap::new();
+    for (i, f) in feet.iter().enumerate() {
+        for k in f {
+            last.insert(*k, i);
+        }
+    }
+    let mut live: HashMap<(usize, u64), u64> = HashMap::new();
+    let mut peak = 0;
+    for (i, f) in feet.iter().enumerate() {
+        for k in f {
+            live.entry(*k).or_insert_with(|| lower::decoded_bytes(plan, &[&vec![*k]]).0);
+        }
+        peak = peak.max(live.values().sum::<u64>());
+        live.retain(|k, _| last.get(k).is_some_and(|&l| l > i));
+    }
+    peak
+}
+
 fn sample_tasks(n: u64) -> Vec<u64> {
     let mut v = vec![0, n / 2, n.saturating_sub(1)];
     v.retain(|&t| t < n);

@@ -244,7 +244,7 @@ impl ZArray {
             copy_box(data, &us(&region.shape), &us(&o), scratch, &us(&sd.inner), &vec![0; nd], &us(&ext));
             true
         };
-        let mut file = ShardFile::new(sd, region, std::mem::size_of::<T>());
+        let mut file = ShardFile::new(self, sd, idx, region, std::mem::size_of::<T>());
         if concurrency > 1 && file.entries.len() > 1 {
             use rayon::prelude::*;
             let ids: Vec<usize> = (0..file.entries.len()).collect();
@@ -296,7 +296,7 @@ impl ZArray {
     ) -> Result<()> {
         let nd = region.ndim();
         let us = |v: &[u64]| v.iter().map(|&x| x as usize).collect::<Vec<_>>();
-        let mut file = ShardFile::new(sd, region, std::mem::size_of::<T>());
+        let mut file = ShardFile::new(self, sd, idx, region, std::mem::size_of::<T>());
         let mut scratch: Vec<T> = vec![];
         for (k, part) in self.inner_parts_numbered(sd, region) {
             let ext = part.shape.clone();
@@ -365,8 +365,12 @@ impl ZArray {
 
     /// Store the shard `file` as shard `idx`, or erase the shard when it holds no inner chunk.
     fn store_shard(&self, sd: &ShardDirect, idx: &[u64], file: ShardFile) -> Result<()> {
-        let Some(bytes) = file.finish(&sd.layout) else {
-            return self.array.erase_chunk(idx).map_err(|e| self.shard_err(idx, format!("cannot erase: {e}")));
+        let bytes = match file.finish(&sd.layout).map_err(|m| self.shard_err(idx, m))? {
+            Finished::Streamed => return Ok(()),
+            Finished::Empty => {
+                return self.array.erase_chunk(idx).map_err(|e| self.shard_err(idx, format!("cannot erase: {e}")))
+            }
+            Finished::Bytes(b) => b,
         };
         // SAFETY: the bytes are what the sharding codec produces: each inner chunk through its
         // codecs (`bytes`, then one zstd or blosc frame when configured), the index of (offset,
@@ -376,26 +380,60 @@ impl ZArray {
     }
 }
 
-/// A shard file being filled: its bytes (room for the index first when it goes first) and the
-/// index entries so far.
+/// A shard file being filled: in memory (its bytes, with room for the index first when it goes
+/// first), or streamed to a local file an inner chunk at a time (then only one inner chunk's
+/// encoding is held), and the index entries so far.
 struct ShardFile {
     bytes: Vec<u8>,
     entries: Vec<Option<(u64, u64)>>,
     index_first: usize,
+    stream: Option<Stream>,
+}
+
+/// Where a streamed shard goes: the file is created with its first inner chunk, so that a shard
+/// left without any is never created.
+struct Stream {
+    store: std::sync::Arc<super::backend::Store>,
+    key: zarrs::storage::StoreKey,
+    expected: u64,
+    out: Option<super::fs::Appender>,
+    at: u64,
+}
+
+/// What [`ShardFile::finish`] leaves to do.
+enum Finished {
+    /// No inner chunk: the shard is erased.
+    Empty,
+    /// The file's bytes, to be stored.
+    Bytes(Vec<u8>),
+    /// Written.
+    Streamed,
 }
 
 impl ShardFile {
-    fn new(sd: &ShardDirect, region: &Region, item: usize) -> ShardFile {
+    fn new(arr: &ZArray, sd: &ShardDirect, idx: &[u64], region: &Region, item: usize) -> ShardFile {
         let n_inner = sd.layout.per_shard.iter().product::<u64>() as usize;
         let index_bytes = sd.layout.index_bytes() as usize;
-        // room for every inner chunk inside the array at its encoded bound: never reallocated
         let raw = sd.inner_len() * item;
         let bound = raw + raw / 128 + 1024;
         let in_array: usize = (0..region.ndim()).map(|a| region.shape[a].div_ceil(sd.inner[a]) as usize).product();
-        let mut bytes = Vec::with_capacity(index_bytes + in_array * bound);
+        // local shards with the index last are streamed to their file; others are filled in
+        // memory, with room for every inner chunk at its encoded bound (never reallocated)
+        let store = arr.array.storage();
+        let stream = match store.fs() {
+            Some(_) if !sd.layout.at_start => Some(Stream {
+                store: store.clone(),
+                key: arr.array.chunk_key(idx),
+                expected: (in_array * raw) as u64,
+                out: None,
+                at: 0,
+            }),
+            _ => None,
+        };
+        let mut bytes = Vec::with_capacity(if stream.is_some() { bound } else { index_bytes + in_array * bound });
         let index_first = if sd.layout.at_start { index_bytes } else { 0 };
         bytes.resize(index_first, 0);
-        ShardFile { bytes, entries: vec![None; n_inner], index_first }
+        ShardFile { bytes, entries: vec![None; n_inner], index_first, stream }
     }
 
     /// Append inner chunk `k`, which `encode` appends to the bytes.
@@ -404,24 +442,50 @@ impl ShardFile {
         k: usize,
         encode: impl FnOnce(&mut Vec<u8>) -> std::result::Result<(), String>,
     ) -> std::result::Result<(), String> {
-        let at = self.bytes.len();
+        let Some(s) = &mut self.stream else {
+            let at = self.bytes.len();
+            encode(&mut self.bytes)?;
+            self.entries[k] = Some((at as u64, (self.bytes.len() - at) as u64));
+            return Ok(());
+        };
+        self.bytes.clear();
         encode(&mut self.bytes)?;
-        self.entries[k] = Some((at as u64, (self.bytes.len() - at) as u64));
+        let failed = |e: std::io::Error| write_failure("cannot write", e);
+        let out = match &mut s.out {
+            Some(out) => out,
+            None => {
+                let fs = s.store.fs().ok_or_else(|| "a streamed shard of an array that is not local".to_string())?;
+                s.out.insert(fs.append_to(&s.key, s.expected).map_err(failed)?)
+            }
+        };
+        out.append(&self.bytes).map_err(failed)?;
+        self.entries[k] = Some((s.at, self.bytes.len() as u64));
+        s.at += self.bytes.len() as u64;
         Ok(())
     }
 
-    /// The file's bytes with the index in place; `None` when no inner chunk was pushed.
-    fn finish(mut self, layout: &ShardLayout) -> Option<Vec<u8>> {
+    /// Put the index in place and finish the file.
+    fn finish(mut self, layout: &ShardLayout) -> std::result::Result<Finished, String> {
         if self.entries.iter().all(Option::is_none) {
-            return None;
+            return Ok(Finished::Empty);
         }
         let index = layout.encode_index(&self.entries);
-        if self.index_first > 0 {
-            self.bytes[..self.index_first].copy_from_slice(&index);
-        } else {
-            self.bytes.extend_from_slice(&index);
+        match self.stream.take().and_then(|s| s.out) {
+            Some(mut out) => {
+                let failed = |e: std::io::Error| write_failure("cannot write", e);
+                out.append(&index).map_err(failed)?;
+                out.finish().map_err(failed)?;
+                Ok(Finished::Streamed)
+            }
+            None => {
+                if self.index_first > 0 {
+                    self.bytes[..self.index_first].copy_from_slice(&index);
+                } else {
+                    self.bytes.extend_from_slice(&index);
+                }
+                Ok(Finished::Bytes(self.bytes))
+            }
         }
-        Some(self.bytes)
     }
 }
 
