@@ -9,12 +9,15 @@
 //! shards), a whole-array read took 1.33 s that way against 0.26 s for the same data unsharded,
 //! and writes held 640–770 MiB. Here a shard is read with one open: its index is checked (every
 //! entry inside the file, the checksum) and only the inner chunks a region needs are read, each
-//! decoded straight into a vector ([`super::decode_direct`]) and copied into the result; a shard
-//! is written as one buffer, the inner chunks encoded into it one after the other and the index
-//! appended. Errors name the inner chunk as well as the shard.
+//! decoded straight into a vector ([`super::decode_direct`]) and copied into the result. A shard
+//! is made one inner chunk at a time ([`ZArray::write_chunk_by`]) and each inner chunk, once
+//! encoded, is appended to the shard's file ([`super::fs::Appender`]), the index last: a task
+//! holds one inner chunk, whatever the shard size (800 MB shards: 48 MiB). Errors name the inner
+//! chunk as well as the shard.
 //!
 //! On object storage a region that covers whole shards is read here (one request per shard);
-//! parts of shards go through zarrs, which fetches the index and the byte ranges it needs.
+//! parts of shards go through zarrs, which fetches the index and the byte ranges it needs. A shard
+//! written there (or one whose index goes first) is filled in memory and stored at once.
 
 use std::ops::Range;
 
