@@ -114,18 +114,7 @@ impl ShardLayout {
             return Err(format!("it holds {file_len} bytes, less than its {index_len}-byte index"));
         }
         let (data_start, data_end) = if self.at_start { (index_len, file_len) } else { (0, file_len - index_len) };
-        let entries = &index[..index.len() - if self.crc32c { 4 } else { 0 }];
-        for (i, pair) in entries.chunks_exact(16).enumerate() {
-            let word = |b: &[u8]| {
-                let mut a = [0u8; 8];
-                a.copy_from_slice(b);
-                if self.big_endian {
-                    u64::from_be_bytes(a)
-                } else {
-                    u64::from_le_bytes(a)
-                }
-            };
-            let (offset, len) = (word(&pair[..8]), word(&pair[8..]));
+        for (i, (offset, len)) in self.pairs(index).enumerate() {
             if offset == u64::MAX && len == u64::MAX {
                 continue;
             }
@@ -169,22 +158,22 @@ impl ShardLayout {
                 ));
             }
         }
-        Ok(body
-            .chunks_exact(16)
-            .map(|pair| {
-                let word = |b: &[u8]| {
-                    let mut a = [0u8; 8];
-                    a.copy_from_slice(b);
-                    if self.big_endian {
-                        u64::from_be_bytes(a)
-                    } else {
-                        u64::from_le_bytes(a)
-                    }
-                };
-                let (offset, len) = (word(&pair[..8]), word(&pair[8..]));
-                (offset != u64::MAX).then_some((offset, len))
-            })
-            .collect())
+        Ok(self.pairs(index).map(|(offset, len)| (offset != u64::MAX).then_some((offset, len))).collect())
+    }
+
+    /// The (offset, length) words of the encoded index `index`, its checksum left out.
+    fn pairs<'b>(&'b self, index: &'b [u8]) -> impl Iterator<Item = (u64, u64)> + 'b {
+        let body = &index[..index.len().saturating_sub(if self.crc32c { 4 } else { 0 })];
+        let word = move |b: &[u8]| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            if self.big_endian {
+                u64::from_be_bytes(a)
+            } else {
+                u64::from_le_bytes(a)
+            }
+        };
+        body.chunks_exact(16).map(move |pair| (word(&pair[..8]), word(&pair[8..])))
     }
 
     /// The encoded index (with its checksum when the layout has one) of `entries`, as

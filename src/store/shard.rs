@@ -241,7 +241,8 @@ impl ZArray {
         // false when it lies outside the array
         let gather = |k: usize, scratch: &mut Vec<T>| -> bool {
             let Some(ext) = self.inner_extent(sd, region, k) else { return false };
-            let o: Vec<u64> = (0..nd).map(|a| unravel(k as u64, &sd.layout.per_shard)[a] * sd.inner[a]).collect();
+            let at = unravel(k as u64, &sd.layout.per_shard);
+            let o: Vec<u64> = (0..nd).map(|a| at[a] * sd.inner[a]).collect();
             scratch.clear();
             scratch.resize(sd.inner_len(), T::from_scalar(self.fill));
             copy_box(data, &us(&region.shape), &us(&o), scratch, &us(&sd.inner), &vec![0; nd], &us(&ext));
